@@ -1,0 +1,72 @@
+"""Commands: orders sent to syncyard on `syncyard.cmd.<op>` or `syncyard.rpc.<op>`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, ClassVar
+
+import msgspec
+
+from events.base import CommandId, Identifier, Message, ProviderName, Region
+
+SecretToken = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class Command(Message, frozen=True, kw_only=True):
+    """Fields every command carries.
+
+    `deadline` is absolute (UTC): the command is not worth finishing after it,
+    however many hops it takes to get there.
+    """
+
+    op: ClassVar[str]
+    command_id: CommandId
+    space_id: Identifier
+    account_id: Identifier
+    institution_id: Identifier | None = None
+    region: Region = "US"
+    preferred_provider: ProviderName | None = None
+    deadline: datetime | None = None
+
+
+class RegisterConnection(Command, frozen=True, kw_only=True):
+    """Attach an existing provider link (item id and access token) to a connection.
+
+    A connection may hold links at several providers; registering a second
+    provider makes it multi-homed, which is what lets syncs fail over.
+    """
+
+    op: ClassVar[str] = "connection.register"
+    provider: ProviderName
+    item_id: Identifier
+    access_token: SecretToken
+
+    def __repr__(self) -> str:
+        # The access token must never reach a log line or an exception message.
+        return (
+            f"RegisterConnection(command_id={self.command_id!r}, account_id={self.account_id!r}, "
+            f"provider={self.provider!r}, item_id={self.item_id!r}, access_token='***')"
+        )
+
+    __str__ = __repr__
+
+
+class SyncTransactions(Command, frozen=True, kw_only=True):
+    """Fetch transactions incrementally from the cursor (or the date range)."""
+
+    op: ClassVar[str] = "sync.transactions"
+    cursor: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    count: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+
+class GetAccounts(Command, frozen=True, kw_only=True):
+    """Fetch the accounts (and balances) behind a connection."""
+
+    op: ClassVar[str] = "accounts.get"
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.op: cls for cls in (RegisterConnection, SyncTransactions, GetAccounts)
+}

@@ -1,0 +1,92 @@
+"""Events of the `Connection` aggregate: one per account connection.
+
+None of these carries an access token: links refer to their credential by id
+(`credential_id`), and the credential lives in its own, never-published stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from events.base import DomainEvent
+from events.errors import ErrorInfo
+
+AttemptOutcome = Literal["success", "failure", "timeout"]
+
+
+class ConnectionRegistered(DomainEvent, frozen=True, kw_only=True):
+    """The first command for an account created its connection."""
+
+    space_id: str
+    account_id: str
+    institution_id: str | None
+    region: str
+
+
+class ProviderLinked(DomainEvent, frozen=True, kw_only=True):
+    """The connection now holds an active link at `provider`."""
+
+    command_id: str
+    provider: str
+    item_id: str
+    credential_id: UUID
+
+
+class ConnectionAttempted(DomainEvent, frozen=True, kw_only=True):
+    """One call to one provider on behalf of one command, and how it went."""
+
+    command_id: str
+    op: str
+    provider: str
+    region: str
+    attempt: int
+    failover: bool
+    outcome: AttemptOutcome
+    response_time_ms: float
+    error_code: str | None = None
+
+
+class ProviderFailed(DomainEvent, frozen=True, kw_only=True):
+    """A provider answered a call with an error (classified)."""
+
+    command_id: str
+    op: str
+    provider: str
+    region: str
+    error: ErrorInfo
+    response_time_ms: float
+
+
+class SyncCompleted(DomainEvent, frozen=True, kw_only=True):
+    """A command finished successfully; `summary` is what the result reported."""
+
+    command_id: str
+    op: str
+    provider: str
+    failover_used: bool
+    attempts: int
+    response_time_ms: float
+    summary: dict[str, Any] = {}
+
+
+class SyncFailed(DomainEvent, frozen=True, kw_only=True):
+    """A command ended without success; `error` is what the result reported."""
+
+    command_id: str
+    op: str
+    provider: str | None
+    failover_used: bool
+    attempts: int
+    response_time_ms: float
+    error: ErrorInfo
+
+
+CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    ConnectionRegistered,
+    ProviderLinked,
+    ConnectionAttempted,
+    ProviderFailed,
+    SyncCompleted,
+    SyncFailed,
+)

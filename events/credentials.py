@@ -1,0 +1,28 @@
+"""Events of the `Credential` aggregate: the one place an access token is kept.
+
+Stored encrypted (the event store's cipher) and never relayed to
+`syncyard.evt.*`: `PRIVATE_EVENT_TYPES` is what the relay skips.
+"""
+
+from __future__ import annotations
+
+from events.base import DomainEvent
+
+
+class CredentialStored(DomainEvent, frozen=True, kw_only=True):
+    """An access token for one provider link."""
+
+    provider: str
+    item_id: str
+    access_token: str
+
+    def __repr__(self) -> str:
+        return (
+            f"CredentialStored(originator_id={self.originator_id!s}, provider={self.provider!r}, "
+            f"item_id={self.item_id!r}, access_token='***')"
+        )
+
+    __str__ = __repr__
+
+
+PRIVATE_EVENT_TYPES: tuple[type[DomainEvent], ...] = (CredentialStored,)
