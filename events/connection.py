@@ -45,6 +45,7 @@ class ConnectionAttempted(DomainEvent, frozen=True, kw_only=True):
     outcome: AttemptOutcome
     response_time_ms: float
     error_code: str | None = None
+    error_message: str | None = None
 
 
 class ProviderFailed(DomainEvent, frozen=True, kw_only=True):

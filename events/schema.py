@@ -9,6 +9,7 @@ import msgspec
 
 from events.commands import COMMAND_TYPES
 from events.connection import CONNECTION_EVENT_TYPES
+from events.deadletter import DeadLetter
 from events.results import CommandResult
 
 CONTRACT_VERSION = "1"
@@ -18,6 +19,7 @@ def contract_types() -> dict[str, type[Any]]:
     """Every type a client of syncyard sees, by the name its schema file gets."""
     types: dict[str, type[Any]] = {f"command.{op}": cls for op, cls in COMMAND_TYPES.items()}
     types["result"] = CommandResult
+    types["dead_letter"] = DeadLetter
     types.update({f"event.connection.{cls.__name__}": cls for cls in CONNECTION_EVENT_TYPES})
     return types
 

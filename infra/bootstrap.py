@@ -1,0 +1,193 @@
+"""The composition root: every adapter built here, from Settings, and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import asyncpg
+import nats
+from aiohttp import web
+from eventsourcing.cryptography import AESCipher
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from events.commands import Command
+from events.results import CommandResult
+from infra.config import Settings
+from infra.eventstore import EVENTS_TABLE, PostgresEventStore, SyncyardApplication, library_env
+from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
+from projections.engine import Projector
+from projections.registry import all_projections
+from services.api import create_app
+from services.handlers import Dependencies, handle
+from services.notification_log import NotificationLogReader
+from services.orchestrator import Orchestrator
+from services.providers.registry import build_providers
+from services.relay import EventRelay
+from services.worker import CommandWorker
+
+log = logging.getLogger(__name__)
+
+ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
+
+
+class ConfigurationError(RuntimeError):
+    """Settings that syncyard refuses to start with."""
+
+
+def pg_parts(database_url: str) -> dict[str, str]:
+    """libpq URL → the separate keys the eventsourcing library reads."""
+    url = urlsplit(database_url)
+    return {
+        "host": url.hostname or "127.0.0.1",
+        "port": str(url.port or 5432),
+        "user": unquote(url.username or "postgres"),
+        "password": unquote(url.password or ""),
+        "dbname": url.path.lstrip("/") or "postgres",
+    }
+
+
+def cipher_key_for(settings: Settings) -> str:
+    """The event store's encryption key; the embedded mode makes and keeps its own."""
+    if settings.cipher_key:
+        return settings.cipher_key
+    if not settings.embedded:
+        raise ConfigurationError(
+            "SYNCYARD_CIPHER_KEY is required when NATS_URL and DATABASE_URL are set: access "
+            "tokens are stored encrypted, and a production key must not be generated on the fly"
+        )
+    key_file = settings.state_dir / "cipher.key"
+    if not key_file.exists():
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(AESCipher.create_key(32))
+    return key_file.read_text().strip()
+
+
+@dataclass
+class Runtime:
+    """Everything a running syncyard holds; owned by the exit stack that built it."""
+
+    settings: Settings
+    nc: NATS
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    store: PostgresEventStore
+    deps: Dependencies
+    reader: NotificationLogReader
+    http_url: str | None = None
+    relay: EventRelay | None = None
+    projector: Projector | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def execute(self, cmd: Command, trace: dict[str, str] | None = None) -> CommandResult:
+        return await handle(self.deps, cmd, trace or {})
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    nats_url: str,
+    database_url: str,
+    *,
+    cipher_key: str,
+) -> AsyncIterator[Runtime]:
+    """Connect to NATS and PostgreSQL and build the services; start nothing yet."""
+    async with contextlib.AsyncExitStack() as stack:
+        nc = await nats.connect(nats_url, name="syncyard", max_reconnect_attempts=-1)
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await declare_streams(js)
+
+        env = library_env(pg_parts(database_url), cipher_key)
+        app = await asyncio.to_thread(SyncyardApplication, env)
+        store = await stack.enter_async_context(PostgresEventStore(app))
+
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+        stack.push_async_callback(pool.close)
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, limit_per_host=256)
+        )
+        stack.push_async_callback(session.close)
+        providers = build_providers(session, settings.providers)
+        orchestrator = Orchestrator(
+            providers, hierarchy=settings.hierarchy, call_timeout_s=settings.call_timeout_s
+        )
+        deps = Dependencies(
+            store=store, orchestrator=orchestrator, known_providers=frozenset(providers)
+        )
+        yield Runtime(
+            settings=settings,
+            nc=nc,
+            js=js,
+            pool=pool,
+            store=store,
+            deps=deps,
+            reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
+        )
+
+
+async def run_components(
+    runtime: Runtime,
+    components: Collection[str],
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[Runtime], None] | None = None,
+) -> None:
+    """Run the chosen components until `stop`; then finish in-flight work, in order."""
+    unknown = set(components) - ALL_COMPONENTS
+    if unknown:
+        raise ConfigurationError(f"unknown components: {', '.join(sorted(unknown))}")
+    settings = runtime.settings
+    async with contextlib.AsyncExitStack() as stack:
+        tasks: dict[str, asyncio.Task[None]] = {}
+        if "projector" in components:
+            runtime.projector = Projector(runtime.pool, runtime.reader, all_projections())
+            tasks["projector"] = asyncio.create_task(runtime.projector.run(stop))
+        if "relay" in components:
+            runtime.relay = EventRelay(runtime.pool, runtime.js, runtime.reader)
+            tasks["relay"] = asyncio.create_task(runtime.relay.run(stop))
+        if "worker" in components:
+            worker = CommandWorker(
+                runtime.nc,
+                runtime.js,
+                runtime.execute,
+                consumer=WORKER_CONSUMER,
+                concurrency=settings.worker_concurrency,
+                max_deliver=WORKER_MAX_DELIVER,
+                ack_wait_s=WORKER_ACK_WAIT_S,
+            )
+            tasks["worker"] = asyncio.create_task(worker.run(stop))
+        if "api" in components:
+            web_app = create_app(runtime.pool, lambda: runtime.nc.is_connected)
+            runner = web.AppRunner(web_app, access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+            runtime.http_url = f"http://{settings.http_host}:{settings.http_port}"
+        if on_ready is not None:
+            on_ready(runtime)
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        stopper.cancel()
+        # Worker first (it finishes in-flight commands), then the followers.
+        for name in ("worker", "relay", "projector"):
+            if name in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tasks[name]
+
+
+def state_path(settings: Settings, *parts: str) -> Path:
+    return settings.state_dir.joinpath(*parts)

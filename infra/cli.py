@@ -1,0 +1,224 @@
+"""`syncyard`: the command line. `up` runs everything; `send` sends a command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import nats
+from aiohttp import web
+
+from events.codec import CommandDecodeError, decode_command, decode_result, encode
+from events.schema import write_schemas
+from events.subjects import (
+    HEADER_COMMAND_ID,
+    HEADER_MSG_ID,
+    command_subject,
+    result_subject,
+    rpc_subject,
+)
+from infra.bootstrap import (
+    ALL_COMPONENTS,
+    ConfigurationError,
+    Runtime,
+    cipher_key_for,
+    open_runtime,
+    run_components,
+)
+from infra.config import Settings, load_settings
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.telemetry import setup_tracing
+from services.sandbox.app import create_sandbox_app
+
+log = logging.getLogger("syncyard")
+
+EXAMPLE_ACCOUNT = "acct-demo-1"
+
+
+def _install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _serve_sandbox(stack: contextlib.AsyncExitStack, port: int) -> str:
+    runner = web.AppRunner(create_sandbox_app(), access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}"
+
+
+def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str) -> str:
+    register = (
+        f'{{"command_id":"reg-{uuid.uuid4().hex[:8]}","space_id":"demo",'
+        f'"account_id":"{EXAMPLE_ACCOUNT}","provider":"plaid","item_id":"item-demo-1",'
+        f'"access_token":"access-sandbox-demo-1"}}'
+    )
+    sync = (
+        f'{{"command_id":"sync-{uuid.uuid4().hex[:8]}","space_id":"demo",'
+        f'"account_id":"{EXAMPLE_ACCOUNT}"}}'
+    )
+    exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "syncyard"
+    prefix = ".venv/bin/" if exe == "syncyard" and Path(".venv/bin/syncyard").exists() else ""
+    return f"""
+syncyard is running.
+  HTTP API      {runtime.http_url}/healthz · /readyz · /v1/providers/health?region=US
+                {runtime.http_url}/v1/connections/{EXAMPLE_ACCOUNT}/history
+  NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
+  PostgreSQL    {database_url}
+  sandbox       {sandbox_url}/plaid · {sandbox_url}/mx  (faults: POST {sandbox_url}/_admin/faults)
+  state         {runtime.settings.state_dir}
+
+In another terminal, register a connection and sync it:
+  {prefix}syncyard send connection.register '{register}'
+  {prefix}syncyard send sync.transactions '{sync}'
+
+Ctrl-C stops everything.
+"""
+
+
+async def _up(settings: Settings) -> None:
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    setup_tracing(settings.otlp_endpoint)
+    async with contextlib.AsyncExitStack() as stack:
+        nats_url = settings.nats_url
+        database_url = settings.database_url
+        if not nats_url:
+            nats_url = (await stack.enter_async_context(EmbeddedNats(settings.state_dir))).url
+            # `syncyard send` in another terminal finds the embedded server here.
+            url_file = settings.state_dir / "nats.url"
+            url_file.write_text(nats_url + "\n")
+            stack.callback(url_file.unlink, missing_ok=True)
+        if not database_url:
+            database_url = (
+                await stack.enter_async_context(EmbeddedPostgres(settings.state_dir))
+            ).url
+        sandbox_url = await _serve_sandbox(stack, settings.sandbox_port)
+        runtime = await stack.enter_async_context(
+            open_runtime(settings, nats_url, database_url, cipher_key=cipher_key_for(settings))
+        )
+        assert database_url is not None
+        await run_components(
+            runtime,
+            ALL_COMPONENTS,
+            stop,
+            on_ready=lambda rt: print(_banner(rt, nats_url, database_url, sandbox_url), flush=True),
+        )
+    print("syncyard stopped cleanly.", flush=True)
+
+
+async def _serve(settings: Settings, components: Sequence[str]) -> None:
+    if not (settings.nats_url and settings.database_url):
+        raise ConfigurationError("serve needs NATS_URL and DATABASE_URL; `syncyard up` embeds them")
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    setup_tracing(settings.otlp_endpoint)
+    async with open_runtime(
+        settings, settings.nats_url, settings.database_url, cipher_key=cipher_key_for(settings)
+    ) as runtime:
+        await run_components(
+            runtime, components, stop, on_ready=lambda _: print("ready", flush=True)
+        )
+
+
+async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout: float) -> int:
+    try:
+        cmd = decode_command(op, payload.encode())
+    except CommandDecodeError as exc:
+        print(f"refused before sending: {exc}", file=sys.stderr)
+        return 2
+    nc = await nats.connect(settings.nats_url or _embedded_nats_url(settings))
+    try:
+        if rpc:
+            reply = await nc.request(rpc_subject(op), encode(cmd), timeout=timeout)
+            result = decode_result(reply.data)
+        else:
+            answers = await nc.subscribe(result_subject(op))
+            ack = await nc.jetstream().publish(
+                command_subject(op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
+            )
+            print(f"accepted: stream {ack.stream} seq {ack.seq}{' (duplicate)' * ack.duplicate}")
+            result = None
+            deadline = asyncio.get_running_loop().time() + timeout
+            while result is None:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    print("accepted, but no result within the timeout", file=sys.stderr)
+                    return 1
+                msg = await answers.next_msg(timeout=remaining)
+                if (msg.headers or {}).get(HEADER_COMMAND_ID) == cmd.command_id:
+                    result = decode_result(msg.data)
+        print(msgspec.json.format(encode(result), indent=2).decode())
+        return 0 if result.success else 1
+    finally:
+        await nc.drain()
+
+
+def _embedded_nats_url(settings: Settings) -> str:
+    url_file = settings.state_dir / "nats.url"
+    if url_file.exists():
+        return url_file.read_text().strip()
+    return "nats://127.0.0.1:4222"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncyard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="embedded NATS + PostgreSQL + sandbox + every component")
+    serve = sub.add_parser("serve", help="run components against NATS_URL and DATABASE_URL")
+    serve.add_argument(
+        "--components",
+        default=",".join(sorted(ALL_COMPONENTS)),
+        help="comma-separated: worker, relay, projector, api",
+    )
+    send = sub.add_parser("send", help="send one command and print its result")
+    send.add_argument("op", help="e.g. sync.transactions")
+    send.add_argument("json", help="the command as JSON, or @file")
+    send.add_argument("--rpc", action="store_true", help="request/reply instead of the queue")
+    send.add_argument("--timeout", type=float, default=30.0)
+    schema = sub.add_parser("schema", help="write the contract's JSON Schemas")
+    schema.add_argument("--out", type=Path, default=Path("schema"))
+    sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
+    sandbox.add_argument("--port", type=int, default=8099)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    settings = load_settings()
+    try:
+        if args.command == "up":
+            asyncio.run(_up(settings))
+        elif args.command == "serve":
+            asyncio.run(_serve(settings, [c for c in args.components.split(",") if c]))
+        elif args.command == "send":
+            payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
+            return asyncio.run(_send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout))
+        elif args.command == "schema":
+            for path in write_schemas(args.out):
+                print(path)
+        elif args.command == "sandbox":
+            web.run_app(create_sandbox_app(), host="127.0.0.1", port=args.port)
+    except ConfigurationError as exc:
+        print(f"syncyard: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

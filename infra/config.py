@@ -1,0 +1,74 @@
+"""Settings, read once from the environment into a frozen typed object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from services.providers.registry import ProviderSettings
+
+DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
+    "US": ("plaid", "mx", "finicity"),
+    "MX": ("belvo", "mx"),
+    "CRYPTO": ("bitso", "blockchain"),
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything syncyard reads from its environment.
+
+    `nats_url` / `database_url` empty means: start the embedded servers.
+    """
+
+    nats_url: str | None
+    database_url: str | None
+    state_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    sandbox_port: int = 8099
+    cipher_key: str | None = None
+    worker_concurrency: int = 256
+    call_timeout_s: float = 10.0
+    otlp_endpoint: str | None = None
+    providers: dict[str, ProviderSettings] = {}
+    hierarchy: dict[str, tuple[str, ...]] = DEFAULT_HIERARCHY
+
+    @property
+    def embedded(self) -> bool:
+        return not (self.nats_url and self.database_url)
+
+
+def _provider_settings(env: Mapping[str, str], sandbox_url: str) -> dict[str, ProviderSettings]:
+    providers = {}
+    for name in ("plaid", "mx"):
+        prefix = f"SYNCYARD_{name.upper()}_"
+        providers[name] = ProviderSettings(
+            name=name,
+            base_url=env.get(prefix + "BASE_URL", f"{sandbox_url}/{name}"),
+            client_id=env.get(prefix + "CLIENT_ID", "sandbox-client"),
+            secret=env.get(prefix + "SECRET", "sandbox-secret"),
+            timeout_s=float(env.get(prefix + "TIMEOUT_S", "10")),
+        )
+    return providers
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    sandbox_port = int(env.get("SYNCYARD_SANDBOX_PORT", "8099"))
+    sandbox_url = env.get("SYNCYARD_SANDBOX_URL", f"http://127.0.0.1:{sandbox_port}")
+    return Settings(
+        nats_url=env.get("NATS_URL") or None,
+        database_url=env.get("DATABASE_URL") or None,
+        state_dir=Path(env.get("SYNCYARD_STATE_DIR", ".syncyard")).resolve(),
+        http_host=env.get("SYNCYARD_HTTP_HOST", "127.0.0.1"),
+        http_port=int(env.get("SYNCYARD_HTTP_PORT", "8080")),
+        sandbox_port=sandbox_port,
+        cipher_key=env.get("SYNCYARD_CIPHER_KEY") or None,
+        worker_concurrency=int(env.get("SYNCYARD_WORKER_CONCURRENCY", "256")),
+        call_timeout_s=float(env.get("SYNCYARD_CALL_TIMEOUT_S", "10")),
+        otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        providers=_provider_settings(env, sandbox_url),
+    )

@@ -1,0 +1,260 @@
+"""The event store: eventsourcing's PostgreSQL recorder behind an asyncio face.
+
+The library is synchronous, so every call into it runs in a worker thread.
+Writes go through a group committer: changes that arrive while a save is in
+flight are decided and saved together in the next transaction, which is what
+lets the store keep up with many concurrent commands (see docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic
+
+from events.base import DomainEvent
+from events.credentials import CredentialStored
+from services.connections.domain import ConnectionState, fold
+from services.notification_log import decode_stored
+from services.ports import Change, EventStorePort
+from services.providers.base import LinkCredentials
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "syncyard"
+EVENTS_TABLE = f"{APPLICATION_NAME}_events"
+MAX_BATCH = 256
+CACHE_SIZE = 50_000
+
+
+class MsgspecMapper(Mapper[UUID]):
+    """Stores msgspec events as their JSON (less the stream id and version).
+
+    The library's cipher, when configured, encrypts the whole stored state.
+    """
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        state = msgspec.json.encode(domain_event)
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(type(domain_event)),
+            state=state,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return decode_stored(self, stored_event.topic, stored_event.state)
+
+
+class _NoTranscoder(Transcoder):
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+
+class SyncyardApplication(Application[UUID]):
+    name = APPLICATION_NAME
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return MsgspecMapper(
+            transcoder=_NoTranscoder(),
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+        )
+
+
+def library_env(pg: dict[str, str], cipher_key: str) -> dict[str, str]:
+    """The eventsourcing library's configuration keys for our PostgreSQL."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": pg["dbname"],
+        "POSTGRES_HOST": pg["host"],
+        "POSTGRES_PORT": pg["port"],
+        "POSTGRES_USER": pg["user"],
+        "POSTGRES_PASSWORD": pg.get("password", ""),
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+        "CIPHER_KEY": cipher_key,
+        "CREATE_TABLE": "y",
+    }
+
+
+class _Pending(msgspec.Struct):
+    change: Change
+    future: asyncio.Future[list[DomainEvent]]
+
+
+class PostgresEventStore(EventStorePort):
+    """EventStorePort on eventsourcing + PostgreSQL, with group commit and a state cache."""
+
+    def __init__(self, app: SyncyardApplication, *, now: Callable[[], datetime] | None = None):
+        self.app = app
+        self._now = now or (lambda: datetime.now(UTC))
+        self._cache: OrderedDict[UUID, ConnectionState] = OrderedDict()
+        self._tokens: dict[UUID, str] = {}
+        self._cache_lock = threading.Lock()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._committer: asyncio.Task[None] | None = None
+        self.batches_saved = 0
+
+    @property
+    def mapper(self) -> Mapper[UUID]:
+        return self.app.mapper
+
+    async def __aenter__(self) -> PostgresEventStore:
+        self._committer = asyncio.create_task(self._run_committer(), name="group-committer")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.gather(self._committer, return_exceptions=True)
+        await asyncio.to_thread(self.app.close)
+
+    # -- reads ---------------------------------------------------------------
+    async def get_connection(self, connection_id: UUID) -> ConnectionState | None:
+        cached = self._cache.get(connection_id)
+        if cached is not None:
+            return cached
+        return await asyncio.to_thread(self._load, connection_id)
+
+    def _load(self, connection_id: UUID) -> ConnectionState | None:
+        state = fold(None, self.app.events.get(connection_id))  # type: ignore[arg-type]
+        if state is not None:
+            self._remember(state)
+        return state
+
+    def _remember(self, state: ConnectionState) -> None:
+        # Readers and the committer run in different threads: never let an
+        # older read overwrite a newer committed state.
+        with self._cache_lock:
+            cached = self._cache.get(state.id)
+            if cached is not None and cached.version > state.version:
+                return
+            self._cache[state.id] = state
+            self._cache.move_to_end(state.id)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    def forget(self, connection_id: UUID) -> None:
+        with self._cache_lock:
+            self._cache.pop(connection_id, None)
+
+    async def credentials(self, state: ConnectionState) -> list[LinkCredentials]:
+        missing = [link.credential_id for link in state.links.values()]
+        missing = [cid for cid in missing if cid not in self._tokens]
+        if missing:
+            await asyncio.to_thread(self._load_tokens, missing)
+        return [
+            LinkCredentials(
+                provider=link.provider,
+                item_id=link.item_id,
+                access_token=self._tokens[link.credential_id],
+            )
+            for link in state.links.values()
+            if link.credential_id in self._tokens
+        ]
+
+    def _load_tokens(self, credential_ids: Sequence[UUID]) -> None:
+        for credential_id in credential_ids:
+            for event in self.app.events.get(credential_id):
+                if isinstance(event, CredentialStored):
+                    self._tokens[credential_id] = event.access_token
+
+    # -- writes --------------------------------------------------------------
+    async def commit(self, change: Change) -> list[DomainEvent]:
+        future: asyncio.Future[list[DomainEvent]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(change=change, future=future))
+        return await future
+
+    async def _run_committer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                outcomes = await asyncio.to_thread(self._save_batch, [p.change for p in batch])
+            except Exception as exc:  # the whole batch failed: each caller decides what to do
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            for pending, result in zip(batch, outcomes, strict=True):
+                if pending.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
+
+    def _decide(
+        self, changes: Sequence[Change], states: dict[UUID, ConnectionState | None]
+    ) -> list[list[DomainEvent]]:
+        decided = []
+        for change in changes:
+            if change.connection_id not in states:
+                states[change.connection_id] = self._cached_or_load(change.connection_id)
+            state = states[change.connection_id]
+            events = change.decide(state)
+            states[change.connection_id] = fold(state, events)
+            decided.append(events)
+        return decided
+
+    def _cached_or_load(self, connection_id: UUID) -> ConnectionState | None:
+        cached = self._cache.get(connection_id)
+        return cached if cached is not None else self._load(connection_id)
+
+    def _save_batch(
+        self, changes: Sequence[Change]
+    ) -> list[list[DomainEvent] | BaseException]:
+        states: dict[UUID, ConnectionState | None] = {}
+        decided = self._decide(changes, states)
+        extra = [e for c, evs in zip(changes, decided, strict=True) if evs for e in c.side_events]
+        try:
+            self.app.save(*[e for events in decided for e in events], *extra)
+        except IntegrityError:
+            # Another replica appended to one of these connections: our cached
+            # states were stale. Retry each change alone on freshly loaded state.
+            for connection_id in states:
+                self.forget(connection_id)
+            return [self._save_one(change) for change in changes]
+        self.batches_saved += 1
+        for state in states.values():
+            if state is not None:
+                self._remember(state)
+        return list(decided)
+
+    def _save_one(self, change: Change) -> list[DomainEvent] | BaseException:
+        for _ in range(5):
+            state = self._load(change.connection_id)
+            events = change.decide(state)
+            try:
+                self.app.save(*events, *(change.side_events if events else ()))
+            except IntegrityError:
+                self.forget(change.connection_id)
+                continue
+            except Exception as exc:
+                return exc
+            new_state = fold(state, events)
+            if new_state is not None:
+                self._remember(new_state)
+            return events
+        return RuntimeError(f"connection {change.connection_id}: kept conflicting after 5 tries")

@@ -1,0 +1,88 @@
+"""Every JetStream stream and consumer syncyard uses, declared in one place.
+
+Durability: JetStream acks are not fsyncs by default (nats-server's
+`sync_interval` is 2 minutes). The event store, which commits with fsync, is
+the record of truth; a command is acked only after its events are committed.
+"""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from events.subjects import (
+    COMMAND_PREFIX,
+    COMMAND_STREAM,
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    EVENT_PREFIX,
+    EVENT_STREAM,
+)
+
+WORKER_CONSUMER = "syncyard-worker"
+# A resent command within this window is dropped by NATS itself; after it, the
+# Connection aggregate recognises the command id.
+COMMAND_DUPLICATE_WINDOW_S = 120.0
+# The relay republishes at most one unconfirmed batch after a crash; this is
+# how long NATS remembers an event's id to drop the repeat.
+EVENT_DUPLICATE_WINDOW_S = 3600.0
+WORKER_ACK_WAIT_S = 30.0
+WORKER_MAX_DELIVER = 8
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=COMMAND_STREAM,
+            subjects=[f"{COMMAND_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=COMMAND_DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=EVENT_STREAM,
+            subjects=[f"{EVENT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=EVENT_DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            subjects=[f"{DLQ_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+        ),
+    ]
+
+
+def worker_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=WORKER_CONSUMER,
+        filter_subject=f"{COMMAND_PREFIX}.>",
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=WORKER_ACK_WAIT_S,
+        max_deliver=WORKER_MAX_DELIVER,
+        max_ack_pending=2048,
+    )
+
+
+async def declare_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update every stream and the worker's durable consumer (idempotent)."""
+    for config in stream_configs(replicas):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:  # exists with older settings: bring it up to date
+            await js.update_stream(config)
+    await js.add_consumer(COMMAND_STREAM, worker_consumer_config())

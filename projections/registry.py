@@ -1,0 +1,11 @@
+"""Every read model syncyard keeps, in one explicit list."""
+
+from __future__ import annotations
+
+from projections.connection_attempts import ConnectionAttemptsProjection
+from projections.engine import Projection
+from projections.provider_health import ProviderHealthProjection
+
+
+def all_projections() -> list[Projection]:
+    return [ProviderHealthProjection(), ConnectionAttemptsProjection()]

@@ -1,0 +1,118 @@
+"""One handler per command op, registered in one explicit table.
+
+Each handler turns a decoded command into a `CommandResult`, recording what
+happened through the event store before it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from events.commands import Command, GetAccounts, RegisterConnection, SyncTransactions
+from events.credentials import CredentialStored
+from events.errors import ErrorInfo
+from events.results import CommandResult
+from services.connections.domain import (
+    ConnectionState,
+    as_duplicate,
+    connection_id_for,
+    credential_id_for,
+    decide_outcome,
+    decide_register,
+    result_for,
+)
+from services.orchestrator import Orchestrator
+from services.ports import Change, EventStorePort
+
+
+class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
+    store: EventStorePort
+    orchestrator: Orchestrator
+    known_providers: frozenset[str]
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]
+
+
+def _error(cmd: Command, code: str, message: str, *, kind: str = "validation") -> CommandResult:
+    return CommandResult(
+        command_id=cmd.command_id,
+        op=cmd.op,
+        success=False,
+        error=ErrorInfo(code=code, message=message, type=kind, retryable=False),  # type: ignore[arg-type]
+    )
+
+
+async def register_connection(
+    deps: Dependencies, cmd: RegisterConnection, trace: dict[str, str]
+) -> CommandResult:
+    if cmd.provider not in deps.known_providers:
+        known = ", ".join(sorted(deps.known_providers))
+        return _error(cmd, "unknown_provider", f"unknown provider {cmd.provider!r}; known: {known}")
+    connection_id = connection_id_for(cmd.space_id, cmd.account_id)
+    now = deps.now()
+    credential = CredentialStored(
+        originator_id=credential_id_for(cmd.command_id),
+        originator_version=1,
+        timestamp=now,
+        metadata={"command_id": cmd.command_id},
+        provider=cmd.provider,
+        item_id=cmd.item_id,
+        access_token=cmd.access_token,
+    )
+
+    def decide(state: ConnectionState | None) -> list[Any]:
+        return decide_register(state, cmd, now=now, trace=trace)
+
+    recorded = await deps.store.commit(
+        Change(connection_id=connection_id, decide=decide, side_events=(credential,))
+    )
+    state = await deps.store.get_connection(connection_id)
+    assert state is not None
+    stored = state.recent_results[cmd.command_id]
+    return stored if recorded else as_duplicate(stored)
+
+
+async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str]) -> CommandResult:
+    connection_id = connection_id_for(cmd.space_id, cmd.account_id)
+    state = await deps.store.get_connection(connection_id)
+    if state is None:
+        return _error(
+            cmd,
+            "connection_not_found",
+            f"no connection for account {cmd.account_id!r} in space {cmd.space_id!r}; "
+            "send connection.register first",
+        )
+    if cmd.command_id in state.recent_results:
+        return as_duplicate(state.recent_results[cmd.command_id])
+    links = await deps.store.credentials(state)
+    outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
+    now = deps.now()
+
+    def decide(fresh: ConnectionState | None) -> list[Any]:
+        assert fresh is not None
+        return decide_outcome(fresh, cmd, outcome, now=now, trace=trace)
+
+    recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
+    if recorded:
+        return result_for(outcome, cmd)
+    # Another delivery of this command got there first: answer what it recorded.
+    fresh = await deps.store.get_connection(connection_id)
+    assert fresh is not None
+    return as_duplicate(fresh.recent_results[cmd.command_id])
+
+
+HANDLERS: Mapping[type[Command], Handler] = {
+    RegisterConnection: register_connection,
+    SyncTransactions: provider_call,
+    GetAccounts: provider_call,
+}
+
+
+async def handle(deps: Dependencies, cmd: Command, trace: dict[str, str]) -> CommandResult:
+    return await HANDLERS[type(cmd)](deps, cmd, trace)

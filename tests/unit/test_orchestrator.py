@@ -1,0 +1,117 @@
+"""execute_with_failover's choices, with fake adapters (no HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+from events.commands import GetAccounts, SyncTransactions
+from events.errors import ErrorInfo
+from services.orchestrator import Orchestrator, order_links
+from services.providers.base import (
+    AccountsPage,
+    LinkCredentials,
+    ProviderAdapter,
+    ProviderCallError,
+    TransactionsPage,
+)
+
+pytestmark = pytest.mark.unit
+
+
+class FakeProvider(ProviderAdapter):
+    def __init__(self, name: str, error: ErrorInfo | None = None) -> None:
+        self.name = name
+        self.error = error
+        self.calls = 0
+
+    async def get_accounts(self, link: LinkCredentials, *, timeout_s: float) -> AccountsPage:
+        self.calls += 1
+        if self.error:
+            raise ProviderCallError(self.error)
+        return AccountsPage(accounts=[{"account_id": f"{self.name}-1"}])
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        self.calls += 1
+        if self.error:
+            raise ProviderCallError(self.error)
+        return TransactionsPage(
+            added=[{"transaction_id": "t1"}],
+            modified=[],
+            removed=[],
+            next_cursor="c1",
+            has_more=False,
+        )
+
+
+def link(provider: str) -> LinkCredentials:
+    return LinkCredentials(provider=provider, item_id=f"item-{provider}", access_token="tok")
+
+
+def err(kind: str, retryable: bool) -> ErrorInfo:
+    return ErrorInfo(
+        code=kind.upper(), message=kind, type=kind, retryable=retryable, provider="plaid"
+    )  # type: ignore[arg-type]
+
+
+SYNC = SyncTransactions(command_id="c1", space_id="s", account_id="a")
+HIERARCHY = {"US": ("plaid", "mx")}
+
+
+def test_links_are_ordered_preferred_first_then_by_the_regions_hierarchy() -> None:
+    ordered = order_links([link("mx"), link("plaid"), link("other")], None, ("plaid", "mx"))
+    assert [x.provider for x in ordered] == ["plaid", "mx", "other"]
+    ordered = order_links([link("mx"), link("plaid")], "mx", ("plaid", "mx"))
+    assert [x.provider for x in ordered] == ["mx", "plaid"]
+
+
+async def test_a_retryable_error_fails_over_to_the_backup_link() -> None:
+    plaid, mx = FakeProvider("plaid", err("provider_down", True)), FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY)
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+    assert outcome.success and outcome.provider == "mx" and outcome.failover_used
+    assert [a.provider for a in outcome.attempts] == ["plaid", "mx"]
+    assert outcome.summary["added"] == 1
+
+
+async def test_a_non_retryable_error_stops_without_failing_over() -> None:
+    plaid, mx = FakeProvider("plaid", err("auth", False)), FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY)
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+    assert not outcome.success and mx.calls == 0
+    assert outcome.error is not None and "no failover" in outcome.error.message
+
+
+async def test_without_a_backup_link_the_result_says_why_there_was_no_failover() -> None:
+    plaid, mx = FakeProvider("plaid", err("provider_down", True)), FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY)
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+    assert not outcome.success and not outcome.failover_used and mx.calls == 0
+    assert outcome.error is not None
+    assert "no link at another provider" in outcome.error.message
+    assert outcome.error.retryable
+
+
+async def test_a_connection_without_links_is_a_validation_error() -> None:
+    orch = Orchestrator({}, hierarchy=HIERARCHY)
+    outcome = await orch.execute_with_failover(
+        GetAccounts(command_id="c", space_id="s", account_id="a"), [], "US"
+    )
+    assert outcome.error is not None and outcome.error.code == "no_link"
+
+
+async def test_a_passed_deadline_calls_no_provider() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    plaid = FakeProvider("plaid")
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
+    late = SyncTransactions(
+        command_id="c",
+        space_id="s",
+        account_id="a",
+        deadline=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    outcome = await orch.execute_with_failover(late, [link("plaid")], "US")
+    assert outcome.error is not None and outcome.error.code == "deadline_exceeded"
+    assert plaid.calls == 0
