@@ -9,7 +9,9 @@ from uuid import UUID
 import msgspec
 
 # Command ids double as `Nats-Msg-Id`, so they stay short and header-safe.
-CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+CommandId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
 Region = Annotated[str, msgspec.Meta(min_length=2, max_length=16, pattern=r"^[A-Za-z_-]+$")]

@@ -37,7 +37,8 @@ def decode_command(op: str, payload: bytes) -> Command:
         raise CommandDecodeError("unknown_operation", f"unknown operation {op!r}; known: {known}")
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandDecodeError(
-            "payload_too_large", f"command is {len(payload)} bytes; the limit is {MAX_COMMAND_BYTES}"
+            "payload_too_large",
+            f"command is {len(payload)} bytes; the limit is {MAX_COMMAND_BYTES}",
         )
     try:
         return decoder.decode(payload)

@@ -32,8 +32,8 @@ def write_schemas(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, schema in contract_schemas().items():
-        schema = {"$comment": f"syncyard contract v{CONTRACT_VERSION}", **schema}
+        versioned = {"$comment": f"syncyard contract v{CONTRACT_VERSION}", **schema}
         path = out_dir / f"{name}.schema.json"
-        path.write_bytes(msgspec.json.format(msgspec.json.encode(schema), indent=2) + b"\n")
+        path.write_bytes(msgspec.json.format(msgspec.json.encode(versioned), indent=2) + b"\n")
         written.append(path)
     return written

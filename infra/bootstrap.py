@@ -16,7 +16,7 @@ import asyncpg
 import nats
 from aiohttp import web
 from eventsourcing.cryptography import AESCipher
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from events.commands import Command
@@ -78,7 +78,7 @@ class Runtime:
     """Everything a running syncyard holds; owned by the exit stack that built it."""
 
     settings: Settings
-    nc: NATS
+    nc: NatsClient
     js: JetStreamContext
     pool: asyncpg.Pool
     store: PostgresEventStore
@@ -101,7 +101,7 @@ async def open_runtime(
     *,
     cipher_key: str,
 ) -> AsyncIterator[Runtime]:
-    """Connect to NATS and PostgreSQL and build the services; start nothing yet."""
+    """Connect to NatsClient and PostgreSQL and build the services; start nothing yet."""
     async with contextlib.AsyncExitStack() as stack:
         nc = await nats.connect(nats_url, name="syncyard", max_reconnect_attempts=-1)
         stack.push_async_callback(nc.drain)
@@ -175,7 +175,8 @@ async def run_components(
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, settings.http_host, settings.http_port)
             await site.start()
-            runtime.http_url = f"http://{settings.http_host}:{settings.http_port}"
+            host, port = runner.addresses[0][:2]  # the real port when settings ask for 0
+            runtime.http_url = f"http://{host}:{port}"
         if on_ready is not None:
             on_ready(runtime)
         stopper = asyncio.create_task(stop.wait())

@@ -15,8 +15,10 @@ from pathlib import Path
 import msgspec
 import nats
 from aiohttp import web
+from services.sandbox.app import create_sandbox_app
 
 from events.codec import CommandDecodeError, decode_command, decode_result, encode
+from events.results import CommandResult
 from events.schema import write_schemas
 from events.subjects import (
     HEADER_COMMAND_ID,
@@ -36,7 +38,6 @@ from infra.bootstrap import (
 from infra.config import Settings, load_settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.telemetry import setup_tracing
-from services.sandbox.app import create_sandbox_app
 
 log = logging.getLogger("syncyard")
 
@@ -138,6 +139,7 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
         print(f"refused before sending: {exc}", file=sys.stderr)
         return 2
     nc = await nats.connect(settings.nats_url or _embedded_nats_url(settings))
+    result: CommandResult | None = None
     try:
         if rpc:
             reply = await nc.request(rpc_subject(op), encode(cmd), timeout=timeout)
@@ -147,8 +149,8 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
             ack = await nc.jetstream().publish(
                 command_subject(op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
             )
-            print(f"accepted: stream {ack.stream} seq {ack.seq}{' (duplicate)' * ack.duplicate}")
-            result = None
+            note = " (a duplicate: NATS already had this command id)" if ack.duplicate else ""
+            print(f"accepted: stream {ack.stream} seq {ack.seq}{note}")
             deadline = asyncio.get_running_loop().time() + timeout
             while result is None:
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -158,6 +160,7 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
                 msg = await answers.next_msg(timeout=remaining)
                 if (msg.headers or {}).get(HEADER_COMMAND_ID) == cmd.command_id:
                     result = decode_result(msg.data)
+        assert result is not None
         print(msgspec.json.format(encode(result), indent=2).decode())
         return 0 if result.success else 1
     finally:
@@ -195,9 +198,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
     try:
         if args.command == "up":
@@ -206,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_serve(settings, [c for c in args.components.split(",") if c]))
         elif args.command == "send":
             payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
-            return asyncio.run(_send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout))
+            return asyncio.run(
+                _send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout)
+            )
         elif args.command == "schema":
             for path in write_schemas(args.out):
                 print(path)

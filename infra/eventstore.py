@@ -222,9 +222,7 @@ class PostgresEventStore(EventStorePort):
         cached = self._cache.get(connection_id)
         return cached if cached is not None else self._load(connection_id)
 
-    def _save_batch(
-        self, changes: Sequence[Change]
-    ) -> list[list[DomainEvent] | BaseException]:
+    def _save_batch(self, changes: Sequence[Change]) -> list[list[DomainEvent] | BaseException]:
         states: dict[UUID, ConnectionState | None] = {}
         decided = self._decide(changes, states)
         extra = [e for c, evs in zip(changes, decided, strict=True) if evs for e in c.side_events]

@@ -8,7 +8,6 @@ the record of truth; a command is acked only after its events are committed.
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.errors import BadRequestError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -17,6 +16,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from nats.js.errors import BadRequestError
 
 from events.subjects import (
     COMMAND_PREFIX,

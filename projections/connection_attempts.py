@@ -8,7 +8,7 @@ import asyncpg
 
 from events.connection import ConnectionAttempted, ConnectionRegistered
 from projections.engine import Projection
-from services.notification_log import Notification
+from services.notification_log import DbConnection, Notification
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS connection_accounts (
@@ -44,7 +44,7 @@ class ConnectionAttemptsProjection(Projection):
     schema = SCHEMA
     handles = (ConnectionRegistered, ConnectionAttempted)
 
-    async def apply(self, conn: asyncpg.Connection, note: Notification) -> None:
+    async def apply(self, conn: DbConnection, note: Notification) -> None:
         event = note.event
         if isinstance(event, ConnectionRegistered):
             await conn.execute(

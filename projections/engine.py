@@ -15,7 +15,7 @@ import logging
 import asyncpg
 
 from events.base import DomainEvent
-from services.notification_log import Notification, NotificationLogReader
+from services.notification_log import DbConnection, Notification, NotificationLogReader
 from services.waiting import wait_for_either
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Projection(abc.ABC):
     handles: tuple[type[DomainEvent], ...]
 
     @abc.abstractmethod
-    async def apply(self, conn: asyncpg.Connection, note: Notification) -> None:
+    async def apply(self, conn: DbConnection, note: Notification) -> None:
         """Apply one event inside the page's transaction."""
 
 

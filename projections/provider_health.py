@@ -8,7 +8,7 @@ import asyncpg
 
 from events.connection import ConnectionAttempted, ProviderFailed
 from projections.engine import Projection
-from services.notification_log import Notification
+from services.notification_log import DbConnection, Notification
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS provider_health (
@@ -54,7 +54,7 @@ class ProviderHealthProjection(Projection):
     schema = SCHEMA
     handles = (ConnectionAttempted, ProviderFailed)
 
-    async def apply(self, conn: asyncpg.Connection, note: Notification) -> None:
+    async def apply(self, conn: DbConnection, note: Notification) -> None:
         event = note.event
         if isinstance(event, ConnectionAttempted):
             ok = event.outcome == "success"

@@ -16,9 +16,11 @@ from projections.connection_attempts import connection_history
 from projections.provider_health import provider_health
 
 POOL = web.AppKey("pool", asyncpg.Pool)
-NATS_READY = web.AppKey("nats_ready", Callable[[], bool])
+NatsReady = Callable[[], bool]
+NATS_READY: web.AppKey[NatsReady] = web.AppKey("nats_ready")
 READY_TIMEOUT_S = 2.0
 MAX_HISTORY = 1000
+
 
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, datetime | date):
@@ -27,16 +29,21 @@ def _enc_hook(obj: Any) -> Any:
         return str(obj)
     raise NotImplementedError(type(obj))
 
+
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
 
+
 def bad_request(message: str) -> web.Response:
     return json_response({"error": {"code": "bad_request", "message": message}}, status=400)
 
+
 async def healthz(_: web.Request) -> web.Response:
     return json_response({"status": "ok"})
+
 
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
@@ -49,12 +56,14 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(v == "ok" for v in checks.values())
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
+
 async def providers_health(request: web.Request) -> web.Response:
     region = request.query.get("region")
     if region is not None and not (2 <= len(region) <= 16 and region.replace("_", "").isalpha()):
         return bad_request("region must be 2-16 letters, e.g. US")
     rows = await provider_health(request.app[POOL], region)
     return json_response({"region": region, "providers": rows})
+
 
 async def connection_history_view(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", "50")
@@ -70,6 +79,7 @@ async def connection_history_view(request: web.Request) -> web.Response:
     )
     return json_response({"account_id": account_id, "attempts": rows})
 
+
 def create_app(pool: asyncpg.Pool, nats_ready: Callable[[], bool]) -> web.Application:
     app = web.Application()
     app[POOL] = pool
@@ -83,5 +93,6 @@ def create_app(pool: asyncpg.Pool, nats_ready: Callable[[], bool]) -> web.Applic
         ]
     )
     return app
+
 
 ServeFn = Callable[[web.Application], Awaitable[None]]

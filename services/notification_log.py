@@ -11,11 +11,16 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 import msgspec
 from eventsourcing.persistence import Mapper
 from eventsourcing.utils import resolve_topic
 
 from events.base import DomainEvent
+
+
+# A plain connection or one borrowed from a pool: both run queries the same way.
+DbConnection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,9 +55,7 @@ class NotificationLogReader:
         """The LISTEN channel the recorder NOTIFYs on each insert."""
         return self.table.replace(".", "_")
 
-    async def read(
-        self, conn: asyncpg.Connection, after: int, limit: int
-    ) -> list[Notification]:
+    async def read(self, conn: DbConnection, after: int, limit: int) -> list[Notification]:
         rows = await conn.fetch(self._select, after, limit)
         return [
             Notification(
@@ -65,6 +68,7 @@ class NotificationLogReader:
             for row in rows
         ]
 
-    async def max_id(self, conn: asyncpg.Connection) -> int:
-        value = await conn.fetchval(f'SELECT COALESCE(MAX(notification_id), 0) FROM "{self.table}"')
+    async def max_id(self, conn: DbConnection) -> int:
+        query = f'SELECT COALESCE(MAX(notification_id), 0) FROM "{self.table}"'  # noqa: S608 - our table
+        value = await conn.fetchval(query)
         return int(value)

@@ -107,7 +107,10 @@ class Orchestrator:
             call_started = self._clock()
             with tracer.start_as_current_span(
                 f"provider.{cmd.op}",
-                attributes={"syncyard.provider": link.provider, "syncyard.failover": bool(attempts)},
+                attributes={
+                    "syncyard.provider": link.provider,
+                    "syncyard.failover": bool(attempts),
+                },
             ) as span:
                 try:
                     data, summary = await self._call(

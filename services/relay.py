@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 
 from events.credentials import PRIVATE_EVENT_TYPES
 from events.subjects import HEADER_MSG_ID, HEADER_NOTIFICATION_ID, event_subject
-from services.notification_log import Notification, NotificationLogReader
+from services.notification_log import DbConnection, Notification, NotificationLogReader
 from services.waiting import wait_for_either, wait_for_stop
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class EventRelay:
                     await conn.remove_listener(self.reader.channel, self._on_notify)
                     await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
 
-    async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+    async def _follow(self, conn: DbConnection, stop: asyncio.Event) -> None:
         await conn.execute(
             "INSERT INTO syncyard_relay_position (relay, position) VALUES ($1, 0) "
             "ON CONFLICT (relay) DO NOTHING",
@@ -130,4 +130,3 @@ class EventRelay:
                 self.duplicates_dropped += 1
             else:
                 self.published += 1
-

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -23,7 +23,7 @@ from opentelemetry import propagate, trace
 from events.codec import MAX_COMMAND_BYTES, CommandDecodeError, decode_command, encode
 from events.commands import Command
 from events.deadletter import DeadLetter
-from events.errors import ErrorInfo
+from events.errors import ErrorInfo, ErrorType
 from events.results import CommandResult
 from events.subjects import (
     COMMAND_PREFIX,
@@ -58,7 +58,7 @@ def _guess_command_id(msg: Msg) -> str | None:
 class CommandWorker:
     def __init__(
         self,
-        nc: NATS,
+        nc: NatsClient,
         js: JetStreamContext,
         handler: CommandHandler,
         *,
@@ -165,11 +165,14 @@ class CommandWorker:
                     result = await self.handler(cmd, trace_ctx)
                 except Exception as exc:
                     log.warning("rpc command failed", extra={"op": op}, exc_info=True)
+                    # Nothing was recorded; the caller may safely send the same command again.
                     result = self._refusal(
-                        msg, op, "internal_error", f"{type(exc).__name__}: {exc}", kind="unknown"
-                    )
-                    result = msgspec.structs.replace(
-                        result, error=msgspec.structs.replace(result.error, retryable=True)  # type: ignore[arg-type]
+                        msg,
+                        op,
+                        "internal_error",
+                        f"{type(exc).__name__}: {exc}",
+                        kind="unknown",
+                        retryable=True,
                     )
             if msg.reply:
                 await self.nc.publish(msg.reply, encode(result))
@@ -193,13 +196,20 @@ class CommandWorker:
                 await msg.in_progress()
 
     def _refusal(
-        self, msg: Msg, op: str, code: str, reason: str, *, kind: str = "validation"
+        self,
+        msg: Msg,
+        op: str,
+        code: str,
+        reason: str,
+        *,
+        kind: ErrorType = "validation",
+        retryable: bool = False,
     ) -> CommandResult:
         return CommandResult(
             command_id=_guess_command_id(msg) or "",
             op=op,
             success=False,
-            error=ErrorInfo(code=code, message=reason, type=kind, retryable=False),  # type: ignore[arg-type]
+            error=ErrorInfo(code=code, message=reason, type=kind, retryable=retryable),
         )
 
     async def _dead_letter(

@@ -9,7 +9,7 @@ state. Idempotency lives here: a command id already applied decides nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from functools import singledispatch
 from typing import Any
@@ -19,6 +19,7 @@ import msgspec
 from events.base import DomainEvent
 from events.commands import Command, RegisterConnection
 from events.connection import (
+    AttemptOutcome,
     ConnectionAttempted,
     ConnectionRegistered,
     ProviderFailed,
@@ -142,6 +143,7 @@ def decide_outcome(
         return state.version + len(events) + 1
 
     for number, attempt in enumerate(outcome.attempts, start=1):
+        status: AttemptOutcome
         if attempt.error is None:
             status = "success"
         else:
@@ -260,7 +262,10 @@ def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
         data={"connection_id": str(state.id), "providers": sorted(links)},
     )
     return msgspec.structs.replace(
-        state, version=event.originator_version, links=links, recent_results=_remember(state, result)
+        state,
+        version=event.originator_version,
+        links=links,
+        recent_results=_remember(state, result),
     )
 
 
@@ -326,4 +331,3 @@ def result_for(outcome: Outcome, cmd: Command) -> CommandResult:
 
 def as_duplicate(result: CommandResult) -> CommandResult:
     return msgspec.structs.replace(result, duplicate=True)
-

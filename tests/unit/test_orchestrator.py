@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from events.commands import GetAccounts, SyncTransactions
@@ -102,8 +104,6 @@ async def test_a_connection_without_links_is_a_validation_error() -> None:
 
 
 async def test_a_passed_deadline_calls_no_provider() -> None:
-    from datetime import UTC, datetime, timedelta
-
     plaid = FakeProvider("plaid")
     orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
     late = SyncTransactions(

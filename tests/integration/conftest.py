@@ -1,0 +1,51 @@
+"""Integration fixtures: the provider sandbox over real HTTP, and a running syncyard."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from services.sandbox.app import create_sandbox_app
+
+from infra.bootstrap import Runtime
+from tests.integration.harness import Client, client, running_syncyard, settings_for
+
+
+@pytest.fixture(scope="session")
+async def sandbox_url() -> AsyncIterator[str]:
+    """The provider sandbox, served on a free loopback port for the whole session."""
+    runner = web.AppRunner(create_sandbox_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> str:
+    """The sandbox with no faults and zeroed call counts."""
+    async with aiohttp.ClientSession() as http, http.post(f"{sandbox_url}/_admin/reset") as resp:
+        assert resp.status in (200, 204)
+    return sandbox_url
+
+
+@pytest.fixture
+async def syncyard(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> AsyncIterator[Runtime]:
+    """Every component of syncyard, in this process, on a fresh database and JetStream."""
+    async with running_syncyard(settings_for(sandbox), nats_url, database_url) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+async def upstream(nats_url: str, syncyard: Runtime) -> AsyncIterator[Client]:
+    """An upstream service connected to the same NATS."""
+    async with client(nats_url) as c:
+        yield c

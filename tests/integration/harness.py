@@ -1,0 +1,198 @@
+"""What integration tests share: a running syncyard on real NatsClient, PostgreSQL and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import asyncpg
+import msgspec
+import nats
+from eventsourcing.cryptography import AESCipher
+from nats.aio.client import Client as NatsClient
+
+from events.codec import decode_result, encode
+from events.commands import Command, RegisterConnection, SyncTransactions
+from events.results import CommandResult
+from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
+from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
+from infra.config import Settings
+from services.providers.registry import ProviderSettings
+
+CIPHER_KEY = AESCipher.create_key(32)
+T = TypeVar("T")
+
+
+def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64) -> Settings:
+    return Settings(
+        nats_url=None,
+        database_url=None,
+        state_dir=__import__("pathlib").Path("/nonexistent"),
+        http_port=http_port,
+        cipher_key=CIPHER_KEY,
+        worker_concurrency=concurrency,
+        call_timeout_s=2.0,
+        providers={
+            name: ProviderSettings(
+                name=name,
+                base_url=f"{sandbox_url}/{name}",
+                client_id="test-client",
+                secret="test-secret",
+                timeout_s=2.0,
+            )
+            for name in ("plaid", "mx")
+        },
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_syncyard(
+    settings: Settings,
+    nats_url: str,
+    database_url: str,
+    components: frozenset[str] = ALL_COMPONENTS,
+) -> AsyncIterator[Runtime]:
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    async with open_runtime(settings, nats_url, database_url, cipher_key=CIPHER_KEY) as runtime:
+        task = asyncio.create_task(
+            run_components(runtime, components, stop, on_ready=lambda _: ready.set())
+        )
+        await asyncio.wait_for(ready.wait(), 10)
+        try:
+            yield runtime
+        finally:
+            stop.set()
+            await task
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 15.0
+) -> T:
+    """Poll until `accept(probe())`; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+class Client:
+    """An upstream service: sends commands over JetStream, collects result envelopes."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.results: dict[str, list[CommandResult]] = {}
+        self._subs: list[Any] = []
+
+    async def start(self) -> None:
+        self._subs.append(await self.nc.subscribe("syncyard.result.>", cb=self._on_result))
+
+    async def _on_result(self, msg: Any) -> None:
+        result = decode_result(msg.data)
+        key = (msg.headers or {}).get(HEADER_COMMAND_ID) or result.command_id
+        self.results.setdefault(key, []).append(result)
+
+    async def publish(self, cmd: Command, msg_id: str | None = None) -> bool:
+        ack = await self.js.publish(
+            command_subject(cmd.op), encode(cmd), headers={HEADER_MSG_ID: msg_id or cmd.command_id}
+        )
+        return not ack.duplicate
+
+    async def publish_raw(self, op: str, payload: bytes, msg_id: str) -> None:
+        await self.js.publish(command_subject(op), payload, headers={HEADER_MSG_ID: msg_id})
+
+    async def result(self, command_id: str, timeout: float = 15.0) -> CommandResult:
+        async def probe() -> list[CommandResult]:
+            return self.results.get(command_id, [])
+
+        return (await eventually(probe, bool, timeout))[0]
+
+    async def send(self, cmd: Command, timeout: float = 15.0) -> CommandResult:
+        await self.publish(cmd)
+        return await self.result(cmd.command_id, timeout)
+
+
+@contextlib.asynccontextmanager
+async def client(nats_url: str) -> AsyncIterator[Client]:
+    nc = await nats.connect(nats_url)
+    try:
+        c = Client(nc)
+        await c.start()
+        yield c
+    finally:
+        await nc.drain()
+
+
+def register(account: str, provider: str, command_id: str | None = None) -> RegisterConnection:
+    token = f"access-sandbox-{account}" if provider == "plaid" else f"USR-{account}"
+    item = f"item-{account}" if provider == "plaid" else f"MBR-{account}"
+    return RegisterConnection(
+        command_id=command_id or f"reg-{provider}-{account}",
+        space_id="space-1",
+        account_id=account,
+        provider=provider,
+        item_id=item,
+        access_token=token,
+    )
+
+
+def sync(account: str, command_id: str, **fields: Any) -> SyncTransactions:
+    return SyncTransactions(command_id=command_id, space_id="space-1", account_id=account, **fields)
+
+
+async def inject_fault(sandbox_url: str, **fault: Any) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{sandbox_url}/_admin/faults", json=fault) as resp,
+    ):
+        assert resp.status in (200, 201, 204), await resp.text()
+
+
+async def sandbox_calls(sandbox_url: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(f"{sandbox_url}/_admin/calls") as resp:
+        return await resp.json()
+
+
+async def stored_events(database_url: str) -> list[tuple[int, str, bytes]]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT notification_id, topic, state FROM syncyard_events ORDER BY notification_id"
+        )
+    finally:
+        await conn.close()
+    return [(r["notification_id"], r["topic"].rsplit(":", 1)[-1], r["state"]) for r in rows]
+
+
+async def stream_messages(nats_url: str, subject: str = "syncyard.evt.>") -> list[Any]:
+    """Every message currently in the stream behind `subject` (an ephemeral consumer)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject, durable=None)
+        out: list[Any] = []
+        while True:
+            try:
+                batch = await sub.fetch(256, timeout=0.5)
+            except nats.errors.TimeoutError:
+                break
+            out.extend(batch)
+            for msg in batch:
+                await msg.ack()
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.drain()
+
+
+def decode_json(data: bytes) -> Any:
+    return msgspec.json.decode(data)
