@@ -34,7 +34,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     call_timeout_s: float = 10.0
     otlp_endpoint: str | None = None
     providers: dict[str, ProviderSettings] = {}
-    hierarchy: dict[str, tuple[str, ...]] = DEFAULT_HIERARCHY
+    hierarchy: dict[str, tuple[str, ...]] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_HIERARCHY)
+    )
 
     @property
     def embedded(self) -> bool:

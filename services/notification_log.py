@@ -7,7 +7,7 @@ so notification ids become visible in order and a reader never skips a gap).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -20,7 +20,7 @@ from events.base import DomainEvent
 
 
 # A plain connection or one borrowed from a pool: both run queries the same way.
-DbConnection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+DbConnection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 
 class Notification(msgspec.Struct, frozen=True, kw_only=True):

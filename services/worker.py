@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from opentelemetry import propagate, trace
 
@@ -89,7 +88,7 @@ class CommandWorker:
                 free = max(1, min(256, self._free_slots()))
                 try:
                     msgs = await sub.fetch(free, timeout=0.5)
-                except NatsTimeoutError:
+                except TimeoutError:  # nats-py raises both its own and asyncio's
                     continue
                 for msg in msgs:
                     await self._slots.acquire()

@@ -18,7 +18,10 @@ class LinkCredentials(msgspec.Struct, frozen=True, kw_only=True):
     access_token: str
 
     def __repr__(self) -> str:
-        return f"LinkCredentials(provider={self.provider!r}, item_id={self.item_id!r}, access_token='***')"
+        return (
+            f"LinkCredentials(provider={self.provider!r}, item_id={self.item_id!r}, "
+            "access_token='***')"
+        )
 
     __str__ = __repr__
 

@@ -183,7 +183,7 @@ async def stream_messages(nats_url: str, subject: str = "syncyard.evt.>") -> lis
         while True:
             try:
                 batch = await sub.fetch(256, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
                 break
             out.extend(batch)
             for msg in batch:

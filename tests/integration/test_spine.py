@@ -8,6 +8,7 @@ import nats
 import pytest
 
 from events.codec import decode_result, encode
+from events.commands import GetAccounts
 from events.subjects import rpc_subject
 from infra.bootstrap import Runtime
 from tests.integration.harness import (
@@ -78,7 +79,7 @@ async def test_the_rpc_path_returns_the_result_envelope(
     try:
         reply = await nc.request(
             rpc_subject("accounts.get"),
-            encode(sync("acct-rpc", "rpc-1")).replace(b',"count":100', b""),
+            encode(GetAccounts(command_id="rpc-1", space_id="space-1", account_id="acct-rpc")),
             timeout=10,
         )
     finally:

@@ -1,0 +1,313 @@
+"""`make bench`: the spine's throughput and latency, side by side with raw baselines.
+
+Everything runs in one process against the same servers in the same run
+(embedded ones in a temporary folder, or NATS_URL / DATABASE_URL), so the
+ratios mean something on a shared, noisy machine. Prints a Markdown table;
+docs/BENCHMARKS.md keeps a copy with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import nats
+from aiohttp import web
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from events.codec import decode_result, encode
+from events.commands import RegisterConnection, SyncTransactions
+from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
+from infra.bootstrap import ALL_COMPONENTS, open_runtime, pg_parts, run_components
+from infra.config import Settings
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.eventstore import library_env
+from services.orchestrator import Orchestrator
+from services.providers.base import LinkCredentials
+from services.providers.registry import ProviderSettings, build_providers
+from services.sandbox.app import create_sandbox_app
+
+CIPHER_KEY = "0" * 43 + "="  # a fixed 32-byte key: benchmarks store nothing secret
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+@contextlib.asynccontextmanager
+async def servers(state: Path) -> AsyncIterator[tuple[str, str]]:
+    async with contextlib.AsyncExitStack() as stack:
+        nats_url = (
+            os.environ.get("NATS_URL") or (await stack.enter_async_context(EmbeddedNats(state))).url
+        )
+        pg_url = (
+            os.environ.get("DATABASE_URL")
+            or (await stack.enter_async_context(EmbeddedPostgres(state))).url
+        )
+        yield nats_url, pg_url
+
+
+async def fresh_database(pg_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextlib.asynccontextmanager
+async def sandbox() -> AsyncIterator[str]:
+    runner = web.AppRunner(create_sandbox_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+# -- (a) baselines -----------------------------------------------------------
+async def raw_jetstream_publish(nats_url: str, n: int) -> float:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_RAW", subjects=["bench.raw"])
+    started = time.perf_counter()
+    for i in range(n):
+        await js.publish("bench.raw", b'{"i":%d}' % i)
+    rate = n / (time.perf_counter() - started)
+    await js.delete_stream("BENCH_RAW")
+    await nc.drain()
+    return rate
+
+
+async def raw_postgres_commits(db_url: str, n: int) -> float:
+    conn = await asyncpg.connect(db_url)
+    await conn.execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, body text)")
+    started = time.perf_counter()
+    for i in range(n):
+        await conn.execute("INSERT INTO bench_raw (body) VALUES ($1)", f"row {i}")
+    rate = n / (time.perf_counter() - started)
+    await conn.close()
+    return rate
+
+
+# -- (d) the bare library ----------------------------------------------------
+class Counter(Aggregate):
+    @event("Counted")
+    def count(self) -> None:
+        pass
+
+
+def library_saves(db_url: str, threads: int, per_thread: int) -> float:
+    env = library_env(pg_parts(db_url), CIPHER_KEY)
+    env.pop("CIPHER_TOPIC")
+    env.pop("CIPHER_KEY")
+    app: Application[Any] = Application(env={**env, "POSTGRES_POOL_SIZE": str(threads)})
+
+    def work() -> None:
+        for _ in range(per_thread):
+            app.save(Counter())
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    rate = threads * per_thread / (time.perf_counter() - started)
+    app.close()
+    return rate
+
+
+# -- (b) end to end ----------------------------------------------------------
+def bench_settings(sandbox_url: str) -> Settings:
+    return Settings(
+        nats_url=None,
+        database_url=None,
+        state_dir=Path(tempfile.gettempdir()),
+        http_port=0,
+        cipher_key=CIPHER_KEY,
+        providers={
+            name: ProviderSettings(
+                name=name, base_url=f"{sandbox_url}/{name}", client_id="b", secret="b"
+            )
+            for name in ("plaid", "mx")
+        },
+    )
+
+
+async def end_to_end(
+    nats_url: str, db_url: str, sandbox_url: str, n: int, rate: float | None
+) -> tuple[float, list[float]]:
+    """Commands/s (unpaced) or latencies at a fixed `rate`; latency = publish → result."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    settings = bench_settings(sandbox_url)
+    async with open_runtime(settings, nats_url, db_url, cipher_key=CIPHER_KEY) as runtime:
+        task = asyncio.create_task(
+            run_components(runtime, ALL_COMPONENTS - {"api"}, stop, on_ready=lambda _: ready.set())
+        )
+        await ready.wait()
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        sent: dict[str, float] = {}
+        latencies: list[float] = []
+        done = asyncio.Event()
+
+        async def on_result(msg: Any) -> None:
+            cid = (msg.headers or {}).get(HEADER_COMMAND_ID, "")
+            if cid in sent:
+                latencies.append((time.perf_counter() - sent.pop(cid)) * 1000)
+                if decode_result(msg.data).success is False:
+                    raise SystemExit(f"command {cid} failed in the benchmark")
+                if len(latencies) == n:
+                    done.set()
+
+        await nc.subscribe("syncyard.result.sync.transactions", cb=on_result)
+        accounts = 100
+        for a in range(accounts):
+            reg = RegisterConnection(
+                command_id=f"reg-{a}",
+                space_id="bench",
+                account_id=f"a{a}",
+                provider="plaid",
+                item_id=f"item-{a}",
+                access_token=f"access-sandbox-{a}",
+            )
+            await js.publish(
+                command_subject(reg.op), encode(reg), headers={HEADER_MSG_ID: reg.command_id}
+            )
+        await asyncio.sleep(1.0)
+
+        async def publish(i: int) -> None:
+            cmd = SyncTransactions(
+                command_id=f"s-{uuid.uuid4().hex}",
+                space_id="bench",
+                account_id=f"a{i % accounts}",
+                count=5,
+            )
+            sent[cmd.command_id] = time.perf_counter()
+            await js.publish(
+                command_subject(cmd.op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
+            )
+
+        started = time.perf_counter()
+        if rate is None:
+            for chunk in range(0, n, 256):
+                await asyncio.gather(*(publish(i) for i in range(chunk, min(n, chunk + 256))))
+        else:
+            pending = []
+            for i in range(n):
+                target = started + i / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                pending.append(asyncio.create_task(publish(i)))
+            await asyncio.gather(*pending)
+        await asyncio.wait_for(done.wait(), 300)
+        throughput = n / (time.perf_counter() - started)
+        await nc.drain()
+        stop.set()
+        await task
+    return throughput, latencies
+
+
+# -- (c) orchestrator overhead -----------------------------------------------
+async def call_overhead(sandbox_url: str, n: int) -> tuple[float, float]:
+    """Median µs of a bare HTTP call to the sandbox and of the same call through the orchestrator."""
+    settings = bench_settings(sandbox_url)
+    link = LinkCredentials(provider="plaid", item_id="item-o", access_token="access-sandbox-o")
+    cmd = SyncTransactions(command_id="o", space_id="bench", account_id="o", count=5)
+    body = {"client_id": "b", "secret": "b", "access_token": link.access_token, "count": 5}
+    async with aiohttp.ClientSession() as session:
+        orch = Orchestrator(
+            build_providers(session, settings.providers), hierarchy=settings.hierarchy
+        )
+        bare: list[float] = []
+        through: list[float] = []
+        for _ in range(50):  # warm the connection pool
+            await orch.execute_with_failover(cmd, [link], "US")
+        for _ in range(n):
+            t0 = time.perf_counter()
+            async with session.post(f"{sandbox_url}/plaid/transactions/sync", json=body) as resp:
+                await resp.read()
+            bare.append((time.perf_counter() - t0) * 1e6)
+            t0 = time.perf_counter()
+            outcome = await orch.execute_with_failover(cmd, [link], "US")
+            through.append((time.perf_counter() - t0) * 1e6)
+            assert outcome.success
+    return statistics.median(bare), statistics.median(through)
+
+
+async def main(quick: bool) -> None:
+    scale = 0.25 if quick else 1.0
+    with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
+        async with servers(Path(tmp)) as (nats_url, pg_url), sandbox() as sandbox_url:
+            db = await fresh_database(pg_url)
+            js_rate = await raw_jetstream_publish(nats_url, int(3000 * scale))
+            pg_rate = await raw_postgres_commits(db, int(3000 * scale))
+            lib_rate = await asyncio.to_thread(
+                library_saves, await fresh_database(pg_url), 4, int(500 * scale)
+            )
+            e2e_rate, e2e_lat = await end_to_end(
+                nats_url, await fresh_database(pg_url), sandbox_url, int(4000 * scale), None
+            )
+            _, paced = await end_to_end(
+                nats_url, await fresh_database(pg_url), sandbox_url, int(5000 * scale), 500.0
+            )
+            bare_us, through_us = await call_overhead(sandbox_url, int(1000 * scale))
+    rows = [
+        ("(a) JetStream publish, awaiting each ack", f"{js_rate:,.0f} msg/s", "baseline"),
+        ("(a) PostgreSQL single-row commit, 1 connection", f"{pg_rate:,.0f} tx/s", "baseline"),
+        (
+            "(d) eventsourcing save, 1 event per tx, 4 threads",
+            f"{lib_rate:,.0f} events/s",
+            "baseline",
+        ),
+        (
+            "(b) end to end, unpaced",
+            f"{e2e_rate:,.0f} commands/s",
+            f"{e2e_rate / lib_rate:.2f}× (d), {e2e_rate / pg_rate:.2f}× PG commits",
+        ),
+        (
+            "(b) command → committed at 500 commands/s",
+            f"p50 {pct(paced, 50):.1f} ms, p99 {pct(paced, 99):.1f} ms",
+            f"unpaced p50 {pct(e2e_lat, 50):.0f} ms, p99 {pct(e2e_lat, 99):.0f} ms",
+        ),
+        (
+            "(c) provider call: bare HTTP vs through the orchestrator",
+            f"{bare_us:.0f} µs vs {through_us:.0f} µs",
+            f"overhead {through_us - bare_us:.0f} µs ({through_us / bare_us:.2f}×)",
+        ),
+    ]
+    print(
+        f"\nsyncyard spine benchmark — {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, scale {scale}\n"
+    )
+    print("| measure | result | against the baseline |\n| --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a quarter of the work")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,196 @@
+"""HTTP plumbing shared by the adapters: one call under a deadline, failures classified.
+
+Everything that goes wrong below the provider's own error body (timeouts,
+refused connections, bodies that are not the JSON we expect) becomes a
+`ProviderCallError` here, so adapters only ever map their provider's errors.
+Messages name an endpoint *template*, never the URL: MX puts the user guid,
+its access token, in the path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from events.errors import ErrorInfo, ErrorType
+from services.providers.base import ProviderCallError
+
+T = TypeVar("T")
+
+_MAX_MESSAGE_CHARS = 300
+_MIN_SECRET_CHARS = 6
+
+
+class ErrorRule(msgspec.Struct, frozen=True):
+    """How one provider error code is handled: its class, and what can fix it."""
+
+    type: ErrorType
+    retryable: bool
+    reauth_required: bool = False
+
+
+class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
+    """A response read in full: its status, raw body and any Retry-After hint."""
+
+    status: int
+    body: bytes
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    endpoint: str,
+    timeout_s: float,
+    json_body: Any = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> HttpReply:
+    """Make one request and read its whole body within `timeout_s`.
+
+    Raises ProviderCallError(type="network") for timeouts and connection
+    failures, and `invalid_response` for a body cut off in transit.
+    """
+    all_headers = {"Accept": "application/json", **(headers or {})}
+    data: bytes | None = None
+    if json_body is not None:
+        data = msgspec.json.encode(json_body)
+        all_headers["Content-Type"] = "application/json"
+    try:
+        async with session.request(
+            method,
+            url,
+            data=data,
+            params=params,
+            headers=all_headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
+        ) as response:
+            body = await response.read()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return HttpReply(status=response.status, body=body, retry_after_s=retry_after)
+    # `from None`: aiohttp's exceptions carry the request URL, which may hold a token.
+    except TimeoutError:
+        raise network_error(
+            provider, endpoint, "timeout", f"no answer within {timeout_s:g}s"
+        ) from None
+    except aiohttp.ClientPayloadError:
+        raise invalid_response(provider, endpoint, None, "body cut off in transit") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        kind = type(exc).__name__
+        raise network_error(
+            provider, endpoint, "network_error", f"{kind} talking to provider"
+        ) from None
+
+
+def decode_json(reply: HttpReply, type_: type[T], *, provider: str, endpoint: str) -> T:
+    """Decode and validate a body against the provider's documented shape."""
+    try:
+        return msgspec.json.decode(reply.body, type=type_)
+    except msgspec.DecodeError as exc:
+        # A validation message names the field path only, never a value.
+        detail = str(exc) if isinstance(exc, msgspec.ValidationError) else "body is not valid JSON"
+        raise invalid_response(provider, endpoint, reply.status, detail) from None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def status_fallback(status: int) -> tuple[str, ErrorType, bool]:
+    """Code, type and retryable for an error status whose body says nothing usable."""
+    if status == 429:
+        return f"http_{status}", "rate_limit", True
+    if status >= 500:
+        return f"http_{status}", "provider_down", True
+    return f"http_{status}", "unknown", False
+
+
+def error_without_body(provider: str, endpoint: str, reply: HttpReply) -> ProviderCallError:
+    """Classify a non-2xx reply whose body is not the provider's error shape.
+
+    A gateway's HTML page on a 5xx or 429 still says what happened; anything
+    else is a reply we cannot interpret.
+    """
+    code, type_, retryable = status_fallback(reply.status)
+    if type_ == "unknown":
+        return invalid_response(provider, endpoint, reply.status, "unrecognised error body")
+    return ProviderCallError(
+        ErrorInfo(
+            code=code,
+            message=f"{endpoint} answered HTTP {reply.status}",
+            type=type_,
+            retryable=retryable,
+            provider=provider,
+        ),
+        http_status=reply.status,
+        retry_after_s=reply.retry_after_s,
+    )
+
+
+def network_error(provider: str, endpoint: str, code: str, detail: str) -> ProviderCallError:
+    return ProviderCallError(
+        ErrorInfo(
+            code=code,
+            message=f"{endpoint}: {detail}",
+            type="network",
+            retryable=True,
+            provider=provider,
+        )
+    )
+
+
+def invalid_response(
+    provider: str, endpoint: str, http_status: int | None, detail: str
+) -> ProviderCallError:
+    # Retryable: a garbled body is usually a transient proxy or deploy hiccup.
+    return ProviderCallError(
+        ErrorInfo(
+            code="invalid_response",
+            message=f"{endpoint}: {detail}",
+            type="unknown",
+            retryable=True,
+            provider=provider,
+        ),
+        http_status=http_status,
+    )
+
+
+def scrub(message: str, *secrets: str) -> str:
+    """A provider's message made safe to log: known secrets masked, length bounded."""
+    for secret in secrets:
+        # Masking a very short value would garble the message and protect nothing.
+        if len(secret) >= _MIN_SECRET_CHARS:
+            message = message.replace(secret, "***")
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 1] + "…"
+    return message

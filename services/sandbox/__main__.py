@@ -1,0 +1,23 @@
+"""`python -m services.sandbox [--host H] [--port P] [--seed N]`: serve the sandbox alone."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from services.sandbox.app import run_sandbox
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.sandbox")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sandbox(args.host, args.port, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()
