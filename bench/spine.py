@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,7 @@ async def end_to_end(
 
 # -- (c) orchestrator overhead -----------------------------------------------
 async def call_overhead(sandbox_url: str, n: int) -> tuple[float, float]:
-    """Median µs of a bare HTTP call to the sandbox and of the same call through the orchestrator."""
+    """Median µs of a bare HTTP call to the sandbox, and of the same call orchestrated."""
     settings = bench_settings(sandbox_url)
     link = LinkCredentials(provider="plaid", item_id="item-o", access_token="access-sandbox-o")
     cmd = SyncTransactions(command_id="o", space_id="bench", account_id="o", count=5)

@@ -15,7 +15,6 @@ from pathlib import Path
 import msgspec
 import nats
 from aiohttp import web
-from services.sandbox.app import create_sandbox_app
 
 from events.codec import CommandDecodeError, decode_command, decode_result, encode
 from events.results import CommandResult
@@ -38,6 +37,7 @@ from infra.bootstrap import (
 from infra.config import Settings, load_settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.telemetry import setup_tracing
+from services.sandbox.app import create_sandbox_app
 
 log = logging.getLogger("syncyard")
 

@@ -34,7 +34,8 @@ COMMAND_DUPLICATE_WINDOW_S = 120.0
 # The relay republishes at most one unconfirmed batch after a crash; this is
 # how long NATS remembers an event's id to drop the repeat.
 EVENT_DUPLICATE_WINDOW_S = 3600.0
-WORKER_ACK_WAIT_S = 30.0
+# Short, so a crashed worker's commands come back quickly; long calls send in_progress.
+WORKER_ACK_WAIT_S = 10.0
 WORKER_MAX_DELIVER = 8
 
 

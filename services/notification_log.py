@@ -11,13 +11,12 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 from eventsourcing.persistence import Mapper
 from eventsourcing.utils import resolve_topic
 
 from events.base import DomainEvent
-
 
 # A plain connection or one borrowed from a pool: both run queries the same way.
 DbConnection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
@@ -45,8 +44,9 @@ class NotificationLogReader:
     def __init__(self, table: str, mapper: Mapper[Any]) -> None:
         self.table = table
         self.mapper = mapper
+        # The table name is configuration, never input.
         self._select = (
-            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "SELECT notification_id, originator_id, originator_version, topic, state "  # noqa: S608
             f'FROM "{table}" WHERE notification_id > $1 ORDER BY notification_id LIMIT $2'
         )
 

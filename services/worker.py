@@ -34,6 +34,7 @@ from events.subjects import (
     op_from_subject,
     result_subject,
 )
+from services.keyed_lock import KeyedLocks
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("syncyard.worker")
@@ -75,6 +76,9 @@ class CommandWorker:
         self.ack_wait_s = ack_wait_s
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        # A connection's commands run in the order they were fetched: a sync
+        # must not overtake the registration sent before it, nor another sync's cursor.
+        self._ordered = KeyedLocks()
 
     # -- loops ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,7 +132,8 @@ class CommandWorker:
                 return
             keepalive = asyncio.create_task(self._keep_in_progress(msg))
             try:
-                result = await self.handler(cmd, trace_ctx)
+                async with self._ordered.hold((cmd.space_id, cmd.account_id)):
+                    result = await self.handler(cmd, trace_ctx)
             except Exception as exc:
                 log.warning(
                     "command failed",
@@ -161,7 +166,8 @@ class CommandWorker:
                 result = self._refusal(msg, op, exc.code, exc.reason)
             else:
                 try:
-                    result = await self.handler(cmd, trace_ctx)
+                    async with self._ordered.hold((cmd.space_id, cmd.account_id)):
+                        result = await self.handler(cmd, trace_ctx)
                 except Exception as exc:
                     log.warning("rpc command failed", extra={"op": op}, exc_info=True)
                     # Nothing was recorded; the caller may safely send the same command again.

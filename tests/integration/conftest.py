@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from services.sandbox.app import create_sandbox_app
 
 from infra.bootstrap import Runtime
+from services.sandbox.app import create_sandbox_app
 from tests.integration.harness import Client, client, running_syncyard, settings_for
 
 

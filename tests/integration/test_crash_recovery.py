@@ -22,7 +22,7 @@ from tests.integration.harness import (
     sync,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.fault]
+pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(300)]
 
 ACCOUNTS = 20
 COMMANDS = 300
@@ -49,7 +49,7 @@ class Component:
             stderr=asyncio.subprocess.STDOUT,
         )
         assert self.proc.stdout is not None
-        output = []
+        output: list[bytes] = []
         while True:
             line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
             if not line:
@@ -145,8 +145,12 @@ async def _assert_exactly_once(nats_url: str, database_url: str) -> None:
     ids = await eventually(relayed, lambda got: len(got) >= len(public), timeout=30)
     assert sorted(ids) == public
 
-    published = await stream_messages(nats_url, "syncyard.evt.connection.Sync*")
-    ends = collections.Counter(decode_json(m.data)["command_id"] for m in published)
+    published = await stream_messages(nats_url)
+    ends = collections.Counter(
+        decode_json(m.data)["command_id"]
+        for m in published
+        if m.subject.rsplit(".", 1)[-1] in ("SyncCompleted", "SyncFailed")
+    )
     assert set(ends) == {f"cmd-{n}" for n in range(COMMANDS)}
     assert set(ends.values()) == {1}
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.commands import GetAccounts, SyncTransactions
-from events.errors import ErrorInfo
+from events.errors import ErrorInfo, ErrorType
 from services.orchestrator import Orchestrator, order_links
 from services.providers.base import (
     AccountsPage,
@@ -51,10 +51,10 @@ def link(provider: str) -> LinkCredentials:
     return LinkCredentials(provider=provider, item_id=f"item-{provider}", access_token="tok")
 
 
-def err(kind: str, retryable: bool) -> ErrorInfo:
+def err(kind: ErrorType, retryable: bool) -> ErrorInfo:
     return ErrorInfo(
         code=kind.upper(), message=kind, type=kind, retryable=retryable, provider="plaid"
-    )  # type: ignore[arg-type]
+    )
 
 
 SYNC = SyncTransactions(command_id="c1", space_id="s", account_id="a")
