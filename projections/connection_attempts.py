@@ -44,37 +44,44 @@ class ConnectionAttemptsProjection(Projection):
     schema = SCHEMA
     handles = (ConnectionRegistered, ConnectionAttempted)
 
-    async def apply(self, conn: DbConnection, note: Notification) -> None:
-        event = note.event
-        if isinstance(event, ConnectionRegistered):
-            await conn.execute(
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        registered = [
+            (e.originator_id, e.space_id, e.account_id, e.institution_id, e.region)
+            for e in (n.event for n in notes)
+            if isinstance(e, ConnectionRegistered)
+        ]
+        attempts = [
+            (
+                n.id,
+                e.originator_id,
+                e.command_id,
+                e.op,
+                e.provider,
+                e.region,
+                e.attempt,
+                e.failover,
+                e.outcome,
+                e.response_time_ms,
+                e.error_code,
+                e.error_message,
+                e.timestamp,
+            )
+            for n in notes
+            if isinstance(e := n.event, ConnectionAttempted)
+        ]
+        if registered:
+            await conn.executemany(
                 "INSERT INTO connection_accounts VALUES ($1, $2, $3, $4, $5) "
                 "ON CONFLICT (connection_id) DO NOTHING",
-                event.originator_id,
-                event.space_id,
-                event.account_id,
-                event.institution_id,
-                event.region,
+                registered,
             )
-        elif isinstance(event, ConnectionAttempted):
+        if attempts:
             # The primary key makes a replayed event a no-op rather than a second row.
-            await conn.execute(
+            await conn.executemany(
                 "INSERT INTO connection_attempts VALUES "
                 "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
                 "ON CONFLICT (notification_id) DO NOTHING",
-                note.id,
-                event.originator_id,
-                event.command_id,
-                event.op,
-                event.provider,
-                event.region,
-                event.attempt,
-                event.failover,
-                event.outcome,
-                event.response_time_ms,
-                event.error_code,
-                event.error_message,
-                event.timestamp,
+                attempts,
             )
 
 

@@ -40,8 +40,12 @@ class Projection(abc.ABC):
     handles: tuple[type[DomainEvent], ...]
 
     @abc.abstractmethod
-    async def apply(self, conn: DbConnection, note: Notification) -> None:
-        """Apply one event inside the page's transaction."""
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        """Apply a page of events (only those in `handles`, in log order) in one transaction.
+
+        A page, not an event, is the unit so a projection can fold it in memory
+        and write each row once: a round trip per event would cap the projector.
+        """
 
 
 async def migrate(pool: asyncpg.Pool, projections: list[Projection]) -> None:
@@ -82,9 +86,9 @@ class Projector:
             page = await self.reader.read(conn, int(position), self.page_size)
             if not page:
                 return 0
-            for note in page:
-                if isinstance(note.event, projection.handles):
-                    await projection.apply(conn, note)
+            handled = [note for note in page if isinstance(note.event, projection.handles)]
+            if handled:
+                await projection.apply_page(conn, handled)
             await conn.execute(
                 "UPDATE syncyard_projection_position SET position = $2, updated_at = now() "
                 "WHERE projection = $1",

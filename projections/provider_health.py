@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -54,29 +55,52 @@ class ProviderHealthProjection(Projection):
     schema = SCHEMA
     handles = (ConnectionAttempted, ProviderFailed)
 
-    async def apply(self, conn: DbConnection, note: Notification) -> None:
-        event = note.event
-        if isinstance(event, ConnectionAttempted):
-            ok = event.outcome == "success"
-            await conn.execute(
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        counts: dict[tuple[str, str], _Counts] = {}
+        errors: dict[tuple[str, str], ProviderFailed] = {}
+        for note in notes:
+            event = note.event
+            if isinstance(event, ConnectionAttempted):
+                key = (event.provider, event.region)
+                counts.setdefault(key, _Counts()).add(event)
+            elif isinstance(event, ProviderFailed):
+                errors[(event.provider, event.region)] = event  # the page's latest wins
+        if counts:
+            await conn.executemany(
                 _COUNT_ATTEMPT,
-                event.provider,
-                event.region,
-                1 if ok else 0,
-                0 if ok else 1,
-                event.response_time_ms,
-                event.timestamp if ok else None,
-                None if ok else event.timestamp,
+                [
+                    (provider, region, c.successes, c.failures, c.total_ms, c.last_ok, c.last_fail)
+                    for (provider, region), c in counts.items()
+                ],
             )
-        elif isinstance(event, ProviderFailed):
-            await conn.execute(
+        if errors:
+            await conn.executemany(
                 _RECORD_ERROR,
-                event.provider,
-                event.region,
-                event.error.code,
-                event.error.message,
-                event.error.type,
+                [
+                    (e.provider, e.region, e.error.code, e.error.message, e.error.type)
+                    for e in errors.values()
+                ],
             )
+
+
+class _Counts:
+    """One page's attempts at one provider and region, folded before writing."""
+
+    def __init__(self) -> None:
+        self.successes = 0
+        self.failures = 0
+        self.total_ms = 0.0
+        self.last_ok: datetime | None = None
+        self.last_fail: datetime | None = None
+
+    def add(self, event: ConnectionAttempted) -> None:
+        self.total_ms += event.response_time_ms
+        if event.outcome == "success":
+            self.successes += 1
+            self.last_ok = max(filter(None, (self.last_ok, event.timestamp)))
+        else:
+            self.failures += 1
+            self.last_fail = max(filter(None, (self.last_fail, event.timestamp)))
 
 
 async def provider_health(pool: asyncpg.Pool, region: str | None) -> list[dict[str, Any]]:
