@@ -32,6 +32,7 @@ from services.notification_log import NotificationLogReader
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.relay import EventRelay
+from services.supervision import supervise
 from services.worker import CommandWorker
 
 log = logging.getLogger(__name__)
@@ -153,10 +154,12 @@ async def run_components(
         tasks: dict[str, asyncio.Task[None]] = {}
         if "projector" in components:
             runtime.projector = Projector(runtime.pool, runtime.reader, all_projections())
-            tasks["projector"] = asyncio.create_task(runtime.projector.run(stop))
+            tasks["projector"] = asyncio.create_task(
+                supervise("projector", runtime.projector.run, stop)
+            )
         if "relay" in components:
             runtime.relay = EventRelay(runtime.pool, runtime.js, runtime.reader)
-            tasks["relay"] = asyncio.create_task(runtime.relay.run(stop))
+            tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
         if "worker" in components:
             worker = CommandWorker(
                 runtime.nc,
@@ -167,7 +170,7 @@ async def run_components(
                 max_deliver=WORKER_MAX_DELIVER,
                 ack_wait_s=WORKER_ACK_WAIT_S,
             )
-            tasks["worker"] = asyncio.create_task(worker.run(stop))
+            tasks["worker"] = asyncio.create_task(supervise("worker", worker.run, stop))
         if "api" in components:
             web_app = create_app(runtime.pool, lambda: runtime.nc.is_connected)
             runner = web.AppRunner(web_app, access_log=None)

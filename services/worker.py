@@ -96,7 +96,7 @@ class CommandWorker:
                     continue
                 for msg in msgs:
                     await self._slots.acquire()
-                    self._spawn(self._process_queued(msg))
+                    self._spawn(self._guarded(self._process_queued, msg))
         finally:
             with contextlib.suppress(Exception):
                 await rpc.unsubscribe()
@@ -116,7 +116,15 @@ class CommandWorker:
 
     async def _on_rpc(self, msg: Msg) -> None:
         await self._slots.acquire()
-        self._spawn(self._process_rpc(msg))
+        self._spawn(self._guarded(self._process_rpc, msg))
+
+    async def _guarded(self, process: Callable[[Msg], Awaitable[None]], msg: Msg) -> None:
+        # Publishing a result or acking can fail while NATS reconnects; the
+        # command is then redelivered and recognised, so log and move on.
+        try:
+            await process(msg)
+        except Exception:
+            log.warning("lost contact while finishing %s", msg.subject, exc_info=True)
 
     # -- one command ----------------------------------------------------------
     async def _process_queued(self, msg: Msg) -> None:

@@ -101,9 +101,13 @@ class Client:
         key = (msg.headers or {}).get(HEADER_COMMAND_ID) or result.command_id
         self.results.setdefault(key, []).append(result)
 
-    async def publish(self, cmd: Command, msg_id: str | None = None) -> bool:
+    async def publish(
+        self, cmd: Command, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> bool:
         ack = await self.js.publish(
-            command_subject(cmd.op), encode(cmd), headers={HEADER_MSG_ID: msg_id or cmd.command_id}
+            command_subject(cmd.op),
+            encode(cmd),
+            headers={HEADER_MSG_ID: msg_id or cmd.command_id, **(headers or {})},
         )
         return not ack.duplicate
 

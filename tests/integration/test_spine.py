@@ -236,3 +236,19 @@ async def test_access_tokens_are_encrypted_at_rest(
     finally:
         await conn.close()
     assert states and all(b"access-sandbox-acct-8" not in bytes(r["state"]) for r in states)
+
+
+async def test_a_provider_answering_garbage_is_classified_and_failed_over(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    await upstream.send(register("acct-9", "plaid"))
+    await upstream.send(register("acct-9", "mx"))
+    await inject_fault(sandbox, provider="plaid", endpoint="/transactions/sync", body="garbage")
+    result = await upstream.send(sync("acct-9", "sync-garbage"))
+    assert result.success and result.provider == "mx" and result.failover_used
+
+    await inject_fault(sandbox, provider="mx", endpoint="/transactions", body="truncated")
+    failed = await upstream.send(sync("acct-9", "sync-all-garbage"))
+    assert not failed.success and failed.error is not None
+    assert failed.error.code == "invalid_response"
+    assert "every linked provider failed (plaid, mx)" in failed.error.message
