@@ -171,7 +171,10 @@ def _embedded_nats_url(settings: Settings) -> str:
     url_file = settings.state_dir / "nats.url"
     if url_file.exists():
         return url_file.read_text().strip()
-    return "nats://127.0.0.1:4222"
+    raise ConfigurationError(
+        f"no running syncyard found ({url_file} is missing): start one with `make run`, "
+        "or set NATS_URL to the NATS server it uses"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

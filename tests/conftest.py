@@ -89,3 +89,14 @@ async def clean_jetstream(nats_url: str) -> None:
                 await manager.delete_stream(name)
     finally:
         await client.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test says what it touches: `unit` (no I/O) or `integration` (real servers)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if not any(item.get_closest_marker(m) for m in ("unit", "integration"))
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests without a unit/integration marker: " + ", ".join(unmarked))
