@@ -234,7 +234,7 @@ async def end_to_end(
                     done.set()
 
         await nc.subscribe("syncyard.result.sync.transactions", cb=on_result)
-        accounts = 100
+        accounts = int(os.environ.get("BENCH_ACCOUNTS", "100"))
         run = uuid.uuid4().hex[:8]  # JetStream would drop a second run's ids as duplicates
         for a in range(accounts):
             reg = RegisterConnection(

@@ -252,6 +252,10 @@ class PostgresEventStore(EventStorePort):
         # its snapshot and notify hooks are unused here.
         if events:
             self.app.events.put(events)
+            # A new link's first sync should not have to read its token back.
+            for event in events:
+                if isinstance(event, CredentialStored):
+                    self._tokens[event.originator_id] = event.access_token
 
     def _save_one(self, change: Change) -> list[DomainEvent] | BaseException:
         for _ in range(5):
