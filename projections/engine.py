@@ -15,7 +15,7 @@ import logging
 import asyncpg
 
 from events.base import DomainEvent
-from services.notification_log import DbConnection, Notification, NotificationLogReader
+from services.notification_log import DbConnection, Notification, NotificationLogReader, topic_of
 from services.waiting import wait_for_either
 
 log = logging.getLogger(__name__)
@@ -83,19 +83,19 @@ class Projector:
                 "WHERE projection = $1 FOR UPDATE",
                 projection.name,
             )
-            page = await self.reader.read(conn, int(position), self.page_size)
-            if not page:
+            topics = {topic_of(cls) for cls in projection.handles}
+            page = await self.reader.read(conn, int(position), self.page_size, topics)
+            if page.last_id == position:
                 return 0
-            handled = [note for note in page if isinstance(note.event, projection.handles)]
-            if handled:
-                await projection.apply_page(conn, handled)
+            if page.notifications:
+                await projection.apply_page(conn, page.notifications)
             await conn.execute(
                 "UPDATE syncyard_projection_position SET position = $2, updated_at = now() "
                 "WHERE projection = $1",
                 projection.name,
-                page[-1].id,
+                page.last_id,
             )
-            return len(page)
+            return page.last_id - int(position)
 
     async def catch_up(self) -> int:
         """Apply everything stored so far to every projection."""

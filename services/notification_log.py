@@ -7,6 +7,7 @@ so notification ids become visible in order and a reader never skips a gap).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -14,7 +15,7 @@ import asyncpg
 import msgspec
 from asyncpg.pool import PoolConnectionProxy
 from eventsourcing.persistence import Mapper
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 from events.base import DomainEvent
 
@@ -30,14 +31,37 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True):
     event: DomainEvent
 
 
-def decode_stored(mapper: Mapper[Any], topic: str, state: bytes) -> DomainEvent:
-    """Decrypt (when a cipher is configured) and decode one stored event."""
+class PlainNotification(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored event decrypted but not decoded: its JSON, as the mapper wrote it."""
+
+    id: int
+    topic: str
+    state: bytes
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    """What one read saw: the last notification id in it, and the events asked for."""
+
+    last_id: int
+    notifications: list[Notification]
+
+
+def topic_of(cls: type[DomainEvent]) -> str:
+    return get_topic(cls)
+
+
+def plaintext(mapper: Mapper[Any], state: bytes) -> bytes:
     if mapper.cipher:
         state = mapper.cipher.decrypt(state)
     if mapper.compressor:
         state = mapper.compressor.decompress(state)
+    return state
+
+
+def decode_stored(mapper: Mapper[Any], topic: str, state: bytes) -> DomainEvent:
+    """Decrypt (when a cipher is configured) and decode one stored event."""
     cls: type[DomainEvent] = resolve_topic(topic)
-    return msgspec.json.decode(state, type=cls)
+    return msgspec.json.decode(plaintext(mapper, state), type=cls)
 
 
 class NotificationLogReader:
@@ -55,15 +79,40 @@ class NotificationLogReader:
         """The LISTEN channel the recorder NOTIFYs on each insert."""
         return self.table.replace(".", "_")
 
-    async def read(self, conn: DbConnection, after: int, limit: int) -> list[Notification]:
+    async def read(
+        self, conn: DbConnection, after: int, limit: int, topics: Collection[str] | None = None
+    ) -> Page:
+        """Up to `limit` notifications after `after`, decoding only those of `topics`.
+
+        Decrypting and decoding is most of a reader's cost; events a reader
+        ignores are skipped undecoded, yet still advance `last_id`.
+        """
+        rows = await conn.fetch(self._select, after, limit)
+        return Page(
+            last_id=rows[-1]["notification_id"] if rows else after,
+            notifications=[
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    event=decode_stored(self.mapper, row["topic"], row["state"]),
+                )
+                for row in rows
+                if topics is None or row["topic"] in topics
+            ],
+        )
+
+    async def read_plain(
+        self, conn: DbConnection, after: int, limit: int
+    ) -> list[PlainNotification]:
+        """Decrypted JSON, undecoded: for the relay, which forwards it as it is."""
         rows = await conn.fetch(self._select, after, limit)
         return [
-            Notification(
+            PlainNotification(
                 id=row["notification_id"],
-                originator_id=row["originator_id"],
-                originator_version=row["originator_version"],
                 topic=row["topic"],
-                event=decode_stored(self.mapper, row["topic"], row["state"]),
+                state=plaintext(self.mapper, row["state"]),
             )
             for row in rows
         ]

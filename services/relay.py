@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -19,7 +19,12 @@ from nats.js import JetStreamContext
 
 from events.credentials import PRIVATE_EVENT_TYPES
 from events.subjects import HEADER_MSG_ID, HEADER_NOTIFICATION_ID, event_subject
-from services.notification_log import DbConnection, Notification, NotificationLogReader
+from services.notification_log import (
+    DbConnection,
+    NotificationLogReader,
+    PlainNotification,
+    topic_of,
+)
 from services.waiting import wait_for_either, wait_for_stop
 
 log = logging.getLogger(__name__)
@@ -38,9 +43,21 @@ CREATE TABLE IF NOT EXISTS syncyard_relay_position (
 """
 
 
-def aggregate_name(event: Any) -> str:
-    """`events.connection.SyncCompleted` → `connection`."""
-    return str(type(event).__module__).rsplit(".", 1)[-1]
+PRIVATE_TOPICS = frozenset(topic_of(cls) for cls in PRIVATE_EVENT_TYPES)
+
+
+class _Metadata(msgspec.Struct):
+    metadata: dict[str, str] = {}
+
+
+_metadata = msgspec.json.Decoder(_Metadata)
+
+
+@functools.lru_cache(maxsize=256)
+def subject_for(topic: str) -> str:
+    """`events.connection:SyncCompleted` → `syncyard.evt.connection.SyncCompleted`."""
+    module, name = topic.split(":", 1)
+    return event_subject(module.rsplit(".", 1)[-1], name)
 
 
 class EventRelay:
@@ -95,7 +112,7 @@ class EventRelay:
         )
         while not stop.is_set():
             self._wake.clear()
-            page = await self.reader.read(conn, position, self.page_size)
+            page = await self.reader.read_plain(conn, position, self.page_size)
             if not page:
                 await wait_for_either(stop, self._wake, POLL_INTERVAL_S)
                 continue
@@ -109,20 +126,20 @@ class EventRelay:
                 len(page),
             )
 
-    async def _publish(self, page: list[Notification]) -> None:
+    async def _publish(self, page: list[PlainNotification]) -> None:
         sends = []
         for note in page:
-            if isinstance(note.event, PRIVATE_EVENT_TYPES):
+            if note.topic in PRIVATE_TOPICS:
                 continue
             headers = {
                 HEADER_MSG_ID: f"evt:{note.id}",
                 HEADER_NOTIFICATION_ID: str(note.id),
             }
-            traceparent = note.event.metadata.get("traceparent")
+            traceparent = _metadata.decode(note.state).metadata.get("traceparent")
             if traceparent:
                 headers["traceparent"] = traceparent
-            subject = event_subject(aggregate_name(note.event), type(note.event).__name__)
-            sends.append(self.js.publish(subject, msgspec.json.encode(note.event), headers=headers))
+            # The stored JSON is the event's msgspec encoding: forwarded as it is.
+            sends.append(self.js.publish(subject_for(note.topic), note.state, headers=headers))
         # Pipelined: all in flight at once, and the page counts only if every ack came back.
         acks = await asyncio.gather(*sends)
         for ack in acks:

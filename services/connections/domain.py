@@ -8,6 +8,7 @@ state. Idempotency lives here: a command id already applied decides nothing.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -36,6 +37,7 @@ RECENT_COMMANDS_KEPT = 512
 _NAMESPACE = uuid.UUID("5d3c2f7e-4a51-4be4-9a43-6f1c1a0b9e21")
 
 
+@functools.lru_cache(maxsize=65536)
 def connection_id_for(space_id: str, account_id: str) -> uuid.UUID:
     """One connection per account within a space, addressable without a lookup."""
     return uuid.uuid5(_NAMESPACE, f"connection/{space_id}/{account_id}")
