@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import msgspec
@@ -191,7 +191,7 @@ class CommandWorker:
                 await self.nc.publish(msg.reply, encode(result))
 
     @contextlib.contextmanager
-    def _span(self, op: str, msg: Msg):  # type: ignore[no-untyped-def]
+    def _span(self, op: str, msg: Msg) -> Iterator[dict[str, str]]:
         parent = propagate.extract(dict(msg.headers or {}))
         with tracer.start_as_current_span(
             f"command {op}", context=parent, kind=trace.SpanKind.CONSUMER
