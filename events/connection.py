@@ -6,6 +6,7 @@ None of these carries an access token: links refer to their credential by id
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -46,6 +47,7 @@ class ConnectionAttempted(DomainEvent, frozen=True, kw_only=True):
     response_time_ms: float
     error_code: str | None = None
     error_message: str | None = None
+    error_type: str | None = None
 
 
 class ProviderFailed(DomainEvent, frozen=True, kw_only=True):
@@ -83,6 +85,22 @@ class SyncFailed(DomainEvent, frozen=True, kw_only=True):
     error: ErrorInfo
 
 
+class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
+    """A command failed in a way time can fix; it will be tried again at `resume_at`.
+
+    `command` is the command as received (sync commands carry no secrets), so
+    a durable timer can send it again after a restart; `tries` counts the
+    tries made so far.
+    """
+
+    command_id: str
+    op: str
+    tries: int
+    resume_at: datetime
+    error: ErrorInfo
+    command: dict[str, Any]
+
+
 CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ConnectionRegistered,
     ProviderLinked,
@@ -90,4 +108,5 @@ CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ProviderFailed,
     SyncCompleted,
     SyncFailed,
+    SyncDeferred,
 )

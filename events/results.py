@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from events.base import Message
@@ -13,6 +14,8 @@ class CommandResult(Message, frozen=True, kw_only=True):
 
     `duplicate` is true when the command id had already been applied: the
     answer then reports the first outcome and nothing was done again.
+    `deferred_until` set means: not done yet, syncyard itself will try again
+    then and send another result; nothing is needed from the caller.
     """
 
     command_id: str
@@ -25,3 +28,4 @@ class CommandResult(Message, frozen=True, kw_only=True):
     response_time_ms: float = 0.0
     attempts: int = 0
     duplicate: bool = False
+    deferred_until: datetime | None = None

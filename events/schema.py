@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from events.breaker import BREAKER_EVENT_TYPES
 from events.commands import COMMAND_TYPES
 from events.connection import CONNECTION_EVENT_TYPES
 from events.deadletter import DeadLetter
@@ -21,6 +22,7 @@ def contract_types() -> dict[str, type[Any]]:
     types["result"] = CommandResult
     types["dead_letter"] = DeadLetter
     types.update({f"event.connection.{cls.__name__}": cls for cls in CONNECTION_EVENT_TYPES})
+    types.update({f"event.breaker.{cls.__name__}": cls for cls in BREAKER_EVENT_TYPES})
     return types
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -22,8 +23,15 @@ from nats.js import JetStreamContext
 from events.commands import Command
 from events.results import CommandResult
 from infra.config import Settings
-from infra.eventstore import EVENTS_TABLE, PostgresEventStore, SyncyardApplication, library_env
+from infra.eventstore import (
+    EVENTS_TABLE,
+    PostgresBreakerRecorder,
+    PostgresEventStore,
+    SyncyardApplication,
+    library_env,
+)
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
+from projections.deferrals import DeferralTimer
 from projections.engine import Projector
 from projections.registry import all_projections
 from services.api import create_app
@@ -32,6 +40,9 @@ from services.notification_log import NotificationLogReader
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.relay import EventRelay
+from services.resilience.board import BreakerBoard
+from services.resilience.bulkhead import Bulkhead
+from services.resilience.follower import BreakerFollower
 from services.supervision import supervise
 from services.worker import CommandWorker
 
@@ -85,6 +96,7 @@ class Runtime:
     store: PostgresEventStore
     deps: Dependencies
     reader: NotificationLogReader
+    board: BreakerBoard
     http_url: str | None = None
     relay: EventRelay | None = None
     projector: Projector | None = None
@@ -109,23 +121,37 @@ async def open_runtime(
         js = nc.jetstream()
         await declare_streams(js)
 
+        # Reads for every command, the relay, projector, breaker follower and API share it.
+        pool = await asyncpg.create_pool(database_url, min_size=2, max_size=16)
+        stack.push_async_callback(pool.close)
+
         env = library_env(pg_parts(database_url), cipher_key)
         app = await asyncio.to_thread(SyncyardApplication, env)
-        store = await stack.enter_async_context(PostgresEventStore(app))
-
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
-        stack.push_async_callback(pool.close)
+        store = await stack.enter_async_context(PostgresEventStore(app, pool))
 
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=512, limit_per_host=256)
         )
         stack.push_async_callback(session.close)
         providers = build_providers(session, settings.providers)
+        board = BreakerBoard(
+            PostgresBreakerRecorder(app), settings.breakers, lambda: datetime.now(UTC)
+        )
         orchestrator = Orchestrator(
-            providers, hierarchy=settings.hierarchy, call_timeout_s=settings.call_timeout_s
+            providers,
+            hierarchy=settings.hierarchy,
+            call_timeout_s=settings.call_timeout_s,
+            gate=board,
+            bulkheads={
+                name: Bulkhead(name, settings.bulkhead_max_concurrent, settings.bulkhead_max_wait_s)
+                for name in providers
+            },
         )
         deps = Dependencies(
-            store=store, orchestrator=orchestrator, known_providers=frozenset(providers)
+            store=store,
+            orchestrator=orchestrator,
+            known_providers=frozenset(providers),
+            retry_policies=settings.retry,
         )
         yield Runtime(
             settings=settings,
@@ -135,6 +161,7 @@ async def open_runtime(
             store=store,
             deps=deps,
             reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
+            board=board,
         )
 
 
@@ -157,6 +184,9 @@ async def run_components(
             tasks["projector"] = asyncio.create_task(
                 supervise("projector", runtime.projector.run, stop)
             )
+            # Deferred syncs come back through the read model the projector keeps.
+            timer = DeferralTimer(runtime.pool, runtime.js)
+            tasks["deferrals"] = asyncio.create_task(supervise("deferrals", timer.run, stop))
         if "relay" in components:
             runtime.relay = EventRelay(runtime.pool, runtime.js, runtime.reader)
             tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
@@ -171,6 +201,9 @@ async def run_components(
                 ack_wait_s=WORKER_ACK_WAIT_S,
             )
             tasks["worker"] = asyncio.create_task(supervise("worker", worker.run, stop))
+            # The worker's breakers learn every replica's calls and transitions from the log.
+            follower = BreakerFollower(runtime.pool, runtime.reader, runtime.board)
+            tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
         if "api" in components:
             web_app = create_app(runtime.pool, lambda: runtime.nc.is_connected)
             runner = web.AppRunner(web_app, access_log=None)
@@ -187,7 +220,7 @@ async def run_components(
         stop.set()
         stopper.cancel()
         # Worker first (it finishes in-flight commands), then the followers.
-        for name in ("worker", "relay", "projector"):
+        for name in ("worker", "breakers", "relay", "projector", "deferrals"):
             if name in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tasks[name]

@@ -9,6 +9,8 @@ from pathlib import Path
 import msgspec
 
 from services.providers.registry import ProviderSettings
+from services.resilience.policy import PolicyBook
+from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
     "US": ("plaid", "mx", "finicity"),
@@ -34,6 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     call_timeout_s: float = 10.0
     otlp_endpoint: str | None = None
     providers: dict[str, ProviderSettings] = {}
+    breakers: PolicyBook = PolicyBook()
+    retry: dict[str, RetryPolicy] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETRY))
+    # Half the worker's concurrency: one stuck provider can hold at most half the slots.
+    bulkhead_max_concurrent: int = 128
+    bulkhead_max_wait_s: float = 10.0
     hierarchy: dict[str, tuple[str, ...]] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_HIERARCHY)
     )
@@ -70,6 +77,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sandbox_port=sandbox_port,
         cipher_key=env.get("SYNCYARD_CIPHER_KEY") or None,
         worker_concurrency=int(env.get("SYNCYARD_WORKER_CONCURRENCY", "256")),
+        bulkhead_max_concurrent=int(env.get("SYNCYARD_BULKHEAD_MAX_CONCURRENT", "128")),
+        bulkhead_max_wait_s=float(env.get("SYNCYARD_BULKHEAD_MAX_WAIT_S", "10")),
         call_timeout_s=float(env.get("SYNCYARD_CALL_TIMEOUT_S", "10")),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         providers=_provider_settings(env, sandbox_url),

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
@@ -29,6 +30,8 @@ from services.connections.domain import ConnectionState, fold
 from services.notification_log import decode_stored
 from services.ports import Change, EventStorePort
 from services.providers.base import LinkCredentials
+from services.resilience.board import BreakerRecorder
+from services.resilience.domain import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +109,20 @@ class _Pending(msgspec.Struct):
 class PostgresEventStore(EventStorePort):
     """EventStorePort on eventsourcing + PostgreSQL, with group commit and a state cache."""
 
-    def __init__(self, app: SyncyardApplication, *, now: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        app: SyncyardApplication,
+        pool: asyncpg.Pool,
+        *,
+        now: Callable[[], datetime] | None = None,
+    ):
         self.app = app
+        self.pool = pool
+        self._read_after = (
+            "SELECT topic, state FROM "  # noqa: S608 - our table name, never input
+            f'"{EVENTS_TABLE}" WHERE originator_id = $1 AND originator_version > $2 '
+            "ORDER BY originator_version"
+        )
         self._now = now or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[UUID, ConnectionState] = OrderedDict()
         self._tokens: dict[UUID, str] = {}
@@ -134,10 +149,19 @@ class PostgresEventStore(EventStorePort):
 
     # -- reads ---------------------------------------------------------------
     async def get_connection(self, connection_id: UUID) -> ConnectionState | None:
+        """The connection as stored now: the cached state plus whatever other
+        replicas appended since (one indexed query), so a link registered through
+        another replica is never missed."""
         cached = self._cache.get(connection_id)
-        if cached is not None:
+        rows = await self.pool.fetch(
+            self._read_after, connection_id, cached.version if cached else 0
+        )
+        if not rows:
             return cached
-        return await asyncio.to_thread(self._load, connection_id)
+        state = fold(cached, (decode_stored(self.mapper, r["topic"], r["state"]) for r in rows))
+        if state is not None:
+            self._remember(state)
+        return state
 
     def _load(self, connection_id: UUID) -> ConnectionState | None:
         state = fold(None, self.app.events.get(connection_id))  # type: ignore[arg-type]
@@ -273,3 +297,23 @@ class PostgresEventStore(EventStorePort):
                 self._remember(new_state)
             return events
         return RuntimeError(f"connection {change.connection_id}: kept conflicting after 5 tries")
+
+
+class PostgresBreakerRecorder(BreakerRecorder):
+    """Breaker transitions straight into the event store: rare, so no group commit."""
+
+    def __init__(self, app: SyncyardApplication) -> None:
+        self.app = app
+
+    async def append(self, events: list[DomainEvent]) -> bool:
+        return await asyncio.to_thread(self._append, events)
+
+    def _append(self, events: list[DomainEvent]) -> bool:
+        try:
+            self.app.events.put(events)
+        except IntegrityError:
+            return False
+        return True
+
+    async def load(self, breaker: Breaker) -> list[DomainEvent]:
+        return await asyncio.to_thread(lambda: list(self.app.events.get(breaker.id)))  # type: ignore[arg-type]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from projections.connection_attempts import ConnectionAttemptsProjection
+from projections.deferrals import DeferralsProjection
 from projections.engine import Projection
 from projections.provider_health import ProviderHealthProjection
 
 
 def all_projections() -> list[Projection]:
-    return [ProviderHealthProjection(), ConnectionAttemptsProjection()]
+    return [ProviderHealthProjection(), ConnectionAttemptsProjection(), DeferralsProjection()]

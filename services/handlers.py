@@ -6,8 +6,9 @@ happened through the event store before it answers.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -18,6 +19,7 @@ from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.connections.domain import (
     ConnectionState,
+    Outcome,
     as_duplicate,
     connection_id_for,
     credential_id_for,
@@ -27,6 +29,7 @@ from services.connections.domain import (
 )
 from services.orchestrator import Orchestrator
 from services.ports import Change, EventStorePort
+from services.resilience.retry import DEFAULT_RETRY, RetryPolicy, retry_delay_s
 
 
 class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +37,8 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     orchestrator: Orchestrator
     known_providers: frozenset[str]
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
+    rng: random.Random = msgspec.field(default_factory=random.Random)
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]
@@ -90,21 +95,64 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
         )
     if cmd.command_id in state.recent_results:
         return as_duplicate(state.recent_results[cmd.command_id])
+    deferral = state.deferred.get(cmd.command_id)
+    if deferral is not None and deps.now() < deferral.resume_at:
+        # A redelivery before its time: the durable timer will send it when due.
+        return as_duplicate(deferral.result)
+    tries_before = state.tries_made(cmd.command_id)
     links = await deps.store.credentials(state)
     outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
     now = deps.now()
+    resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
     def decide(fresh: ConnectionState | None) -> list[Any]:
         assert fresh is not None
-        return decide_outcome(fresh, cmd, outcome, now=now, trace=trace)
+        return decide_outcome(
+            fresh,
+            cmd,
+            outcome,
+            now=now,
+            trace=trace,
+            resume_at=resume_at,
+            tries_before=tries_before,
+        )
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
-        return result_for(outcome, cmd)
+        return msgspec.structs.replace(result_for(outcome, cmd), deferred_until=resume_at)
     # Another delivery of this command got there first: answer what it recorded.
     fresh = await deps.store.get_connection(connection_id)
     assert fresh is not None
-    return as_duplicate(fresh.recent_results[cmd.command_id])
+    if cmd.command_id in fresh.recent_results:
+        return as_duplicate(fresh.recent_results[cmd.command_id])
+    return as_duplicate(fresh.deferred[cmd.command_id].result)
+
+
+def _resume_at(
+    deps: Dependencies, cmd: Command, outcome: Outcome, tries: int, now: datetime
+) -> datetime | None:
+    """When to try a failed command again, or None to let it fail now.
+
+    Only errors time can fix are deferred, within the error class's tries and
+    never past the command's own deadline.
+    """
+    error = outcome.error
+    if outcome.success or error is None or not error.retryable:
+        return None
+    policy = deps.retry_policies.get(error.type)
+    if policy is None:
+        return None
+    delay = retry_delay_s(policy, tries, retry_after_s=outcome.retry_after_s, rng=deps.rng)
+    if delay is None:
+        return None
+    resume_at = now + timedelta(seconds=delay)
+    if cmd.deadline is not None and resume_at >= _aware(cmd.deadline):
+        return None
+    return resume_at
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 HANDLERS: Mapping[type[Command], Handler] = {

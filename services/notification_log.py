@@ -44,6 +44,7 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
 
     last_id: int
     notifications: list[Notification]
+    scanned: int = 0  # rows read, decoded or not: a full page means more may be waiting
 
 
 def topic_of(cls: type[DomainEvent]) -> str:
@@ -90,6 +91,7 @@ class NotificationLogReader:
         rows = await conn.fetch(self._select, after, limit)
         return Page(
             last_id=rows[-1]["notification_id"] if rows else after,
+            scanned=len(rows),
             notifications=[
                 Notification(
                     id=row["notification_id"],

@@ -7,10 +7,11 @@ holds a link (DESIGN.md, "Failover that can actually work").
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from opentelemetry import trace
@@ -19,6 +20,8 @@ from events.commands import Command, GetAccounts, SyncTransactions
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.providers.base import LinkCredentials, ProviderAdapter, ProviderCallError
+from services.resilience.board import Permit
+from services.resilience.bulkhead import Bulkhead, BulkheadFullError
 
 tracer = trace.get_tracer("syncyard.orchestrator")
 
@@ -26,6 +29,12 @@ tracer = trace.get_tracer("syncyard.orchestrator")
 DEFAULT_DEADLINE_S = 30.0
 # Least time worth starting a provider call with.
 MIN_CALL_BUDGET_S = 0.05
+
+
+class BreakerGate(Protocol):
+    """Whether a provider may be called now (the breaker board answers this)."""
+
+    async def permit(self, provider: str, region: str, command_id: str) -> Permit: ...
 
 
 def order_links(
@@ -48,12 +57,16 @@ class Orchestrator:
         *,
         hierarchy: Mapping[str, Sequence[str]],
         call_timeout_s: float = 10.0,
+        gate: BreakerGate | None = None,
+        bulkheads: Mapping[str, Bulkhead] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.providers = providers
         self.hierarchy = hierarchy
         self.call_timeout_s = call_timeout_s
+        self.gate = gate
+        self.bulkheads = bulkheads or {}
         self._clock = clock
         self._wall_clock = wall_clock
 
@@ -70,13 +83,18 @@ class Orchestrator:
         budget_end = started + self._budget_s(cmd)
         candidates = order_links(links, cmd.preferred_provider, self.hierarchy.get(region, ()))
         attempts: list[Attempt] = []
+        skipped: list[str] = []
         last_error: ErrorInfo | None = None
 
         def finish(**fields: Any) -> Outcome:
+            used = fields.get("provider")
+            waits = [a.retry_after_s for a in attempts if a.retry_after_s is not None]
             return Outcome(
+                retry_after_s=min(waits) if waits else None,
                 attempts=tuple(attempts),
                 response_time_ms=(self._clock() - started) * 1000.0,
-                failover_used=len(attempts) > 1,
+                failover_used=used is not None and used != candidates[0].provider,
+                skipped=tuple(skipped),
                 **fields,
             )
 
@@ -91,6 +109,12 @@ class Orchestrator:
                     provider=link.provider,
                 )
                 continue
+            if self.gate is not None:
+                permit = await self.gate.permit(link.provider, region, cmd.command_id)
+                if not permit.allowed:
+                    # Skipped without a call: the breaker already knows this would fail.
+                    skipped.append(f"{link.provider}: {permit.reason}")
+                    continue
             remaining = budget_end - self._clock()
             if remaining < MIN_CALL_BUDGET_S:
                 return finish(
@@ -104,6 +128,7 @@ class Orchestrator:
                         provider=None,
                     ),
                 )
+            bulkhead = self.bulkheads.get(link.provider)
             call_started = self._clock()
             with tracer.start_as_current_span(
                 f"provider.{cmd.op}",
@@ -113,9 +138,14 @@ class Orchestrator:
                 },
             ) as span:
                 try:
-                    data, summary = await self._call(
-                        adapter, cmd, link, min(remaining, self.call_timeout_s)
-                    )
+                    async with bulkhead.slot() if bulkhead else contextlib.nullcontext():
+                        data, summary = await self._call(
+                            adapter, cmd, link, min(remaining, self.call_timeout_s)
+                        )
+                except BulkheadFullError as exc:
+                    # Not the provider's fault and nothing was sent: skip, don't count.
+                    skipped.append(str(exc))
+                    continue
                 except ProviderCallError as exc:
                     span.set_attribute("syncyard.error.code", exc.error.code)
                     span.set_status(trace.StatusCode.ERROR, exc.error.type)
@@ -123,10 +153,11 @@ class Orchestrator:
                     attempts.append(
                         Attempt(
                             provider=link.provider,
-                            failover=bool(attempts),
+                            failover=bool(attempts or skipped),
                             response_time_ms=(self._clock() - call_started) * 1000.0,
                             error=exc.error,
                             timed_out=exc.error.code == "timeout",
+                            retry_after_s=exc.retry_after_s,
                         )
                     )
                     if not exc.error.retryable:
@@ -142,7 +173,7 @@ class Orchestrator:
             attempts.append(
                 Attempt(
                     provider=link.provider,
-                    failover=bool(attempts),
+                    failover=bool(attempts or skipped),
                     response_time_ms=(self._clock() - call_started) * 1000.0,
                 )
             )
@@ -151,13 +182,23 @@ class Orchestrator:
         return finish(
             success=False,
             provider=attempts[-1].provider if attempts else None,
-            error=self._exhausted_error(last_error, candidates, attempts),
+            error=self._exhausted_error(last_error, candidates, attempts, skipped),
         )
 
     @staticmethod
     def _exhausted_error(
-        last: ErrorInfo | None, candidates: Sequence[LinkCredentials], attempts: Sequence[Attempt]
+        last: ErrorInfo | None,
+        candidates: Sequence[LinkCredentials],
+        attempts: Sequence[Attempt],
+        skipped: Sequence[str],
     ) -> ErrorInfo:
+        if candidates and not attempts and skipped:
+            return ErrorInfo(
+                code="all_providers_unavailable",
+                message="no linked provider can be called now: " + "; ".join(skipped),
+                type="provider_down",
+                retryable=True,
+            )
         if not candidates:
             return ErrorInfo(
                 code="no_link",
@@ -174,6 +215,8 @@ class Orchestrator:
         else:
             tried = ", ".join(a.provider for a in attempts)
             reason = f"{last.message}; every linked provider failed ({tried})"
+            if skipped:
+                reason += "; skipped: " + "; ".join(skipped)
         return msgspec.structs.replace(last, message=reason)
 
     async def _call(

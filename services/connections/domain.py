@@ -26,6 +26,7 @@ from events.connection import (
     ProviderFailed,
     ProviderLinked,
     SyncCompleted,
+    SyncDeferred,
     SyncFailed,
 )
 from events.errors import ErrorInfo
@@ -62,6 +63,7 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     response_time_ms: float
     error: ErrorInfo | None = None
     timed_out: bool = False
+    retry_after_s: float | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +77,14 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any] | None = None
     summary: dict[str, Any] = {}
     error: ErrorInfo | None = None
+    skipped: tuple[str, ...] = ()  # providers not called, with why (e.g. breaker open)
+    retry_after_s: float | None = None  # the provider's own word on when to come back
+
+
+class Deferral(msgspec.Struct, frozen=True, kw_only=True):
+    tries: int
+    resume_at: datetime
+    result: CommandResult
 
 
 class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +97,12 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     links: dict[str, Link] = {}
     # command id → the result it produced (without data), to answer redeliveries.
     recent_results: dict[str, CommandResult] = {}
+    # command id → its pending deferral; gone once the command completes or fails.
+    deferred: dict[str, Deferral] = {}
+
+    def tries_made(self, command_id: str) -> int:
+        deferral = self.deferred.get(command_id)
+        return deferral.tries if deferral else 0
 
     def link_order(self) -> list[Link]:
         return list(self.links.values())
@@ -133,10 +149,24 @@ def decide_register(
 
 
 def decide_outcome(
-    state: ConnectionState, cmd: Command, outcome: Outcome, *, now: datetime, trace: dict[str, str]
+    state: ConnectionState,
+    cmd: Command,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    trace: dict[str, str],
+    resume_at: datetime | None = None,
+    tries_before: int = 0,
 ) -> list[DomainEvent]:
-    """Record every attempt, every provider failure and the command's end."""
+    """Record every attempt, every provider failure and the command's end.
+
+    A failure with `resume_at` is not an end: it is recorded as SyncDeferred.
+    `tries_before` is how many tries the caller saw recorded when it started:
+    if another delivery recorded this try meanwhile, this one decides nothing.
+    """
     if cmd.command_id in state.recent_results:
+        return []
+    if state.tries_made(cmd.command_id) != tries_before:
         return []
     meta = {**trace, "command_id": cmd.command_id}
     events: list[DomainEvent] = []
@@ -166,6 +196,7 @@ def decide_outcome(
                 response_time_ms=attempt.response_time_ms,
                 error_code=attempt.error.code if attempt.error else None,
                 error_message=attempt.error.message if attempt.error else None,
+                error_type=attempt.error.type if attempt.error else None,
             )
         )
         if attempt.error is not None:
@@ -203,6 +234,22 @@ def decide_outcome(
         error = outcome.error or ErrorInfo(
             code="no_outcome", message="no provider answered", type="unknown", retryable=True
         )
+        if resume_at is not None:
+            events.append(
+                SyncDeferred(
+                    originator_id=state.id,
+                    originator_version=version(),
+                    timestamp=now,
+                    metadata=meta,
+                    command_id=cmd.command_id,
+                    op=cmd.op,
+                    tries=state.tries_made(cmd.command_id) + 1,
+                    resume_at=resume_at,
+                    error=error,
+                    command=msgspec.to_builtins(cmd),
+                )
+            )
+            return events
         events.append(
             SyncFailed(
                 originator_id=state.id,
@@ -285,7 +332,10 @@ def _(event: SyncCompleted, state: ConnectionState | None) -> ConnectionState:
         data={"summary": event.summary},
     )
     return msgspec.structs.replace(
-        state, version=event.originator_version, recent_results=_remember(state, result)
+        state,
+        version=event.originator_version,
+        recent_results=_remember(state, result),
+        deferred=_settled(state, event.command_id),
     )
 
 
@@ -303,8 +353,35 @@ def _(event: SyncFailed, state: ConnectionState | None) -> ConnectionState:
         error=event.error,
     )
     return msgspec.structs.replace(
-        state, version=event.originator_version, recent_results=_remember(state, result)
+        state,
+        version=event.originator_version,
+        recent_results=_remember(state, result),
+        deferred=_settled(state, event.command_id),
     )
+
+
+@_apply.register
+def _(event: SyncDeferred, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    deferred = dict(state.deferred)
+    deferred[event.command_id] = Deferral(
+        tries=event.tries,
+        resume_at=event.resume_at,
+        result=CommandResult(
+            command_id=event.command_id,
+            op=event.op,
+            success=False,
+            error=event.error,
+            deferred_until=event.resume_at,
+        ),
+    )
+    return msgspec.structs.replace(state, version=event.originator_version, deferred=deferred)
+
+
+def _settled(state: ConnectionState, command_id: str) -> dict[str, Deferral]:
+    if command_id not in state.deferred:
+        return state.deferred
+    return {k: v for k, v in state.deferred.items() if k != command_id}
 
 
 def evolve(state: ConnectionState | None, event: DomainEvent) -> ConnectionState:

@@ -1,0 +1,54 @@
+"""Feeds the breaker board from the notification log, and runs its open-timeout timer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+
+from events.breaker import BREAKER_EVENT_TYPES
+from events.connection import ConnectionAttempted
+from services.notification_log import NotificationLogReader, topic_of
+from services.resilience.board import BreakerBoard
+from services.waiting import wait_for_either
+
+# On start, read back this many notifications to refill the windows: enough
+# for several minutes of calls at the rates in docs/BENCHMARKS.md.
+LOOKBACK = 20_000
+PAGE_SIZE = 1000
+# Bounds how late an open breaker turns half-open, and how stale a missed
+# NOTIFY can leave this replica.
+TICK_S = 0.1
+
+TOPICS = frozenset(topic_of(cls) for cls in (ConnectionAttempted, *BREAKER_EVENT_TYPES))
+
+
+class BreakerFollower:
+    def __init__(self, pool: asyncpg.Pool, reader: NotificationLogReader, board: BreakerBoard):
+        self.pool = pool
+        self.reader = reader
+        self.board = board
+        self.position = 0
+        self._wake = asyncio.Event()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.add_listener(self.reader.channel, self._on_notify)
+            try:
+                self.position = max(0, await self.reader.max_id(conn) - LOOKBACK)
+                while not stop.is_set():
+                    self._wake.clear()
+                    page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
+                    for note in page.notifications:
+                        await self.board.observe(note.event)
+                    self.position = page.last_id
+                    await self.board.tick()
+                    if page.scanned < PAGE_SIZE:
+                        await wait_for_either(stop, self._wake, TICK_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(self.reader.channel, self._on_notify)
