@@ -1,4 +1,4 @@
-"""The `Connection` aggregate: pure decisions and state evolution, no I/O.
+"""The `Connection` aggregate: pure decisions, no I/O.
 
 `decide_*` functions take the current state (None for a connection not seen
 before), the command and injected facts (time, ids, the orchestrator's
@@ -8,12 +8,7 @@ state. Idempotency lives here: a command id already applied decides nothing.
 
 from __future__ import annotations
 
-import functools
-import uuid
-from collections.abc import Iterable
 from datetime import datetime
-from functools import singledispatch
-from typing import Any
 
 import msgspec
 
@@ -31,81 +26,34 @@ from events.connection import (
 )
 from events.errors import ErrorInfo
 from events.results import CommandResult
+from services.connections.evolve import evolve, fold
+from services.connections.state import (
+    RECENT_COMMANDS_KEPT,
+    Attempt,
+    ConnectionState,
+    Deferral,
+    Link,
+    Outcome,
+    connection_id_for,
+    credential_id_for,
+)
 
-# Enough to recognise any redelivery JetStream could still make (its
-# duplicate window and max deliveries are far shorter than 512 commands).
-RECENT_COMMANDS_KEPT = 512
-_NAMESPACE = uuid.UUID("5d3c2f7e-4a51-4be4-9a43-6f1c1a0b9e21")
-
-
-@functools.lru_cache(maxsize=65536)
-def connection_id_for(space_id: str, account_id: str) -> uuid.UUID:
-    """One connection per account within a space, addressable without a lookup."""
-    return uuid.uuid5(_NAMESPACE, f"connection/{space_id}/{account_id}")
-
-
-def credential_id_for(command_id: str) -> uuid.UUID:
-    """Deterministic, so a retried registration cannot store a second credential."""
-    return uuid.uuid5(_NAMESPACE, f"credential/{command_id}")
-
-
-class Link(msgspec.Struct, frozen=True, kw_only=True):
-    provider: str
-    item_id: str
-    credential_id: uuid.UUID
-
-
-class Attempt(msgspec.Struct, frozen=True, kw_only=True):
-    """One provider call made by the orchestrator, as the aggregate records it."""
-
-    provider: str
-    failover: bool
-    response_time_ms: float
-    error: ErrorInfo | None = None
-    timed_out: bool = False
-    retry_after_s: float | None = None
-
-
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """What `execute_with_failover` concluded for one command."""
-
-    success: bool
-    provider: str | None
-    failover_used: bool
-    attempts: tuple[Attempt, ...]
-    response_time_ms: float
-    data: dict[str, Any] | None = None
-    summary: dict[str, Any] = {}
-    error: ErrorInfo | None = None
-    skipped: tuple[str, ...] = ()  # providers not called, with why (e.g. breaker open)
-    retry_after_s: float | None = None  # the provider's own word on when to come back
-
-
-class Deferral(msgspec.Struct, frozen=True, kw_only=True):
-    tries: int
-    resume_at: datetime
-    result: CommandResult
-
-
-class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
-    id: uuid.UUID
-    version: int
-    space_id: str
-    account_id: str
-    institution_id: str | None
-    region: str
-    links: dict[str, Link] = {}
-    # command id → the result it produced (without data), to answer redeliveries.
-    recent_results: dict[str, CommandResult] = {}
-    # command id → its pending deferral; gone once the command completes or fails.
-    deferred: dict[str, Deferral] = {}
-
-    def tries_made(self, command_id: str) -> int:
-        deferral = self.deferred.get(command_id)
-        return deferral.tries if deferral else 0
-
-    def link_order(self) -> list[Link]:
-        return list(self.links.values())
+__all__ = [
+    "RECENT_COMMANDS_KEPT",
+    "Attempt",
+    "ConnectionState",
+    "Deferral",
+    "Link",
+    "Outcome",
+    "as_duplicate",
+    "connection_id_for",
+    "credential_id_for",
+    "decide_outcome",
+    "decide_register",
+    "evolve",
+    "fold",
+    "result_for",
+]
 
 
 def _next(state: ConnectionState | None, offset: int) -> int:
@@ -266,132 +214,6 @@ def decide_outcome(
             )
         )
     return events
-
-
-def _remember(state: ConnectionState, result: CommandResult) -> dict[str, CommandResult]:
-    recent = dict(state.recent_results)
-    recent[result.command_id] = result
-    while len(recent) > RECENT_COMMANDS_KEPT:
-        del recent[next(iter(recent))]
-    return recent
-
-
-@singledispatch
-def _apply(event: DomainEvent, state: ConnectionState | None) -> ConnectionState:
-    # Events this version does not know (written by a newer one) change nothing
-    # it relies on; the version still moves so the next append does not collide.
-    assert state is not None, f"{type(event).__name__} cannot start a connection"
-    return msgspec.structs.replace(state, version=event.originator_version)
-
-
-@_apply.register
-def _(event: ConnectionRegistered, state: ConnectionState | None) -> ConnectionState:
-    return ConnectionState(
-        id=event.originator_id,
-        version=event.originator_version,
-        space_id=event.space_id,
-        account_id=event.account_id,
-        institution_id=event.institution_id,
-        region=event.region,
-    )
-
-
-@_apply.register
-def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
-    assert state is not None
-    links = dict(state.links)
-    links[event.provider] = Link(
-        provider=event.provider, item_id=event.item_id, credential_id=event.credential_id
-    )
-    result = CommandResult(
-        command_id=event.command_id,
-        op=RegisterConnection.op,
-        success=True,
-        provider=event.provider,
-        data={"connection_id": str(state.id), "providers": sorted(links)},
-    )
-    return msgspec.structs.replace(
-        state,
-        version=event.originator_version,
-        links=links,
-        recent_results=_remember(state, result),
-    )
-
-
-@_apply.register
-def _(event: SyncCompleted, state: ConnectionState | None) -> ConnectionState:
-    assert state is not None
-    result = CommandResult(
-        command_id=event.command_id,
-        op=event.op,
-        success=True,
-        provider=event.provider,
-        failover_used=event.failover_used,
-        response_time_ms=event.response_time_ms,
-        attempts=event.attempts,
-        data={"summary": event.summary},
-    )
-    return msgspec.structs.replace(
-        state,
-        version=event.originator_version,
-        recent_results=_remember(state, result),
-        deferred=_settled(state, event.command_id),
-    )
-
-
-@_apply.register
-def _(event: SyncFailed, state: ConnectionState | None) -> ConnectionState:
-    assert state is not None
-    result = CommandResult(
-        command_id=event.command_id,
-        op=event.op,
-        success=False,
-        provider=event.provider,
-        failover_used=event.failover_used,
-        response_time_ms=event.response_time_ms,
-        attempts=event.attempts,
-        error=event.error,
-    )
-    return msgspec.structs.replace(
-        state,
-        version=event.originator_version,
-        recent_results=_remember(state, result),
-        deferred=_settled(state, event.command_id),
-    )
-
-
-@_apply.register
-def _(event: SyncDeferred, state: ConnectionState | None) -> ConnectionState:
-    assert state is not None
-    deferred = dict(state.deferred)
-    deferred[event.command_id] = Deferral(
-        tries=event.tries,
-        resume_at=event.resume_at,
-        result=CommandResult(
-            command_id=event.command_id,
-            op=event.op,
-            success=False,
-            error=event.error,
-            deferred_until=event.resume_at,
-        ),
-    )
-    return msgspec.structs.replace(state, version=event.originator_version, deferred=deferred)
-
-
-def _settled(state: ConnectionState, command_id: str) -> dict[str, Deferral]:
-    if command_id not in state.deferred:
-        return state.deferred
-    return {k: v for k, v in state.deferred.items() if k != command_id}
-
-
-def evolve(state: ConnectionState | None, event: DomainEvent) -> ConnectionState:
-    return _apply(event, state)
-
-
-def fold(state: ConnectionState | None, events: Iterable[DomainEvent]) -> ConnectionState | None:
-    for event in events:
-        state = evolve(state, event)
-    return state
 
 
 def result_for(outcome: Outcome, cmd: Command) -> CommandResult:

@@ -1,0 +1,151 @@
+"""How each event of the `Connection` aggregate changes its state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import singledispatch
+
+import msgspec
+
+from events.base import DomainEvent
+from events.commands import RegisterConnection
+from events.connection import (
+    ConnectionRegistered,
+    ProviderLinked,
+    SyncCompleted,
+    SyncDeferred,
+    SyncFailed,
+)
+from events.results import CommandResult
+from services.connections.state import (
+    RECENT_COMMANDS_KEPT,
+    ConnectionState,
+    Deferral,
+    Link,
+)
+
+
+def _remember(state: ConnectionState, result: CommandResult) -> dict[str, CommandResult]:
+    recent = dict(state.recent_results)
+    recent[result.command_id] = result
+    while len(recent) > RECENT_COMMANDS_KEPT:
+        del recent[next(iter(recent))]
+    return recent
+
+
+@singledispatch
+def _apply(event: DomainEvent, state: ConnectionState | None) -> ConnectionState:
+    # Events this version does not know (written by a newer one) change nothing
+    # it relies on; the version still moves so the next append does not collide.
+    assert state is not None, f"{type(event).__name__} cannot start a connection"
+    return msgspec.structs.replace(state, version=event.originator_version)
+
+
+@_apply.register
+def _(event: ConnectionRegistered, state: ConnectionState | None) -> ConnectionState:
+    return ConnectionState(
+        id=event.originator_id,
+        version=event.originator_version,
+        space_id=event.space_id,
+        account_id=event.account_id,
+        institution_id=event.institution_id,
+        region=event.region,
+    )
+
+
+@_apply.register
+def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    links = dict(state.links)
+    links[event.provider] = Link(
+        provider=event.provider, item_id=event.item_id, credential_id=event.credential_id
+    )
+    result = CommandResult(
+        command_id=event.command_id,
+        op=RegisterConnection.op,
+        success=True,
+        provider=event.provider,
+        data={"connection_id": str(state.id), "providers": sorted(links)},
+    )
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        links=links,
+        recent_results=_remember(state, result),
+    )
+
+
+@_apply.register
+def _(event: SyncCompleted, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    result = CommandResult(
+        command_id=event.command_id,
+        op=event.op,
+        success=True,
+        provider=event.provider,
+        failover_used=event.failover_used,
+        response_time_ms=event.response_time_ms,
+        attempts=event.attempts,
+        data={"summary": event.summary},
+    )
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        recent_results=_remember(state, result),
+        deferred=_settled(state, event.command_id),
+    )
+
+
+@_apply.register
+def _(event: SyncFailed, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    result = CommandResult(
+        command_id=event.command_id,
+        op=event.op,
+        success=False,
+        provider=event.provider,
+        failover_used=event.failover_used,
+        response_time_ms=event.response_time_ms,
+        attempts=event.attempts,
+        error=event.error,
+    )
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        recent_results=_remember(state, result),
+        deferred=_settled(state, event.command_id),
+    )
+
+
+@_apply.register
+def _(event: SyncDeferred, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    deferred = dict(state.deferred)
+    deferred[event.command_id] = Deferral(
+        tries=event.tries,
+        resume_at=event.resume_at,
+        result=CommandResult(
+            command_id=event.command_id,
+            op=event.op,
+            success=False,
+            error=event.error,
+            deferred_until=event.resume_at,
+        ),
+    )
+    return msgspec.structs.replace(state, version=event.originator_version, deferred=deferred)
+
+
+def _settled(state: ConnectionState, command_id: str) -> dict[str, Deferral]:
+    if command_id not in state.deferred:
+        return state.deferred
+    return {k: v for k, v in state.deferred.items() if k != command_id}
+
+
+def evolve(state: ConnectionState | None, event: DomainEvent) -> ConnectionState:
+    return _apply(event, state)
+
+
+def fold(state: ConnectionState | None, events: Iterable[DomainEvent]) -> ConnectionState | None:
+    for event in events:
+        state = evolve(state, event)
+    return state

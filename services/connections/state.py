@@ -1,0 +1,88 @@
+"""The `Connection` aggregate's state and the values its decisions take: no I/O."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from events.errors import ErrorInfo
+from events.results import CommandResult
+
+# Enough to recognise any redelivery JetStream could still make (its
+# duplicate window and max deliveries are far shorter than 512 commands).
+RECENT_COMMANDS_KEPT = 512
+_NAMESPACE = uuid.UUID("5d3c2f7e-4a51-4be4-9a43-6f1c1a0b9e21")
+
+
+@functools.lru_cache(maxsize=65536)
+def connection_id_for(space_id: str, account_id: str) -> uuid.UUID:
+    """One connection per account within a space, addressable without a lookup."""
+    return uuid.uuid5(_NAMESPACE, f"connection/{space_id}/{account_id}")
+
+
+def credential_id_for(command_id: str) -> uuid.UUID:
+    """Deterministic, so a retried registration cannot store a second credential."""
+    return uuid.uuid5(_NAMESPACE, f"credential/{command_id}")
+
+
+class Link(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    item_id: str
+    credential_id: uuid.UUID
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider call made by the orchestrator, as the aggregate records it."""
+
+    provider: str
+    failover: bool
+    response_time_ms: float
+    error: ErrorInfo | None = None
+    timed_out: bool = False
+    retry_after_s: float | None = None
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What `execute_with_failover` concluded for one command."""
+
+    success: bool
+    provider: str | None
+    failover_used: bool
+    attempts: tuple[Attempt, ...]
+    response_time_ms: float
+    data: dict[str, Any] | None = None
+    summary: dict[str, Any] = {}
+    error: ErrorInfo | None = None
+    skipped: tuple[str, ...] = ()  # providers not called, with why (e.g. breaker open)
+    retry_after_s: float | None = None  # the provider's own word on when to come back
+
+
+class Deferral(msgspec.Struct, frozen=True, kw_only=True):
+    tries: int
+    resume_at: datetime
+    result: CommandResult
+
+
+class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    version: int
+    space_id: str
+    account_id: str
+    institution_id: str | None
+    region: str
+    links: dict[str, Link] = {}
+    # command id → the result it produced (without data), to answer redeliveries.
+    recent_results: dict[str, CommandResult] = {}
+    # command id → its pending deferral; gone once the command completes or fails.
+    deferred: dict[str, Deferral] = {}
+
+    def tries_made(self, command_id: str) -> int:
+        deferral = self.deferred.get(command_id)
+        return deferral.tries if deferral else 0
+
+    def link_order(self) -> list[Link]:
+        return list(self.links.values())
