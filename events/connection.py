@@ -101,6 +101,41 @@ class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
     command: dict[str, Any]
 
 
+class ReauthRequired(DomainEvent, frozen=True, kw_only=True):
+    """The person must log in again at `provider` (e.g. Plaid ITEM_LOGIN_REQUIRED).
+
+    Syncs through that link stop being attempted until it is linked again
+    (an update-mode link, or a new `connection.register`).
+    """
+
+    command_id: str
+    provider: str
+    item_id: str
+    error_code: str
+
+
+class MaintenanceDetected(DomainEvent, frozen=True, kw_only=True):
+    """The institution is in maintenance at `provider`; `until` when the provider said."""
+
+    command_id: str
+    provider: str
+    until: datetime | None
+    error_code: str
+
+
+class RelinkSuggested(DomainEvent, frozen=True, kw_only=True):
+    """The only usable link has been down since `down_since`: link through `suggested_provider`.
+
+    syncyard never pretends to fail over a token-bound sync; this tells upstream
+    to ask the person to link the institution at a backup provider.
+    """
+
+    command_id: str
+    failing_provider: str
+    suggested_provider: str | None
+    down_since: datetime
+
+
 CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ConnectionRegistered,
     ProviderLinked,
@@ -109,4 +144,7 @@ CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     SyncCompleted,
     SyncFailed,
     SyncDeferred,
+    ReauthRequired,
+    MaintenanceDetected,
+    RelinkSuggested,
 )

@@ -35,6 +35,7 @@ from projections.deferrals import DeferralTimer
 from projections.engine import Projector
 from projections.registry import all_projections
 from services.api import create_app
+from services.connections.link_health import RelinkPolicy
 from services.handlers import Dependencies, handle
 from services.notification_log import NotificationLogReader
 from services.orchestrator import Orchestrator
@@ -152,6 +153,7 @@ async def open_runtime(
             orchestrator=orchestrator,
             known_providers=frozenset(providers),
             retry_policies=settings.retry,
+            relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),
         )
         yield Runtime(
             settings=settings,

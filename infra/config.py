@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -37,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     otlp_endpoint: str | None = None
     providers: dict[str, ProviderSettings] = {}
     breakers: PolicyBook = PolicyBook()
+    relink_after: timedelta = timedelta(minutes=30)
     retry: dict[str, RetryPolicy] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETRY))
     # Half the worker's concurrency: one stuck provider can hold at most half the slots.
     bulkhead_max_concurrent: int = 128

@@ -27,6 +27,7 @@ from services.connections.domain import (
     decide_register,
     result_for,
 )
+from services.connections.link_health import RelinkPolicy
 from services.orchestrator import Orchestrator
 from services.ports import Change, EventStorePort
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy, retry_delay_s
@@ -39,6 +40,7 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
     rng: random.Random = msgspec.field(default_factory=random.Random)
+    relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]
@@ -100,8 +102,12 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
         # A redelivery before its time: the durable timer will send it when due.
         return as_duplicate(deferral.result)
     tries_before = state.tries_made(cmd.command_id)
-    links = await deps.store.credentials(state)
-    outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
+    usable = set(state.usable_links(deps.now()))
+    links = [link for link in await deps.store.credentials(state) if link.provider in usable]
+    if state.links and not links:
+        outcome = _no_usable_link(state, deps.now())
+    else:
+        outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -115,6 +121,7 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
             trace=trace,
             resume_at=resume_at,
             tries_before=tries_before,
+            relink=deps.relink,
         )
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
@@ -126,6 +133,40 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
     if cmd.command_id in fresh.recent_results:
         return as_duplicate(fresh.recent_results[cmd.command_id])
     return as_duplicate(fresh.deferred[cmd.command_id].result)
+
+
+def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:
+    """Every link is waiting on maintenance or on the person: say which, call nobody."""
+    in_maintenance = {p: u for p, u in state.maintenance_until.items() if u > now}
+    if in_maintenance:
+        provider, until = min(in_maintenance.items(), key=lambda item: item[1])
+        error = ErrorInfo(
+            code="in_maintenance",
+            message=f"{provider} is in maintenance until {until.isoformat()}; resuming then",
+            type="maintenance",
+            retryable=True,
+            provider=provider,
+        )
+        wait = (until - now).total_seconds()
+    else:
+        waiting = ", ".join(sorted(state.reauth))
+        error = ErrorInfo(
+            code="reauth_required",
+            message=f"the person must re-authenticate the link at {waiting} "
+            "(an update-mode link) before syncs resume",
+            type="auth",
+            retryable=False,
+        )
+        wait = None
+    return Outcome(
+        success=False,
+        provider=None,
+        failover_used=False,
+        attempts=(),
+        response_time_ms=0.0,
+        error=error,
+        retry_after_s=wait,
+    )
 
 
 def _resume_at(

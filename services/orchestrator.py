@@ -158,6 +158,7 @@ class Orchestrator:
                             error=exc.error,
                             timed_out=exc.error.code == "timeout",
                             retry_after_s=exc.retry_after_s,
+                            reauth_required=exc.reauth_required,
                         )
                     )
                     if not exc.error.retryable:

@@ -27,6 +27,7 @@ from events.connection import (
 from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.connections.evolve import evolve, fold
+from services.connections.link_health import RelinkPolicy, link_health_events
 from services.connections.state import (
     RECENT_COMMANDS_KEPT,
     Attempt,
@@ -37,6 +38,8 @@ from services.connections.state import (
     connection_id_for,
     credential_id_for,
 )
+
+DEFAULT_RELINK = RelinkPolicy()
 
 __all__ = [
     "RECENT_COMMANDS_KEPT",
@@ -105,6 +108,7 @@ def decide_outcome(
     trace: dict[str, str],
     resume_at: datetime | None = None,
     tries_before: int = 0,
+    relink: RelinkPolicy = DEFAULT_RELINK,
 ) -> list[DomainEvent]:
     """Record every attempt, every provider failure and the command's end.
 
@@ -162,6 +166,11 @@ def decide_outcome(
                     response_time_ms=attempt.response_time_ms,
                 )
             )
+    events.extend(
+        link_health_events(
+            state, cmd, outcome, now=now, meta=meta, first_version=version(), relink=relink
+        )
+    )
     if outcome.success and outcome.provider is not None:
         events.append(
             SyncCompleted(

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import singledispatch
+from typing import TypeVar
 
 import msgspec
 
 from events.base import DomainEvent
 from events.commands import RegisterConnection
 from events.connection import (
+    ConnectionAttempted,
     ConnectionRegistered,
+    MaintenanceDetected,
     ProviderLinked,
+    ReauthRequired,
+    RelinkSuggested,
     SyncCompleted,
     SyncDeferred,
     SyncFailed,
 )
 from events.results import CommandResult
+from services.connections.link_health import OUTAGE_TYPES
 from services.connections.state import (
     RECENT_COMMANDS_KEPT,
     ConnectionState,
@@ -67,11 +73,17 @@ def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
         provider=event.provider,
         data={"connection_id": str(state.id), "providers": sorted(links)},
     )
+    # A fresh link (or an update-mode relink) is a clean slate for that provider,
+    # and answers any standing suggestion to link elsewhere.
     return msgspec.structs.replace(
         state,
         version=event.originator_version,
         links=links,
         recent_results=_remember(state, result),
+        reauth=state.reauth - {event.provider},
+        maintenance_until=_without(state.maintenance_until, event.provider),
+        down_since=_without(state.down_since, event.provider),
+        relink_suggested=frozenset(),
     )
 
 
@@ -133,6 +145,72 @@ def _(event: SyncDeferred, state: ConnectionState | None) -> ConnectionState:
         ),
     )
     return msgspec.structs.replace(state, version=event.originator_version, deferred=deferred)
+
+
+@_apply.register
+def _(event: ConnectionAttempted, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    provider = event.provider
+    if event.outcome == "success":
+        if not (
+            provider in state.down_since
+            or provider in state.maintenance_until
+            or provider in state.reauth
+            or provider in state.relink_suggested
+        ):
+            return msgspec.structs.replace(state, version=event.originator_version)
+        return msgspec.structs.replace(
+            state,
+            version=event.originator_version,
+            down_since=_without(state.down_since, provider),
+            maintenance_until=_without(state.maintenance_until, provider),
+            reauth=state.reauth - {provider},
+            relink_suggested=state.relink_suggested - {provider},
+        )
+    if (event.error_type or "unknown") in OUTAGE_TYPES and provider not in state.down_since:
+        return msgspec.structs.replace(
+            state,
+            version=event.originator_version,
+            down_since={**state.down_since, provider: event.timestamp},
+        )
+    return msgspec.structs.replace(state, version=event.originator_version)
+
+
+@_apply.register
+def _(event: ReauthRequired, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    return msgspec.structs.replace(
+        state, version=event.originator_version, reauth=state.reauth | {event.provider}
+    )
+
+
+@_apply.register
+def _(event: MaintenanceDetected, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    if event.until is None:
+        return msgspec.structs.replace(state, version=event.originator_version)
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        maintenance_until={**state.maintenance_until, event.provider: event.until},
+    )
+
+
+@_apply.register
+def _(event: RelinkSuggested, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        relink_suggested=state.relink_suggested | {event.failing_provider},
+    )
+
+
+T = TypeVar("T")
+
+
+def _without(mapping: dict[str, T], key: str) -> dict[str, T]:
+    return {k: v for k, v in mapping.items() if k != key}
 
 
 def _settled(state: ConnectionState, command_id: str) -> dict[str, Deferral]:

@@ -44,6 +44,7 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     timed_out: bool = False
     retry_after_s: float | None = None
+    reauth_required: bool = False
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +80,19 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     recent_results: dict[str, CommandResult] = {}
     # command id → its pending deferral; gone once the command completes or fails.
     deferred: dict[str, Deferral] = {}
+    # The health of each link, as the provider's answers showed it.
+    reauth: frozenset[str] = frozenset()
+    maintenance_until: dict[str, datetime] = {}
+    down_since: dict[str, datetime] = {}
+    relink_suggested: frozenset[str] = frozenset()
+
+    def usable_links(self, now: datetime) -> list[str]:
+        """Providers worth calling: not awaiting re-authentication, not in maintenance."""
+        return [
+            provider
+            for provider in self.links
+            if provider not in self.reauth and now >= self.maintenance_until.get(provider, now)
+        ]
 
     def tries_made(self, command_id: str) -> int:
         deferral = self.deferred.get(command_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -71,20 +72,122 @@ class ProviderCallError(Exception):
         self.reauth_required = reauth_required
 
 
+class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider's own word on whether it is up (its status endpoint, where it has one)."""
+
+    healthy: bool
+    latency_ms: float
+    detail: str = ""
+
+
+class LinkRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What a link flow asks a provider for.
+
+    `user_ref` is our opaque, stable id for the person (never PII);
+    `update_link` set means update mode: re-authenticate an existing link.
+    """
+
+    user_ref: str
+    institution_id: str | None = None
+    products: tuple[str, ...] = ("transactions",)
+    country_codes: tuple[str, ...] = ("US",)
+    language: str = "en"
+    webhook_url: str | None = None
+    redirect_uri: str | None = None
+    update_link: LinkCredentials | None = None
+
+
+class LinkToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A token (or widget URL) the person's app opens to link, and when it expires."""
+
+    token: str
+    expires_at: str | None = None
+    url: str | None = None
+    request_id: str | None = None
+
+
+class Institution(msgspec.Struct, frozen=True, kw_only=True):
+    institution_id: str
+    name: str
+    country_codes: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    url: str | None = None
+
+
+class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A verified webhook, normalised: which item, what happened, and the raw body.
+
+    `kind` is one of: public_token (a link finished; `public_token` set),
+    transactions_updated, login_required, item_error, item_removed, other.
+    """
+
+    provider: str
+    kind: str
+    item_id: str | None = None
+    public_token: str | None = None
+    error_code: str | None = None
+    raw: dict[str, Any] = {}
+
+
+class WebhookRejectedError(Exception):
+    """A webhook whose signature is missing, forged or stale; the reason is safe to log."""
+
+
 class ProviderAdapter(abc.ABC):
-    """One provider's real HTTP API behind syncyard's operations."""
+    """One provider's real HTTP API behind syncyard's operations.
+
+    Every call takes `timeout_s` (the caller's remaining deadline, capped by
+    the provider's own timeout) and raises ProviderCallError, classified,
+    on any failure.
+    """
 
     name: str
 
     @abc.abstractmethod
     async def get_accounts(self, link: LinkCredentials, *, timeout_s: float) -> AccountsPage:
-        """Fetch accounts and balances; raise ProviderCallError on any failure."""
+        """Fetch accounts and balances."""
 
     @abc.abstractmethod
     async def sync_transactions(
         self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
     ) -> TransactionsPage:
-        """Fetch one page of changes since `cursor`; raise ProviderCallError on any failure."""
+        """Fetch one page of changes since `cursor`."""
+
+    @abc.abstractmethod
+    async def health_check(self, *, timeout_s: float) -> HealthStatus:
+        """Ask the provider whether it is up, without touching any person's data."""
+
+    @abc.abstractmethod
+    async def create_link(self, request: LinkRequest, *, timeout_s: float) -> LinkToken:
+        """Start linking (or, with `update_link`, re-authenticating) an institution."""
+
+    @abc.abstractmethod
+    async def exchange_token(self, public_token: str, *, timeout_s: float) -> LinkCredentials:
+        """Trade the link flow's public token for a long-lived item id and access token."""
+
+    @abc.abstractmethod
+    async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
+        """Delete the item at the provider (a saga's compensation); idempotent."""
+
+    @abc.abstractmethod
+    async def get_institution(self, institution_id: str, *, timeout_s: float) -> Institution:
+        """One institution by the provider's id."""
+
+    @abc.abstractmethod
+    async def search_institutions(
+        self, query: str, *, country_codes: tuple[str, ...], limit: int, timeout_s: float
+    ) -> list[Institution]:
+        """Institutions whose name matches `query`."""
+
+    @abc.abstractmethod
+    async def handle_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, now: float, timeout_s: float
+    ) -> WebhookEvent:
+        """Verify the provider's signature on a webhook and normalise it.
+
+        Raises WebhookRejectedError when the signature is missing, forged or older
+        than the provider's replay window (`now` is injected: epoch seconds).
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - adapters without resources need not override
         """Release connections; the shared HTTP session is closed by its owner."""

@@ -1,78 +1,53 @@
-"""Plaid: `/accounts/get` and `/transactions/sync` behind the provider port."""
+"""Plaid behind the provider port: link, exchange, accounts, transactions, webhooks.
+
+Every Plaid call is a JSON POST authenticated by `client_id` and `secret` in
+the body. `LinkCredentials.access_token` is the Item's access token.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import aiohttp
-import msgspec
 
 from services.providers.base import (
     AccountsPage,
+    HealthStatus,
+    Institution,
     LinkCredentials,
+    LinkRequest,
+    LinkToken,
     ProviderAdapter,
+    ProviderCallError,
     TransactionsPage,
+    WebhookEvent,
+    WebhookRejectedError,
 )
-from services.providers.http import HttpReply, decode_json, send
+from services.providers.http import decode_json, send
 from services.providers.plaid_errors import plaid_error
+from services.providers.plaid_webhooks import PlaidWebhookVerifier, normalise
+from services.providers.plaid_wire import (
+    AccountsResponse,
+    ExchangeResponse,
+    InstitutionResponse,
+    InstitutionsResponse,
+    Jwk,
+    LinkTokenResponse,
+    RemoveResponse,
+    SyncResponse,
+    VerificationKeyResponse,
+    account,
+    institution,
+    transaction,
+)
 
-
-class _Balances(msgspec.Struct, frozen=True):
-    current: float | None = None
-    available: float | None = None
-    iso_currency_code: str | None = None
-
-
-class _Account(msgspec.Struct, frozen=True):
-    account_id: str
-    name: str
-    type: str
-    balances: _Balances
-    subtype: str | None = None
-    mask: str | None = None
-
-
-class _AccountsResponse(msgspec.Struct, frozen=True):
-    accounts: list[_Account]
-
-
-class _Transaction(msgspec.Struct, frozen=True):
-    transaction_id: str
-    account_id: str
-    amount: float
-    date: str
-    name: str | None = None
-    merchant_name: str | None = None
-    pending: bool = False
-    iso_currency_code: str | None = None
-
-
-class _RemovedTransaction(msgspec.Struct, frozen=True):
-    transaction_id: str
-
-
-class _SyncResponse(msgspec.Struct, frozen=True):
-    added: list[_Transaction]
-    modified: list[_Transaction]
-    removed: list[_RemovedTransaction]
-    next_cursor: str
-    has_more: bool
-
-
-def _transaction(t: _Transaction) -> dict[str, Any]:
-    return {
-        "transaction_id": t.transaction_id,
-        "account_id": t.account_id,
-        "amount": t.amount,
-        "date": t.date,
-        "name": t.name or t.merchant_name or "",
-        "pending": t.pending,
-        "iso_currency_code": t.iso_currency_code,
-    }
+T = TypeVar("T")
 
 
 class PlaidAdapter(ProviderAdapter):
-    """Plaid's API. `LinkCredentials.access_token` is the Item's access token."""
+    """Plaid's API at `base_url` (sandbox, production, or our local sandbox)."""
 
     def __init__(
         self,
@@ -83,6 +58,7 @@ class PlaidAdapter(ProviderAdapter):
         secret: str,
         name: str = "plaid",
         max_timeout_s: float = 10.0,
+        client_name: str = "syncyard",
     ) -> None:
         self.name = name
         self._session = session
@@ -90,49 +66,128 @@ class PlaidAdapter(ProviderAdapter):
         self._client_id = client_id
         self._secret = secret
         self._max_timeout_s = max_timeout_s
+        self._client_name = client_name
+        self._webhooks = PlaidWebhookVerifier(self._fetch_key)
 
     async def get_accounts(self, link: LinkCredentials, *, timeout_s: float) -> AccountsPage:
-        reply = await self._post("/accounts/get", link, {}, timeout_s)
-        parsed = decode_json(reply, _AccountsResponse, provider=self.name, endpoint="/accounts/get")
-        accounts = [
-            {
-                "account_id": a.account_id,
-                "name": a.name,
-                "type": a.type,
-                "subtype": a.subtype,
-                "mask": a.mask,
-                "balances": msgspec.structs.asdict(a.balances),
-            }
-            for a in parsed.accounts
-        ]
-        return AccountsPage(accounts=accounts)
+        body = {"access_token": link.access_token}
+        parsed = await self._call("/accounts/get", body, AccountsResponse, timeout_s)
+        return AccountsPage(accounts=[account(a) for a in parsed.accounts])
 
     async def sync_transactions(
         self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
     ) -> TransactionsPage:
         # Plaid takes 1..500; an empty cursor asks for the whole history.
-        body = {"cursor": cursor or "", "count": max(1, min(count, 500))}
-        reply = await self._post("/transactions/sync", link, body, timeout_s)
-        parsed = decode_json(
-            reply, _SyncResponse, provider=self.name, endpoint="/transactions/sync"
-        )
+        body: dict[str, Any] = {"access_token": link.access_token, "cursor": cursor or ""}
+        body["count"] = max(1, min(count, 500))
+        parsed = await self._call("/transactions/sync", body, SyncResponse, timeout_s)
         return TransactionsPage(
-            added=[_transaction(t) for t in parsed.added],
-            modified=[_transaction(t) for t in parsed.modified],
+            added=[transaction(t) for t in parsed.added],
+            modified=[transaction(t) for t in parsed.modified],
             removed=[r.transaction_id for r in parsed.removed],
             next_cursor=parsed.next_cursor,
             has_more=parsed.has_more,
         )
 
-    async def _post(
-        self, endpoint: str, link: LinkCredentials, extra: dict[str, Any], timeout_s: float
-    ) -> HttpReply:
-        body = {
-            "client_id": self._client_id,
-            "secret": self._secret,
-            "access_token": link.access_token,
-            **extra,
+    async def health_check(self, *, timeout_s: float) -> HealthStatus:
+        """Plaid has no status API: one authenticated `/institutions/get` of a single row.
+
+        It proves the API answers and our keys work, without any person's data.
+        """
+        started = time.monotonic()
+        body = {"count": 1, "offset": 0, "country_codes": ["US"]}
+        try:
+            await self._call("/institutions/get", body, InstitutionsResponse, timeout_s)
+        except ProviderCallError as exc:
+            latency = (time.monotonic() - started) * 1000.0
+            detail = f"{exc.error.type}/{exc.error.code}"
+            return HealthStatus(healthy=False, latency_ms=latency, detail=detail)
+        latency = (time.monotonic() - started) * 1000.0
+        return HealthStatus(healthy=True, latency_ms=latency, detail="/institutions/get answered")
+
+    async def create_link(self, request: LinkRequest, *, timeout_s: float) -> LinkToken:
+        """`/link/token/create`; with `update_link`, update mode (the Item's access token)."""
+        body: dict[str, Any] = {
+            "client_name": self._client_name,
+            "language": request.language,
+            "country_codes": list(request.country_codes),
+            "user": {"client_user_id": request.user_ref},
         }
+        if request.update_link is not None:
+            # Update mode: Plaid takes the Item's products from the Item itself.
+            body["access_token"] = request.update_link.access_token
+        else:
+            body["products"] = list(request.products)
+        if request.webhook_url:
+            body["webhook"] = request.webhook_url
+        if request.redirect_uri:
+            body["redirect_uri"] = request.redirect_uri
+        parsed = await self._call("/link/token/create", body, LinkTokenResponse, timeout_s)
+        return LinkToken(
+            token=parsed.link_token, expires_at=parsed.expiration, request_id=parsed.request_id
+        )
+
+    async def exchange_token(self, public_token: str, *, timeout_s: float) -> LinkCredentials:
+        body = {"public_token": public_token}
+        parsed = await self._call(
+            "/item/public_token/exchange", body, ExchangeResponse, timeout_s, public_token
+        )
+        return LinkCredentials(
+            provider=self.name, item_id=parsed.item_id, access_token=parsed.access_token
+        )
+
+    async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
+        """`/item/remove`; an Item Plaid no longer knows counts as removed."""
+        try:
+            await self._call(
+                "/item/remove", {"access_token": link.access_token}, RemoveResponse, timeout_s
+            )
+        except ProviderCallError as exc:
+            if exc.error.code != "ITEM_NOT_FOUND":
+                raise
+
+    async def get_institution(self, institution_id: str, *, timeout_s: float) -> Institution:
+        body = {"institution_id": institution_id, "country_codes": ["US"]}
+        parsed = await self._call("/institutions/get_by_id", body, InstitutionResponse, timeout_s)
+        return institution(parsed.institution)
+
+    async def search_institutions(
+        self, query: str, *, country_codes: tuple[str, ...], limit: int, timeout_s: float
+    ) -> list[Institution]:
+        body = {"query": query, "country_codes": list(country_codes), "products": None}
+        parsed = await self._call("/institutions/search", body, InstitutionsResponse, timeout_s)
+        return [institution(i) for i in parsed.institutions[: max(limit, 0)]]
+
+    async def handle_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, now: float, timeout_s: float
+    ) -> WebhookEvent:
+        """Verify the `Plaid-Verification` JWT, then normalise the body.
+
+        A failure to fetch Plaid's key raises ProviderCallError (answer 5xx so
+        Plaid retries); a key id Plaid does not know rejects the webhook.
+        """
+        await self._webhooks.verify(headers, body, now=now, timeout_s=timeout_s)
+        return normalise(self.name, body)
+
+    async def _fetch_key(self, kid: str, timeout_s: float) -> Jwk:
+        endpoint = "/webhook_verification_key/get"
+        try:
+            parsed = await self._call(endpoint, {"key_id": kid}, VerificationKeyResponse, timeout_s)
+        except ProviderCallError as exc:
+            if exc.error.type == "validation":
+                raise WebhookRejectedError("plaid webhook: Plaid knows no such key id") from None
+            raise
+        return parsed.key
+
+    async def _call(
+        self,
+        endpoint: str,
+        extra: dict[str, Any],
+        type_: type[T],
+        timeout_s: float,
+        *secrets: str,
+    ) -> T:
+        body = {"client_id": self._client_id, "secret": self._secret, **extra}
         reply = await send(
             self._session,
             "POST",
@@ -143,12 +198,14 @@ class PlaidAdapter(ProviderAdapter):
             json_body=body,
         )
         if not reply.ok:
+            token = extra.get("access_token")
+            known = (*secrets, self._secret, self._client_id)
             raise plaid_error(
                 reply.status,
                 reply.body,
                 provider=self.name,
                 retry_after_s=reply.retry_after_s,
-                secrets=(link.access_token, self._secret, self._client_id),
+                secrets=(*known, token) if isinstance(token, str) else known,
                 endpoint=endpoint,
             )
-        return reply
+        return decode_json(reply, type_, provider=self.name, endpoint=endpoint)

@@ -53,6 +53,11 @@ PLAID_ERROR_CODES: Mapping[str, ErrorRule] = {
     "MISSING_FIELDS": _BAD_REQUEST,
     "UNKNOWN_FIELDS": _BAD_REQUEST,
     "INVALID_API_KEYS": _BAD_REQUEST,
+    # Link flow: a public token used twice or expired, a link token or
+    # institution id Plaid does not know. The flow must start over.
+    "INVALID_PUBLIC_TOKEN": _BAD_REQUEST,
+    "INVALID_LINK_TOKEN": _BAD_REQUEST,
+    "INVALID_INSTITUTION": _BAD_REQUEST,
     # Plaid asks for the whole update to be paged again from its first cursor.
     "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": _TRY_AGAIN_LATER,
     "PRODUCT_NOT_READY": _TRY_AGAIN_LATER,

@@ -9,7 +9,12 @@ import aiohttp
 import msgspec
 
 from services.providers.base import ProviderAdapter
+from services.providers.bitso import BitsoAdapter
+from services.providers.blockchain import BlockchainAdapter
+from services.providers.manual import ManualAdapter
+from services.providers.manual_store import InMemoryManualEntries
 from services.providers.mx import MxAdapter
+from services.providers.mx_webhooks import BasicCredentials
 from services.providers.plaid import PlaidAdapter
 
 
@@ -18,7 +23,10 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     `kind` picks the adapter and defaults to `name`, so a second Plaid account
     (say `plaid_eu`) is `name="plaid_eu", kind="plaid"`. `timeout_s` caps every
-    call; a caller's tighter deadline still wins. For MX, `secret` is the API key.
+    call; a caller's tighter deadline still wins. For MX, `secret` is the API key,
+    and `webhook_secret` is `username:password`, the HTTP Basic credentials MX was
+    given for webhooks (MX does not sign them); Plaid needs none (it signs with
+    keys fetched by API).
     """
 
     name: str
@@ -27,12 +35,14 @@ class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     secret: str
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     kind: str | None = None
+    webhook_secret: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
             f"base_url={self.base_url!r}, client_id={self.client_id!r}, secret='***', "
-            f"timeout_s={self.timeout_s!r})"
+            f"timeout_s={self.timeout_s!r}, "
+            f"webhook_secret={'***' if self.webhook_secret else None!r})"
         )
 
     __str__ = __repr__
@@ -53,6 +63,10 @@ def _plaid(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapt
 
 
 def _mx(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapter:
+    webhook_credentials = None
+    if s.webhook_secret:
+        username, _, password = s.webhook_secret.partition(":")
+        webhook_credentials = BasicCredentials(username, password)
     return MxAdapter(
         session,
         base_url=s.base_url,
@@ -60,12 +74,45 @@ def _mx(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapter:
         api_key=s.secret,
         name=s.name,
         max_timeout_s=s.timeout_s,
+        webhook_credentials=webhook_credentials,
     )
+
+
+def _bitso(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapter:
+    # Bitso authenticates each person's own key pair, carried by their link, so
+    # client_id and secret are not used. webhook_secret lists Bitso's webhook
+    # public keys as "key_id:base64der,..." (public, despite the field's name).
+    pairs = (p.partition(":") for p in (s.webhook_secret or "").split(",") if p)
+    keys = {key_id: der for key_id, _, der in pairs}
+    return BitsoAdapter(
+        session, base_url=s.base_url, name=s.name, max_timeout_s=s.timeout_s, webhook_keys=keys
+    )
+
+
+def _blockchain(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapter:
+    # client_id names the network the reader serves; secret, if any, is a bearer token.
+    return BlockchainAdapter(
+        session,
+        base_url=s.base_url,
+        network=s.client_id or "bitcoin",
+        api_token=s.secret,
+        name=s.name,
+        max_timeout_s=s.timeout_s,
+    )
+
+
+def _manual(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapter:
+    # Nothing to call: only the name is used. The in-memory store is the seam
+    # a persistent ManualEntrySource replaces.
+    return ManualAdapter(InMemoryManualEntries(), name=s.name)
 
 
 ADAPTER_FACTORIES: Mapping[str, AdapterFactory] = {
     "plaid": _plaid,
     "mx": _mx,
+    "bitso": _bitso,
+    "blockchain": _blockchain,
+    "manual": _manual,
 }
 
 

@@ -6,7 +6,11 @@ import msgspec
 from aiohttp import web
 
 from services.sandbox.faults import Fault
+from services.sandbox.links import LINKS
 from services.sandbox.middleware import FAULT_BOOK
+from services.sandbox.scenarios import ScenarioError
+from services.sandbox.scenarios import available as available_scenarios
+from services.sandbox.scenarios import load as load_scenario
 
 
 def _bad_request(message: str) -> web.Response:
@@ -40,9 +44,33 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    """POST /_admin/reset: no faults, no counts, the dice re-seeded."""
+    """POST /_admin/reset: no faults, no counts, no links, the dice re-seeded,
+    and the sandbox's starting scenario restarted."""
     request.app[FAULT_BOOK].reset()
+    request.app[LINKS].reset()
     return web.json_response({"reset": True})
+
+
+class _ScenarioChoice(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str | None
+
+
+async def switch_scenario(request: web.Request) -> web.Response:
+    """PUT /_admin/scenario {"name": ...}: run that scenario from now (null: none)."""
+    try:
+        choice = msgspec.json.decode(await request.read(), type=_ScenarioChoice)
+        scenario = load_scenario(choice.name) if choice.name else None
+    except (msgspec.DecodeError, ScenarioError) as exc:
+        return _bad_request(str(exc))
+    request.app[FAULT_BOOK].load_scenario(scenario)
+    return web.json_response(request.app[FAULT_BOOK].scenario())
+
+
+async def show_scenario(request: web.Request) -> web.Response:
+    """GET /_admin/scenario: the active scenario, how long it has run, its faults."""
+    return web.json_response(
+        {**request.app[FAULT_BOOK].scenario(), "available": available_scenarios()}
+    )
 
 
 ADMIN_ROUTES = [
@@ -51,4 +79,6 @@ ADMIN_ROUTES = [
     web.delete("/_admin/faults", clear_faults),
     web.get("/_admin/calls", list_calls),
     web.post("/_admin/reset", reset),
+    web.put("/_admin/scenario", switch_scenario),
+    web.get("/_admin/scenario", show_scenario),
 ]

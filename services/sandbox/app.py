@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import msgspec
 from aiohttp import web
 
 from services.sandbox.admin import ADMIN_ROUTES
+from services.sandbox.bitso_api import create_bitso_app
+from services.sandbox.chain_api import create_chain_app
 from services.sandbox.faults import FaultBook
+from services.sandbox.link_admin import LINK_ADMIN_ROUTES
+from services.sandbox.links import LINKS, LinkBook
 from services.sandbox.middleware import FAULT_BOOK, SEED
 from services.sandbox.mx_api import create_mx_app
 from services.sandbox.plaid_api import create_plaid_app
+from services.sandbox.scenarios import load as load_scenario
+from services.sandbox.webhooks import PLAID_SIGNING_KEY, plaid_signing_key, webhook_session
 
 PLAID_PREFIX = "/plaid"
 MX_PREFIX = "/mx"
+BITSO_PREFIX = "/bitso"
+CHAIN_PREFIX = "/chain"
 
 
 class SandboxAddress(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,25 +41,47 @@ class SandboxAddress(msgspec.Struct, frozen=True, kw_only=True):
     def mx_url(self) -> str:
         return self.url + MX_PREFIX
 
+    @property
+    def bitso_url(self) -> str:
+        return self.url + BITSO_PREFIX
 
-def create_sandbox_app(seed: int = 7) -> web.Application:
-    """Both fake providers and the admin API in one app; `seed` fixes data and dice."""
+    @property
+    def chain_url(self) -> str:
+        return self.url + CHAIN_PREFIX
+
+
+def create_sandbox_app(
+    seed: int = 7, scenario: str | None = None, clock: Callable[[], float] = time.monotonic
+) -> web.Application:
+    """Every fake provider and the admin API in one app; `seed` fixes data and dice.
+
+    `scenario` names a file in `scenarios/` to run from the start (and to return
+    to on `/_admin/reset`); None runs without faults until some are armed.
+    `clock` times scenario timelines (tests pass one they move by hand).
+    """
     app = web.Application()
     app[SEED] = seed
-    app[FAULT_BOOK] = FaultBook(seed)
+    default = load_scenario(scenario) if scenario else None
+    app[FAULT_BOOK] = FaultBook(seed, clock, default_scenario=default)
+    app[LINKS] = LinkBook(seed)
+    app[PLAID_SIGNING_KEY] = plaid_signing_key(seed)
+    app.cleanup_ctx.append(webhook_session)
     app.router.add_routes(ADMIN_ROUTES)
+    app.router.add_routes(LINK_ADMIN_ROUTES)
     app.add_subapp(PLAID_PREFIX, create_plaid_app(PLAID_PREFIX))
     app.add_subapp(MX_PREFIX, create_mx_app(MX_PREFIX))
+    app.add_subapp(BITSO_PREFIX, create_bitso_app(BITSO_PREFIX))
+    app.add_subapp(CHAIN_PREFIX, create_chain_app(CHAIN_PREFIX))
     return app
 
 
 @asynccontextmanager
 async def running_sandbox(
-    host: str = "127.0.0.1", port: int = 0, *, seed: int = 7
+    host: str = "127.0.0.1", port: int = 0, *, seed: int = 7, scenario: str | None = None
 ) -> AsyncIterator[SandboxAddress]:
     """Serve the sandbox until the block exits; port 0 picks a free port."""
     # A short shutdown grace: a latency fault may hold a request open.
-    runner = web.AppRunner(create_sandbox_app(seed), shutdown_timeout=2.0)
+    runner = web.AppRunner(create_sandbox_app(seed, scenario), shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -61,8 +92,14 @@ async def running_sandbox(
         await runner.cleanup()
 
 
-async def run_sandbox(host: str = "127.0.0.1", port: int = 8700, *, seed: int = 7) -> None:
-    """Serve the sandbox until cancelled."""
-    async with running_sandbox(host, port, seed=seed) as address:
+async def run_sandbox(
+    host: str = "127.0.0.1", port: int = 8700, *, seed: int = 7, scenario: str | None = "calm"
+) -> None:
+    """Serve the sandbox until cancelled, running `scenario` (default `calm`)."""
+    async with running_sandbox(host, port, seed=seed, scenario=scenario) as address:
         print(f"provider sandbox: plaid at {address.plaid_url}, mx at {address.mx_url}")
+        print(
+            f"scenario {scenario or 'none'}; switch with: curl -X PUT {address.url}/_admin/scenario"
+            ' -d \'{"name": "plaid-outage"}\''
+        )
         await asyncio.Event().wait()

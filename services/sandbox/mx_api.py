@@ -10,6 +10,7 @@ from aiohttp import web
 
 from services.sandbox.data import FakeItem, FakeTransaction, fake_item
 from services.sandbox.faults import Fault
+from services.sandbox.links import LINKS
 from services.sandbox.middleware import SEED, fault_middleware
 
 MX_ACCEPT = "application/vnd.mx.api.v1+json"
@@ -67,20 +68,28 @@ def _member_status(request: web.Request, connection_status: str) -> web.Response
     )
 
 
-def _member(request: web.Request) -> FakeItem | web.Response:
+def check_headers(request: web.Request) -> web.Response | None:
+    """MX's refusal of a call without its versioned Accept or Basic auth, else None."""
     if MX_ACCEPT not in request.headers.get("Accept", ""):
         return error_response(406, "The request didn't specify a valid API version.")
     if request.headers.get("Authorization", "").split(" ")[0] != "Basic":
         return error_response(401, "Invalid MX-API-Key or MX-Client-ID provided.")
+    return None
+
+
+def _member(request: web.Request) -> FakeItem | web.Response:
+    refused = check_headers(request)
+    if refused is not None:
+        return refused
     user, member = request.match_info["user_guid"], request.match_info["member_guid"]
     if not user.startswith("USR-"):
         return error_response(404, "User not found.")
-    if not member.startswith("MBR-"):
+    if not member.startswith("MBR-") or member in request.config_dict[LINKS].mx_removed:
         return error_response(404, "Member not found.")
     return fake_item(request.config_dict[SEED], "mx", f"{user}/{member}", guids=True)
 
 
-def _paged(request: web.Request, key: str, rows: Sequence[dict[str, Any]]) -> web.Response:
+def paged(request: web.Request, key: str, rows: Sequence[dict[str, Any]]) -> web.Response:
     try:
         page = int(request.query.get("page", "1"))
         per_page = int(request.query.get("records_per_page", "25"))
@@ -128,7 +137,7 @@ async def list_accounts(request: web.Request) -> web.Response:
         }
         for a in item.accounts
     ]
-    return _paged(request, "accounts", rows)
+    return paged(request, "accounts", rows)
 
 
 def _transaction(request: web.Request, t: FakeTransaction) -> dict[str, Any]:
@@ -152,15 +161,18 @@ async def list_transactions(request: web.Request) -> web.Response:
     if isinstance(item, web.Response):
         return item
     rows = [_transaction(request, t) for t in item.current_transactions()]
-    return _paged(request, "transactions", rows)
+    return paged(request, "transactions", rows)
 
 
 def create_mx_app(prefix: str = "/mx") -> web.Application:
     """MX's routes, to be mounted under `prefix` on the sandbox app."""
-    app = web.Application(
-        middlewares=[fault_middleware("mx", prefix, _fault_response, accepts=_accepts)]
-    )
+    # Imported here: the link routes build on this module's checks and error bodies.
+    from services.sandbox.mx_link_api import add_link_routes, mx_context  # noqa: PLC0415
+
+    middleware = fault_middleware("mx", prefix, _fault_response, _accepts, mx_context)
+    app = web.Application(middlewares=[middleware])
     app.router.add_get(_MEMBER + "/status", member_status)
     app.router.add_get(_MEMBER + "/accounts", list_accounts)
     app.router.add_get(_MEMBER + "/transactions", list_transactions)
+    add_link_routes(app)
     return app

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from services.sandbox.data import FakeItem, FakeTransaction, fake_item
 from services.sandbox.faults import Fault
+from services.sandbox.links import LINKS
 from services.sandbox.middleware import SEED, fault_middleware
 
 # Plaid's documented sandbox token prefix, not a secret.
@@ -30,6 +31,8 @@ PLAID_ERRORS: dict[str, tuple[str, int]] = {
     "ITEM_NOT_FOUND": ("ITEM_ERROR", 400),
     "PRODUCT_NOT_READY": ("ITEM_ERROR", 400),
     "INVALID_ACCESS_TOKEN": ("INVALID_INPUT", 400),
+    "INVALID_PUBLIC_TOKEN": ("INVALID_INPUT", 400),
+    "INVALID_INSTITUTION": ("INVALID_INPUT", 400),
     "INVALID_API_KEYS": ("INVALID_INPUT", 400),
     "INVALID_INPUT": ("INVALID_INPUT", 400),
     "INVALID_REQUEST": ("INVALID_REQUEST", 400),
@@ -57,7 +60,7 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     options: dict[str, Any] | None = None
 
 
-def _request_id(request: web.Request) -> str:
+def request_id(request: web.Request) -> str:
     ids = request.config_dict[_REQUEST_IDS]
     return f"sbx{next(ids):010d}"
 
@@ -71,7 +74,7 @@ def error_response(
         "error_code": code,
         "error_message": message,
         "display_message": None,
-        "request_id": _request_id(request),
+        "request_id": request_id(request),
         "documentation_url": f"https://plaid.com/docs/errors/#{code.lower()}",
         "suggested_action": None,
     }
@@ -100,6 +103,8 @@ async def _authorised(request: web.Request) -> tuple[_Request, FakeItem] | web.R
         return error_response(
             request, "INVALID_ACCESS_TOKEN", "provided access token is in an invalid format"
         )
+    if req.access_token in request.config_dict[LINKS].plaid_removed:
+        return error_response(request, "ITEM_NOT_FOUND", "the Item was removed")
     return req, fake_item(request.config_dict[SEED], "plaid", req.access_token)
 
 
@@ -138,7 +143,7 @@ async def accounts_get(request: web.Request) -> web.Response:
     found = await _authorised(request)
     if isinstance(found, web.Response):
         return found
-    _, item = found
+    req, item = found
     accounts = [
         {
             "account_id": a.id,
@@ -157,9 +162,10 @@ async def accounts_get(request: web.Request) -> web.Response:
         }
         for a in item.accounts
     ]
-    item_body = {"item_id": item.item_id, "institution_id": "ins_109508"}
+    institution = request.config_dict[LINKS].plaid_institution(req.access_token)
+    item_body = {"item_id": item.item_id, "institution_id": institution.plaid_id}
     return web.json_response(
-        {"accounts": accounts, "item": item_body, "request_id": _request_id(request)}
+        {"accounts": accounts, "item": item_body, "request_id": request_id(request)}
     )
 
 
@@ -187,15 +193,20 @@ async def transactions_sync(request: web.Request) -> web.Response:
             "next_cursor": encode_cursor(item, end),
             "has_more": end < len(item.changes),
             "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
-            "request_id": _request_id(request),
+            "request_id": request_id(request),
         }
     )
 
 
 def create_plaid_app(prefix: str = "/plaid") -> web.Application:
     """Plaid's routes, to be mounted under `prefix` on the sandbox app."""
-    app = web.Application(middlewares=[fault_middleware("plaid", prefix, _fault_response)])
+    # Imported here: the link routes build on this module's error bodies.
+    from services.sandbox.plaid_link_api import add_link_routes, plaid_context  # noqa: PLC0415
+
+    middleware = fault_middleware("plaid", prefix, _fault_response, context=plaid_context)
+    app = web.Application(middlewares=[middleware])
     app[_REQUEST_IDS] = itertools.count(1)
     app.router.add_post("/accounts/get", accounts_get)
     app.router.add_post("/transactions/sync", transactions_sync)
+    add_link_routes(app)
     return app

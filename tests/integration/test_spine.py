@@ -252,3 +252,29 @@ async def test_a_provider_answering_garbage_is_classified_and_failed_over(
     assert not failed.success and failed.error is not None
     assert failed.error.code == "invalid_response"
     assert "every linked provider failed (plaid, mx)" in failed.error.message
+
+
+async def test_an_auth_error_sets_the_link_aside_until_the_person_links_again(
+    syncyard: Runtime, upstream: Client, sandbox: str, database_url: str
+) -> None:
+    await upstream.send(register("acct-10", "plaid"))
+    await inject_fault(
+        sandbox,
+        provider="plaid",
+        endpoint="/transactions/sync",
+        status=400,
+        error_code="ITEM_LOGIN_REQUIRED",
+        count=1,
+    )
+    first = await upstream.send(sync("acct-10", "auth-1"))
+    assert first.error is not None and first.error.code == "ITEM_LOGIN_REQUIRED"
+    assert "ReauthRequired" in [t for _, t, _ in await stored_events(database_url)]
+
+    calls_before = await sandbox_calls(sandbox)
+    second = await upstream.send(sync("acct-10", "auth-2"))
+    assert second.error is not None and second.error.code == "reauth_required"
+    assert "re-authenticate" in second.error.message
+    assert await sandbox_calls(sandbox) == calls_before  # no call was made
+
+    await upstream.send(register("acct-10", "plaid", command_id="relinked"))
+    assert (await upstream.send(sync("acct-10", "auth-3"))).success

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,10 +12,15 @@ from events.errors import ErrorInfo, ErrorType
 from services.orchestrator import Orchestrator, order_links
 from services.providers.base import (
     AccountsPage,
+    HealthStatus,
+    Institution,
     LinkCredentials,
+    LinkRequest,
+    LinkToken,
     ProviderAdapter,
     ProviderCallError,
     TransactionsPage,
+    WebhookEvent,
 )
 
 pytestmark = pytest.mark.unit
@@ -45,6 +51,32 @@ class FakeProvider(ProviderAdapter):
             next_cursor="c1",
             has_more=False,
         )
+
+    # The orchestrator never links, looks up institutions or takes webhooks.
+    async def health_check(self, *, timeout_s: float) -> HealthStatus:
+        return HealthStatus(healthy=self.error is None, latency_ms=1.0)
+
+    async def create_link(self, request: LinkRequest, *, timeout_s: float) -> LinkToken:
+        raise NotImplementedError
+
+    async def exchange_token(self, public_token: str, *, timeout_s: float) -> LinkCredentials:
+        raise NotImplementedError
+
+    async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
+        raise NotImplementedError
+
+    async def get_institution(self, institution_id: str, *, timeout_s: float) -> Institution:
+        raise NotImplementedError
+
+    async def search_institutions(
+        self, query: str, *, country_codes: tuple[str, ...], limit: int, timeout_s: float
+    ) -> list[Institution]:
+        raise NotImplementedError
+
+    async def handle_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, now: float, timeout_s: float
+    ) -> WebhookEvent:
+        raise NotImplementedError
 
 
 def link(provider: str) -> LinkCredentials:

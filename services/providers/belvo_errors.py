@@ -1,0 +1,183 @@
+"""Belvo's failures in our taxonomy, by the error code in its body.
+
+Belvo answers a list of errors, `[{"request_id", "message", "code", "field"?}]`
+(a 401 may send one object rather than a list). The first error's code
+decides; the HTTP status only when the code is not one Belvo documents. A
+link's own `status` (valid, invalid, unconfirmed, token_required) tells, like
+an MX member's, whether reads can go on at all.
+
+Sources: developers.belvo.com "Belvo API and Widget Errors" (response codes
+and each documented error code) and Belvo's OpenAPI specification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from events.errors import ErrorInfo
+from services.providers.base import ProviderCallError
+from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
+
+
+class BelvoErrorRule(ErrorRule, frozen=True):
+    """An ErrorRule plus whether a link at another provider can serve the call.
+
+    `failover_helps` is False where the trouble is the person's own (their bank
+    password, an open bank session) or our request's, so every provider hits it.
+    """
+
+    failover_helps: bool = True
+
+
+_USER_MUST_ACT = BelvoErrorRule("auth", False, reauth_required=True, failover_helps=False)
+_OUR_CREDENTIALS = BelvoErrorRule("auth", False)
+_BAD_REQUEST = BelvoErrorRule("validation", False, failover_helps=False)
+_INSTITUTION_DOWN = BelvoErrorRule("provider_down", True)
+_BELVO_DOWN = BelvoErrorRule("provider_down", True)
+
+BELVO_ERRORS: Mapping[str, BelvoErrorRule] = {
+    # The person must act: their credentials, MFA, or bank account.
+    "login_error": _USER_MUST_ACT,  # invalid credentials, locked or blocked account
+    "activation_failed": _USER_MUST_ACT,  # online banking not activated
+    "invalid_link": _USER_MUST_ACT,  # link status invalid: credentials changed
+    "unconfirmed_link": _USER_MUST_ACT,  # link never finished its MFA
+    "token_required": _USER_MUST_ACT,  # 428: the bank wants an MFA token
+    "session_expired": _USER_MUST_ACT,  # the MFA session timed out
+    # The bank allows one session per login: wait for the other to close.
+    "too_many_sessions": BelvoErrorRule("rate_limit", True, failover_helps=False),
+    # The bank, as Belvo reaches it, is down or no longer served.
+    "institution_down": _INSTITUTION_DOWN,
+    "institution_unavailable": _INSTITUTION_DOWN,
+    "institution_inactive": _INSTITUTION_DOWN,
+    "request_timeout": _INSTITUTION_DOWN,  # 408: the bank took too long
+    # Belvo itself.
+    "unexpected_error": _BELVO_DOWN,  # 500: Belvo advises up to 3 retries
+    "service_unavailable": _BELVO_DOWN,  # 503
+    "too_many_requests": BelvoErrorRule("rate_limit", True),  # 429
+    "throttled": BelvoErrorRule("rate_limit", True),  # 429, the API's throttle
+    # Our secret id / password, not the person's.
+    "authentication_failed": _OUR_CREDENTIALS,  # 401 Invalid Secret Keys
+    "not_authenticated": _OUR_CREDENTIALS,
+    "unauthorized": _OUR_CREDENTIALS,
+    "permission_denied": _OUR_CREDENTIALS,  # 403
+    # The request: fields, resources, operations.
+    "validation_error": _BAD_REQUEST,
+    "required": _BAD_REQUEST,
+    "invalid": _BAD_REQUEST,
+    "null": _BAD_REQUEST,
+    "blank": _BAD_REQUEST,
+    "invalid_choice": _BAD_REQUEST,
+    "max_length": _BAD_REQUEST,
+    "min_length": _BAD_REQUEST,
+    "does_not_exist": _BAD_REQUEST,
+    "not_found": _BAD_REQUEST,  # 404
+    "method_not_allowed": _BAD_REQUEST,  # 405
+    # The institution cannot do this; another provider may.
+    "unsupported_operation": BelvoErrorRule("validation", False),
+}
+
+# Used only when the body carries no code Belvo documents.
+BELVO_HTTP_STATUSES: Mapping[int, BelvoErrorRule] = {
+    400: _BAD_REQUEST,
+    401: _OUR_CREDENTIALS,
+    403: _OUR_CREDENTIALS,
+    404: _BAD_REQUEST,
+    405: _BAD_REQUEST,
+    408: _INSTITUTION_DOWN,
+    # Another operation holds the resource (a link being created or refreshed).
+    409: BelvoErrorRule("unknown", True),
+    428: _USER_MUST_ACT,
+    429: BelvoErrorRule("rate_limit", True),
+    500: _BELVO_DOWN,
+    502: _BELVO_DOWN,
+    503: _BELVO_DOWN,
+    504: _BELVO_DOWN,
+}
+
+# A link's status and the documented error that stands for it; `valid` reads on.
+LINK_STATUS_CODES: Mapping[str, str] = {
+    "invalid": "invalid_link",
+    "unconfirmed": "unconfirmed_link",
+    "token_required": "token_required",
+}
+
+
+class BelvoErrorBody(msgspec.Struct, frozen=True):
+    code: str | None = None
+    message: str = ""
+    request_id: str | None = None
+
+
+def _first(body: bytes) -> BelvoErrorBody | None:
+    try:
+        parsed: list[BelvoErrorBody] | BelvoErrorBody = msgspec.json.decode(
+            body, type=list[BelvoErrorBody] | BelvoErrorBody
+        )
+    except msgspec.DecodeError:
+        return None
+    if isinstance(parsed, list):
+        return parsed[0] if parsed else None
+    return parsed
+
+
+def belvo_error(
+    http_status: int,
+    body: bytes,
+    *,
+    provider: str = "belvo",
+    retry_after_s: float | None = None,
+    secrets: tuple[str, ...] = (),
+    endpoint: str = "belvo",
+) -> ProviderCallError:
+    """Classify a Belvo error reply by its first error's code, else by its HTTP status."""
+    err = _first(body)
+    rule = BELVO_ERRORS.get(err.code or "") if err is not None else None
+    if err is None and http_status not in BELVO_HTTP_STATUSES:
+        reply = HttpReply(status=http_status, body=body, retry_after_s=retry_after_s)
+        return error_without_body(provider, endpoint, reply)
+    rule = rule or BELVO_HTTP_STATUSES.get(http_status) or BelvoErrorRule("unknown", False)
+    code = (err.code if err is not None else None) or f"http_{http_status}"
+    message = f"{endpoint}: {(err.message if err is not None else '') or code}"
+    if err is not None and err.request_id:
+        message += f" (request_id {err.request_id})"
+    return _error(
+        rule,
+        code,
+        scrub(message, *secrets),
+        provider=provider,
+        http_status=http_status,
+        retry_after_s=retry_after_s,
+    )
+
+
+def link_status_error(
+    status: str, *, provider: str = "belvo", endpoint: str = "belvo"
+) -> ProviderCallError | None:
+    """The error a link's status stands for, or None if reads may go on."""
+    code = LINK_STATUS_CODES.get(status)
+    if code is None:
+        return None
+    message = f"{endpoint}: link status is {status}"
+    rule = BELVO_ERRORS[code]
+    return _error(rule, code, message, provider=provider, http_status=200, retry_after_s=None)
+
+
+def _error(
+    rule: BelvoErrorRule,
+    code: str,
+    message: str,
+    *,
+    provider: str,
+    http_status: int,
+    retry_after_s: float | None,
+) -> ProviderCallError:
+    return ProviderCallError(
+        ErrorInfo(
+            code=code, message=message, type=rule.type, retryable=rule.retryable, provider=provider
+        ),
+        http_status=http_status,
+        retry_after_s=retry_after_s,
+        reauth_required=rule.reauth_required,
+    )

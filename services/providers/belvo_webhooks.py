@@ -1,0 +1,63 @@
+"""Belvo webhooks: the Authorization value we chose checked, then normalised.
+
+Belvo signs nothing. Its dashboard takes an optional Authorization value
+(`Bearer <token>` or `Basic <base64 user:password>`) that Belvo sends back
+verbatim on every webhook, so that value is the shared secret: we require it
+and compare it in constant time. Belvo's body carries no timestamp, so a
+webhook's age cannot be judged here; replays are harmless only because
+consumers deduplicate on `webhook_id` (state every replica shares), and the
+value should be rotated if it ever leaks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.webhook_util import header_value
+
+_TRANSACTION_CODES = frozenset(
+    {
+        "historical_update",
+        "new_transactions_available",
+        "transactions_updated",
+        "transactions_deleted",
+    }
+)
+_LINK_CODES = frozenset({"token_required", "invalid", "invalidated", "unconfirmed"})
+
+
+def verify_belvo_webhook(
+    headers: Mapping[str, str], body: bytes, *, expected: str | None, provider: str
+) -> WebhookEvent:
+    """Raise WebhookRejectedError unless the Authorization header is ours; normalise."""
+    if not expected:
+        raise WebhookRejectedError(f"{provider} webhook: no webhook authorization configured")
+    given = (header_value(headers, "Authorization") or "").strip()
+    if not given:
+        raise WebhookRejectedError(f"{provider} webhook: no Authorization header")
+    if not hmac.compare_digest(given.encode(), expected.strip().encode()):
+        raise WebhookRejectedError(f"{provider} webhook: Authorization does not match")
+    try:
+        event = msgspec.json.decode(body, type=dict[str, Any])
+    except msgspec.DecodeError:
+        raise WebhookRejectedError(f"{provider} webhook: body is not a JSON object") from None
+    webhook_type = str(event.get("webhook_type", "")).upper()
+    code = str(event.get("webhook_code", ""))
+    link_id = event.get("link_id")
+    kind, error_code = "other", None
+    if webhook_type == "TRANSACTIONS" and code in _TRANSACTION_CODES:
+        kind = "transactions_updated"
+    elif webhook_type == "LINKS" and code in _LINK_CODES:
+        kind, error_code = "login_required", code
+    return WebhookEvent(
+        provider=provider,
+        kind=kind,
+        item_id=link_id if isinstance(link_id, str) else None,
+        error_code=error_code,
+        raw=event,
+    )

@@ -1,0 +1,69 @@
+"""An Esplora-style chain reader's failures in our taxonomy, by HTTP status.
+
+Esplora answers errors as plain text ("Invalid Bitcoin address", "Too Many
+Requests"), so the status is the code and the text only lends its message.
+A public reader fails like any shared web service: rate limits and 5xx
+under load; it has no maintenance windows of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from events.errors import ErrorInfo
+from services.providers.base import ProviderCallError
+from services.providers.bitso_errors import FailoverRule
+from services.providers.http import scrub, status_fallback
+
+_DOWN = FailoverRule("provider_down", True)
+
+CHAIN_ERRORS: Mapping[int, tuple[str, FailoverRule]] = {
+    # An address or txid the reader rejects is as invalid at any other reader.
+    400: ("INVALID_REQUEST", FailoverRule("validation", False, failover_helps=False)),
+    # Our cursor's transaction is gone (a reorg dropped it): start the walk over.
+    404: ("NOT_FOUND", FailoverRule("validation", False, failover_helps=False)),
+    # A gated reader refusing our key: another reader does not need it.
+    401: ("UNAUTHORIZED", FailoverRule("auth", False)),
+    403: ("FORBIDDEN", FailoverRule("auth", False)),
+    429: ("RATE_LIMITED", FailoverRule("rate_limit", True)),
+    500: ("INTERNAL_ERROR", _DOWN),
+    502: ("BAD_GATEWAY", _DOWN),
+    # Esplora answers 503 while its index is still catching up with the chain.
+    503: ("SERVICE_UNAVAILABLE", _DOWN),
+    504: ("GATEWAY_TIMEOUT", _DOWN),
+}
+
+
+def _printable(body: bytes) -> str:
+    text = body[:500].decode("utf-8", errors="replace")
+    return "".join(c for c in text if c.isprintable()).strip()
+
+
+def chain_error(
+    http_status: int,
+    body: bytes,
+    *,
+    provider: str = "blockchain",
+    retry_after_s: float | None = None,
+    secrets: tuple[str, ...] = (),
+    endpoint: str = "chain",
+) -> ProviderCallError:
+    """Classify a chain reader's error reply; the address is masked in the message."""
+    if http_status in CHAIN_ERRORS:
+        code, rule = CHAIN_ERRORS[http_status]
+    else:
+        code, type_, retryable = status_fallback(http_status)
+        rule = FailoverRule(type_, retryable)
+    detail = _printable(body) or f"HTTP {http_status}"
+    return ProviderCallError(
+        ErrorInfo(
+            code=code,
+            message=scrub(f"{endpoint}: {detail}", *secrets),
+            type=rule.type,
+            retryable=rule.retryable,
+            provider=provider,
+        ),
+        http_status=http_status,
+        retry_after_s=retry_after_s,
+        reauth_required=rule.reauth_required,
+    )
