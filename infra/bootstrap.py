@@ -44,6 +44,7 @@ from services.relay import EventRelay
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
 from services.resilience.follower import BreakerFollower
+from services.resilience.rate_limit import RateLimiter
 from services.supervision import supervise
 from services.worker import CommandWorker
 
@@ -135,6 +136,8 @@ async def open_runtime(
         )
         stack.push_async_callback(session.close)
         providers = build_providers(session, settings.providers)
+        limiter = RateLimiter(pool, settings.rate_limits)
+        await limiter.setup()
         board = BreakerBoard(
             PostgresBreakerRecorder(app), settings.breakers, lambda: datetime.now(UTC)
         )
@@ -147,6 +150,7 @@ async def open_runtime(
                 name: Bulkhead(name, settings.bulkhead_max_concurrent, settings.bulkhead_max_wait_s)
                 for name in providers
             },
+            limiter=limiter,
         )
         deps = Dependencies(
             store=store,

@@ -11,6 +11,7 @@ import msgspec
 
 from services.providers.registry import ProviderSettings
 from services.resilience.policy import PolicyBook
+from services.resilience.rate_limit import RateLimit
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
@@ -38,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     otlp_endpoint: str | None = None
     providers: dict[str, ProviderSettings] = {}
     breakers: PolicyBook = PolicyBook()
+    rate_limits: dict[str, RateLimit] = {}
     relink_after: timedelta = timedelta(minutes=30)
     retry: dict[str, RetryPolicy] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETRY))
     # Half the worker's concurrency: one stuck provider can hold at most half the slots.
@@ -66,6 +68,21 @@ def _provider_settings(env: Mapping[str, str], sandbox_url: str) -> dict[str, Pr
     return providers
 
 
+def parse_rate_limits(spec: str) -> dict[str, RateLimit]:
+    """`plaid=100/m,plaid/sync.transactions=50/m+2000/h` → limits by key."""
+    limits: dict[str, RateLimit] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, _, rule = item.partition("=")
+        per: dict[str, int] = {}
+        for term in rule.split("+"):
+            count, _, unit = term.strip().partition("/")
+            if unit not in ("m", "h") or not count.isdigit():
+                raise ValueError(f"rate limit {item!r}: write COUNT/m or COUNT/h, joined by +")
+            per["per_minute" if unit == "m" else "per_hour"] = int(count)
+        limits[key.strip()] = RateLimit(**per)
+    return limits
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     sandbox_port = int(env.get("SYNCYARD_SANDBOX_PORT", "8099"))
@@ -84,4 +101,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         call_timeout_s=float(env.get("SYNCYARD_CALL_TIMEOUT_S", "10")),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         providers=_provider_settings(env, sandbox_url),
+        rate_limits=parse_rate_limits(env.get("SYNCYARD_RATE_LIMITS", "")),
     )

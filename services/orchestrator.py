@@ -22,6 +22,7 @@ from services.connections.domain import Attempt, Outcome
 from services.providers.base import LinkCredentials, ProviderAdapter, ProviderCallError
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
+from services.resilience.rate_limit import RateLimiter
 
 tracer = trace.get_tracer("syncyard.orchestrator")
 
@@ -29,6 +30,38 @@ tracer = trace.get_tracer("syncyard.orchestrator")
 DEFAULT_DEADLINE_S = 30.0
 # Least time worth starting a provider call with.
 MIN_CALL_BUDGET_S = 0.05
+
+
+DEADLINE_EXCEEDED = ErrorInfo(
+    code="deadline_exceeded",
+    message="the command's deadline passed before a provider could answer",
+    type="network",
+    retryable=False,
+)
+
+
+class _Run:
+    """One command's walk down its candidate providers: what was tried and skipped."""
+
+    def __init__(self, candidates: list[LinkCredentials], clock: Callable[[], float]) -> None:
+        self.candidates = candidates
+        self.clock = clock
+        self.started = clock()
+        self.attempts: list[Attempt] = []
+        self.skipped: list[str] = []
+        self.waits: list[float] = []  # when skipped or failed providers said to come back
+        self.last_error: ErrorInfo | None = None
+
+    def finish(self, **fields: Any) -> Outcome:
+        used = fields.get("provider")
+        return Outcome(
+            retry_after_s=min(self.waits) if self.waits else None,
+            attempts=tuple(self.attempts),
+            response_time_ms=(self.clock() - self.started) * 1000.0,
+            failover_used=used is not None and used != self.candidates[0].provider,
+            skipped=tuple(self.skipped),
+            **fields,
+        )
 
 
 class BreakerGate(Protocol):
@@ -59,6 +92,7 @@ class Orchestrator:
         call_timeout_s: float = 10.0,
         gate: BreakerGate | None = None,
         bulkheads: Mapping[str, Bulkhead] | None = None,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -67,6 +101,7 @@ class Orchestrator:
         self.call_timeout_s = call_timeout_s
         self.gate = gate
         self.bulkheads = bulkheads or {}
+        self.limiter = limiter
         self._clock = clock
         self._wall_clock = wall_clock
 
@@ -79,29 +114,15 @@ class Orchestrator:
     async def execute_with_failover(
         self, cmd: Command, links: Sequence[LinkCredentials], region: str
     ) -> Outcome:
-        started = self._clock()
-        budget_end = started + self._budget_s(cmd)
-        candidates = order_links(links, cmd.preferred_provider, self.hierarchy.get(region, ()))
-        attempts: list[Attempt] = []
-        skipped: list[str] = []
-        last_error: ErrorInfo | None = None
-
-        def finish(**fields: Any) -> Outcome:
-            used = fields.get("provider")
-            waits = [a.retry_after_s for a in attempts if a.retry_after_s is not None]
-            return Outcome(
-                retry_after_s=min(waits) if waits else None,
-                attempts=tuple(attempts),
-                response_time_ms=(self._clock() - started) * 1000.0,
-                failover_used=used is not None and used != candidates[0].provider,
-                skipped=tuple(skipped),
-                **fields,
-            )
-
-        for link in candidates:
+        run = _Run(
+            order_links(links, cmd.preferred_provider, self.hierarchy.get(region, ())),
+            self._clock,
+        )
+        budget_end = run.started + self._budget_s(cmd)
+        for link in run.candidates:
             adapter = self.providers.get(link.provider)
             if adapter is None:
-                last_error = ErrorInfo(
+                run.last_error = ErrorInfo(
                     code="unknown_provider",
                     message=f"no adapter configured for provider {link.provider!r}",
                     type="validation",
@@ -109,82 +130,103 @@ class Orchestrator:
                     provider=link.provider,
                 )
                 continue
-            if self.gate is not None:
-                permit = await self.gate.permit(link.provider, region, cmd.command_id)
-                if not permit.allowed:
-                    # Skipped without a call: the breaker already knows this would fail.
-                    skipped.append(f"{link.provider}: {permit.reason}")
-                    continue
+            if not await self._admitted(link, region, cmd, run):
+                continue
             remaining = budget_end - self._clock()
             if remaining < MIN_CALL_BUDGET_S:
-                return finish(
-                    success=False,
-                    provider=link.provider,
-                    error=ErrorInfo(
-                        code="deadline_exceeded",
-                        message="the command's deadline passed before a provider could answer",
-                        type="network",
-                        retryable=False,
-                        provider=None,
-                    ),
-                )
-            bulkhead = self.bulkheads.get(link.provider)
-            call_started = self._clock()
-            with tracer.start_as_current_span(
-                f"provider.{cmd.op}",
-                attributes={
-                    "syncyard.provider": link.provider,
-                    "syncyard.failover": bool(attempts),
-                },
-            ) as span:
-                try:
-                    async with bulkhead.slot() if bulkhead else contextlib.nullcontext():
-                        data, summary = await self._call(
-                            adapter, cmd, link, min(remaining, self.call_timeout_s)
-                        )
-                except BulkheadFullError as exc:
-                    # Not the provider's fault and nothing was sent: skip, don't count.
-                    skipped.append(str(exc))
-                    continue
-                except ProviderCallError as exc:
-                    span.set_attribute("syncyard.error.code", exc.error.code)
-                    span.set_status(trace.StatusCode.ERROR, exc.error.type)
-                    last_error = exc.error
-                    attempts.append(
-                        Attempt(
-                            provider=link.provider,
-                            failover=bool(attempts or skipped),
-                            response_time_ms=(self._clock() - call_started) * 1000.0,
-                            error=exc.error,
-                            timed_out=exc.error.code == "timeout",
-                            retry_after_s=exc.retry_after_s,
-                            reauth_required=exc.reauth_required,
-                        )
-                    )
-                    if not exc.error.retryable:
-                        error = exc.error
-                        if link is not candidates[-1]:
-                            error = msgspec.structs.replace(
-                                error,
-                                message=f"{error.message}; no failover: a {error.type} error "
-                                "is not one a backup provider can fix",
-                            )
-                        return finish(success=False, provider=link.provider, error=error)
-                    continue
-            attempts.append(
-                Attempt(
-                    provider=link.provider,
-                    failover=bool(attempts or skipped),
-                    response_time_ms=(self._clock() - call_started) * 1000.0,
-                )
+                return run.finish(success=False, provider=link.provider, error=DEADLINE_EXCEEDED)
+            answer = await self._attempt(
+                adapter, cmd, link, min(remaining, self.call_timeout_s), run
             )
-            return finish(success=True, provider=link.provider, data=data, summary=summary)
-
-        return finish(
+            if answer is None:  # not sent (bulkhead full): try the next provider
+                continue
+            if isinstance(answer, ErrorInfo):
+                if answer.retryable:
+                    continue
+                if link is not run.candidates[-1]:
+                    answer = msgspec.structs.replace(
+                        answer,
+                        message=f"{answer.message}; no failover: a {answer.type} error "
+                        "is not one a backup provider can fix",
+                    )
+                return run.finish(success=False, provider=link.provider, error=answer)
+            data, summary = answer
+            return run.finish(success=True, provider=link.provider, data=data, summary=summary)
+        return run.finish(
             success=False,
-            provider=attempts[-1].provider if attempts else None,
-            error=self._exhausted_error(last_error, candidates, attempts, skipped),
+            provider=run.attempts[-1].provider if run.attempts else None,
+            error=self._exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
         )
+
+    async def _admitted(self, link: LinkCredentials, region: str, cmd: Command, run: _Run) -> bool:
+        """Breaker, then rate limit: a provider either would fail or must not be called."""
+        if self.gate is not None:
+            permit = await self.gate.permit(link.provider, region, cmd.command_id)
+            if not permit.allowed:
+                # Skipped without a call: the breaker already knows this would fail.
+                run.skipped.append(f"{link.provider}: {permit.reason}")
+                return False
+        if self.limiter is not None:
+            decision = await self.limiter.acquire(link.provider, cmd.op)
+            if not decision.allowed:
+                # Never sent to cause a 429: a backup provider, or a deferral, instead.
+                run.skipped.append(decision.reason)
+                if decision.retry_after_s is not None:
+                    run.waits.append(decision.retry_after_s)
+                return False
+        return True
+
+    async def _attempt(
+        self,
+        adapter: ProviderAdapter,
+        cmd: Command,
+        link: LinkCredentials,
+        timeout_s: float,
+        run: _Run,
+    ) -> tuple[dict[str, Any], dict[str, Any]] | ErrorInfo | None:
+        """One call: its answer, its classified error, or None when it was not sent."""
+        bulkhead = self.bulkheads.get(link.provider)
+        call_started = self._clock()
+        failover = bool(run.attempts or run.skipped)
+        with tracer.start_as_current_span(
+            f"provider.{cmd.op}",
+            attributes={"syncyard.provider": link.provider, "syncyard.failover": failover},
+        ) as span:
+            try:
+                async with bulkhead.slot() if bulkhead else contextlib.nullcontext():
+                    answer = await self._call(adapter, cmd, link, timeout_s)
+            except BulkheadFullError as exc:
+                # Not the provider's fault and nothing was sent: skip, don't count.
+                run.skipped.append(str(exc))
+                return None
+            except ProviderCallError as exc:
+                if exc.retry_after_s is not None:
+                    run.waits.append(exc.retry_after_s)
+                    if exc.error.type == "rate_limit" and self.limiter is not None:
+                        await self.limiter.block(link.provider, cmd.op, exc.retry_after_s)
+                span.set_attribute("syncyard.error.code", exc.error.code)
+                span.set_status(trace.StatusCode.ERROR, exc.error.type)
+                run.last_error = exc.error
+                run.attempts.append(
+                    Attempt(
+                        provider=link.provider,
+                        failover=failover,
+                        response_time_ms=(self._clock() - call_started) * 1000.0,
+                        error=exc.error,
+                        timed_out=exc.error.code == "timeout",
+                        retry_after_s=exc.retry_after_s,
+                        reauth_required=exc.reauth_required,
+                    )
+                )
+                return exc.error
+        run.attempts.append(
+            Attempt(
+                provider=link.provider,
+                failover=failover,
+                response_time_ms=(self._clock() - call_started) * 1000.0,
+            )
+        )
+        return answer
 
     @staticmethod
     def _exhausted_error(

@@ -9,8 +9,10 @@ import aiohttp
 import msgspec
 
 from services.providers.base import ProviderAdapter
+from services.providers.belvo import build_belvo
 from services.providers.bitso import BitsoAdapter
 from services.providers.blockchain import BlockchainAdapter
+from services.providers.finicity import build_finicity
 from services.providers.manual import ManualAdapter
 from services.providers.manual_store import InMemoryManualEntries
 from services.providers.mx import MxAdapter
@@ -113,6 +115,8 @@ ADAPTER_FACTORIES: Mapping[str, AdapterFactory] = {
     "bitso": _bitso,
     "blockchain": _blockchain,
     "manual": _manual,
+    "finicity": build_finicity,
+    "belvo": build_belvo,
 }
 
 

@@ -11,9 +11,11 @@ import msgspec
 from aiohttp import web
 
 from services.sandbox.admin import ADMIN_ROUTES
+from services.sandbox.belvo_api import create_belvo_app
 from services.sandbox.bitso_api import create_bitso_app
 from services.sandbox.chain_api import create_chain_app
 from services.sandbox.faults import FaultBook
+from services.sandbox.finicity_api import create_finicity_app
 from services.sandbox.link_admin import LINK_ADMIN_ROUTES
 from services.sandbox.links import LINKS, LinkBook
 from services.sandbox.middleware import FAULT_BOOK, SEED
@@ -72,6 +74,8 @@ def create_sandbox_app(
     app.add_subapp(MX_PREFIX, create_mx_app(MX_PREFIX))
     app.add_subapp(BITSO_PREFIX, create_bitso_app(BITSO_PREFIX))
     app.add_subapp(CHAIN_PREFIX, create_chain_app(CHAIN_PREFIX))
+    app.add_subapp("/finicity", create_finicity_app("/finicity"))
+    app.add_subapp("/belvo", create_belvo_app("/belvo"))
     return app
 
 

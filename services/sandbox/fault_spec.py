@@ -67,6 +67,9 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     retry_after_s: Seconds | Literal["until_end"] | None = None
     start_s: Seconds | None = None
     end_s: Seconds | None = None
+    # A real quota: the fault fires only on calls beyond this many in the last
+    # minute (a sliding window), as a provider's rate limit does.
+    quota_per_minute: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def targets(self, endpoint: str, context: RequestContext | None = None) -> bool:
         if self.endpoint is not None and not endpoint.endswith(self.endpoint):

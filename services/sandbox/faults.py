@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 
+QUOTA_WINDOW_S = 60.0
+
+
 class CallCount(msgspec.Struct, kw_only=True):
     calls: int = 0
     faulted: int = 0
@@ -44,6 +48,7 @@ class _Armed(msgspec.Struct, kw_only=True):
     fault: Fault
     remaining: int | None
     since: float
+    recent: deque[float] = msgspec.field(default_factory=deque)  # quota: calls let through
 
 
 class FaultBook:
@@ -170,6 +175,12 @@ class FaultBook:
             return False
         if accepts is not None and not accepts(fault, endpoint):
             return False
+        if fault.quota_per_minute is not None:
+            while armed.recent and now - armed.recent[0] >= QUOTA_WINDOW_S:
+                armed.recent.popleft()
+            if len(armed.recent) < fault.quota_per_minute:
+                armed.recent.append(now)
+                return False
         # Roll only for partial rates, so adding a certain fault does not
         # shift the dice of the others.
         if fault.rate < 1.0 and self._rng.random() >= fault.rate:
@@ -188,6 +199,8 @@ class FaultBook:
     @staticmethod
     def _retry_after(armed: _Armed, now: float) -> float | None:
         fault = armed.fault
+        if fault.quota_per_minute is not None and armed.recent:
+            return max(QUOTA_WINDOW_S - (now - armed.recent[0]), 0.0)
         if fault.retry_after_s == "until_end":
             if fault.end_s is None:
                 return None

@@ -40,6 +40,8 @@ from services.sandbox.finicity_api_links import (
 from services.sandbox.middleware import SEED, fault_middleware
 
 _AUTH = "/aggregation/v2/partners/authentication"
+# An aggregation status a fault put on this call's accounts.
+_AGGREGATION_FAULT = web.RequestKey("finicity_aggregation_fault", str)
 _ACCOUNTS = "/aggregation/v1/customers/{customer_id}/accounts"
 
 
@@ -47,7 +49,7 @@ def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
     code = fault.error_code
     if code is not None and is_aggregation_code(code) and request.path.endswith("/accounts"):
         # Served by the handler, as the accounts' aggregation status.
-        request["finicity_fault"] = code
+        request[_AGGREGATION_FAULT] = code
         return None
     if code is None and fault.status is None:
         return None
@@ -55,8 +57,17 @@ def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
 
 
 def _aggregation_fault(request: web.Request) -> int:
-    fault = request.get("finicity_fault")
-    return int(fault) if isinstance(fault, str) else 0
+    return int(request.get(_AGGREGATION_FAULT, "0"))
+
+
+def _customer(request: web.Request) -> str | web.Response:
+    refused = authorised(request)
+    if refused is not None:
+        return refused
+    customer_id = request.match_info["customer_id"]
+    if not customer_id.isdigit():
+        return error_response("14001", "Customer not found.")
+    return customer_id
 
 
 def _live_logins(request: web.Request, customer_id: str) -> list[str]:

@@ -26,16 +26,6 @@ async def authenticate(request: web.Request) -> web.Response:
     return web.json_response({"token": token})
 
 
-def _customer(request: web.Request) -> str | web.Response:
-    refused = authorised(request)
-    if refused is not None:
-        return refused
-    customer_id = request.match_info["customer_id"]
-    if not customer_id.isdigit():
-        return error_response("14001", "Customer not found.")
-    return customer_id
-
-
 async def add_customer(request: web.Request) -> web.Response:
     refused = authorised(request)
     body = refused or await read_json(request)

@@ -1,0 +1,55 @@
+"""Rate limits shared by replicas: a call that would go over is never sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import msgspec
+import pytest
+
+from services.resilience.rate_limit import RateLimit
+from tests.integration.harness import (
+    client,
+    register,
+    running_syncyard,
+    sandbox_calls,
+    settings_for,
+    stored_events,
+    sync,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_under_real_quotas_two_replicas_never_exceed_the_limit_and_see_no_429(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(f"{sandbox}/_admin/scenario", json={"name": "rate-limited"}) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+    settings = msgspec.structs.replace(
+        settings_for(sandbox), rate_limits={"plaid/sync.transactions": RateLimit(per_minute=10)}
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(running_syncyard(settings, nats_url, database_url))
+        upstream = await stack.enter_async_context(client(nats_url))
+        for a in range(4):
+            assert (await upstream.send(register(f"q{a}", "plaid"))).success
+            assert (await upstream.send(register(f"q{a}", "mx"))).success
+        commands = [sync(f"q{n % 4}", f"quota-{n}") for n in range(24)]
+        await asyncio.gather(*(upstream.publish(cmd) for cmd in commands))
+        results = [await upstream.result(cmd.command_id, timeout=30) for cmd in commands]
+
+    assert all(r.success for r in results), [r.error for r in results if not r.success]
+    providers = [r.provider for r in results]
+    assert providers.count("plaid") == 10  # exactly the limit, shared by both replicas
+    assert providers.count("mx") == 14  # the rest went to the backup link, unsent to plaid
+    calls = await sandbox_calls(sandbox)
+    plaid_syncs = sum(v["calls"] for k, v in calls["plaid"].items() if "transactions" in k)
+    assert plaid_syncs == 10
+    assert "ProviderFailed" not in [t for _, t, _ in await stored_events(database_url)]
