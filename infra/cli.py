@@ -38,10 +38,12 @@ from infra.config import Settings, load_settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.telemetry import setup_tracing
 from services.sandbox.app import create_sandbox_app
+from services.sandbox.scenarios import available as scenario_names
 
 log = logging.getLogger("syncyard")
 
 EXAMPLE_ACCOUNT = "acct-demo-1"
+DEFAULT_SCENARIO = "calm"
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -51,7 +53,7 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
 
 
 async def _serve_sandbox(stack: contextlib.AsyncExitStack, port: int) -> str:
-    runner = web.AppRunner(create_sandbox_app(), access_log=None)
+    runner = web.AppRunner(create_sandbox_app(scenario=DEFAULT_SCENARIO), access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -76,7 +78,10 @@ syncyard is running.
                 {runtime.http_url}/v1/connections/{EXAMPLE_ACCOUNT}/history
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
   PostgreSQL    {database_url}
-  sandbox       {sandbox_url}/plaid · {sandbox_url}/mx  (faults: POST {sandbox_url}/_admin/faults)
+  sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
+                scenario "{DEFAULT_SCENARIO}"; switch with, e.g.:
+                curl -X PUT {sandbox_url}/_admin/scenario -d '{{"name": "plaid-outage"}}'
+                (scenarios: {", ".join(scenario_names())})
   state         {runtime.settings.state_dir}
 
 In another terminal, register a connection and sync it:
@@ -196,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", type=Path, default=Path("schema"))
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
+    sandbox.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a file in scenarios/")
     return parser
 
 
@@ -217,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in write_schemas(args.out):
                 print(path)
         elif args.command == "sandbox":
-            web.run_app(create_sandbox_app(), host="127.0.0.1", port=args.port)
+            web.run_app(
+                create_sandbox_app(scenario=args.scenario), host="127.0.0.1", port=args.port
+            )
     except ConfigurationError as exc:
         print(f"syncyard: {exc}", file=sys.stderr)
         return 2
