@@ -13,7 +13,8 @@ from uuid import UUID
 from events.base import DomainEvent
 from events.errors import ErrorInfo
 
-AttemptOutcome = Literal["success", "failure", "timeout"]
+# "cancelled": a hedged call that lost the race; it says nothing about the provider.
+AttemptOutcome = Literal["success", "failure", "timeout", "cancelled"]
 
 
 class ConnectionRegistered(DomainEvent, frozen=True, kw_only=True):

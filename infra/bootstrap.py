@@ -151,6 +151,7 @@ async def open_runtime(
                 for name in providers
             },
             limiter=limiter,
+            hedging=settings.hedging,
         )
         deps = Dependencies(
             store=store,

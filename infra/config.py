@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from services.providers.registry import ProviderSettings
+from services.resilience.hedging import HedgePolicy
 from services.resilience.policy import PolicyBook
 from services.resilience.rate_limit import RateLimit
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
@@ -40,6 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     providers: dict[str, ProviderSettings] = {}
     breakers: PolicyBook = PolicyBook()
     rate_limits: dict[str, RateLimit] = {}
+    hedging: dict[str, HedgePolicy] = {}  # by op; empty: no operation is hedged
     relink_after: timedelta = timedelta(minutes=30)
     retry: dict[str, RetryPolicy] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETRY))
     # Half the worker's concurrency: one stuck provider can hold at most half the slots.
@@ -102,4 +104,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         providers=_provider_settings(env, sandbox_url),
         rate_limits=parse_rate_limits(env.get("SYNCYARD_RATE_LIMITS", "")),
+        hedging={
+            op.strip(): HedgePolicy()
+            for op in env.get("SYNCYARD_HEDGE_OPS", "").split(",")
+            if op.strip()
+        },
     )

@@ -60,7 +60,8 @@ class ProviderHealthProjection(Projection):
         errors: dict[tuple[str, str], ProviderFailed] = {}
         for note in notes:
             event = note.event
-            if isinstance(event, ConnectionAttempted):
+            if isinstance(event, ConnectionAttempted) and event.outcome != "cancelled":
+                # A hedge's loser was cut short by us: not a sample of the provider.
                 key = (event.provider, event.region)
                 counts.setdefault(key, _Counts()).add(event)
             elif isinstance(event, ProviderFailed):

@@ -7,6 +7,7 @@ holds a link (DESIGN.md, "Failover that can actually work").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,9 +20,11 @@ from opentelemetry import trace
 from events.commands import Command, GetAccounts, SyncTransactions
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
+from services.failover import DEADLINE_EXCEEDED, Answer, CallRun, exhausted_error, order_links
 from services.providers.base import LinkCredentials, ProviderAdapter, ProviderCallError
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
+from services.resilience.hedging import HedgePolicy, LatencyTracker
 from services.resilience.rate_limit import RateLimiter
 
 tracer = trace.get_tracer("syncyard.orchestrator")
@@ -32,55 +35,10 @@ DEFAULT_DEADLINE_S = 30.0
 MIN_CALL_BUDGET_S = 0.05
 
 
-DEADLINE_EXCEEDED = ErrorInfo(
-    code="deadline_exceeded",
-    message="the command's deadline passed before a provider could answer",
-    type="network",
-    retryable=False,
-)
-
-
-class _Run:
-    """One command's walk down its candidate providers: what was tried and skipped."""
-
-    def __init__(self, candidates: list[LinkCredentials], clock: Callable[[], float]) -> None:
-        self.candidates = candidates
-        self.clock = clock
-        self.started = clock()
-        self.attempts: list[Attempt] = []
-        self.skipped: list[str] = []
-        self.waits: list[float] = []  # when skipped or failed providers said to come back
-        self.last_error: ErrorInfo | None = None
-
-    def finish(self, **fields: Any) -> Outcome:
-        used = fields.get("provider")
-        return Outcome(
-            retry_after_s=min(self.waits) if self.waits else None,
-            attempts=tuple(self.attempts),
-            response_time_ms=(self.clock() - self.started) * 1000.0,
-            failover_used=used is not None and used != self.candidates[0].provider,
-            skipped=tuple(self.skipped),
-            **fields,
-        )
-
-
 class BreakerGate(Protocol):
     """Whether a provider may be called now (the breaker board answers this)."""
 
     async def permit(self, provider: str, region: str, command_id: str) -> Permit: ...
-
-
-def order_links(
-    links: Sequence[LinkCredentials], preferred: str | None, hierarchy: Sequence[str]
-) -> list[LinkCredentials]:
-    """Preferred provider first, then the region's hierarchy, then link order."""
-    rank = {name: i for i, name in enumerate(hierarchy)}
-
-    def key(indexed: tuple[int, LinkCredentials]) -> tuple[int, int, int]:
-        index, link = indexed
-        return (0 if link.provider == preferred else 1, rank.get(link.provider, len(rank)), index)
-
-    return [link for _, link in sorted(enumerate(links), key=key)]
 
 
 class Orchestrator:
@@ -93,6 +51,7 @@ class Orchestrator:
         gate: BreakerGate | None = None,
         bulkheads: Mapping[str, Bulkhead] | None = None,
         limiter: RateLimiter | None = None,
+        hedging: Mapping[str, HedgePolicy] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -102,6 +61,8 @@ class Orchestrator:
         self.gate = gate
         self.bulkheads = bulkheads or {}
         self.limiter = limiter
+        self.hedging = dict(hedging or {})
+        self.latencies = LatencyTracker()
         self._clock = clock
         self._wall_clock = wall_clock
 
@@ -114,12 +75,16 @@ class Orchestrator:
     async def execute_with_failover(
         self, cmd: Command, links: Sequence[LinkCredentials], region: str
     ) -> Outcome:
-        run = _Run(
+        run = CallRun(
             order_links(links, cmd.preferred_provider, self.hierarchy.get(region, ())),
             self._clock,
         )
         budget_end = run.started + self._budget_s(cmd)
-        for link in run.candidates:
+        hedge = self.hedging.get(cmd.op)
+        consumed: set[int] = set()  # candidates already called as a hedge partner
+        for index, link in enumerate(run.candidates):
+            if index in consumed:
+                continue
             adapter = self.providers.get(link.provider)
             if adapter is None:
                 run.last_error = ErrorInfo(
@@ -135,30 +100,85 @@ class Orchestrator:
             remaining = budget_end - self._clock()
             if remaining < MIN_CALL_BUDGET_S:
                 return run.finish(success=False, provider=link.provider, error=DEADLINE_EXCEEDED)
-            answer = await self._attempt(
-                adapter, cmd, link, min(remaining, self.call_timeout_s), run
-            )
+            timeout_s = min(remaining, self.call_timeout_s)
+            partner = self._hedge_partner(run, index) if hedge else None
+            if hedge is not None and partner is not None:
+                consumed.add(partner)
+                answer, used = await self._hedged(
+                    cmd, link, partner, region=region, timeout_s=timeout_s, run=run, policy=hedge
+                )
+            else:
+                answer, used = await self._attempt(adapter, cmd, link, timeout_s, run), link
             if answer is None:  # not sent (bulkhead full): try the next provider
                 continue
             if isinstance(answer, ErrorInfo):
                 if answer.retryable:
                     continue
-                if link is not run.candidates[-1]:
+                if used is not run.candidates[-1]:
                     answer = msgspec.structs.replace(
                         answer,
                         message=f"{answer.message}; no failover: a {answer.type} error "
                         "is not one a backup provider can fix",
                     )
-                return run.finish(success=False, provider=link.provider, error=answer)
+                return run.finish(success=False, provider=used.provider, error=answer)
             data, summary = answer
-            return run.finish(success=True, provider=link.provider, data=data, summary=summary)
+            return run.finish(success=True, provider=used.provider, data=data, summary=summary)
         return run.finish(
             success=False,
             provider=run.attempts[-1].provider if run.attempts else None,
-            error=self._exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
+            error=exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
         )
 
-    async def _admitted(self, link: LinkCredentials, region: str, cmd: Command, run: _Run) -> bool:
+    def _hedge_partner(self, run: CallRun, index: int) -> int | None:
+        later = range(index + 1, len(run.candidates))
+        return next((i for i in later if run.candidates[i].provider in self.providers), None)
+
+    async def _hedged(
+        self,
+        cmd: Command,
+        first: LinkCredentials,
+        partner_index: int,
+        *,
+        region: str,
+        timeout_s: float,
+        run: CallRun,
+        policy: HedgePolicy,
+    ) -> tuple[Answer, LinkCredentials]:
+        """Call `first`; if it is slower than its recent p95, call the partner too.
+
+        The first success wins and the other call is cancelled (recorded as
+        such); if both fail, the more telling error is returned.
+        """
+        second = run.candidates[partner_index]
+        calls = {
+            asyncio.ensure_future(
+                self._attempt(self.providers[first.provider], cmd, first, timeout_s, run)
+            ): first
+        }
+        delay = self.latencies.hedge_after_s(first.provider, cmd.op, policy)
+        done, _ = await asyncio.wait(calls, timeout=delay)
+        if not done and await self._admitted(second, region, cmd, run):
+            attempt = self._attempt(self.providers[second.provider], cmd, second, timeout_s, run)
+            calls[asyncio.ensure_future(attempt)] = second
+        pending = set(calls)
+        failures: list[tuple[Answer, LinkCredentials]] = []
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                answer = task.result()
+                if isinstance(answer, tuple):
+                    for loser in pending:
+                        loser.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    return answer, calls[task]
+                failures.append((answer, calls[task]))
+        # Both failed (or the hedge was not admitted): a non-retryable error says more.
+        failures.sort(key=lambda f: isinstance(f[0], ErrorInfo) and f[0].retryable)
+        return failures[0]
+
+    async def _admitted(
+        self, link: LinkCredentials, region: str, cmd: Command, run: CallRun
+    ) -> bool:
         """Breaker, then rate limit: a provider either would fail or must not be called."""
         if self.gate is not None:
             permit = await self.gate.permit(link.provider, region, cmd.command_id)
@@ -182,8 +202,8 @@ class Orchestrator:
         cmd: Command,
         link: LinkCredentials,
         timeout_s: float,
-        run: _Run,
-    ) -> tuple[dict[str, Any], dict[str, Any]] | ErrorInfo | None:
+        run: CallRun,
+    ) -> Answer:
         """One call: its answer, its classified error, or None when it was not sent."""
         bulkhead = self.bulkheads.get(link.provider)
         call_started = self._clock()
@@ -195,6 +215,17 @@ class Orchestrator:
             try:
                 async with bulkhead.slot() if bulkhead else contextlib.nullcontext():
                     answer = await self._call(adapter, cmd, link, timeout_s)
+            except asyncio.CancelledError:
+                # A hedge partner answered first: this call was cut short, and it cost.
+                run.attempts.append(
+                    Attempt(
+                        provider=link.provider,
+                        failover=failover,
+                        response_time_ms=(self._clock() - call_started) * 1000.0,
+                        cancelled=True,
+                    )
+                )
+                raise
             except BulkheadFullError as exc:
                 # Not the provider's fault and nothing was sent: skip, don't count.
                 run.skipped.append(str(exc))
@@ -219,48 +250,12 @@ class Orchestrator:
                     )
                 )
                 return exc.error
+        elapsed_ms = (self._clock() - call_started) * 1000.0
+        self.latencies.record(link.provider, cmd.op, elapsed_ms)
         run.attempts.append(
-            Attempt(
-                provider=link.provider,
-                failover=failover,
-                response_time_ms=(self._clock() - call_started) * 1000.0,
-            )
+            Attempt(provider=link.provider, failover=failover, response_time_ms=elapsed_ms)
         )
         return answer
-
-    @staticmethod
-    def _exhausted_error(
-        last: ErrorInfo | None,
-        candidates: Sequence[LinkCredentials],
-        attempts: Sequence[Attempt],
-        skipped: Sequence[str],
-    ) -> ErrorInfo:
-        if candidates and not attempts and skipped:
-            return ErrorInfo(
-                code="all_providers_unavailable",
-                message="no linked provider can be called now: " + "; ".join(skipped),
-                type="provider_down",
-                retryable=True,
-            )
-        if not candidates:
-            return ErrorInfo(
-                code="no_link",
-                message="the connection holds no provider link; register one first",
-                type="validation",
-                retryable=False,
-            )
-        assert last is not None
-        if len(candidates) == 1:
-            reason = (
-                f"{last.message}; no failover: the connection holds no link at another "
-                "provider (a token is only valid at the provider that issued it)"
-            )
-        else:
-            tried = ", ".join(a.provider for a in attempts)
-            reason = f"{last.message}; every linked provider failed ({tried})"
-            if skipped:
-                reason += "; skipped: " + "; ".join(skipped)
-        return msgspec.structs.replace(last, message=reason)
 
     async def _call(
         self, adapter: ProviderAdapter, cmd: Command, link: LinkCredentials, timeout_s: float

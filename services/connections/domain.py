@@ -128,7 +128,9 @@ def decide_outcome(
 
     for number, attempt in enumerate(outcome.attempts, start=1):
         status: AttemptOutcome
-        if attempt.error is None:
+        if attempt.cancelled:
+            status = "cancelled"
+        elif attempt.error is None:
             status = "success"
         else:
             status = "timeout" if attempt.timed_out else "failure"

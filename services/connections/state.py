@@ -45,6 +45,7 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     timed_out: bool = False
     retry_after_s: float | None = None
     reauth_required: bool = False
+    cancelled: bool = False  # a hedged call whose partner answered first
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

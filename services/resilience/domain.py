@@ -47,7 +47,7 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     response_time_ms: float
 
     def failed(self, policy: BreakerPolicy) -> bool:
-        if self.outcome == "success":
+        if self.outcome in ("success", "cancelled"):
             return False
         kind = "network" if self.outcome == "timeout" else (self.error_type or "unknown")
         return kind in policy.counted_errors
@@ -145,6 +145,8 @@ def decide_on_call(
     if breaker.last_transition_at is not None and call.at < breaker.last_transition_at:
         return []
     if breaker.status == "closed":
+        if call.outcome == "cancelled":
+            return []  # a hedge's loser: neither a failure nor a sample of the provider
         return _while_closed(breaker, window, call, policy, now)
     if breaker.status == "half_open" and call.command_id in breaker.probes:
         return _probe_finished(breaker, window, call, policy, now)
@@ -167,7 +169,8 @@ def _probe_finished(
 ) -> list[DomainEvent]:
     if call.command_id in window.probe_results:
         return []
-    if call.failed(policy) or call.slow(policy):
+    # A probe cancelled by a faster hedge did not show health: keep the breaker open.
+    if call.failed(policy) or call.slow(policy) or call.outcome == "cancelled":
         window.probe_results[call.command_id] = False
         reason = f"probe {call.command_id} failed ({call.error_code or call.outcome})"
         return [_open(breaker, reason, [call.counted()], policy, now)]

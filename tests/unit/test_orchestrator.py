@@ -9,7 +9,8 @@ import pytest
 
 from events.commands import GetAccounts, SyncTransactions
 from events.errors import ErrorInfo, ErrorType
-from services.orchestrator import Orchestrator, order_links
+from services.failover import order_links
+from services.orchestrator import Orchestrator
 from services.providers.base import (
     AccountsPage,
     HealthStatus,
