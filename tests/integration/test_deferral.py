@@ -104,3 +104,36 @@ async def test_a_deferred_sync_resumes_after_a_restart(
     assert final.success
     topics = [t for _, t, _ in await stored_events(database_url)]
     assert topics.count("SyncCompleted") == 1
+
+
+async def test_bank_maintenance_defers_syncs_to_its_end_and_they_resume_after_a_restart(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    settings = settings_for(sandbox)
+    async with client(nats_url) as upstream:
+        async with running_syncyard(settings, nats_url, database_url):
+            assert (await upstream.send(register("acct-m", "plaid"))).success
+            await inject_fault(
+                sandbox,
+                provider="plaid",
+                endpoint="/transactions/sync",
+                error_code="PLANNED_MAINTENANCE",
+                end_s=3,
+                retry_after_s="until_end",
+            )
+            await upstream.publish(sync("acct-m", "maint-1"))
+            (first,) = await answers(upstream, "maint-1", 1)
+            assert first.error is not None and first.error.type == "maintenance"
+            assert first.deferred_until is not None
+            # While the bank is in maintenance, its syncs are not even attempted.
+            await upstream.publish(sync("acct-m", "maint-2"))
+            (held,) = await answers(upstream, "maint-2", 1)
+            assert held.error is not None and held.error.code == "in_maintenance"
+            assert held.attempts == 0 and held.deferred_until is not None
+        # Down through the rest of the window; a fresh process resumes both.
+        async with running_syncyard(settings, nats_url, database_url):
+            finals = [(await answers(upstream, cid, 2))[-1] for cid in ("maint-1", "maint-2")]
+    assert all(r.success for r in finals)
+    topics = [t for _, t, _ in await stored_events(database_url)]
+    assert topics.count("MaintenanceDetected") == 1
+    assert topics.count("SyncCompleted") == 2
