@@ -40,6 +40,7 @@ from services.handlers import Dependencies, handle
 from services.notification_log import NotificationLogReader
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
+from services.reconciliation.ledger import TransactionLedger
 from services.relay import EventRelay
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
@@ -136,6 +137,8 @@ async def open_runtime(
         )
         stack.push_async_callback(session.close)
         providers = build_providers(session, settings.providers)
+        ledger = TransactionLedger(pool)
+        await ledger.setup()
         limiter = RateLimiter(pool, settings.rate_limits)
         await limiter.setup()
         board = BreakerBoard(
@@ -158,6 +161,7 @@ async def open_runtime(
             orchestrator=orchestrator,
             known_providers=frozenset(providers),
             retry_policies=settings.retry,
+            ledger=ledger,
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),
         )
         yield Runtime(

@@ -10,6 +10,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -30,6 +31,7 @@ from services.connections.domain import (
 from services.connections.link_health import RelinkPolicy
 from services.orchestrator import Orchestrator
 from services.ports import Change, EventStorePort
+from services.reconciliation.ledger import TransactionLedger
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy, retry_delay_s
 
 
@@ -41,6 +43,7 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
     rng: random.Random = msgspec.field(default_factory=random.Random)
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
+    ledger: TransactionLedger | None = None
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]
@@ -108,6 +111,8 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
         outcome = _no_usable_link(state, deps.now())
     else:
         outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
+    if isinstance(cmd, SyncTransactions) and outcome.success:
+        outcome = await _reconciled(deps, connection_id, outcome)
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -133,6 +138,16 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
     if cmd.command_id in fresh.recent_results:
         return as_duplicate(fresh.recent_results[cmd.command_id])
     return as_duplicate(fresh.deferred[cmd.command_id].result)
+
+
+async def _reconciled(deps: Dependencies, connection_id: UUID, outcome: Outcome) -> Outcome:
+    """Give every transaction its stable syncyard id; hold back purchases upstream
+    already received through another provider, so a failover never doubles one."""
+    if deps.ledger is None or outcome.data is None or outcome.provider is None:
+        return outcome
+    data, reconciled = await deps.ledger.reconcile(connection_id, outcome.provider, outcome.data)
+    summary = {**outcome.summary, "added": len(data["added"]), "reconciled": reconciled}
+    return msgspec.structs.replace(outcome, data=data, summary=summary)
 
 
 def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:
