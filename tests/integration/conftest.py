@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,7 +11,13 @@ from aiohttp import web
 
 from infra.bootstrap import Runtime
 from services.sandbox.app import create_sandbox_app
-from tests.integration.harness import Client, client, running_syncyard, settings_for
+from tests.integration.harness import (
+    CIPHER_KEY,
+    Client,
+    client,
+    running_syncyard,
+    settings_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +56,19 @@ async def upstream(nats_url: str, syncyard: Runtime) -> AsyncIterator[Client]:
     """An upstream service connected to the same NATS."""
     async with client(nats_url) as c:
         yield c
+
+
+@pytest.fixture
+async def component_env(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
+        "SYNCYARD_PLAID_BASE_URL": f"{sandbox}/plaid",
+        "SYNCYARD_MX_BASE_URL": f"{sandbox}/mx",
+        "SYNCYARD_HTTP_PORT": "0",
+        "SYNCYARD_WORKER_CONCURRENCY": "32",
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -200,3 +202,56 @@ async def stream_messages(nats_url: str, subject: str = "syncyard.evt.>") -> lis
 
 def decode_json(data: bytes) -> Any:
     return msgspec.json.decode(data)
+
+
+class Component:
+    """`syncyard serve` in its own process, so it can be SIGKILLed like a crashed pod."""
+
+    def __init__(self, components: str, env: dict[str, str]) -> None:
+        self.components = components
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "serve",
+            "--components",
+            self.components,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert self.proc.stdout is not None
+        output: list[bytes] = []
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+            if not line:
+                raise AssertionError(
+                    f"{self.components} died on start:\n{b''.join(output).decode()}"
+                )
+            output.append(line)
+            if line.strip() == b"ready":
+                break
+        asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while await self.proc.stdout.readline():
+            pass
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
 
 from tests.integration.harness import (
+    Component,
     client,
     eventually,
     inject_fault,
@@ -67,3 +69,40 @@ async def test_two_replicas_open_one_breaker_once_and_both_skip_the_provider(
 
     topics = [t for _, t, _ in await stored_events(database_url)]
     assert topics.count("BreakerOpened") == 1
+
+
+async def test_two_worker_processes_record_one_breaker_opened_and_both_stop_calling(
+    sandbox: str, nats_url: str, database_url: str, component_env: dict[str, str]
+) -> None:
+    workers = [Component("worker", component_env) for _ in range(2)]
+    for worker in workers:
+        await worker.start()
+    try:
+        async with client(nats_url) as upstream:
+            for account in ("w1", "w2"):
+                assert (await upstream.send(register(account, "plaid"))).success
+                assert (await upstream.send(register(account, "mx"))).success
+            await inject_fault(
+                sandbox,
+                provider="plaid",
+                endpoint="/transactions/sync",
+                status=500,
+                error_code="INSTITUTION_DOWN",
+            )
+            for n in range(5):
+                assert (await upstream.send(sync(f"w{n % 2 + 1}", f"proc-down-{n}"))).success
+
+            async def opened() -> int:
+                return [t for _, t, _ in await stored_events(database_url)].count("BreakerOpened")
+
+            await eventually(opened, lambda n: n == 1, timeout=5)
+            await asyncio.sleep(1.0)  # ten times the 100 ms replicas have to hear of it
+            calls = await plaid_sync_calls(sandbox)
+            for n in range(10):  # spread over both processes by the shared consumer
+                result = await upstream.send(sync(f"w{n % 2 + 1}", f"proc-open-{n}"))
+                assert result.success and result.provider == "mx"
+            assert await plaid_sync_calls(sandbox) == calls
+            assert await opened() == 1
+    finally:
+        for worker in workers:
+            await worker.stop()

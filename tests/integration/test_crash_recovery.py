@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import os
-import signal
-import sys
 
 import asyncpg
 import pytest
 
 from tests.integration.harness import (
-    CIPHER_KEY,
+    Component,
     client,
     decode_json,
     eventually,
@@ -26,75 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(30
 
 ACCOUNTS = 20
 COMMANDS = 300
-
-
-class Component:
-    """`syncyard serve` in its own process, so it can be SIGKILLed like a crashed pod."""
-
-    def __init__(self, components: str, env: dict[str, str]) -> None:
-        self.components = components
-        self.env = env
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "serve",
-            "--components",
-            self.components,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        assert self.proc.stdout is not None
-        output: list[bytes] = []
-        while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
-            if not line:
-                raise AssertionError(
-                    f"{self.components} died on start:\n{b''.join(output).decode()}"
-                )
-            output.append(line)
-            if line.strip() == b"ready":
-                break
-        asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while await self.proc.stdout.readline():
-            pass
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-
-@pytest.fixture
-async def component_env(
-    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "NATS_URL": nats_url,
-        "DATABASE_URL": database_url,
-        "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
-        "SYNCYARD_PLAID_BASE_URL": f"{sandbox}/plaid",
-        "SYNCYARD_MX_BASE_URL": f"{sandbox}/mx",
-        "SYNCYARD_HTTP_PORT": "0",
-        "SYNCYARD_WORKER_CONCURRENCY": "32",
-    }
 
 
 async def test_killed_components_resume_with_every_command_applied_exactly_once(
