@@ -37,7 +37,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP) ## benchmarks side by side with their baselines; see docs/BENCHMARKS.md
-	$(BIN)/python -m bench.spine
+	$(BIN)/python -m bench
 
 schema: $(STAMP) ## write the JSON Schemas of every command, event and result to schema/
 	$(BIN)/syncyard schema --out schema

@@ -72,11 +72,15 @@ async def fresh_database(pg_url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sandbox() -> AsyncIterator[str]:
-    """The sandbox in its own process, as a real provider is: its CPU is not ours."""
+async def sandbox(scenario: str = "none") -> AsyncIterator[str]:
+    """The sandbox in its own process, as a real provider is: its CPU is not ours.
+
+    No scenario by default: the sandbox's own default (`calm`) adds 35 ms median
+    latency to every call, which would swamp what these benchmarks measure.
+    """
     port = find_free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.sandbox", "--port", str(port)
+        sys.executable, "-m", "services.sandbox", "--port", str(port), "--scenario", scenario
     )
     try:
         await wait_for_tcp("127.0.0.1", port, 15.0)

@@ -1,0 +1,19 @@
+"""`python -m bench [--quick]` (`make bench`): the spine benchmark, then issue #4's resilience one.
+
+Each starts its own embedded servers (or uses NATS_URL / DATABASE_URL) and
+prints its own table; docs/BENCHMARKS.md keeps copies of both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bench import resilience, spine
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="a quarter of the work")
+    quick = parser.parse_args().quick
+    asyncio.run(spine.main(quick))
+    asyncio.run(resilience.main(quick))
