@@ -8,6 +8,7 @@ from events.commands import (
     COMMAND_TYPES,
     Command,
     GetAccounts,
+    MapInstitution,
     RegisterConnection,
     SyncTransactions,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ErrorInfo",
     "ErrorType",
     "GetAccounts",
+    "MapInstitution",
     "Message",
     "ProviderFailed",
     "ProviderLinked",

@@ -67,6 +67,29 @@ class GetAccounts(Command, frozen=True, kw_only=True):
     op: ClassVar[str] = "accounts.get"
 
 
+Actor = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class MapInstitution(Command, frozen=True, kw_only=True):
+    """Set which providers serve an institution: `providers[0]` is the primary,
+    the rest are backups in the order failover tries them.
+
+    `actor` (who) and `reason` (why) are recorded with the change for audit.
+    No account is involved: `account_id` defaults to a fixed name, so the
+    worker, which orders commands by space and account, applies a space's
+    mapping changes one at a time.
+    """
+
+    op: ClassVar[str] = "institution.map"
+    account_id: Identifier = "institution-mapping"
+    institution_id: Identifier
+    region: Region
+    providers: Annotated[tuple[ProviderName, ...], msgspec.Meta(max_length=16)]
+    actor: Actor
+    reason: Reason
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.op: cls for cls in (RegisterConnection, SyncTransactions, GetAccounts)
+    cls.op: cls for cls in (RegisterConnection, SyncTransactions, GetAccounts, MapInstitution)
 }

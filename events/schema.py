@@ -11,6 +11,7 @@ from events.breaker import BREAKER_EVENT_TYPES
 from events.commands import COMMAND_TYPES
 from events.connection import CONNECTION_EVENT_TYPES
 from events.deadletter import DeadLetter
+from events.institutions import INSTITUTION_EVENT_TYPES
 from events.results import CommandResult
 
 CONTRACT_VERSION = "1"
@@ -23,6 +24,7 @@ def contract_types() -> dict[str, type[Any]]:
     types["dead_letter"] = DeadLetter
     types.update({f"event.connection.{cls.__name__}": cls for cls in CONNECTION_EVENT_TYPES})
     types.update({f"event.breaker.{cls.__name__}": cls for cls in BREAKER_EVENT_TYPES})
+    types.update({f"event.institutions.{cls.__name__}": cls for cls in INSTITUTION_EVENT_TYPES})
     return types
 
 

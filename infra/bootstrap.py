@@ -30,6 +30,7 @@ from infra.eventstore import (
     SyncyardApplication,
     library_env,
 )
+from infra.institution_store import open_institutions
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
 from projections.deferrals import DeferralTimer
 from projections.engine import Projector
@@ -37,6 +38,7 @@ from projections.registry import all_projections
 from services.api import create_app
 from services.connections.link_health import RelinkPolicy
 from services.handlers import Dependencies, handle
+from services.institutions.follower import InstitutionFollower
 from services.notification_log import NotificationLogReader
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
@@ -56,6 +58,10 @@ ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
 
 class ConfigurationError(RuntimeError):
     """Settings that syncyard refuses to start with."""
+
+
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """A no-op reset for pools whose users never change session state."""
 
 
 def pg_parts(database_url: str) -> dict[str, str]:
@@ -100,6 +106,7 @@ class Runtime:
     deps: Dependencies
     reader: NotificationLogReader
     board: BreakerBoard
+    institution_follower: InstitutionFollower | None = None
     http_url: str | None = None
     relay: EventRelay | None = None
     projector: Projector | None = None
@@ -125,21 +132,29 @@ async def open_runtime(
         await declare_streams(js)
 
         # Reads for every command, the relay, projector, breaker follower and API share it.
-        pool = await asyncpg.create_pool(database_url, min_size=2, max_size=16)
+        # Followers (relay, projector, breakers, timer) and the API: they LISTEN and
+        # take advisory locks, so their connections are reset when returned.
+        pool = await asyncpg.create_pool(database_url, min_size=2, max_size=10)
         stack.push_async_callback(pool.close)
+        # Per-command queries leave no session state behind: skipping the reset
+        # saves a round trip on every release (see ../shared/LIMITS.md).
+        query_pool = await asyncpg.create_pool(
+            database_url, min_size=2, max_size=16, reset=_keep_session
+        )
+        stack.push_async_callback(query_pool.close)
 
         env = library_env(pg_parts(database_url), cipher_key)
         app = await asyncio.to_thread(SyncyardApplication, env)
-        store = await stack.enter_async_context(PostgresEventStore(app, pool))
+        store = await stack.enter_async_context(PostgresEventStore(app, query_pool))
 
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=512, limit_per_host=256)
         )
         stack.push_async_callback(session.close)
         providers = build_providers(session, settings.providers)
-        ledger = TransactionLedger(pool)
+        ledger = TransactionLedger(query_pool)
         await ledger.setup()
-        limiter = RateLimiter(pool, settings.rate_limits)
+        limiter = RateLimiter(query_pool, settings.rate_limits)
         await limiter.setup()
         board = BreakerBoard(
             PostgresBreakerRecorder(app), settings.breakers, lambda: datetime.now(UTC)
@@ -156,7 +171,12 @@ async def open_runtime(
             limiter=limiter,
             hedging=settings.hedging,
         )
+        institutions, institution_follower = await open_institutions(
+            app, pool, hierarchy=settings.hierarchy, providers=providers
+        )
+        orchestrator.directory = institutions.directory
         deps = Dependencies(
+            institutions=institutions,
             store=store,
             orchestrator=orchestrator,
             known_providers=frozenset(providers),
@@ -173,6 +193,7 @@ async def open_runtime(
             deps=deps,
             reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
             board=board,
+            institution_follower=institution_follower,
         )
 
 
@@ -215,6 +236,10 @@ async def run_components(
             # The worker's breakers learn every replica's calls and transitions from the log.
             follower = BreakerFollower(runtime.pool, runtime.reader, runtime.board)
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
+            if runtime.institution_follower is not None:
+                tasks["institutions"] = asyncio.create_task(
+                    supervise("institutions", runtime.institution_follower.run, stop)
+                )
         if "api" in components:
             web_app = create_app(runtime.pool, lambda: runtime.nc.is_connected)
             runner = web.AppRunner(web_app, access_log=None)
@@ -231,7 +256,7 @@ async def run_components(
         stop.set()
         stopper.cancel()
         # Worker first (it finishes in-flight commands), then the followers.
-        for name in ("worker", "breakers", "relay", "projector", "deferrals"):
+        for name in ("worker", "breakers", "institutions", "relay", "projector", "deferrals"):
             if name in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tasks[name]

@@ -94,7 +94,10 @@ class DeferralTimer:
 
     async def fire_due(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_DUE, self.batch)
+            try:
+                rows = await conn.fetch(_DUE, self.batch)
+            except asyncpg.UndefinedTableError:
+                return 0  # a fresh database: the projector has not created it yet
             for row in rows:
                 # One message id per try: NATS drops a repeat of this try, not the next one.
                 msg_id = f"{row['command_id']}:try{row['tries'] + 1}"
@@ -115,6 +118,7 @@ class DeferralTimer:
         while not stop.is_set():
             if await self.fire_due() == self.batch:
                 continue
+            gap = None
             async with self.pool.acquire() as conn:
                 with contextlib.suppress(asyncpg.UndefinedTableError):
                     gap = await conn.fetchval(_NEXT)

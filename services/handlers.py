@@ -14,7 +14,13 @@ from uuid import UUID
 
 import msgspec
 
-from events.commands import Command, GetAccounts, RegisterConnection, SyncTransactions
+from events.commands import (
+    Command,
+    GetAccounts,
+    MapInstitution,
+    RegisterConnection,
+    SyncTransactions,
+)
 from events.credentials import CredentialStored
 from events.errors import ErrorInfo
 from events.results import CommandResult
@@ -29,6 +35,7 @@ from services.connections.domain import (
     result_for,
 )
 from services.connections.link_health import RelinkPolicy
+from services.institutions.handlers import Institutions, map_institution
 from services.orchestrator import Orchestrator
 from services.ports import Change, EventStorePort
 from services.reconciliation.ledger import TransactionLedger
@@ -44,6 +51,7 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     rng: random.Random = msgspec.field(default_factory=random.Random)
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
     ledger: TransactionLedger | None = None
+    institutions: Institutions | None = None
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]
@@ -112,7 +120,7 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
     else:
         outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
     if isinstance(cmd, SyncTransactions) and outcome.success:
-        outcome = await _reconciled(deps, connection_id, outcome)
+        outcome = await _reconciled(deps, connection_id, outcome, len(state.links) > 1)
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -140,12 +148,16 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
     return as_duplicate(fresh.deferred[cmd.command_id].result)
 
 
-async def _reconciled(deps: Dependencies, connection_id: UUID, outcome: Outcome) -> Outcome:
+async def _reconciled(
+    deps: Dependencies, connection_id: UUID, outcome: Outcome, multi_homed: bool
+) -> Outcome:
     """Give every transaction its stable syncyard id; hold back purchases upstream
     already received through another provider, so a failover never doubles one."""
     if deps.ledger is None or outcome.data is None or outcome.provider is None:
         return outcome
-    data, reconciled = await deps.ledger.reconcile(connection_id, outcome.provider, outcome.data)
+    data, reconciled = await deps.ledger.reconcile(
+        connection_id, outcome.provider, outcome.data, multi_homed=multi_homed
+    )
     summary = {**outcome.summary, "added": len(data["added"]), "reconciled": reconciled}
     return msgspec.structs.replace(outcome, data=data, summary=summary)
 
@@ -215,6 +227,7 @@ HANDLERS: Mapping[type[Command], Handler] = {
     RegisterConnection: register_connection,
     SyncTransactions: provider_call,
     GetAccounts: provider_call,
+    MapInstitution: map_institution,
 }
 
 

@@ -41,6 +41,10 @@ class BreakerGate(Protocol):
     async def permit(self, provider: str, region: str, command_id: str) -> Permit: ...
 
 
+class ProviderDirectory(Protocol):
+    def providers_for(self, institution_id: str | None, region: str) -> tuple[str, ...]: ...
+
+
 class Orchestrator:
     def __init__(
         self,
@@ -62,6 +66,8 @@ class Orchestrator:
         self.bulkheads = bulkheads or {}
         self.limiter = limiter
         self.hedging = dict(hedging or {})
+        # The institution mapping, when known, orders an institution's providers.
+        self.directory: ProviderDirectory | None = None
         self.latencies = LatencyTracker()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -75,10 +81,12 @@ class Orchestrator:
     async def execute_with_failover(
         self, cmd: Command, links: Sequence[LinkCredentials], region: str
     ) -> Outcome:
-        run = CallRun(
-            order_links(links, cmd.preferred_provider, self.hierarchy.get(region, ())),
-            self._clock,
+        order = (
+            self.directory.providers_for(cmd.institution_id, region)
+            if self.directory is not None
+            else self.hierarchy.get(region, ())
         )
+        run = CallRun(order_links(links, cmd.preferred_provider, order), self._clock)
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner
@@ -112,7 +120,10 @@ class Orchestrator:
             if answer is None:  # not sent (bulkhead full): try the next provider
                 continue
             if isinstance(answer, ErrorInfo):
-                if answer.retryable:
+                # A login that broke at one provider says nothing of the person's
+                # link at another: that error is the link's, so try the next one.
+                link_specific = bool(run.attempts) and run.attempts[-1].reauth_required
+                if answer.retryable or link_specific:
                     continue
                 if used is not run.candidates[-1]:
                     answer = msgspec.structs.replace(
@@ -185,6 +196,8 @@ class Orchestrator:
             if not permit.allowed:
                 # Skipped without a call: the breaker already knows this would fail.
                 run.skipped.append(f"{link.provider}: {permit.reason}")
+                if permit.retry_after_s is not None:
+                    run.waits.append(max(0.0, permit.retry_after_s))
                 return False
         if self.limiter is not None:
             decision = await self.limiter.acquire(link.provider, cmd.op)

@@ -8,7 +8,15 @@ from typing import Any
 
 import msgspec
 
-from events.errors import ErrorInfo
+from events.errors import ErrorInfo, ErrorType
+
+# Classes of trouble at the provider (or between us and it): a link at another
+# provider does not share it, so failing over can help. The others are ours
+# (validation, our credentials) or the person's login, and go wherever we go,
+# unless an error table says otherwise for one code.
+FAILOVER_TYPES: frozenset[ErrorType] = frozenset(
+    {"provider_down", "maintenance", "rate_limit", "network"}
+)
 
 
 class LinkCredentials(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +63,8 @@ class ProviderCallError(Exception):
     """A provider call that failed, already classified into our taxonomy.
 
     The message is safe to log: adapters never put tokens or secrets in it.
+    `failover_helps` says whether a link at another provider can serve the
+    call; left out, it follows the error's type (`FAILOVER_TYPES`).
     """
 
     def __init__(
@@ -64,12 +74,16 @@ class ProviderCallError(Exception):
         http_status: int | None = None,
         retry_after_s: float | None = None,
         reauth_required: bool = False,
+        failover_helps: bool | None = None,
     ) -> None:
         super().__init__(f"{error.provider}: {error.type}/{error.code}: {error.message}")
         self.error = error
         self.http_status = http_status
         self.retry_after_s = retry_after_s
         self.reauth_required = reauth_required
+        self.failover_helps = (
+            error.type in FAILOVER_TYPES if failover_helps is None else failover_helps
+        )
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):

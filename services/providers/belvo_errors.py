@@ -20,24 +20,17 @@ from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
 from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
 
+# Failover follows the type (http.ErrorRule) except where noted: the person's
+# bank password, an open bank session and our malformed request go wherever we go.
+_USER_MUST_ACT = ErrorRule("auth", False, reauth_required=True)
+# Our secret id and password are Belvo's alone: another provider does not need them.
+_OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True)
+_BAD_REQUEST = ErrorRule("validation", False)
+_INSTITUTION_DOWN = ErrorRule("provider_down", True)
+_BELVO_DOWN = ErrorRule("provider_down", True)
+UNKNOWN_RULE = ErrorRule("unknown", False)
 
-class BelvoErrorRule(ErrorRule, frozen=True):
-    """An ErrorRule plus whether a link at another provider can serve the call.
-
-    `failover_helps` is False where the trouble is the person's own (their bank
-    password, an open bank session) or our request's, so every provider hits it.
-    """
-
-    failover_helps: bool = True
-
-
-_USER_MUST_ACT = BelvoErrorRule("auth", False, reauth_required=True, failover_helps=False)
-_OUR_CREDENTIALS = BelvoErrorRule("auth", False)
-_BAD_REQUEST = BelvoErrorRule("validation", False, failover_helps=False)
-_INSTITUTION_DOWN = BelvoErrorRule("provider_down", True)
-_BELVO_DOWN = BelvoErrorRule("provider_down", True)
-
-BELVO_ERRORS: Mapping[str, BelvoErrorRule] = {
+BELVO_ERRORS: Mapping[str, ErrorRule] = {
     # The person must act: their credentials, MFA, or bank account.
     "login_error": _USER_MUST_ACT,  # invalid credentials, locked or blocked account
     "activation_failed": _USER_MUST_ACT,  # online banking not activated
@@ -46,7 +39,7 @@ BELVO_ERRORS: Mapping[str, BelvoErrorRule] = {
     "token_required": _USER_MUST_ACT,  # 428: the bank wants an MFA token
     "session_expired": _USER_MUST_ACT,  # the MFA session timed out
     # The bank allows one session per login: wait for the other to close.
-    "too_many_sessions": BelvoErrorRule("rate_limit", True, failover_helps=False),
+    "too_many_sessions": ErrorRule("rate_limit", True, failover_helps=False),
     # The bank, as Belvo reaches it, is down or no longer served.
     "institution_down": _INSTITUTION_DOWN,
     "institution_unavailable": _INSTITUTION_DOWN,
@@ -55,8 +48,8 @@ BELVO_ERRORS: Mapping[str, BelvoErrorRule] = {
     # Belvo itself.
     "unexpected_error": _BELVO_DOWN,  # 500: Belvo advises up to 3 retries
     "service_unavailable": _BELVO_DOWN,  # 503
-    "too_many_requests": BelvoErrorRule("rate_limit", True),  # 429
-    "throttled": BelvoErrorRule("rate_limit", True),  # 429, the API's throttle
+    "too_many_requests": ErrorRule("rate_limit", True),  # 429
+    "throttled": ErrorRule("rate_limit", True),  # 429, the API's throttle
     # Our secret id / password, not the person's.
     "authentication_failed": _OUR_CREDENTIALS,  # 401 Invalid Secret Keys
     "not_authenticated": _OUR_CREDENTIALS,
@@ -75,11 +68,11 @@ BELVO_ERRORS: Mapping[str, BelvoErrorRule] = {
     "not_found": _BAD_REQUEST,  # 404
     "method_not_allowed": _BAD_REQUEST,  # 405
     # The institution cannot do this; another provider may.
-    "unsupported_operation": BelvoErrorRule("validation", False),
+    "unsupported_operation": ErrorRule("validation", False, failover_helps=True),
 }
 
 # Used only when the body carries no code Belvo documents.
-BELVO_HTTP_STATUSES: Mapping[int, BelvoErrorRule] = {
+BELVO_HTTP_STATUSES: Mapping[int, ErrorRule] = {
     400: _BAD_REQUEST,
     401: _OUR_CREDENTIALS,
     403: _OUR_CREDENTIALS,
@@ -87,9 +80,9 @@ BELVO_HTTP_STATUSES: Mapping[int, BelvoErrorRule] = {
     405: _BAD_REQUEST,
     408: _INSTITUTION_DOWN,
     # Another operation holds the resource (a link being created or refreshed).
-    409: BelvoErrorRule("unknown", True),
+    409: ErrorRule("unknown", True, failover_helps=True),
     428: _USER_MUST_ACT,
-    429: BelvoErrorRule("rate_limit", True),
+    429: ErrorRule("rate_limit", True),
     500: _BELVO_DOWN,
     502: _BELVO_DOWN,
     503: _BELVO_DOWN,
@@ -137,7 +130,7 @@ def belvo_error(
     if err is None and http_status not in BELVO_HTTP_STATUSES:
         reply = HttpReply(status=http_status, body=body, retry_after_s=retry_after_s)
         return error_without_body(provider, endpoint, reply)
-    rule = rule or BELVO_HTTP_STATUSES.get(http_status) or BelvoErrorRule("unknown", False)
+    rule = rule or BELVO_HTTP_STATUSES.get(http_status) or UNKNOWN_RULE
     code = (err.code if err is not None else None) or f"http_{http_status}"
     message = f"{endpoint}: {(err.message if err is not None else '') or code}"
     if err is not None and err.request_id:
@@ -165,7 +158,7 @@ def link_status_error(
 
 
 def _error(
-    rule: BelvoErrorRule,
+    rule: ErrorRule,
     code: str,
     message: str,
     *,
@@ -180,4 +173,5 @@ def _error(
         http_status=http_status,
         retry_after_s=retry_after_s,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )

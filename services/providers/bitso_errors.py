@@ -17,67 +17,60 @@ from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
 from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
 
-
-class FailoverRule(ErrorRule, frozen=True):
-    """An ErrorRule that also says whether a link at another provider can serve the call.
-
-    Kept here until `http.ErrorRule` grows the field; the docs generator reads the
-    same attribute names from every table.
-    """
-
-    failover_helps: bool = True
-
-
 # Bitso locks a throttled account out for one minute and sends no Retry-After.
 THROTTLE_LOCKOUT_S = 60.0
 
-_DOWN = FailoverRule("provider_down", True)
-_RELINK = FailoverRule("auth", False, reauth_required=True)
-_OUR_BUG = FailoverRule("validation", False)
-_THROTTLED = FailoverRule("rate_limit", True)
+# Failover follows the type (http.ErrorRule) except where noted. Bitso's API key
+# and request shapes are Bitso's alone: the chain reader reads the same wallet
+# without them, so a relink or a request Bitso rejects still leaves it a way.
+_DOWN = ErrorRule("provider_down", True)
+_RELINK = ErrorRule("auth", False, reauth_required=True, failover_helps=True)
+_OUR_BUG = ErrorRule("validation", False, failover_helps=True)
+_THROTTLED = ErrorRule("rate_limit", True)
 
 # The codes Bitso documents that /v3/balance, /v3/ledger and /v3/available_books
 # can return (docs.bitso.com, "Error Categories" and the pages under it).
-BITSO_ERRORS: Mapping[str, FailoverRule] = {
+BITSO_ERRORS: Mapping[str, ErrorRule] = {
     "0101": _DOWN,  # Unknown error
     "0201": _RELINK,  # Check your credentials (was: invalid nonce or credentials)
     "0202": _RELINK,  # API key is not authorized to execute the requested method
     "0203": _RELINK,  # Login token is invalid or expired
     # Too many login attempts: Bitso unlocks the key after a while by itself.
-    "0205": FailoverRule("auth", True),
+    "0205": ErrorRule("auth", True, failover_helps=True),
     "0206": _OUR_BUG,  # Invalid nonce type
     # Invalid nonce value: another process signed with the same key in between;
     # the next call carries a fresh nonce.
-    "0207": FailoverRule("auth", True, failover_helps=False),
+    "0207": ErrorRule("auth", True, failover_helps=False),
     "0208": _RELINK,  # Authentication is required to execute the requested operation
     "0209": _RELINK,  # Two-factor authentication required
     "0210": _RELINK,  # Device authentication required
     "0211": _RELINK,  # Device authentication failed (invalid IP or expired token)
-    "0212": FailoverRule("auth", False),  # Access denied (reserved for internal use)
+    # Access denied (reserved for internal use).
+    "0212": ErrorRule("auth", False, failover_helps=True),
     # The key's IP allowlist excludes us: only the key's owner can change that.
     "0213": _RELINK,
     "0215": _RELINK,  # Incorrect request signature: the secret we hold is wrong
     # Account restricted: nothing the person can fix by relinking.
-    "0216": FailoverRule("auth", False),
+    "0216": ErrorRule("auth", False, failover_helps=True),
     "0303": _OUR_BUG,  # Required field missing
     "0304": _OUR_BUG,  # Required field not valid
     "0310": _OUR_BUG,  # Incorrect WID
     "0311": _OUR_BUG,  # Incorrect FID
     "0313": _OUR_BUG,  # Selected currency not supported
     # Invalid pagination parameters: our ledger marker is not this account's.
-    "0320": FailoverRule("validation", False, failover_helps=False),
+    "0320": ErrorRule("validation", False, failover_helps=False),
     "0326": _RELINK,  # API key is not active
     # Service unavailable for the requesting location/country: Bitso refuses our
     # egress region, which retrying will not change.
-    "0327": FailoverRule("provider_down", False),
-    "0328": FailoverRule("provider_down", False),
+    "0327": ErrorRule("provider_down", False),
+    "0328": ErrorRule("provider_down", False),
     "0801": _THROTTLED,  # You have hit the request rate-limit
     "0802": _THROTTLED,  # Too many attempts to perform an operation
     "0901": _OUR_BUG,  # Unsupported HTTP method
 }
 
 # Used only when the code is not in the table: the first two digits of a code.
-BITSO_ERROR_CATEGORIES: Mapping[str, FailoverRule] = {
+BITSO_ERROR_CATEGORIES: Mapping[str, ErrorRule] = {
     "01": _DOWN,
     "02": _RELINK,
     "03": _OUR_BUG,
@@ -88,18 +81,18 @@ BITSO_ERROR_CATEGORIES: Mapping[str, FailoverRule] = {
 }
 
 # A reply whose body is not Bitso's: the status is all there is.
-BITSO_HTTP_STATUSES: Mapping[int, tuple[str, FailoverRule]] = {
+BITSO_HTTP_STATUSES: Mapping[int, tuple[str, ErrorRule]] = {
     401: ("http_401", _RELINK),
     # Bitso throttles with 420 ("enhance your calm"), its CDN with 429.
     420: ("http_420", _THROTTLED),
     429: ("http_429", _THROTTLED),
     500: ("http_500", _DOWN),
     502: ("http_502", _DOWN),
-    503: ("http_503", FailoverRule("maintenance", True)),
+    503: ("http_503", ErrorRule("maintenance", True)),
     504: ("http_504", _DOWN),
 }
 
-UNKNOWN_RULE = FailoverRule("unknown", False)
+UNKNOWN_RULE = ErrorRule("unknown", False)
 
 
 class _BitsoErrorDetail(msgspec.Struct, frozen=True):
@@ -112,7 +105,7 @@ class BitsoErrorBody(msgspec.Struct, frozen=True):
     success: bool = False
 
 
-def rule_for(code: str) -> FailoverRule:
+def rule_for(code: str) -> ErrorRule:
     """How a Bitso error code is handled: by the table, else by its category."""
     return BITSO_ERRORS.get(code) or BITSO_ERROR_CATEGORIES.get(code[:2]) or UNKNOWN_RULE
 
@@ -152,4 +145,5 @@ def bitso_error(
         http_status=http_status,
         retry_after_s=retry_after_s,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )

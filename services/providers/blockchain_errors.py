@@ -12,20 +12,19 @@ from collections.abc import Mapping
 
 from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
-from services.providers.bitso_errors import FailoverRule
-from services.providers.http import scrub, status_fallback
+from services.providers.http import ErrorRule, scrub, status_fallback
 
-_DOWN = FailoverRule("provider_down", True)
+_DOWN = ErrorRule("provider_down", True)
 
-CHAIN_ERRORS: Mapping[int, tuple[str, FailoverRule]] = {
+CHAIN_ERRORS: Mapping[int, tuple[str, ErrorRule]] = {
     # An address or txid the reader rejects is as invalid at any other reader.
-    400: ("INVALID_REQUEST", FailoverRule("validation", False, failover_helps=False)),
+    400: ("INVALID_REQUEST", ErrorRule("validation", False, failover_helps=False)),
     # Our cursor's transaction is gone (a reorg dropped it): start the walk over.
-    404: ("NOT_FOUND", FailoverRule("validation", False, failover_helps=False)),
+    404: ("NOT_FOUND", ErrorRule("validation", False, failover_helps=False)),
     # A gated reader refusing our key: another reader does not need it.
-    401: ("UNAUTHORIZED", FailoverRule("auth", False)),
-    403: ("FORBIDDEN", FailoverRule("auth", False)),
-    429: ("RATE_LIMITED", FailoverRule("rate_limit", True)),
+    401: ("UNAUTHORIZED", ErrorRule("auth", False, failover_helps=True)),
+    403: ("FORBIDDEN", ErrorRule("auth", False, failover_helps=True)),
+    429: ("RATE_LIMITED", ErrorRule("rate_limit", True)),
     500: ("INTERNAL_ERROR", _DOWN),
     502: ("BAD_GATEWAY", _DOWN),
     # Esplora answers 503 while its index is still catching up with the chain.
@@ -53,7 +52,7 @@ def chain_error(
         code, rule = CHAIN_ERRORS[http_status]
     else:
         code, type_, retryable = status_fallback(http_status)
-        rule = FailoverRule(type_, retryable)
+        rule = ErrorRule(type_, retryable)
     detail = _printable(body) or f"HTTP {http_status}"
     return ProviderCallError(
         ErrorInfo(
@@ -66,4 +65,5 @@ def chain_error(
         http_status=http_status,
         retry_after_s=retry_after_s,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )

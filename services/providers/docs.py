@@ -26,14 +26,19 @@ taxonomy (`events/errors.py`).
 
 - **type**: auth, rate_limit, network, provider_down, maintenance, validation, unknown.
 - **retryable**: trying again, here or at a backup link, can help.
-- **failover helps**: the trouble is at the provider, so a link at another
-  provider does not share it (types {failover_types}).
+- **failover helps**: a link at another provider can serve the call, because
+  the trouble is this provider's alone. By default yes for the types
+  {failover_types};
+  no for the others. A row says otherwise where the trouble reaches every
+  provider (the bank's own maintenance, the person's bank password) or
+  stays at this one (our credentials there, a request only its API refuses).
 - **reauth**: only the person can fix it, by relinking at this provider.
 
-A code missing from its table is `unknown` and not retryable. Replies that are
-not the provider's error shape are classified by HTTP status (429 rate_limit,
-5xx provider_down, else `invalid_response`); timeouts and refused connections
-are `network` and retryable.
+A code missing from its table is `unknown`, not retryable, and failing over does
+not help. Replies that are not the provider's error shape are classified by HTTP
+status (429 rate_limit, 5xx provider_down, else `invalid_response`, which is
+retryable and fails over); timeouts and refused connections are `network`,
+retryable, and fail over. Manual entry never fails over.
 """
 
 

@@ -14,16 +14,20 @@ from collections.abc import Mapping
 import msgspec
 
 from events.errors import ErrorType
+from services.providers.base import FAILOVER_TYPES
+from services.providers.belvo_errors import BELVO_ERRORS, BELVO_HTTP_STATUSES, LINK_STATUS_CODES
+from services.providers.bitso_errors import (
+    BITSO_ERROR_CATEGORIES,
+    BITSO_ERRORS,
+    BITSO_HTTP_STATUSES,
+)
+from services.providers.blockchain_errors import CHAIN_ERRORS
+from services.providers.finicity_errors import FINICITY_ERRORS, FINICITY_HTTP_STATUSES
 from services.providers.http import ErrorRule
 from services.providers.mx_errors import MX_CONNECTION_STATUSES, MX_HTTP_STATUSES
 from services.providers.plaid_errors import PLAID_ERROR_CODES, PLAID_ERROR_TYPES
 
-# Classes of trouble at the provider (or between us and it): a link at another
-# provider does not share it, so failing over can help. The others are ours
-# (validation, our credentials) or the person's login at this provider.
-FAILOVER_TYPES: frozenset[ErrorType] = frozenset(
-    {"provider_down", "maintenance", "rate_limit", "network"}
-)
+__all__ = ["ERROR_TABLES", "FAILOVER_TYPES", "ErrorRow", "ErrorTable", "rows"]
 
 
 class ErrorTable(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,8 +49,17 @@ class ErrorRow(msgspec.Struct, frozen=True, kw_only=True):
     reauth_required: bool
 
 
-def failover_helps(rule: ErrorRule) -> bool:
-    return rule.type in FAILOVER_TYPES
+def _by_status(table: Mapping[int, ErrorRule]) -> dict[str, ErrorRule]:
+    return {str(status): rule for status, rule in table.items()}
+
+
+def _named_statuses(table: Mapping[int, tuple[str, ErrorRule]]) -> dict[str, ErrorRule]:
+    # These providers report a name for the status as the code: show both,
+    # unless the name is only the status again (`http_503`).
+    return {
+        code if code == f"http_{status}" else f"{status} {code}": rule
+        for status, (code, rule) in table.items()
+    }
 
 
 ERROR_TABLES: tuple[ErrorTable, ...] = (
@@ -61,7 +74,7 @@ ERROR_TABLES: tuple[ErrorTable, ...] = (
         provider="mx",
         key="HTTP status",
         note="MX error bodies carry no code; the code we report is the status's name",
-        rules={f"{status} {code}": rule for status, (code, rule) in MX_HTTP_STATUSES.items()},
+        rules=_named_statuses(MX_HTTP_STATUSES),
     ),
     ErrorTable(
         provider="mx",
@@ -69,7 +82,61 @@ ERROR_TABLES: tuple[ErrorTable, ...] = (
         note="read from the member's status before reads; an HTTP 200, not an error reply",
         rules=MX_CONNECTION_STATUSES,
     ),
+    ErrorTable(
+        provider="finicity",
+        key="code",
+        note="API codes (5 digits) and aggregation status codes (3-4 digits, also read "
+        "from each account's aggregationStatusCode)",
+        rules=FINICITY_ERRORS,
+    ),
+    ErrorTable(
+        provider="finicity",
+        key="HTTP status",
+        note="fallback for a body whose code is missing from the table above",
+        rules=_by_status(FINICITY_HTTP_STATUSES),
+    ),
+    ErrorTable(provider="belvo", key="error code", rules=BELVO_ERRORS),
+    ErrorTable(
+        provider="belvo",
+        key="HTTP status",
+        note="fallback for a body whose code Belvo does not document",
+        rules=_by_status(BELVO_HTTP_STATUSES),
+    ),
+    ErrorTable(
+        provider="belvo",
+        key="link status",
+        note="read from the link before reads; the code we report is the documented "
+        "error the status stands for",
+        rules={
+            f"{status} → {code}": BELVO_ERRORS[code] for status, code in LINK_STATUS_CODES.items()
+        },
+    ),
+    ErrorTable(provider="bitso", key="error code", rules=BITSO_ERRORS),
+    ErrorTable(
+        provider="bitso",
+        key="error category",
+        note="fallback by a code's first two digits, for a code missing from the table above",
+        rules=BITSO_ERROR_CATEGORIES,
+    ),
+    ErrorTable(
+        provider="bitso",
+        key="HTTP status",
+        note="for a reply whose body is not Bitso's",
+        rules=_named_statuses(BITSO_HTTP_STATUSES),
+    ),
+    ErrorTable(
+        provider="blockchain",
+        key="HTTP status",
+        note="Esplora answers errors as plain text; the code we report is the status's name",
+        rules=_named_statuses(CHAIN_ERRORS),
+    ),
 )
+
+
+def _order(item: tuple[str, ErrorRule]) -> tuple[int, str]:
+    # Numeric codes in numeric order (101 before 1000), then the rest by name.
+    code = item[0]
+    return (int(code), "") if code.isdigit() else (2**63, code)
 
 
 def rows(tables: tuple[ErrorTable, ...] = ERROR_TABLES) -> list[ErrorRow]:
@@ -81,9 +148,9 @@ def rows(tables: tuple[ErrorTable, ...] = ERROR_TABLES) -> list[ErrorRow]:
             code=code,
             type=rule.type,
             retryable=rule.retryable,
-            failover_helps=failover_helps(rule),
+            failover_helps=rule.failover_helps,
             reauth_required=rule.reauth_required,
         )
         for table in tables
-        for code, rule in sorted(table.rules.items())
+        for code, rule in sorted(table.rules.items(), key=_order)
     ]

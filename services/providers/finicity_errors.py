@@ -23,24 +23,18 @@ from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
 from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
 
+# Failover follows the type (http.ErrorRule) except where noted: the person's
+# bank login and the bank's own maintenance reach every provider alike.
+# Our partner credentials are Finicity's alone: another provider does not need them.
+_OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True)
+_BAD_REQUEST = ErrorRule("validation", False)
+_USER_MUST_ACT = ErrorRule("auth", False, reauth_required=True)
+_CONNECTION_DOWN = ErrorRule("provider_down", True)
+# Busy aggregating at Finicity: a link elsewhere can answer now.
+_NOT_READY = ErrorRule("unknown", True, failover_helps=True)
+UNKNOWN_RULE = ErrorRule("unknown", False)
 
-class FinicityErrorRule(ErrorRule, frozen=True):
-    """An ErrorRule plus whether a link at another provider can serve the call.
-
-    `failover_helps` is False where the trouble is the person's or the bank's
-    own (bad password, bank maintenance), so every provider would hit it.
-    """
-
-    failover_helps: bool = True
-
-
-_OUR_CREDENTIALS = FinicityErrorRule("auth", False, failover_helps=True)
-_BAD_REQUEST = FinicityErrorRule("validation", False, failover_helps=False)
-_USER_MUST_ACT = FinicityErrorRule("auth", False, reauth_required=True, failover_helps=False)
-_CONNECTION_DOWN = FinicityErrorRule("provider_down", True)
-_NOT_READY = FinicityErrorRule("unknown", True)
-
-FINICITY_ERRORS: Mapping[str, FinicityErrorRule] = {
+FINICITY_ERRORS: Mapping[str, ErrorRule] = {
     # API codes: our partner credentials or app token.
     "10001": _OUR_CREDENTIALS,  # invalid partner credentials
     "10021": _OUR_CREDENTIALS,  # not authorized
@@ -102,22 +96,22 @@ FINICITY_ERRORS: Mapping[str, FinicityErrorRule] = {
     # Finicity no longer connects to this bank; another provider still may.
     "920": _CONNECTION_DOWN,
     # The bank's own planned maintenance: every provider waits it out.
-    "320": FinicityErrorRule("maintenance", True, failover_helps=False),
+    "320": ErrorRule("maintenance", True, failover_helps=False),
 }
 
 # Used only when the body carries no code we know.
-FINICITY_HTTP_STATUSES: Mapping[int, FinicityErrorRule] = {
+FINICITY_HTTP_STATUSES: Mapping[int, ErrorRule] = {
     400: _BAD_REQUEST,
     401: _OUR_CREDENTIALS,
     403: _OUR_CREDENTIALS,
     404: _BAD_REQUEST,
     406: _BAD_REQUEST,
-    408: FinicityErrorRule("network", True),
+    408: ErrorRule("network", True),
     409: _NOT_READY,
-    429: FinicityErrorRule("rate_limit", True),
+    429: ErrorRule("rate_limit", True),
     500: _CONNECTION_DOWN,
     502: _CONNECTION_DOWN,
-    503: FinicityErrorRule("maintenance", True),
+    503: ErrorRule("maintenance", True),
     504: _CONNECTION_DOWN,
 }
 
@@ -156,7 +150,7 @@ def finicity_error(
         )
     code = str(err.code).strip()
     rule = FINICITY_ERRORS.get(code) or FINICITY_HTTP_STATUSES.get(http_status)
-    rule = rule or FinicityErrorRule("unknown", False)
+    rule = rule or UNKNOWN_RULE
     message = scrub(f"{endpoint}: {err.message or code}", *secrets)
     return _error(
         rule, code, message, provider=provider, http_status=http_status, retry_after_s=retry_after_s
@@ -182,14 +176,14 @@ def coded_error(
     code: str, message: str, *, provider: str = "finicity", http_status: int = 200
 ) -> ProviderCallError:
     """An error for a documented code we detect ourselves (a login with no accounts)."""
-    rule = FINICITY_ERRORS.get(code) or FinicityErrorRule("unknown", False)
+    rule = FINICITY_ERRORS.get(code) or UNKNOWN_RULE
     return _error(
         rule, code, message, provider=provider, http_status=http_status, retry_after_s=None
     )
 
 
 def _error(
-    rule: FinicityErrorRule,
+    rule: ErrorRule,
     code: str,
     message: str,
     *,
@@ -208,4 +202,5 @@ def _error(
         http_status=http_status,
         retry_after_s=retry_after_s,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ import aiohttp
 import msgspec
 
 from events.errors import ErrorInfo, ErrorType
-from services.providers.base import ProviderCallError
+from services.providers.base import FAILOVER_TYPES, ProviderCallError
 
 T = TypeVar("T")
 
@@ -27,12 +28,35 @@ _MAX_MESSAGE_CHARS = 300
 _MIN_SECRET_CHARS = 6
 
 
-class ErrorRule(msgspec.Struct, frozen=True):
-    """How one provider error code is handled: its class, and what can fix it."""
+@dataclass(frozen=True, slots=True, init=False)
+class ErrorRule:
+    """How one provider error code is handled: its class, and what can fix it.
+
+    `failover_helps` (a link at another provider can serve the call) follows
+    the type (`FAILOVER_TYPES`) unless the row says otherwise: the bank's own
+    maintenance reaches every provider, while our credentials at one provider
+    are of no concern to another.
+    """
 
     type: ErrorType
     retryable: bool
-    reauth_required: bool = False
+    reauth_required: bool
+    failover_helps: bool
+
+    def __init__(
+        self,
+        type: ErrorType,
+        retryable: bool,
+        reauth_required: bool = False,
+        *,
+        failover_helps: bool | None = None,
+    ) -> None:
+        # A frozen dataclass sets its fields through object.__setattr__.
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "retryable", retryable)
+        object.__setattr__(self, "reauth_required", reauth_required)
+        helps = type in FAILOVER_TYPES if failover_helps is None else failover_helps
+        object.__setattr__(self, "failover_helps", helps)
 
 
 class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -172,7 +196,8 @@ def network_error(provider: str, endpoint: str, code: str, detail: str) -> Provi
 def invalid_response(
     provider: str, endpoint: str, http_status: int | None, detail: str
 ) -> ProviderCallError:
-    # Retryable: a garbled body is usually a transient proxy or deploy hiccup.
+    # Retryable: a garbled body is usually a transient proxy or deploy hiccup,
+    # and one at this provider's edge that another provider does not share.
     return ProviderCallError(
         ErrorInfo(
             code="invalid_response",
@@ -182,6 +207,7 @@ def invalid_response(
             provider=provider,
         ),
         http_status=http_status,
+        failover_helps=True,
     )
 
 

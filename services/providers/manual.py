@@ -43,8 +43,10 @@ INSTITUTION = Institution(
 def _error(
     provider: str, code: str, message: str, type_: ErrorType, retryable: bool
 ) -> ProviderCallError:
+    # The person's own entries exist at no other provider: failing over never helps.
     return ProviderCallError(
-        ErrorInfo(code=code, message=message, type=type_, retryable=retryable, provider=provider)
+        ErrorInfo(code=code, message=message, type=type_, retryable=retryable, provider=provider),
+        failover_helps=False,
     )
 
 

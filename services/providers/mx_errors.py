@@ -117,6 +117,7 @@ def mx_error(
         http_status=http_status,
         retry_after_s=retry_after_s,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )
 
 
@@ -135,4 +136,5 @@ def connection_status_error(status: str, *, provider: str = "mx") -> ProviderCal
         ),
         http_status=200,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )

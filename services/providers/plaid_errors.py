@@ -113,4 +113,5 @@ def plaid_error(
         http_status=http_status,
         retry_after_s=retry_after_s,
         reauth_required=rule.reauth_required,
+        failover_helps=rule.failover_helps,
     )

@@ -49,7 +49,7 @@ class TransactionLedger:
             await self.pool.execute(SCHEMA)
 
     async def reconcile(
-        self, connection_id: UUID, provider: str, page: dict[str, Any]
+        self, connection_id: UUID, provider: str, page: dict[str, Any], *, multi_homed: bool = True
     ) -> tuple[dict[str, Any], int]:
         """The page with a `syncyard_transaction_id` on every transaction, and
         purchases upstream already has (through another provider) moved from
@@ -65,13 +65,19 @@ class TransactionLedger:
         first = min((s.posted for s in seen), default=None)
         last = max((s.posted for s in seen), default=None)
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                _KNOWN,
-                connection_id,
-                provider,
-                [s.provider_id for s in seen] + [str(r) for r in removed],
-                (first - window) if first else None,
-                (last + window) if last else None,
+            # With one link there is no other provider to match against, and ids
+            # are deterministic: the rows are kept for when a second link arrives.
+            rows = (
+                []
+                if not multi_homed
+                else await conn.fetch(
+                    _KNOWN,
+                    connection_id,
+                    provider,
+                    [s.provider_id for s in seen] + [str(r) for r in removed],
+                    (first - window) if first else None,
+                    (last + window) if last else None,
+                )
             )
             known = [
                 Seen(

@@ -57,6 +57,7 @@ class Permit(msgspec.Struct, frozen=True, kw_only=True):
     allowed: bool
     probe: bool = False
     reason: str = ""
+    retry_after_s: float | None = None  # when a refused call may be worth trying again
 
 
 class _Entry:
@@ -109,7 +110,14 @@ class BreakerBoard:
             return Permit(allowed=True)
         if breaker.status == "open":
             until = f"{breaker.open_until:%H:%M:%S}Z" if breaker.open_until else "later"
-            return Permit(allowed=False, reason=f"breaker open until {until}: {entry.last_reason}")
+            wait = (
+                (breaker.open_until - self.clock()).total_seconds() if breaker.open_until else None
+            )
+            return Permit(
+                allowed=False,
+                reason=f"breaker open until {until}: {entry.last_reason}",
+                retry_after_s=wait,
+            )
         policy = self.policies.for_(provider, region)
         # One admission at a time per breaker in this replica; across replicas
         # the event store's version check picks one winner.
@@ -117,7 +125,11 @@ class BreakerBoard:
             admitted = decide_probe(entry.breaker, entry.window, command_id, policy, self.clock())
             if admitted and await self._record(entry, admitted):
                 return Permit(allowed=True, probe=True)
-        return Permit(allowed=False, reason="breaker half-open: a probe is already in flight")
+        return Permit(
+            allowed=False,
+            reason="breaker half-open: a probe is already in flight",
+            retry_after_s=policy.probe_timeout_s,
+        )
 
     async def observe(self, event: DomainEvent) -> None:
         """Feed one event from the log: a finished call, or another replica's transition."""

@@ -23,7 +23,11 @@ class Bulkhead:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.max_wait_s)
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), self.max_wait_s)
+            else:
+                # The usual case, without wait_for's task per call.
+                await self._slots.acquire()
         except TimeoutError:
             self.rejected += 1
             raise BulkheadFullError(

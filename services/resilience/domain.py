@@ -75,6 +75,7 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     open_until: datetime | None = None
     half_opened_at: datetime | None = None
     probes: tuple[str, ...] = ()  # command ids admitted as probes since half-opening
+    probe_admitted_at: dict[str, datetime] = {}
     # Calls that finished before the last transition belong to the previous state.
     last_transition_at: datetime | None = None
 
@@ -84,42 +85,57 @@ def new_breaker(provider: str, region: str) -> Breaker:
 
 
 class Window:
-    """Recent calls, pruned by time or count; plus what probes reported since half-opening."""
+    """Recent calls, pruned by time or count, with running failure and slow counts
+    (a breaker sees every call: a recount per call would cost O(window));
+    plus what probes reported since half-opening."""
 
     def __init__(self) -> None:
-        self.calls: deque[Observation] = deque()
+        self.calls: deque[tuple[Observation, bool, bool]] = deque()
+        self.failures = 0
+        self.slow = 0
         self.probe_results: dict[str, bool] = {}
 
     def reset(self) -> None:
         """A transition starts a fresh count: old failures must not re-trip a closed breaker."""
         self.calls.clear()
+        self.failures = self.slow = 0
         self.probe_results.clear()
 
     def add(self, call: Observation, policy: BreakerPolicy, now: datetime) -> None:
-        self.calls.append(call)
+        failed, slow = call.failed(policy), call.slow(policy)
+        self.calls.append((call, failed, slow))
+        self.failures += failed
+        self.slow += slow
         self.prune(policy, now)
+
+    def _drop_oldest(self) -> None:
+        _, failed, slow = self.calls.popleft()
+        self.failures -= failed
+        self.slow -= slow
 
     def prune(self, policy: BreakerPolicy, now: datetime) -> None:
         if policy.window_kind == "count":
             while len(self.calls) > policy.window_calls:
-                self.calls.popleft()
+                self._drop_oldest()
         else:
             horizon = now - timedelta(seconds=policy.window_s)
-            while self.calls and self.calls[0].at < horizon:
-                self.calls.popleft()
+            while self.calls and self.calls[0][0].at < horizon:
+                self._drop_oldest()
+
+    def counted(self) -> list[CountedCall]:
+        """The calls that count against the provider, for the BreakerOpened event."""
+        return [call.counted() for call, failed, slow in self.calls if failed or slow]
 
     def trip_reason(self, policy: BreakerPolicy) -> str | None:
         """Why this window should open the breaker, or None."""
-        total = len(self.calls)
-        failures = sum(call.failed(policy) for call in self.calls)
+        total, failures = len(self.calls), self.failures
         if policy.failure_threshold is not None and failures >= policy.failure_threshold:
             return f"{failures} failures within the window (threshold {policy.failure_threshold})"
         if total >= policy.minimum_calls:
             if policy.failure_rate is not None and failures / total >= policy.failure_rate:
                 return f"failure rate {failures / total:.0%} over {total} calls"
-            slow = sum(call.slow(policy) for call in self.calls)
-            if policy.slow_call_rate is not None and slow / total >= policy.slow_call_rate:
-                return f"slow-call rate {slow / total:.0%} over {total} calls"
+            if policy.slow_call_rate is not None and self.slow / total >= policy.slow_call_rate:
+                return f"slow-call rate {self.slow / total:.0%} over {total} calls"
         return None
 
 
@@ -160,8 +176,7 @@ def _while_closed(
     reason = window.trip_reason(policy)
     if reason is None:
         return []
-    counted = [c.counted() for c in window.calls if c.failed(policy) or c.slow(policy)]
-    return [_open(breaker, reason, counted, policy, now)]
+    return [_open(breaker, reason, window.counted(), policy, now)]
 
 
 def _probe_finished(
@@ -204,8 +219,17 @@ def decide_on_tick(breaker: Breaker, now: datetime) -> list[DomainEvent]:
     return []
 
 
-def probes_in_flight(breaker: Breaker, window: Window) -> int:
-    return sum(1 for command_id in breaker.probes if command_id not in window.probe_results)
+def probes_in_flight(breaker: Breaker, window: Window, policy: BreakerPolicy, now: datetime) -> int:
+    """Probes admitted and not yet answered — forgetting any older than the probe
+    timeout: a probe whose call never happened (rate-limited, bulkhead full,
+    worker killed) must not hold the breaker half-open for ever."""
+    expiry = timedelta(seconds=policy.probe_timeout_s)
+    return sum(
+        1
+        for command_id in breaker.probes
+        if command_id not in window.probe_results
+        and now - breaker.probe_admitted_at.get(command_id, now) < expiry
+    )
 
 
 def decide_probe(
@@ -214,7 +238,7 @@ def decide_probe(
     """Half-open lets `half_open_permitted_calls` probes through at a time."""
     if breaker.status != "half_open":
         return []
-    if probes_in_flight(breaker, window) >= policy.half_open_permitted_calls:
+    if probes_in_flight(breaker, window, policy, now) >= policy.half_open_permitted_calls:
         return []
     return [
         BreakerProbeAdmitted(
@@ -243,6 +267,7 @@ def _(event: BreakerOpened, breaker: Breaker) -> Breaker:
         last_transition_at=event.timestamp,
         half_opened_at=None,
         probes=(),
+        probe_admitted_at={},
     )
 
 
@@ -254,13 +279,17 @@ def _(event: BreakerHalfOpened, breaker: Breaker) -> Breaker:
         status="half_open",
         half_opened_at=event.timestamp,
         probes=(),
+        probe_admitted_at={},
     )
 
 
 @_apply.register
 def _(event: BreakerProbeAdmitted, breaker: Breaker) -> Breaker:
     return msgspec.structs.replace(
-        breaker, version=event.originator_version, probes=(*breaker.probes, event.command_id)
+        breaker,
+        version=event.originator_version,
+        probes=(*breaker.probes, event.command_id),
+        probe_admitted_at={**breaker.probe_admitted_at, event.command_id: event.timestamp},
     )
 
 
@@ -272,6 +301,7 @@ def _(event: BreakerClosed, breaker: Breaker) -> Breaker:
         status="closed",
         open_until=None,
         probes=(),
+        probe_admitted_at={},
         last_transition_at=event.timestamp,
     )
 

@@ -32,6 +32,8 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     open_timeout_s: float = 60.0
     half_open_permitted_calls: int = 1
     successes_to_close: int = 2
+    # Longer than any call may take (the default call timeout is 10 s).
+    probe_timeout_s: float = 30.0
     counted_errors: frozenset[str] = DEFAULT_COUNTED_ERRORS
 
 

@@ -9,8 +9,7 @@ provider's own `Retry-After` blocks the key until then.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import asyncpg
 import msgspec
@@ -57,7 +56,6 @@ ON CONFLICT (key) DO UPDATE SET blocked_until =
 """
 
 UNLIMITED = 2_000_000_000
-BLOCKS_REFRESH_S = 1.0
 
 
 class RateLimit(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,34 +72,17 @@ class RateDecision(msgspec.Struct, frozen=True, kw_only=True):
 class RateLimiter:
     """Limits keyed "provider" or "provider/op"; the more specific one applies.
 
-    Providers without a configured limit cost no query per call: their
-    Retry-After blocks (set by any replica) are re-read once a second.
+    Providers without a configured limit cost nothing per call.
     """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         limits: Mapping[str, RateLimit],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.limits = dict(limits)
-        self.clock = clock
         self._ready = False
-        self._blocks: dict[str, float] = {}  # key → seconds left, as of `_blocks_read_at`
-        self._blocks_read_at = -BLOCKS_REFRESH_S
-
-    async def _unconfigured_wait(self, provider: str) -> float:
-        if self.clock() - self._blocks_read_at >= BLOCKS_REFRESH_S:
-            await self._ensure_rows()
-            rows = await self.pool.fetch(
-                "SELECT key, EXTRACT(EPOCH FROM blocked_until - now()) AS left_s "
-                "FROM syncyard_rate_limits WHERE blocked_until > now()"
-            )
-            self._blocks = {row["key"]: float(row["left_s"]) for row in rows}
-            self._blocks_read_at = self.clock()
-        left = self._blocks.get(provider, 0.0) - (self.clock() - self._blocks_read_at)
-        return max(0.0, left)
 
     def _key(self, provider: str, op: str) -> tuple[str, RateLimit] | None:
         for key in (f"{provider}/{op}", provider):
@@ -129,14 +110,7 @@ class RateLimiter:
         """Count one call if it fits every window; otherwise say how long to wait."""
         found = self._key(provider, op)
         if found is None:
-            wait_s = await self._unconfigured_wait(provider)
-            if wait_s <= 0:
-                return RateDecision(allowed=True)
-            return RateDecision(
-                allowed=False,
-                retry_after_s=wait_s,
-                reason=f"{provider} asked us to wait (Retry-After): {wait_s:.0f}s left",
-            )
+            return RateDecision(allowed=True)
         await self._ensure_rows()
         key, limit = found
         per_minute = limit.per_minute or UNLIMITED
@@ -153,10 +127,13 @@ class RateLimiter:
         )
 
     async def block(self, provider: str, op: str, seconds: float) -> None:
-        """The provider said Retry-After: nobody calls it again before then."""
+        """The provider said Retry-After for a quota we manage: nobody calls before then.
+
+        Without a configured limit the 429 may concern one item only (Plaid's
+        per-item limits), so it defers that command alone, not every connection.
+        """
         found = self._key(provider, op)
-        key = found[0] if found else provider
-        await self._ensure_rows()
-        await self.pool.execute(_BLOCK, key, float(seconds))
         if found is None:
-            self._blocks[key] = float(seconds) + (self.clock() - self._blocks_read_at)
+            return
+        await self._ensure_rows()
+        await self.pool.execute(_BLOCK, found[0], float(seconds))

@@ -1,4 +1,4 @@
-"""The provider sandbox: Plaid under /plaid, MX under /mx, faults under /_admin."""
+"""The provider sandbox: each provider under its own prefix, faults under /_admin."""
 
 from __future__ import annotations
 

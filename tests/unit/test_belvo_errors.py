@@ -12,12 +12,12 @@ from services.providers.belvo_errors import (
     BELVO_ERRORS,
     BELVO_HTTP_STATUSES,
     LINK_STATUS_CODES,
-    BelvoErrorRule,
     belvo_error,
     link_status_error,
 )
 from services.providers.belvo_webhooks import verify_belvo_webhook
 from services.providers.belvo_wire import Cursor, decode_cursor, encode_cursor, later
+from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,7 @@ def body(code: str, message: str = "Something went wrong.") -> bytes:
 
 @pytest.mark.parametrize(("code", "rule"), sorted(BELVO_ERRORS.items()))
 def test_each_documented_belvo_code_is_classified_as_its_table_row_says(
-    code: str, rule: BelvoErrorRule
+    code: str, rule: ErrorRule
 ) -> None:
     exc = belvo_error(STATUSES.get(code, 400), body(code), retry_after_s=3.0, endpoint="/x")
 
@@ -62,7 +62,7 @@ def test_each_documented_belvo_code_is_classified_as_its_table_row_says(
 
 @pytest.mark.parametrize(("status", "rule"), sorted(BELVO_HTTP_STATUSES.items()))
 def test_a_status_whose_body_is_not_belvos_is_classified_by_the_status(
-    status: int, rule: BelvoErrorRule
+    status: int, rule: ErrorRule
 ) -> None:
     exc = belvo_error(status, b"<html>Bad Gateway</html>")
 

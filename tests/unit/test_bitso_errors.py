@@ -12,9 +12,9 @@ from services.providers.bitso_errors import (
     BITSO_ERRORS,
     BITSO_HTTP_STATUSES,
     THROTTLE_LOCKOUT_S,
-    FailoverRule,
     bitso_error,
 )
+from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def body(code: str, message: str = "") -> bytes:
 
 
 @pytest.mark.parametrize(("code", "rule"), sorted(BITSO_ERRORS.items()))
-def test_each_documented_code_is_classified_by_the_table(code: str, rule: FailoverRule) -> None:
+def test_each_documented_code_is_classified_by_the_table(code: str, rule: ErrorRule) -> None:
     status = _STATUS_BY_CATEGORY.get(code[:2], 400)
 
     exc = bitso_error(status, body(code), endpoint="/v3/ledger/")
@@ -43,16 +43,14 @@ def test_each_documented_code_is_classified_by_the_table(code: str, rule: Failov
 
 
 @pytest.mark.parametrize(("category", "rule"), sorted(BITSO_ERROR_CATEGORIES.items()))
-def test_an_undocumented_code_falls_back_to_its_category(category: str, rule: FailoverRule) -> None:
+def test_an_undocumented_code_falls_back_to_its_category(category: str, rule: ErrorRule) -> None:
     exc = bitso_error(400, body(f"{category}99"))
 
     assert (exc.error.type, exc.error.retryable) == (rule.type, rule.retryable)
 
 
 @pytest.mark.parametrize(("status", "entry"), sorted(BITSO_HTTP_STATUSES.items()))
-def test_a_gateway_page_is_classified_by_status(
-    status: int, entry: tuple[str, FailoverRule]
-) -> None:
+def test_a_gateway_page_is_classified_by_status(status: int, entry: tuple[str, ErrorRule]) -> None:
     code, rule = entry
 
     exc = bitso_error(status, b"<html>Service Temporarily Unavailable</html>")

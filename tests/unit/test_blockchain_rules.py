@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.providers.bitso_errors import FailoverRule
 from services.providers.blockchain_address import is_valid_address
 from services.providers.blockchain_errors import CHAIN_ERRORS, chain_error
 from services.providers.blockchain_wire import ChainCursor, Tx, TxStatus, plan_page
+from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +18,7 @@ ADDRESS = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
 
 @pytest.mark.parametrize(("status", "entry"), sorted(CHAIN_ERRORS.items()))
 def test_each_reader_status_is_classified_by_the_table(
-    status: int, entry: tuple[str, FailoverRule]
+    status: int, entry: tuple[str, ErrorRule]
 ) -> None:
     code, rule = entry
 

@@ -223,3 +223,21 @@ async def test_slow_calls_open_the_breaker_when_configured() -> None:
 def test_breaker_events_name_their_provider_and_region() -> None:
     for cls in (BreakerOpened, BreakerHalfOpened, BreakerProbeAdmitted, BreakerClosed):
         assert {"provider", "region"} <= set(cls.__struct_fields__)
+
+
+async def test_a_probe_that_never_called_stops_blocking_after_the_probe_timeout() -> None:
+    board, _, clock = board_with()
+    await fail(board, clock, 5)
+    clock.advance(61)
+    assert (await board.permit("plaid", "US", "lost-probe")).probe  # then rate-limited, or killed
+    refused = await board.permit("plaid", "US", "p2")
+    assert not refused.allowed and refused.retry_after_s == 30.0
+    clock.advance(31)
+    assert (await board.permit("plaid", "US", "p3")).probe
+
+
+async def test_an_open_breaker_says_when_it_will_half_open() -> None:
+    board, _, clock = board_with()
+    await fail(board, clock, 5)
+    permit = await board.permit("plaid", "US", "c")
+    assert permit.retry_after_s == pytest.approx(59.0)

@@ -13,12 +13,12 @@ from services.providers.base import ProviderCallError, WebhookRejectedError
 from services.providers.finicity_errors import (
     FINICITY_ERRORS,
     FINICITY_HTTP_STATUSES,
-    FinicityErrorRule,
     aggregation_status_error,
     finicity_error,
 )
 from services.providers.finicity_webhooks import MAX_AGE_S, sign, verify_finicity_webhook
 from services.providers.finicity_wire import Cursor, decode_cursor, encode_cursor
+from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +39,7 @@ def status_for(code: str) -> int:
 
 @pytest.mark.parametrize(("code", "rule"), sorted(FINICITY_ERRORS.items()))
 def test_each_documented_finicity_code_is_classified_as_its_table_row_says(
-    code: str, rule: FinicityErrorRule
+    code: str, rule: ErrorRule
 ) -> None:
     exc = finicity_error(status_for(code), body(code), retry_after_s=4.0, endpoint="/x")
 
@@ -51,7 +51,7 @@ def test_each_documented_finicity_code_is_classified_as_its_table_row_says(
 
 @pytest.mark.parametrize(("status", "rule"), sorted(FINICITY_HTTP_STATUSES.items()))
 def test_a_status_whose_body_is_not_finicitys_is_classified_by_the_status(
-    status: int, rule: FinicityErrorRule
+    status: int, rule: ErrorRule
 ) -> None:
     exc = finicity_error(status, b"<html>upstream trouble</html>")
 
@@ -65,7 +65,7 @@ AGGREGATION_ROWS = sorted((c, r) for c, r in FINICITY_ERRORS.items() if len(c) <
 
 @pytest.mark.parametrize(("code", "rule"), AGGREGATION_ROWS)
 def test_each_account_aggregation_status_in_the_table_stops_a_read(
-    code: str, rule: FinicityErrorRule
+    code: str, rule: ErrorRule
 ) -> None:
     exc = aggregation_status_error(int(code))
 
