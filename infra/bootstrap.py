@@ -234,7 +234,12 @@ async def run_components(
             )
             tasks["worker"] = asyncio.create_task(supervise("worker", worker.run, stop))
             # The worker's breakers learn every replica's calls and transitions from the log.
-            follower = BreakerFollower(runtime.pool, runtime.reader, runtime.board)
+            follower = BreakerFollower(
+                runtime.pool,
+                runtime.reader,
+                runtime.board,
+                on_versions=runtime.store.observe_versions,
+            )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
             if runtime.institution_follower is not None:
                 tasks["institutions"] = asyncio.create_task(

@@ -149,13 +149,17 @@ class PostgresEventStore(EventStorePort):
 
     # -- reads ---------------------------------------------------------------
     async def get_connection(self, connection_id: UUID) -> ConnectionState | None:
-        """The connection as stored now: the cached state plus whatever other
-        replicas appended since (one indexed query), so a link registered through
-        another replica is never missed."""
+        """The connection as this replica knows it: cached, or loaded.
+
+        Another replica's appends evict the cached state as soon as this
+        replica's log follower sees them (`observe_versions`, milliseconds); a
+        decision made on a state that old is caught at commit by the version
+        check, and re-decided on fresh state.
+        """
         cached = self._cache.get(connection_id)
-        rows = await self.pool.fetch(
-            self._read_after, connection_id, cached.version if cached else 0
-        )
+        if cached is not None:
+            return cached
+        rows = await self.pool.fetch(self._read_after, connection_id, 0)
         if not rows:
             return cached
         state = fold(cached, (decode_stored(self.mapper, r["topic"], r["state"]) for r in rows))
@@ -180,6 +184,14 @@ class PostgresEventStore(EventStorePort):
             self._cache.move_to_end(state.id)
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+
+    def observe_versions(self, versions: dict[UUID, int]) -> None:
+        """Streams other replicas moved past what this cache holds: drop them."""
+        with self._cache_lock:
+            for stream_id, version in versions.items():
+                cached = self._cache.get(stream_id)
+                if cached is not None and cached.version < version:
+                    del self._cache[stream_id]
 
     def forget(self, connection_id: UUID) -> None:
         with self._cache_lock:

@@ -45,6 +45,8 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
     last_id: int
     notifications: list[Notification]
     scanned: int = 0  # rows read, decoded or not: a full page means more may be waiting
+    # The highest version each stream reached in this page, decoded or not.
+    versions: dict[UUID, int] = {}
 
 
 def topic_of(cls: type[DomainEvent]) -> str:
@@ -74,6 +76,13 @@ class NotificationLogReader:
             "SELECT notification_id, originator_id, originator_version, topic, state "  # noqa: S608
             f'FROM "{table}" WHERE notification_id > $1 ORDER BY notification_id LIMIT $2'
         )
+        # Readers that want a few topics still page through every row (to know
+        # how far they got) but fetch only the states they will decode.
+        self._select_topics = (
+            "SELECT notification_id, originator_id, originator_version, topic, "  # noqa: S608
+            "CASE WHEN topic = ANY($3::text[]) THEN state END AS state "
+            f'FROM "{table}" WHERE notification_id > $1 ORDER BY notification_id LIMIT $2'
+        )
 
     @property
     def channel(self) -> str:
@@ -88,10 +97,14 @@ class NotificationLogReader:
         Decrypting and decoding is most of a reader's cost; events a reader
         ignores are skipped undecoded, yet still advance `last_id`.
         """
-        rows = await conn.fetch(self._select, after, limit)
+        if topics is None:
+            rows = await conn.fetch(self._select, after, limit)
+        else:
+            rows = await conn.fetch(self._select_topics, after, limit, list(topics))
         return Page(
             last_id=rows[-1]["notification_id"] if rows else after,
             scanned=len(rows),
+            versions={row["originator_id"]: row["originator_version"] for row in rows},
             notifications=[
                 Notification(
                     id=row["notification_id"],

@@ -8,8 +8,9 @@ the event store.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -39,10 +40,49 @@ WHERE connection_id = $1
 """
 
 
+_INSERT = """
+INSERT INTO syncyard_ledger
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[],
+                     $6::date[], $7::text[])
+ON CONFLICT DO NOTHING
+"""
+
+_Row = tuple[UUID, str, str, UUID, int, date, str]
+
+
 class TransactionLedger:
     def __init__(self, pool: asyncpg.Pool, tolerance: Tolerance | None = None) -> None:
         self.pool = pool
         self.tolerance = tolerance or Tolerance()
+        # Rows from concurrent syncs wait here while a write is in flight, then go
+        # together in one statement: a round trip per sync capped the worker.
+        self._queued: list[tuple[list[_Row], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def _write(self, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((rows, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        await done
+
+    async def _write_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            rows = [row for rows, _ in batch for row in rows]
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            try:
+                await self.pool.execute(_INSERT, *columns)
+            except Exception as exc:  # every waiting sync fails, and is redelivered
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def setup(self) -> None:
         with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
@@ -64,51 +104,48 @@ class TransactionLedger:
         window = timedelta(days=self.tolerance.days)
         first = min((s.posted for s in seen), default=None)
         last = max((s.posted for s in seen), default=None)
-        async with self.pool.acquire() as conn:
-            # With one link there is no other provider to match against, and ids
-            # are deterministic: the rows are kept for when a second link arrives.
-            rows = (
-                []
-                if not multi_homed
-                else await conn.fetch(
-                    _KNOWN,
+        # With one link there is no other provider to match against, and ids are
+        # deterministic: the rows are kept for when a second link arrives.
+        rows = (
+            await self.pool.fetch(
+                _KNOWN,
+                connection_id,
+                provider,
+                [s.provider_id for s in seen] + [str(r) for r in removed],
+                (first - window) if first else None,
+                (last + window) if last else None,
+            )
+            if multi_homed
+            else []
+        )
+        known = [
+            Seen(
+                syncyard_id=str(r["syncyard_id"]),
+                provider=r["provider"],
+                provider_id=r["provider_txn_id"],
+                amount_cents=r["amount_cents"],
+                posted=r["posted"],
+                description=r["description"],
+            )
+            for r in rows
+        ]
+        ids, new_rows, already_sent = assign(
+            str(connection_id), provider, incoming, known, self.tolerance
+        )
+        await self._write(
+            [
+                (
                     connection_id,
-                    provider,
-                    [s.provider_id for s in seen] + [str(r) for r in removed],
-                    (first - window) if first else None,
-                    (last + window) if last else None,
+                    r.provider,
+                    r.provider_id,
+                    UUID(r.syncyard_id),
+                    r.amount_cents,
+                    r.posted,
+                    r.description,
                 )
-            )
-            known = [
-                Seen(
-                    syncyard_id=str(r["syncyard_id"]),
-                    provider=r["provider"],
-                    provider_id=r["provider_txn_id"],
-                    amount_cents=r["amount_cents"],
-                    posted=r["posted"],
-                    description=r["description"],
-                )
-                for r in rows
+                for r in new_rows
             ]
-            ids, new_rows, already_sent = assign(
-                str(connection_id), provider, incoming, known, self.tolerance
-            )
-            await conn.executemany(
-                "INSERT INTO syncyard_ledger VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                "ON CONFLICT DO NOTHING",
-                [
-                    (
-                        connection_id,
-                        r.provider,
-                        r.provider_id,
-                        UUID(r.syncyard_id),
-                        r.amount_cents,
-                        r.posted,
-                        r.description,
-                    )
-                    for r in new_rows
-                ],
-            )
+        )
         mine = {s.provider_id: s.syncyard_id for s in known if s.provider == provider}
 
         def tagged(txn: dict[str, Any]) -> dict[str, Any]:

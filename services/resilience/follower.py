@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from uuid import UUID
 
 import asyncpg
 
@@ -25,10 +27,18 @@ TOPICS = frozenset(topic_of(cls) for cls in (ConnectionAttempted, *BREAKER_EVENT
 
 
 class BreakerFollower:
-    def __init__(self, pool: asyncpg.Pool, reader: NotificationLogReader, board: BreakerBoard):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        reader: NotificationLogReader,
+        board: BreakerBoard,
+        on_versions: Callable[[dict[UUID, int]], None] | None = None,
+    ):
         self.pool = pool
         self.reader = reader
         self.board = board
+        # Also tells the event store's cache which streams other replicas moved on.
+        self.on_versions = on_versions
         self.position = 0
         self._wake = asyncio.Event()
 
@@ -46,6 +56,8 @@ class BreakerFollower:
                     for note in page.notifications:
                         await self.board.observe(note.event)
                     self.position = page.last_id
+                    if self.on_versions is not None and page.versions:
+                        self.on_versions(page.versions)
                     await self.board.tick()
                     if page.scanned < PAGE_SIZE:
                         await wait_for_either(stop, self._wake, TICK_S)
