@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -41,6 +42,9 @@ class BreakerGate(Protocol):
     async def permit(self, provider: str, region: str, command_id: str) -> Permit: ...
 
 
+DEFAULT_IN_CALL_RETRIES: Mapping[str, int] = {"network": 1}
+
+
 class ProviderDirectory(Protocol):
     def providers_for(self, institution_id: str | None, region: str) -> tuple[str, ...]: ...
 
@@ -56,6 +60,9 @@ class Orchestrator:
         bulkheads: Mapping[str, Bulkhead] | None = None,
         limiter: RateLimiter | None = None,
         hedging: Mapping[str, HedgePolicy] | None = None,
+        in_call_retries: Mapping[str, int] | None = None,
+        in_call_pause_s: float = 0.1,
+        rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -66,6 +73,13 @@ class Orchestrator:
         self.bulkheads = bulkheads or {}
         self.limiter = limiter
         self.hedging = dict(hedging or {})
+        # Only network blips are retried in the call by default: a provider that is
+        # down or rate-limiting us will not be better in 100 ms.
+        self.in_call_retries = dict(
+            DEFAULT_IN_CALL_RETRIES if in_call_retries is None else in_call_retries
+        )
+        self.in_call_pause_s = in_call_pause_s
+        self._rng = rng or random.Random()
         # The institution mapping, when known, orders an institution's providers.
         self.directory: ProviderDirectory | None = None
         self.latencies = LatencyTracker()
@@ -117,6 +131,9 @@ class Orchestrator:
                 )
             else:
                 answer, used = await self._attempt(adapter, cmd, link, timeout_s, run), link
+                answer = await self._retry_in_call(
+                    adapter, cmd, link, answer, budget_end=budget_end, run=run
+                )
             if answer is None:  # not sent (bulkhead full): try the next provider
                 continue
             if isinstance(answer, ErrorInfo):
@@ -139,6 +156,34 @@ class Orchestrator:
             provider=run.attempts[-1].provider if run.attempts else None,
             error=exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
         )
+
+    async def _retry_in_call(
+        self,
+        adapter: ProviderAdapter,
+        cmd: Command,
+        link: LinkCredentials,
+        answer: Answer,
+        *,
+        budget_end: float,
+        run: CallRun,
+    ) -> Answer:
+        """Spend the small in-call budget: a blip (a dropped connection) is often
+        gone a moment later, and the same provider is the one whose data we have.
+        Anything longer is for failover, or for a durable deferral."""
+        tries = 0
+        while isinstance(answer, ErrorInfo) and answer.retryable:
+            if tries >= self.in_call_retries.get(answer.type, 0):
+                break
+            pause = self._rng.uniform(0.5, 1.0) * self.in_call_pause_s
+            remaining = budget_end - self._clock() - pause
+            if remaining < MIN_CALL_BUDGET_S:
+                break
+            tries += 1
+            await asyncio.sleep(pause)
+            answer = await self._attempt(
+                adapter, cmd, link, min(remaining, self.call_timeout_s), run
+            )
+        return answer
 
     def _hedge_partner(self, run: CallRun, index: int) -> int | None:
         later = range(index + 1, len(run.candidates))

@@ -148,3 +148,41 @@ async def test_a_passed_deadline_calls_no_provider() -> None:
     outcome = await orch.execute_with_failover(late, [link("plaid")], "US")
     assert outcome.error is not None and outcome.error.code == "deadline_exceeded"
     assert plaid.calls == 0
+
+
+class BlipProvider(FakeProvider):
+    """Fails its first `blips` calls with `error`, then answers."""
+
+    def __init__(self, name: str, error: ErrorInfo, blips: int) -> None:
+        super().__init__(name)
+        self.blip_error = error
+        self.blips = blips
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        if self.blips > 0:
+            self.blips -= 1
+            self.calls += 1
+            raise ProviderCallError(self.blip_error)
+        return await super().sync_transactions(
+            link, cursor=cursor, count=count, timeout_s=timeout_s
+        )
+
+
+async def test_a_network_blip_is_retried_once_at_the_same_provider_before_failing_over() -> None:
+    plaid = BlipProvider("plaid", err("network", True), blips=1)
+    mx = FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY, in_call_pause_s=0.0)
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+    assert outcome.success and outcome.provider == "plaid" and not outcome.failover_used
+    assert [a.error is None for a in outcome.attempts] == [False, True]
+    assert mx.calls == 0
+
+
+async def test_a_provider_that_is_down_is_not_retried_in_the_call_but_failed_over() -> None:
+    plaid = BlipProvider("plaid", err("provider_down", True), blips=1)
+    mx = FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY, in_call_pause_s=0.0)
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+    assert outcome.provider == "mx" and plaid.calls == 1
