@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]` (`make bench`): the spine benchmark, then issue #4's resilience one.
+"""`python -m bench [--quick]` (`make bench`): the spine benchmark, then issue #4's two.
 
 Each starts its own embedded servers (or uses NATS_URL / DATABASE_URL) and
 prints its own table; docs/BENCHMARKS.md keeps copies of both.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import resilience, spine
+from bench import hedging, resilience, spine
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
@@ -17,3 +17,4 @@ if __name__ == "__main__":
     quick = parser.parse_args().quick
     asyncio.run(spine.main(quick))
     asyncio.run(resilience.main(quick))
+    asyncio.run(hedging.main(quick))

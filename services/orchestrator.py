@@ -125,10 +125,11 @@ class Orchestrator:
             timeout_s = min(remaining, self.call_timeout_s)
             partner = self._hedge_partner(run, index) if hedge else None
             if hedge is not None and partner is not None:
-                consumed.add(partner)
-                answer, used = await self._hedged(
+                answer, used, partner_called = await self._hedged(
                     cmd, link, partner, region=region, timeout_s=timeout_s, run=run, policy=hedge
                 )
+                if partner_called:
+                    consumed.add(partner)
             else:
                 answer, used = await self._attempt(adapter, cmd, link, timeout_s, run), link
                 answer = await self._retry_in_call(
@@ -199,7 +200,7 @@ class Orchestrator:
         timeout_s: float,
         run: CallRun,
         policy: HedgePolicy,
-    ) -> tuple[Answer, LinkCredentials]:
+    ) -> tuple[Answer, LinkCredentials, bool]:
         """Call `first`; if it is slower than its recent p95, call the partner too.
 
         The first success wins and the other call is cancelled (recorded as
@@ -226,11 +227,14 @@ class Orchestrator:
                     for loser in pending:
                         loser.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
-                    return answer, calls[task]
+                    return answer, calls[task], len(calls) > 1
                 failures.append((answer, calls[task]))
         # Both failed (or the hedge was not admitted): a non-retryable error says more.
         failures.sort(key=lambda f: isinstance(f[0], ErrorInfo) and f[0].retryable)
-        return failures[0]
+        answer, used = failures[0]
+        # When the first call failed before the hedge was due, the partner is
+        # still untried: the walk goes on to it as to any backup.
+        return answer, used, len(calls) > 1
 
     async def _admitted(
         self, link: LinkCredentials, region: str, cmd: Command, run: CallRun

@@ -82,3 +82,12 @@ def test_the_hedge_delay_is_the_recent_p95_once_there_are_enough_samples() -> No
     for ms in range(1, 101):
         tracker.record("plaid", "op", float(ms))
     assert tracker.hedge_after_s("plaid", "op", policy) == pytest.approx(0.096)
+
+
+async def test_a_primary_failing_before_the_hedge_is_due_still_fails_over_to_the_partner() -> None:
+    down = ErrorInfo(code="DOWN", message="down", type="provider_down", retryable=True)
+    plaid, mx = FakeProvider("plaid", down), FakeProvider("mx")
+    slow_hedge = {"sync.transactions": HedgePolicy(default_delay_ms=60_000)}
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY, hedging=slow_hedge)
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+    assert outcome.success and outcome.provider == "mx" and outcome.failover_used
