@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import hedging, resilience, spine
+from bench import hedging, propagation, resilience, spine
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
@@ -18,3 +18,4 @@ if __name__ == "__main__":
     asyncio.run(spine.main(quick))
     asyncio.run(resilience.main(quick))
     asyncio.run(hedging.main(quick))
+    asyncio.run(propagation.main(quick))
