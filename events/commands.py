@@ -67,6 +67,20 @@ class GetAccounts(Command, frozen=True, kw_only=True):
     op: ClassVar[str] = "accounts.get"
 
 
+class CreateLink(Command, frozen=True, kw_only=True):
+    """Start linking the institution for this account: a link token for the person's app.
+
+    Fails over freely along the institution's providers (no token exists yet,
+    so any of them will do); the result names the provider that answered.
+    """
+
+    op: ClassVar[str] = "link.create"
+    products: tuple[Annotated[str, msgspec.Meta(max_length=32)], ...] = ("transactions",)
+    country_codes: tuple[Annotated[str, msgspec.Meta(min_length=2, max_length=2)], ...] = ("US",)
+    webhook_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    redirect_uri: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+
+
 Actor = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
@@ -91,5 +105,6 @@ class MapInstitution(Command, frozen=True, kw_only=True):
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.op: cls for cls in (RegisterConnection, SyncTransactions, GetAccounts, MapInstitution)
+    cls.op: cls
+    for cls in (RegisterConnection, SyncTransactions, GetAccounts, CreateLink, MapInstitution)
 }

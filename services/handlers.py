@@ -16,6 +16,7 @@ import msgspec
 
 from events.commands import (
     Command,
+    CreateLink,
     GetAccounts,
     MapInstitution,
     RegisterConnection,
@@ -30,14 +31,17 @@ from services.connections.domain import (
     as_duplicate,
     connection_id_for,
     credential_id_for,
+    decide_open,
     decide_outcome,
     decide_register,
+    fold,
     result_for,
 )
 from services.connections.link_health import RelinkPolicy
 from services.institutions.handlers import Institutions, map_institution
 from services.orchestrator import Orchestrator
 from services.ports import Change, EventStorePort
+from services.providers.base import LinkCredentials
 from services.reconciliation.ledger import TransactionLedger
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy, retry_delay_s
 
@@ -148,6 +152,45 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
     return as_duplicate(fresh.deferred[cmd.command_id].result)
 
 
+async def create_link(deps: Dependencies, cmd: CreateLink, trace: dict[str, str]) -> CommandResult:
+    """A link token from the first provider in the institution's order that answers.
+
+    No token exists yet, so this fails over freely: every configured provider
+    the institution maps to is a candidate. The attempts are recorded on the
+    account's connection (created by this command if it is new).
+    """
+    connection_id = connection_id_for(cmd.space_id, cmd.account_id)
+    state = await deps.store.get_connection(connection_id)
+    if state is not None and cmd.command_id in state.recent_results:
+        return as_duplicate(state.recent_results[cmd.command_id])
+    orchestrator = deps.orchestrator
+    order = (
+        orchestrator.directory.providers_for(cmd.institution_id, cmd.region)
+        if orchestrator.directory is not None
+        else orchestrator.hierarchy.get(cmd.region, ())
+    )
+    candidates = [
+        LinkCredentials(provider=provider, item_id="", access_token="")
+        for provider in order
+        if provider in orchestrator.providers
+    ]
+    outcome = await orchestrator.execute_with_failover(cmd, candidates, cmd.region)
+    now = deps.now()
+
+    def decide(fresh: ConnectionState | None) -> list[Any]:
+        opened = decide_open(fresh, cmd, now=now, trace=trace)
+        current = fold(fresh, opened)
+        assert current is not None
+        return [*opened, *decide_outcome(current, cmd, outcome, now=now, trace=trace)]
+
+    recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
+    if recorded:
+        return result_for(outcome, cmd)
+    fresh = await deps.store.get_connection(connection_id)
+    assert fresh is not None
+    return as_duplicate(fresh.recent_results[cmd.command_id])
+
+
 async def _reconciled(
     deps: Dependencies, connection_id: UUID, outcome: Outcome, multi_homed: bool
 ) -> Outcome:
@@ -227,6 +270,7 @@ HANDLERS: Mapping[type[Command], Handler] = {
     RegisterConnection: register_connection,
     SyncTransactions: provider_call,
     GetAccounts: provider_call,
+    CreateLink: create_link,
     MapInstitution: map_institution,
 }
 

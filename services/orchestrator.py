@@ -18,11 +18,16 @@ from typing import Any, Protocol
 import msgspec
 from opentelemetry import trace
 
-from events.commands import Command, GetAccounts, SyncTransactions
+from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.failover import DEADLINE_EXCEEDED, Answer, CallRun, exhausted_error, order_links
-from services.providers.base import LinkCredentials, ProviderAdapter, ProviderCallError
+from services.providers.base import (
+    LinkCredentials,
+    LinkRequest,
+    ProviderAdapter,
+    ProviderCallError,
+)
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
 from services.resilience.hedging import HedgePolicy, LatencyTracker
@@ -47,6 +52,8 @@ DEFAULT_IN_CALL_RETRIES: Mapping[str, int] = {"network": 1}
 
 class ProviderDirectory(Protocol):
     def providers_for(self, institution_id: str | None, region: str) -> tuple[str, ...]: ...
+
+    def provider_institution_id(self, institution_id: str, provider: str) -> str | None: ...
 
 
 class Orchestrator:
@@ -338,4 +345,20 @@ class Orchestrator:
         if isinstance(cmd, GetAccounts):
             accounts = await adapter.get_accounts(link, timeout_s=timeout_s)
             return msgspec.to_builtins(accounts), {"accounts": len(accounts.accounts)}
+        if isinstance(cmd, CreateLink):
+            institution = None
+            if cmd.institution_id is not None and self.directory is not None:
+                institution = self.directory.provider_institution_id(
+                    cmd.institution_id, link.provider
+                )
+            request = LinkRequest(
+                user_ref=f"{cmd.space_id}/{cmd.account_id}",
+                institution_id=institution,
+                products=cmd.products,
+                country_codes=cmd.country_codes,
+                webhook_url=cmd.webhook_url,
+                redirect_uri=cmd.redirect_uri,
+            )
+            token = await adapter.create_link(request, timeout_s=timeout_s)
+            return {"provider": link.provider, **msgspec.to_builtins(token)}, {}
         raise TypeError(f"{cmd.op} is not a provider call")

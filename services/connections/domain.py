@@ -51,6 +51,7 @@ __all__ = [
     "as_duplicate",
     "connection_id_for",
     "credential_id_for",
+    "decide_open",
     "decide_outcome",
     "decide_register",
     "evolve",
@@ -97,6 +98,26 @@ def decide_register(
         )
     )
     return events
+
+
+def decide_open(
+    state: ConnectionState | None, cmd: Command, *, now: datetime, trace: dict[str, str]
+) -> list[DomainEvent]:
+    """A connection for an account seen for the first time by a command that links it."""
+    if state is not None:
+        return []
+    return [
+        ConnectionRegistered(
+            originator_id=connection_id_for(cmd.space_id, cmd.account_id),
+            originator_version=1,
+            timestamp=now,
+            metadata={**trace, "command_id": cmd.command_id},
+            space_id=cmd.space_id,
+            account_id=cmd.account_id,
+            institution_id=cmd.institution_id,
+            region=cmd.region,
+        )
+    ]
 
 
 def decide_outcome(
