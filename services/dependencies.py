@@ -1,0 +1,45 @@
+"""What every command handler is given: the ports and policies it works with."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from events.commands import Command
+from events.errors import ErrorInfo
+from events.results import CommandResult
+from services.connections.link_health import RelinkPolicy
+from services.institutions.handlers import Institutions
+from services.orchestrator import Orchestrator
+from services.ports import EventStorePort
+from services.reconciliation.ledger import TransactionLedger
+from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
+
+
+class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
+    store: EventStorePort
+    orchestrator: Orchestrator
+    known_providers: frozenset[str]
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
+    rng: random.Random = msgspec.field(default_factory=random.Random)
+    relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
+    ledger: TransactionLedger | None = None
+    institutions: Institutions | None = None
+
+
+Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]
+
+
+def refused(cmd: Command, code: str, message: str) -> CommandResult:
+    """A command that names something syncyard does not have: nothing was done."""
+    return CommandResult(
+        command_id=cmd.command_id,
+        op=cmd.op,
+        success=False,
+        error=ErrorInfo(code=code, message=message, type="validation", retryable=False),
+    )
