@@ -36,7 +36,7 @@ from infra.bootstrap import (
 )
 from infra.config import Settings, load_settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
-from infra.telemetry import setup_tracing
+from infra.telemetry import setup_logging, setup_tracing
 from services.sandbox.app import create_sandbox_app
 from services.sandbox.scenarios import available as scenario_names
 
@@ -207,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging()
     settings = load_settings()
     try:
         if args.command == "up":

@@ -34,3 +34,25 @@ def setup_tracing(otlp_endpoint: str | None) -> TracerProvider | None:
     trace.set_tracer_provider(provider)
     log.info("tracing: exporting spans over OTLP to %s", otlp_endpoint)
     return provider
+
+
+class TraceIdFilter(logging.Filter):
+    """Puts the current trace id on every log record, so a log line leads to its trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = f"{context.trace_id:032x}" if context.is_valid else "-"
+        return True
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """key=value lines with the trace id; the messages themselves never carry secrets."""
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceIdFilter())
+    handler.setFormatter(
+        logging.Formatter(
+            "ts=%(asctime)s level=%(levelname)s logger=%(name)s trace_id=%(trace_id)s "
+            "msg=%(message)r"
+        )
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
