@@ -98,6 +98,9 @@ class DeferralTimer:
                 rows = await conn.fetch(_DUE, self.batch)
             except asyncpg.UndefinedTableError:
                 return 0  # a fresh database: the projector has not created it yet
+            # Published inside the transaction on purpose: a crash before the commit
+            # leaves the rows unsent and they go again (NATS drops the repeat by id);
+            # claiming first and publishing after could lose a deferral for good.
             for row in rows:
                 # One message id per try: NATS drops a repeat of this try, not the next one.
                 msg_id = f"{row['command_id']}:try{row['tries'] + 1}"

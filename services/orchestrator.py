@@ -132,10 +132,10 @@ class Orchestrator:
             timeout_s = min(remaining, self.call_timeout_s)
             partner = self._hedge_partner(run, index) if hedge else None
             if hedge is not None and partner is not None:
-                answer, used, partner_called = await self._hedged(
+                answer, used, partner_settled = await self._hedged(
                     cmd, link, partner, region=region, timeout_s=timeout_s, run=run, policy=hedge
                 )
-                if partner_called:
+                if partner_settled:
                     consumed.add(partner)
             else:
                 answer, used = await self._attempt(adapter, cmd, link, timeout_s, run), link
@@ -221,6 +221,9 @@ class Orchestrator:
         }
         delay = self.latencies.hedge_after_s(first.provider, cmd.op, policy)
         done, _ = await asyncio.wait(calls, timeout=delay)
+        # Once the hedge was due, the partner is settled either way: called now, or
+        # refused by its breaker or limiter (asking again later would repeat that).
+        partner_settled = not done
         if not done and await self._admitted(second, region, cmd, run):
             attempt = self._attempt(self.providers[second.provider], cmd, second, timeout_s, run)
             calls[asyncio.ensure_future(attempt)] = second
@@ -234,14 +237,14 @@ class Orchestrator:
                     for loser in pending:
                         loser.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
-                    return answer, calls[task], len(calls) > 1
+                    return answer, calls[task], partner_settled
                 failures.append((answer, calls[task]))
         # Both failed (or the hedge was not admitted): a non-retryable error says more.
         failures.sort(key=lambda f: isinstance(f[0], ErrorInfo) and f[0].retryable)
         answer, used = failures[0]
         # When the first call failed before the hedge was due, the partner is
         # still untried: the walk goes on to it as to any backup.
-        return answer, used, len(calls) > 1
+        return answer, used, partner_settled
 
     async def _admitted(
         self, link: LinkCredentials, region: str, cmd: Command, run: CallRun

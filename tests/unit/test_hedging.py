@@ -60,9 +60,40 @@ async def test_a_primary_answering_in_time_is_not_hedged() -> None:
     assert outcome.provider == "plaid" and mx.calls == 0
 
 
+class GatedProvider(FakeProvider):
+    """Answers only once `gate` is set: here, once the hedge has been tried."""
+
+    def __init__(self, name: str, gate: asyncio.Event) -> None:
+        super().__init__(name)
+        self.gate = gate
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        await self.gate.wait()
+        return await super().sync_transactions(
+            link, cursor=cursor, count=count, timeout_s=timeout_s
+        )
+
+
+class FailingBackup(FakeProvider):
+    def __init__(self, name: str, error: ErrorInfo, called: asyncio.Event) -> None:
+        super().__init__(name, error)
+        self.called = called
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        self.called.set()
+        return await super().sync_transactions(
+            link, cursor=cursor, count=count, timeout_s=timeout_s
+        )
+
+
 async def test_when_the_hedge_fails_the_slow_primary_still_answers() -> None:
     down = ErrorInfo(code="DOWN", message="down", type="provider_down", retryable=True)
-    plaid, mx = StuckProvider("plaid", answer_after_s=0.05), FakeProvider("mx", down)
+    hedged = asyncio.Event()
+    plaid, mx = GatedProvider("plaid", hedged), FailingBackup("mx", down, hedged)
     orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY, hedging=QUICK_HEDGE)
     outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
     assert outcome.success and outcome.provider == "plaid"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.commands import RegisterConnection, SyncTransactions
-from events.connection import MaintenanceDetected, ReauthRequired, RelinkSuggested
+from events.connection import RelinkSuggested
 from events.errors import ErrorInfo, ErrorType
 from services.connections.domain import (
     Attempt,
@@ -162,8 +162,3 @@ def test_a_success_at_the_provider_clears_its_outage_record() -> None:
     )
     state, _ = run(state, ok, T0 + timedelta(minutes=5), 2)
     assert state.down_since == {}
-
-
-def test_link_events_are_in_the_public_contract() -> None:
-    for cls in (ReauthRequired, MaintenanceDetected, RelinkSuggested):
-        assert "command_id" in cls.__struct_fields__
