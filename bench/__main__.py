@@ -9,13 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import hedging, propagation, resilience, spine
+from bench import hedging, projection_lag, propagation, replay, resilience, sagas, spine
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="a quarter of the work")
-    quick = parser.parse_args().quick
+    parser.add_argument(
+        "--replay-events", type=int, help="stored events for bench.replay (issue #6 goal: 1000000)"
+    )
+    args = parser.parse_args()
+    quick = args.quick
     asyncio.run(spine.main(quick))
     asyncio.run(resilience.main(quick))
     asyncio.run(hedging.main(quick))
     asyncio.run(propagation.main(quick))
+    asyncio.run(sagas.main(quick))
+    asyncio.run(replay.main(quick, args.replay_events))
+    asyncio.run(projection_lag.main(quick))

@@ -104,7 +104,69 @@ class MapInstitution(Command, frozen=True, kw_only=True):
     reason: Reason
 
 
+class StartLink(Command, frozen=True, kw_only=True):
+    """Link the institution for this account end to end (the link saga).
+
+    Creates a link token (failing over freely along the institution's
+    providers), waits for the person to finish (`link.complete` or the
+    provider's webhook) until `link_deadline_s`, exchanges the public token,
+    reads the accounts and runs the first sync. Ends in `LinkCompleted` or
+    `LinkAborted` on `syncyard.evt.saga.*`; the saga id is in the result's data.
+    """
+
+    op: ClassVar[str] = "link.start"
+    products: tuple[Annotated[str, msgspec.Meta(max_length=32)], ...] = ("transactions",)
+    country_codes: tuple[Annotated[str, msgspec.Meta(min_length=2, max_length=2)], ...] = ("US",)
+    webhook_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    redirect_uri: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    link_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
+
+
+class CompleteLink(Command, frozen=True, kw_only=True):
+    """The person finished the link UI of the flow started by `link_command_id`.
+
+    `public_token` is what the provider's UI handed back (absent for an
+    update-mode reconnect, which issues none). It is kept encrypted and
+    never published.
+    """
+
+    op: ClassVar[str] = "link.complete"
+    link_command_id: CommandId
+    public_token: SecretToken | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CompleteLink(command_id={self.command_id!r}, "
+            f"link_command_id={self.link_command_id!r}, public_token='***')"
+        )
+
+    __str__ = __repr__
+
+
+class ReconnectConnection(Command, frozen=True, kw_only=True):
+    """Re-authenticate a link the provider set aside (update mode; no failover).
+
+    `provider` defaults to the connection's link awaiting re-authentication.
+    Syncs through it resume when the person finishes (`link.complete`, or
+    the provider's webhook) before `link_deadline_s`.
+    """
+
+    op: ClassVar[str] = "connection.reconnect"
+    provider: ProviderName | None = None
+    webhook_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    link_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.op: cls
-    for cls in (RegisterConnection, SyncTransactions, GetAccounts, CreateLink, MapInstitution)
+    for cls in (
+        RegisterConnection,
+        SyncTransactions,
+        GetAccounts,
+        CreateLink,
+        MapInstitution,
+        StartLink,
+        CompleteLink,
+        ReconnectConnection,
+    )
 }

@@ -137,6 +137,25 @@ class RelinkSuggested(DomainEvent, frozen=True, kw_only=True):
     down_since: datetime
 
 
+class ProviderUnlinked(DomainEvent, frozen=True, kw_only=True):
+    """The link at `provider` was undone (a link saga's compensation); it is no longer used."""
+
+    command_id: str
+    provider: str
+    item_id: str
+    reason: str
+
+
+class LinkAttemptAborted(DomainEvent, frozen=True, kw_only=True):
+    """A link flow for this connection gave up at `step`; `saga_id` tells which."""
+
+    command_id: str
+    saga_id: str
+    provider: str | None
+    step: str
+    reason: str
+
+
 CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ConnectionRegistered,
     ProviderLinked,
@@ -148,4 +167,6 @@ CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ReauthRequired,
     MaintenanceDetected,
     RelinkSuggested,
+    ProviderUnlinked,
+    LinkAttemptAborted,
 )

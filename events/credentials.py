@@ -25,4 +25,32 @@ class CredentialStored(DomainEvent, frozen=True, kw_only=True):
     __str__ = __repr__
 
 
-PRIVATE_EVENT_TYPES: tuple[type[DomainEvent], ...] = (CredentialStored,)
+class CredentialForgotten(DomainEvent, frozen=True, kw_only=True):
+    """The access token above is no longer kept: the store stops returning it.
+
+    A saga's compensation records it when a link is undone. (The stored
+    ciphertext stays in the append-only log; destroying it for good needs
+    per-credential keys, which this store does not have yet.)
+    """
+
+    reason: str
+
+
+class PublicTokenReceived(DomainEvent, frozen=True, kw_only=True):
+    """A link flow's one-time public token, kept until the saga exchanges it."""
+
+    saga_id: str
+    provider: str | None
+    public_token: str
+
+    def __repr__(self) -> str:
+        return f"PublicTokenReceived(saga_id={self.saga_id!r}, public_token='***')"
+
+    __str__ = __repr__
+
+
+PRIVATE_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    CredentialStored,
+    CredentialForgotten,
+    PublicTokenReceived,
+)

@@ -13,6 +13,7 @@ from events.connection import CONNECTION_EVENT_TYPES
 from events.deadletter import DeadLetter
 from events.institutions import INSTITUTION_EVENT_TYPES
 from events.results import CommandResult
+from events.saga import SAGA_EVENT_TYPES
 
 CONTRACT_VERSION = "1"
 
@@ -25,6 +26,7 @@ def contract_types() -> dict[str, type[Any]]:
     types.update({f"event.connection.{cls.__name__}": cls for cls in CONNECTION_EVENT_TYPES})
     types.update({f"event.breaker.{cls.__name__}": cls for cls in BREAKER_EVENT_TYPES})
     types.update({f"event.institutions.{cls.__name__}": cls for cls in INSTITUTION_EVENT_TYPES})
+    types.update({f"event.saga.{cls.__name__}": cls for cls in SAGA_EVENT_TYPES})
     return types
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +35,17 @@ from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER
 from projections.deferrals import DeferralTimer
 from projections.engine import Projector
 from projections.registry import all_projections
+from sagas.commands import SAGA_HANDLERS
+from sagas.http import SAGA_OPERATIONS, saga_routes
+from sagas.runner import CrashHook, SagaRunner
+from sagas.store import SagaStore
 from services.api import create_app
 from services.connections.link_health import RelinkPolicy
-from services.handlers import Dependencies, handle
+from services.dependencies import Handler
+from services.handlers import HANDLERS, Dependencies
 from services.institutions.follower import InstitutionFollower
 from services.notification_log import NotificationLogReader
+from services.openapi import OPENAPI_OPERATIONS
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.reconciliation.ledger import TransactionLedger
@@ -54,6 +60,8 @@ from services.worker import CommandWorker
 log = logging.getLogger(__name__)
 
 ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
+# Every command op's handler: the services' own and the saga flows'.
+COMMAND_HANDLERS: Mapping[type[Command], Handler] = {**HANDLERS, **SAGA_HANDLERS}
 
 
 class ConfigurationError(RuntimeError):
@@ -109,11 +117,12 @@ class Runtime:
     institution_follower: InstitutionFollower | None = None
     http_url: str | None = None
     relay: EventRelay | None = None
+    sagas: SagaStore | None = None
     projector: Projector | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def execute(self, cmd: Command, trace: dict[str, str] | None = None) -> CommandResult:
-        return await handle(self.deps, cmd, trace or {})
+        return await COMMAND_HANDLERS[type(cmd)](self.deps, cmd, trace or {})
 
 
 @contextlib.asynccontextmanager
@@ -175,7 +184,11 @@ async def open_runtime(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
         orchestrator.directory = institutions.directory
+        sagas = SagaStore(app, pool, EVENTS_TABLE, link_deadline_s=settings.link_deadline_s)
+        await sagas.setup()
+        stack.push_async_callback(sagas.aclose)
         deps = Dependencies(
+            sagas=sagas,
             institutions=institutions,
             store=store,
             orchestrator=orchestrator,
@@ -194,6 +207,7 @@ async def open_runtime(
             reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
             board=board,
             institution_follower=institution_follower,
+            sagas=sagas,
         )
 
 
@@ -241,12 +255,30 @@ async def run_components(
                 on_versions=runtime.store.observe_versions,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
+            if runtime.sagas is not None:
+                # Every worker resumes sagas: whichever runner claims a due one advances it.
+                saga_runner = SagaRunner(
+                    runtime.deps,
+                    runtime.sagas,
+                    lease_s=settings.saga_lease_s,
+                    webhook_base=lambda: settings.public_url or runtime.http_url,
+                    crash=CrashHook.from_env(),
+                )
+                tasks["sagas"] = asyncio.create_task(supervise("sagas", saga_runner.run, stop))
             if runtime.institution_follower is not None:
                 tasks["institutions"] = asyncio.create_task(
                     supervise("institutions", runtime.institution_follower.run, stop)
                 )
         if "api" in components:
-            web_app = create_app(runtime.pool, lambda: runtime.nc.is_connected)
+            web_app = create_app(
+                runtime.pool,
+                lambda: runtime.nc.is_connected,
+                read_settings=settings.read_models,
+                events_table=EVENTS_TABLE,
+            )
+            if runtime.sagas is not None:
+                web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
+                web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
             runner = web.AppRunner(web_app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
@@ -261,7 +293,15 @@ async def run_components(
         stop.set()
         stopper.cancel()
         # Worker first (it finishes in-flight commands), then the followers.
-        for name in ("worker", "breakers", "institutions", "relay", "projector", "deferrals"):
+        for name in (
+            "worker",
+            "sagas",
+            "breakers",
+            "institutions",
+            "relay",
+            "projector",
+            "deferrals",
+        ):
             if name in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tasks[name]

@@ -10,6 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -26,6 +27,7 @@ from events.subjects import (
     result_subject,
     rpc_subject,
 )
+from infra import audit_cli, saga_audit
 from infra.bootstrap import (
     ALL_COMPONENTS,
     ConfigurationError,
@@ -36,7 +38,10 @@ from infra.bootstrap import (
 )
 from infra.config import Settings, load_settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
+from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_tracing
+from services.audit import parse_time
 from services.sandbox.app import create_sandbox_app
 from services.sandbox.scenarios import available as scenario_names
 
@@ -76,6 +81,7 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
 syncyard is running.
   HTTP API      {runtime.http_url}/healthz · /readyz · /v1/providers/health?region=US
                 {runtime.http_url}/v1/connections/{EXAMPLE_ACCOUNT}/history
+                {runtime.http_url}/v1/metrics/overview · /v1/openapi.json (every route)
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
   PostgreSQL    {database_url}
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
@@ -109,6 +115,10 @@ async def _up(settings: Settings) -> None:
             database_url = (
                 await stack.enter_async_context(EmbeddedPostgres(settings.state_dir))
             ).url
+            # `syncyard replay` and `audit` in another terminal find the database here.
+            db_file = settings.state_dir / DATABASE_URL_FILE
+            db_file.write_text(database_url + "\n")
+            stack.callback(db_file.unlink, missing_ok=True)
         sandbox_url = await _serve_sandbox(stack, settings.sandbox_port)
         runtime = await stack.enter_async_context(
             open_runtime(settings, nats_url, database_url, cipher_key=cipher_key_for(settings))
@@ -202,7 +212,35 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
     sandbox.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a file in scenarios/")
+    replay = sub.add_parser("replay", help="rebuild read models from the event store")
+    replay.add_argument("names", nargs="*", metavar="NAME", help="read models (default: all)")
+    replay_mode = replay.add_mutually_exclusive_group()
+    replay_mode.add_argument("--from-zero", action="store_true", help="rebuild, then swap in")
+    replay_mode.add_argument("--verify", action="store_true", help="report rows that differ")
+    # `audit <subject>`: each subject names its function with set_defaults(audit=...).
+    audit = sub.add_parser("audit", help="an aggregate's timeline and state as of a time")
+    audit_of = audit.add_subparsers(dest="subject", required=True)
+    audit_connection = audit_of.add_parser("connection", help="a connection's events and state")
+    audit_connection.add_argument("id", help="the connection's UUID, or SPACE_ID/ACCOUNT_ID")
+    audit_connection.add_argument("--as-of", type=_time, metavar="TIME", help="ISO 8601")
+    audit_connection.set_defaults(audit=audit_cli.audit_connection)
+    audit_breaker = audit_of.add_parser("breaker", help="a provider breaker's transitions")
+    audit_breaker.add_argument("provider")
+    audit_breaker.add_argument("region")
+    audit_breaker.add_argument("--as-of", type=_time, metavar="TIME", help="ISO 8601")
+    audit_breaker.set_defaults(audit=audit_cli.audit_breaker)
+    audit_saga = audit_of.add_parser("saga", help="a link or reconnect saga's steps")
+    audit_saga.add_argument("id", help="the saga's UUID, or SPACE_ID/COMMAND_ID that started it")
+    audit_saga.add_argument("--json", action="store_true", help="the HTTP API's JSON")
+    audit_saga.set_defaults(audit=saga_audit.audit_saga)
     return parser
+
+
+def _time(text: str) -> datetime:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,7 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             web.run_app(
                 create_sandbox_app(scenario=args.scenario), host="127.0.0.1", port=args.port
             )
-    except ConfigurationError as exc:
+        elif args.command == "replay":
+            return asyncio.run(
+                run_replay(settings, args.names, from_zero=args.from_zero, check=args.verify)
+            )
+        elif args.command == "audit":
+            return asyncio.run(audit_cli.run_audit(settings, args.audit, args))
+    except (ConfigurationError, StoreNotFoundError, UnknownProjectionError) as exc:
         print(f"syncyard: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

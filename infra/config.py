@@ -9,6 +9,8 @@ from pathlib import Path
 
 import msgspec
 
+from projections.health_rules import HealthThresholds
+from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
 from services.providers.registry import ProviderSettings
 from services.resilience.hedging import HedgePolicy
 from services.resilience.policy import PolicyBook
@@ -50,6 +52,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hierarchy: dict[str, tuple[str, ...]] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_HIERARCHY)
     )
+    read_models: ReadModelSettings = ReadModelSettings()
+    # Sagas: how long a runner holds a saga before another may resume it, and
+    # the address providers' webhooks reach (None: this process's HTTP API).
+    saga_lease_s: float = 30.0
+    public_url: str | None = None
+    link_deadline_s: float = 1800.0  # how long a person has to finish a link
 
     @property
     def embedded(self) -> bool:
@@ -85,6 +93,39 @@ def parse_rate_limits(spec: str) -> dict[str, RateLimit]:
     return limits
 
 
+def parse_call_prices(spec: str) -> dict[str, float]:
+    """`plaid=0.05,mx=0.04` → the default prices with these replaced or added."""
+    prices = dict(DEFAULT_CALL_PRICES)
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        provider, _, price = item.partition("=")
+        try:
+            value = float(price)
+        except ValueError:
+            value = -1.0
+        if not provider.strip() or not value >= 0:  # also refuses nan
+            message = f"call price {item!r}: write PROVIDER=PRICE (>= 0), e.g. plaid=0.05"
+            raise ValueError(message)
+        prices[provider.strip()] = value
+    return prices
+
+
+def _read_model_settings(env: Mapping[str, str]) -> ReadModelSettings:
+    defaults = HealthThresholds()
+    prefix = "SYNCYARD_HEALTH_"
+    return ReadModelSettings(
+        health=HealthThresholds(
+            degraded_error_rate=float(
+                env.get(prefix + "DEGRADED_ERROR_RATE", defaults.degraded_error_rate)
+            ),
+            down_error_rate=float(env.get(prefix + "DOWN_ERROR_RATE", defaults.down_error_rate)),
+            slow_response_ms=float(env.get(prefix + "SLOW_MS", defaults.slow_response_ms)),
+            min_calls=int(env.get(prefix + "MIN_CALLS", defaults.min_calls)),
+        ),
+        call_prices=parse_call_prices(env.get("SYNCYARD_CALL_PRICES", "")),
+        currency=env.get("SYNCYARD_CALL_PRICE_CURRENCY", "USD"),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     sandbox_port = int(env.get("SYNCYARD_SANDBOX_PORT", "8099"))
@@ -103,10 +144,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         call_timeout_s=float(env.get("SYNCYARD_CALL_TIMEOUT_S", "10")),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         providers=_provider_settings(env, sandbox_url),
+        saga_lease_s=float(env.get("SYNCYARD_SAGA_LEASE_S", "30")),
+        link_deadline_s=float(env.get("SYNCYARD_LINK_DEADLINE_S", "1800")),
+        public_url=env.get("SYNCYARD_PUBLIC_URL") or None,
         rate_limits=parse_rate_limits(env.get("SYNCYARD_RATE_LIMITS", "")),
         hedging={
             op.strip(): HedgePolicy()
             for op in env.get("SYNCYARD_HEDGE_OPS", "").split(",")
             if op.strip()
         },
+        read_models=_read_model_settings(env),
     )

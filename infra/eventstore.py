@@ -25,7 +25,8 @@ from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Trans
 from eventsourcing.utils import get_topic
 
 from events.base import DomainEvent
-from events.credentials import CredentialStored
+from events.credentials import CredentialForgotten, CredentialStored
+from events.upcasting import mark_version
 from services.connections.domain import ConnectionState, fold
 from services.notification_log import decode_stored
 from services.ports import Change, EventStorePort
@@ -48,7 +49,9 @@ class MsgspecMapper(Mapper[UUID]):
     """
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        state = msgspec.json.encode(domain_event)
+        topic = get_topic(type(domain_event))
+        # Versioned event types carry their version, so a later shape can upcast them.
+        state = mark_version(topic, msgspec.json.encode(domain_event))
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
@@ -56,7 +59,7 @@ class MsgspecMapper(Mapper[UUID]):
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=get_topic(type(domain_event)),
+            topic=topic,
             state=state,
         )
 
@@ -217,6 +220,8 @@ class PostgresEventStore(EventStorePort):
             for event in self.app.events.get(credential_id):
                 if isinstance(event, CredentialStored):
                     self._tokens[credential_id] = event.access_token
+                elif isinstance(event, CredentialForgotten):
+                    self._tokens.pop(credential_id, None)
 
     # -- writes --------------------------------------------------------------
     async def commit(self, change: Change) -> list[DomainEvent]:
@@ -292,6 +297,8 @@ class PostgresEventStore(EventStorePort):
             for event in events:
                 if isinstance(event, CredentialStored):
                     self._tokens[event.originator_id] = event.access_token
+                elif isinstance(event, CredentialForgotten):
+                    self._tokens.pop(event.originator_id, None)
 
     def _save_one(self, change: Change) -> list[DomainEvent] | BaseException:
         for _ in range(5):

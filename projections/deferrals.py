@@ -45,25 +45,41 @@ class DeferralsProjection(Projection):
     handles = (SyncDeferred, SyncCompleted, SyncFailed)
 
     async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        # Folded per command first: a page's last word on a command is all
+        # that reaches the table, in two statements rather than one per event.
+        latest: dict[str, SyncDeferred | None] = {}
         for note in notes:
             event = note.event
             if isinstance(event, SyncDeferred):
-                await conn.execute(
-                    "INSERT INTO syncyard_deferrals VALUES ($1, $2, $3, $4, $5, $6, NULL) "
-                    "ON CONFLICT (command_id) DO UPDATE SET tries = EXCLUDED.tries, "
-                    "resume_at = EXCLUDED.resume_at, sent_at = NULL "
-                    "WHERE syncyard_deferrals.tries < EXCLUDED.tries",
-                    event.command_id,
-                    event.originator_id,
-                    event.op,
-                    msgspec.json.encode(event.command),
-                    event.tries,
-                    event.resume_at,
-                )
+                known = latest.get(event.command_id)
+                if known is None or known.tries < event.tries:
+                    latest[event.command_id] = event
             elif isinstance(event, SyncCompleted | SyncFailed):
-                await conn.execute(
-                    "DELETE FROM syncyard_deferrals WHERE command_id = $1", event.command_id
-                )
+                latest[event.command_id] = None  # the command ended: nothing left to resend
+        ended = [command_id for command_id, event in latest.items() if event is None]
+        deferred = [event for event in latest.values() if event is not None]
+        if ended:
+            await conn.execute(
+                "DELETE FROM syncyard_deferrals WHERE command_id = ANY($1::text[])", ended
+            )
+        if deferred:
+            await conn.executemany(
+                "INSERT INTO syncyard_deferrals VALUES ($1, $2, $3, $4, $5, $6, NULL) "
+                "ON CONFLICT (command_id) DO UPDATE SET tries = EXCLUDED.tries, "
+                "resume_at = EXCLUDED.resume_at, sent_at = NULL "
+                "WHERE syncyard_deferrals.tries < EXCLUDED.tries",
+                [
+                    (
+                        e.command_id,
+                        e.originator_id,
+                        e.op,
+                        msgspec.json.encode(e.command),
+                        e.tries,
+                        e.resume_at,
+                    )
+                    for e in deferred
+                ],
+            )
 
 
 _DUE = """

@@ -1,14 +1,20 @@
-"""Read model `provider_health`: calls, errors and speed per provider and region."""
+"""Read model `provider_health`: calls, errors, speed and breaker state per provider and region.
+
+Two tables: running totals, last error and breaker state per provider and
+region, and one row per minute with counts and a latency histogram, from
+which the query builds the 5-minute and 24-hour windows and their p95 at
+query time (`now` is a parameter, never the clock: see health_rules.py).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-import asyncpg
-
+from events.breaker import BreakerClosed, BreakerHalfOpened, BreakerOpened
 from events.connection import ConnectionAttempted, ProviderFailed
 from projections.engine import Projection
+from projections.health_rules import HISTOGRAM_SIZE, latency_bucket
 from services.notification_log import DbConnection, Notification
 
 SCHEMA = """
@@ -17,82 +23,155 @@ CREATE TABLE IF NOT EXISTS provider_health (
     region text NOT NULL,
     successes bigint NOT NULL DEFAULT 0,
     failures bigint NOT NULL DEFAULT 0,
+    timeouts bigint NOT NULL DEFAULT 0,
     total_response_ms double precision NOT NULL DEFAULT 0,
     last_success_at timestamptz,
     last_failure_at timestamptz,
+    last_error_event bigint,
+    last_error_at timestamptz,
     last_error_code text,
     last_error_message text,
     last_error_type text,
+    breaker_event bigint,
+    breaker_state text NOT NULL DEFAULT 'closed',
+    breaker_since timestamptz,
+    breaker_open_until timestamptz,
+    breaker_reason text,
     PRIMARY KEY (provider, region)
 );
+CREATE TABLE IF NOT EXISTS provider_health_minutes (
+    provider text NOT NULL,
+    region text NOT NULL,
+    minute timestamptz NOT NULL,
+    successes bigint NOT NULL,
+    failures bigint NOT NULL,
+    total_response_ms double precision NOT NULL,
+    latency_histogram bigint[] NOT NULL,
+    PRIMARY KEY (provider, region, minute)
+);
+CREATE INDEX IF NOT EXISTS provider_health_minutes_by_minute ON provider_health_minutes (minute);
 """
 
-_COUNT_ATTEMPT = """
-INSERT INTO provider_health AS h (provider, region, successes, failures, total_response_ms,
-                                  last_success_at, last_failure_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+# Minute rows this much older than the newest one are never read again: the longest
+# window is 24 h, and the margin covers clock skew. Measured from the newest stored
+# minute, not a page's or the clock's, the rows kept are the same however the log
+# was paged: live, replayed or rebuilt as of a past time.
+KEEP_MINUTES = timedelta(hours=25)
+_PRUNE = """
+DELETE FROM provider_health_minutes
+WHERE minute < (SELECT max(minute) FROM provider_health_minutes) - $1::interval
+"""
+
+_TOTALS = """
+INSERT INTO provider_health AS h (provider, region, successes, failures, timeouts,
+                                  total_response_ms, last_success_at, last_failure_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (provider, region) DO UPDATE SET
     successes = h.successes + EXCLUDED.successes,
     failures = h.failures + EXCLUDED.failures,
+    timeouts = h.timeouts + EXCLUDED.timeouts,
     total_response_ms = h.total_response_ms + EXCLUDED.total_response_ms,
     last_success_at = GREATEST(h.last_success_at, EXCLUDED.last_success_at),
     last_failure_at = GREATEST(h.last_failure_at, EXCLUDED.last_failure_at)
 """
 
-_RECORD_ERROR = """
-INSERT INTO provider_health AS h (provider, region, last_error_code, last_error_message,
-                                  last_error_type)
-VALUES ($1, $2, $3, $4, $5)
+# Last error and breaker state carry the notification id that set them: a newer
+# one wins, an older or repeated one changes nothing.
+_ERROR = """
+INSERT INTO provider_health AS h (provider, region, last_error_event, last_error_at,
+                                  last_error_code, last_error_message, last_error_type)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (provider, region) DO UPDATE SET
+    last_error_event = EXCLUDED.last_error_event,
+    last_error_at = EXCLUDED.last_error_at,
     last_error_code = EXCLUDED.last_error_code,
     last_error_message = EXCLUDED.last_error_message,
     last_error_type = EXCLUDED.last_error_type
+WHERE h.last_error_event IS NULL OR h.last_error_event < EXCLUDED.last_error_event
+"""
+
+_BREAKER = """
+INSERT INTO provider_health AS h (provider, region, breaker_event, breaker_state,
+                                  breaker_since, breaker_open_until, breaker_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (provider, region) DO UPDATE SET
+    breaker_event = EXCLUDED.breaker_event,
+    breaker_state = EXCLUDED.breaker_state,
+    breaker_since = EXCLUDED.breaker_since,
+    breaker_open_until = EXCLUDED.breaker_open_until,
+    breaker_reason = EXCLUDED.breaker_reason
+WHERE h.breaker_event IS NULL OR h.breaker_event < EXCLUDED.breaker_event
+"""
+
+_MINUTES = """
+INSERT INTO provider_health_minutes AS m
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (provider, region, minute) DO UPDATE SET
+    successes = m.successes + EXCLUDED.successes,
+    failures = m.failures + EXCLUDED.failures,
+    total_response_ms = m.total_response_ms + EXCLUDED.total_response_ms,
+    latency_histogram = ARRAY(
+        SELECT a + b FROM unnest(m.latency_histogram, EXCLUDED.latency_histogram)
+            WITH ORDINALITY AS t(a, b, i) ORDER BY i)
 """
 
 
 class ProviderHealthProjection(Projection):
     name = "provider_health"
     schema = SCHEMA
-    handles = (ConnectionAttempted, ProviderFailed)
+    tables = ("provider_health", "provider_health_minutes")
+    version = 2
+    # BreakerProbeAdmitted is left out: it does not change the breaker's state.
+    handles = (
+        ConnectionAttempted,
+        ProviderFailed,
+        BreakerOpened,
+        BreakerHalfOpened,
+        BreakerClosed,
+    )
 
     async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
-        counts: dict[tuple[str, str], _Counts] = {}
-        errors: dict[tuple[str, str], ProviderFailed] = {}
+        fold = _PageFold()
         for note in notes:
-            event = note.event
-            if isinstance(event, ConnectionAttempted) and event.outcome != "cancelled":
-                # A hedge's loser was cut short by us: not a sample of the provider.
-                key = (event.provider, event.region)
-                counts.setdefault(key, _Counts()).add(event)
-            elif isinstance(event, ProviderFailed):
-                errors[(event.provider, event.region)] = event  # the page's latest wins
-        if counts:
+            fold.add(note)
+        if fold.totals:
             await conn.executemany(
-                _COUNT_ATTEMPT,
+                _TOTALS,
                 [
-                    (provider, region, c.successes, c.failures, c.total_ms, c.last_ok, c.last_fail)
-                    for (provider, region), c in counts.items()
+                    (p, r, t.successes, t.failures, t.timeouts, t.total_ms, t.last_ok, t.last_fail)
+                    for (p, r), t in fold.totals.items()
                 ],
             )
-        if errors:
             await conn.executemany(
-                _RECORD_ERROR,
+                _MINUTES,
                 [
-                    (e.provider, e.region, e.error.code, e.error.message, e.error.type)
-                    for e in errors.values()
+                    (p, r, minute, m.successes, m.failures, m.total_ms, m.histogram)
+                    for (p, r, minute), m in fold.minutes.items()
                 ],
             )
+            await conn.execute(_PRUNE, KEEP_MINUTES)
+        if fold.errors:
+            await conn.executemany(
+                _ERROR,
+                [
+                    (e.provider, e.region, event_id, e.timestamp, e.error.code, e.error.message,
+                     e.error.type)
+                    for event_id, e in fold.errors.values()
+                ],
+            )  # fmt: skip
+        if fold.breakers:
+            await conn.executemany(_BREAKER, list(fold.breakers.values()))
 
 
-class _Counts:
-    """One page's attempts at one provider and region, folded before writing."""
-
-    def __init__(self) -> None:
-        self.successes = 0
-        self.failures = 0
-        self.total_ms = 0.0
-        self.last_ok: datetime | None = None
-        self.last_fail: datetime | None = None
+@dataclass
+class _Tally:
+    successes: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    total_ms: float = 0.0
+    last_ok: datetime | None = None
+    last_fail: datetime | None = None
+    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_SIZE)
 
     def add(self, event: ConnectionAttempted) -> None:
         self.total_ms += event.response_time_ms
@@ -101,23 +180,44 @@ class _Counts:
             self.last_ok = max(filter(None, (self.last_ok, event.timestamp)))
         else:
             self.failures += 1
+            self.timeouts += event.outcome == "timeout"
             self.last_fail = max(filter(None, (self.last_fail, event.timestamp)))
 
 
-async def provider_health(pool: asyncpg.Pool, region: str | None) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        """
-        SELECT provider, region, successes, failures,
-               CASE WHEN successes + failures = 0 THEN 0
-                    ELSE failures::float / (successes + failures) END AS error_rate,
-               CASE WHEN successes + failures = 0 THEN NULL
-                    ELSE total_response_ms / (successes + failures) END AS avg_response_ms,
-               last_success_at, last_failure_at, last_error_code, last_error_message,
-               last_error_type
-        FROM provider_health
-        WHERE $1::text IS NULL OR region = $1
-        ORDER BY region, provider
-        """,
-        region,
-    )
-    return [dict(row) for row in rows]
+class _PageFold:
+    """One page folded in memory, so each row is written once per page."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str], _Tally] = {}
+        self.minutes: dict[tuple[str, str, datetime], _Tally] = {}
+        self.errors: dict[tuple[str, str], tuple[int, ProviderFailed]] = {}
+        self.breakers: dict[tuple[str, str], tuple[object, ...]] = {}
+
+    def add(self, note: Notification) -> None:
+        event = note.event
+        if isinstance(event, ConnectionAttempted):
+            if event.outcome == "cancelled":
+                return  # a hedge's loser was cut short by us: not a sample of the provider
+            key = (event.provider, event.region)
+            minute = event.timestamp.replace(second=0, microsecond=0)
+            self.totals.setdefault(key, _Tally()).add(event)
+            tally = self.minutes.setdefault((*key, minute), _Tally())
+            tally.add(event)
+            tally.histogram[latency_bucket(event.response_time_ms)] += 1
+        elif isinstance(event, ProviderFailed):
+            self.errors[(event.provider, event.region)] = (note.id, event)  # log order: last wins
+        elif isinstance(event, BreakerOpened | BreakerHalfOpened | BreakerClosed):
+            state, until, reason = "closed", None, None
+            if isinstance(event, BreakerOpened):
+                state, until, reason = "open", event.open_until, event.reason
+            elif isinstance(event, BreakerHalfOpened):
+                state = "half_open"
+            self.breakers[(event.provider, event.region)] = (
+                event.provider,
+                event.region,
+                note.id,
+                state,
+                event.timestamp,
+                until,
+                reason,
+            )

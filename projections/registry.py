@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from projections.connection_attempts import ConnectionAttemptsProjection
+from projections.connection_status import ConnectionStatusProjection
 from projections.deferrals import DeferralsProjection
 from projections.engine import Projection
 from projections.provider_health import ProviderHealthProjection
+from projections.sync_log import SyncLogProjection
 
 
 def all_projections() -> list[Projection]:
-    return [ProviderHealthProjection(), ConnectionAttemptsProjection(), DeferralsProjection()]
+    return [
+        ProviderHealthProjection(),
+        ConnectionAttemptsProjection(),
+        ConnectionStatusProjection(),
+        SyncLogProjection(),
+        DeferralsProjection(),
+    ]

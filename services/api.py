@@ -1,44 +1,36 @@
-"""The HTTP API: health, readiness and the read models."""
+"""The HTTP API: health, readiness, the read models and their OpenAPI description.
+
+`ROUTES` is the route table; `services/openapi.py` describes each entry. A
+bad parameter anywhere raises `InvalidParameterError`, answered here with a 400.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
-from typing import Any
-from uuid import UUID
+from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 from aiohttp import web
 
-from projections.connection_attempts import connection_history
-from projections.provider_health import provider_health
+from projections.settings import ReadModelSettings
+from services import api_read_models as read
+from services.api_context import (
+    CLOCK,
+    EVENTS_TABLE,
+    POOL,
+    READ_SETTINGS,
+    Clock,
+    bad_request,
+    json_response,
+)
+from services.api_params import InvalidParameterError
+from services.openapi import OPENAPI_OPERATIONS, OPERATIONS, openapi_view
 
-POOL = web.AppKey("pool", asyncpg.Pool)
 NatsReady = Callable[[], bool]
 NATS_READY: web.AppKey[NatsReady] = web.AppKey("nats_ready")
 READY_TIMEOUT_S = 2.0
-MAX_HISTORY = 1000
-
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, datetime | date):
-        return obj.isoformat()
-    if isinstance(obj, UUID):
-        return str(obj)
-    raise NotImplementedError(type(obj))
-
-
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
-
-
-def bad_request(message: str) -> web.Response:
-    return json_response({"error": {"code": "bad_request", "message": message}}, status=400)
+DEFAULT_EVENTS_TABLE = "syncyard_events"
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -57,41 +49,53 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-async def providers_health(request: web.Request) -> web.Response:
-    region = request.query.get("region")
-    if region is not None and not (2 <= len(region) <= 16 and region.replace("_", "").isalpha()):
-        return bad_request("region must be 2-16 letters, e.g. US")
-    rows = await provider_health(request.app[POOL], region)
-    return json_response({"region": region, "providers": rows})
-
-
-async def connection_history_view(request: web.Request) -> web.Response:
-    raw_limit = request.query.get("limit", "50")
+@web.middleware
+async def bad_parameters_are_400(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
-        limit = int(raw_limit)
-    except ValueError:
-        return bad_request(f"limit must be an integer, got {raw_limit!r}")
-    if not 1 <= limit <= MAX_HISTORY:
-        return bad_request(f"limit must be between 1 and {MAX_HISTORY}")
-    account_id = request.match_info["account_id"]
-    rows = await connection_history(
-        request.app[POOL], account_id, request.query.get("space_id"), limit
-    )
-    return json_response({"account_id": account_id, "attempts": rows})
+        return await handler(request)
+    except InvalidParameterError as exc:
+        return bad_request(str(exc))
 
 
-def create_app(pool: asyncpg.Pool, nats_ready: Callable[[], bool]) -> web.Application:
-    app = web.Application()
+ROUTES = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/v1/openapi.json", openapi_view),
+    web.get("/v1/providers/health", read.providers_health),
+    web.get("/v1/providers/reliability", read.providers_reliability),
+    web.get("/v1/providers/failover-rates", read.providers_failover_rates),
+    web.get("/v1/connections/{account_id}/history", read.connection_history_view),
+    web.get("/v1/connections/{account_id}/status", read.connection_status_view),
+    web.get("/v1/connections/{account_id}/syncs", read.connection_syncs_view),
+    web.get("/v1/connections/{account_id}/reliability", read.connection_reliability_view),
+    web.get("/v1/admin/stats", read.admin_stats),
+    web.get("/v1/metrics/overview", read.metrics_overview_view),
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    pool: asyncpg.Pool,
+    nats_ready: Callable[[], bool],
+    *,
+    read_settings: ReadModelSettings | None = None,
+    events_table: str = DEFAULT_EVENTS_TABLE,
+    clock: Clock = _utc_now,
+) -> web.Application:
+    """The API over `pool`; `clock` is the query moment of every window (tests fix it)."""
+    app = web.Application(middlewares=[bad_parameters_are_400])
     app[POOL] = pool
     app[NATS_READY] = nats_ready
-    app.add_routes(
-        [
-            web.get("/healthz", healthz),
-            web.get("/readyz", readyz),
-            web.get("/v1/providers/health", providers_health),
-            web.get("/v1/connections/{account_id}/history", connection_history_view),
-        ]
-    )
+    app[READ_SETTINGS] = read_settings or ReadModelSettings()
+    app[EVENTS_TABLE] = events_table
+    app[CLOCK] = clock
+    app[OPENAPI_OPERATIONS] = dict(OPERATIONS)
+    app.add_routes(ROUTES)
     return app
 
 

@@ -1,7 +1,9 @@
 """One handler per command op, registered in one explicit table.
 
 Each handler turns a decoded command into a `CommandResult`, recording what
-happened through the event store before it answers.
+happened through the event store before it answers. The saga commands have
+their table in `sagas/commands.py`; `infra/bootstrap.py` joins the two (sagas
+build on services, so services never import them).
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from events.commands import (
     RegisterConnection,
     SyncTransactions,
 )
-from events.results import CommandResult
 from services.create_link import create_link
 from services.dependencies import Dependencies, Handler
 from services.institutions.handlers import map_institution
 from services.register_connection import register_connection
 from services.sync_connection import provider_call
 
-__all__ = ["HANDLERS", "Dependencies", "handle"]
+__all__ = ["HANDLERS", "Dependencies"]
 
 
 HANDLERS: Mapping[type[Command], Handler] = {
@@ -33,7 +34,3 @@ HANDLERS: Mapping[type[Command], Handler] = {
     CreateLink: create_link,
     MapInstitution: map_institution,
 }
-
-
-async def handle(deps: Dependencies, cmd: Command, trace: dict[str, str]) -> CommandResult:
-    return await HANDLERS[type(cmd)](deps, cmd, trace)

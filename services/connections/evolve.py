@@ -15,6 +15,7 @@ from events.connection import (
     ConnectionRegistered,
     MaintenanceDetected,
     ProviderLinked,
+    ProviderUnlinked,
     ReauthRequired,
     RelinkSuggested,
     SyncCompleted,
@@ -203,6 +204,20 @@ def _(event: RelinkSuggested, state: ConnectionState | None) -> ConnectionState:
         state,
         version=event.originator_version,
         relink_suggested=state.relink_suggested | {event.failing_provider},
+    )
+
+
+@_apply.register
+def _(event: ProviderUnlinked, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    link = state.links.get(event.provider)
+    if link is None or link.item_id != event.item_id:
+        return msgspec.structs.replace(state, version=event.originator_version)
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        links=_without(state.links, event.provider),
+        reauth=state.reauth - {event.provider},
     )
 
 

@@ -9,8 +9,10 @@ its access token, in the path.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,6 +28,24 @@ T = TypeVar("T")
 
 _MAX_MESSAGE_CHARS = 300
 _MIN_SECRET_CHARS = 6
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Set around a saga step's provider calls (a context variable, not a parameter
+# of every port method: the key belongs to the step, whichever adapter and
+# endpoint it reaches, and the orchestrator between them need not know it).
+_idempotency_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "idempotency_key", default=None
+)
+
+
+@contextlib.contextmanager
+def idempotency_key(key: str) -> Iterator[None]:
+    """Send `Idempotency-Key: key` with every provider request made inside the block."""
+    token = _idempotency_key.set(key)
+    try:
+        yield
+    finally:
+        _idempotency_key.reset(token)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -89,6 +109,9 @@ async def send(
     failures, and `invalid_response` for a body cut off in transit.
     """
     all_headers = {"Accept": "application/json", **(headers or {})}
+    key = _idempotency_key.get()
+    if key is not None:
+        all_headers[IDEMPOTENCY_HEADER] = key
     data: bytes | None = None
     if json_body is not None:
         data = msgspec.json.encode(json_body)

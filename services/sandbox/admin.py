@@ -6,6 +6,7 @@ import msgspec
 from aiohttp import web
 
 from services.sandbox.faults import Fault
+from services.sandbox.idempotency import IDEMPOTENCY
 from services.sandbox.links import LINKS
 from services.sandbox.middleware import FAULT_BOOK
 from services.sandbox.scenarios import ScenarioError
@@ -44,10 +45,11 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    """POST /_admin/reset: no faults, no counts, no links, the dice re-seeded,
+    """POST /_admin/reset: no faults, no counts, no links, no idempotency keys, the dice re-seeded,
     and the sandbox's starting scenario restarted."""
     request.app[FAULT_BOOK].reset()
     request.app[LINKS].reset()
+    request.app[IDEMPOTENCY].reset()
     return web.json_response({"reset": True})
 
 

@@ -16,6 +16,12 @@ from services.sandbox.bitso_api import create_bitso_app
 from services.sandbox.chain_api import create_chain_app
 from services.sandbox.faults import FaultBook
 from services.sandbox.finicity_api import create_finicity_app
+from services.sandbox.idempotency import (
+    IDEMPOTENCY,
+    IDEMPOTENCY_ROUTES,
+    IdempotencyBook,
+    idempotent_writes,
+)
 from services.sandbox.link_admin import LINK_ADMIN_ROUTES
 from services.sandbox.links import LINKS, LinkBook
 from services.sandbox.middleware import FAULT_BOOK, SEED
@@ -61,8 +67,10 @@ def create_sandbox_app(
     to on `/_admin/reset`); None runs without faults until some are armed.
     `clock` times scenario timelines (tests pass one they move by hand).
     """
-    app = web.Application()
+    # Outside each provider's fault middleware: a replayed answer does not draw a fault.
+    app = web.Application(middlewares=[idempotent_writes])
     app[SEED] = seed
+    app[IDEMPOTENCY] = IdempotencyBook()
     default = load_scenario(scenario) if scenario else None
     app[FAULT_BOOK] = FaultBook(seed, clock, default_scenario=default)
     app[LINKS] = LinkBook(seed)
@@ -70,6 +78,7 @@ def create_sandbox_app(
     app.cleanup_ctx.append(webhook_session)
     app.router.add_routes(ADMIN_ROUTES)
     app.router.add_routes(LINK_ADMIN_ROUTES)
+    app.router.add_routes(IDEMPOTENCY_ROUTES)
     app.add_subapp(PLAID_PREFIX, create_plaid_app(PLAID_PREFIX))
     app.add_subapp(MX_PREFIX, create_mx_app(MX_PREFIX))
     app.add_subapp(BITSO_PREFIX, create_bitso_app(BITSO_PREFIX))

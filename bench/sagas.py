@@ -1,0 +1,169 @@
+"""Link sagas: completed per second, and the engine's cost per step against bare calls.
+
+The sandbox runs in its own process with no scenario (it answers at once).
+Each link flow makes the same provider calls either way: create a link,
+the person finishes (the sandbox's `/_admin/links` answers the public
+token), exchange, read accounts, first sync. The baseline makes them
+straight through the Plaid adapter; the saga makes them through `link.start`
+and `link.complete` handled in-process (no NATS hop), the runner and the
+event store, waiting for each saga by polling its stream every 5 ms (the
+waiting is part of the measured time). Per-step overhead is the difference
+in latency of one flow run alone, divided by the flow's five steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from bench.spine import (
+    CIPHER_KEY,
+    bench_settings,
+    fresh_database,
+    pct,
+    sandbox,
+    servers,
+)
+from events.commands import CompleteLink, StartLink
+from infra.bootstrap import Runtime, open_runtime, run_components
+from sagas.flows import LINK_FLOW
+from sagas.state import SagaState, saga_id_for
+from sagas.store import SagaStore
+from services.providers.base import LinkRequest
+from services.providers.plaid import PlaidAdapter
+
+SPACE = "bench"
+POLL_S = 0.005
+
+
+async def _person(http: aiohttp.ClientSession, sandbox_url: str, link_token: str) -> str:
+    url = f"{sandbox_url}/_admin/links/plaid/complete"
+    async with http.post(url, json={"link_token": link_token}) as resp:
+        return str((await resp.json())["public_token"])
+
+
+async def bare_flow(plaid: PlaidAdapter, http: aiohttp.ClientSession, sandbox_url: str) -> None:
+    token = await plaid.create_link(LinkRequest(user_ref="bench"), timeout_s=5)
+    linked = await plaid.exchange_token(await _person(http, sandbox_url, token.token), timeout_s=5)
+    await plaid.get_accounts(linked, timeout_s=5)
+    await plaid.sync_transactions(linked, cursor=None, count=100, timeout_s=5)
+
+
+async def _until(store: SagaStore, command_id: str, done: str) -> SagaState:
+    saga_id = saga_id_for(SPACE, command_id)
+    while True:
+        state = await store.load(saga_id)
+        if state is not None and (state.finished if done == "end" else done in state.outputs):
+            return state
+        await asyncio.sleep(POLL_S)
+
+
+async def saga_flow(
+    runtime: Runtime, http: aiohttp.ClientSession, sandbox_url: str, n: int
+) -> SagaState:
+    assert runtime.sagas is not None
+    command_id, account = f"link-{n}", f"acct-{n}"
+    await runtime.execute(StartLink(command_id=command_id, space_id=SPACE, account_id=account))
+    created = await _until(runtime.sagas, command_id, "create_link")
+    public_token = await _person(
+        http, sandbox_url, str(created.outputs["create_link"]["link_token"])
+    )
+    await runtime.execute(
+        CompleteLink(
+            command_id=f"done-{n}",
+            space_id=SPACE,
+            account_id=account,
+            link_command_id=command_id,
+            public_token=public_token,
+        )
+    )
+    return await _until(runtime.sagas, command_id, "end")
+
+
+Flow = Callable[[int], Awaitable[None]]
+
+
+async def _timed_serial(flow: Flow, runs: int) -> list[float]:
+    latencies = []
+    for i in range(runs):
+        started = time.perf_counter()
+        await flow(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+async def _rate(flow: Flow, count: int, concurrency: int, offset: int) -> float:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with slots:
+            await flow(offset + i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return count / (time.perf_counter() - started)
+
+
+async def main(quick: bool) -> None:
+    serial, count, concurrency = (20, 100, 16) if quick else (60, 400, 32)
+    steps = len(LINK_FLOW.steps)
+    with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
+        async with servers(Path(tmp)) as (nats_url, pg_url), sandbox() as sandbox_url:
+            db = await fresh_database(pg_url)
+            settings = bench_settings(sandbox_url)
+            async with (
+                aiohttp.ClientSession() as http,
+                open_runtime(settings, nats_url, db, cipher_key=CIPHER_KEY) as runtime,
+            ):
+                plaid = PlaidAdapter(
+                    http, base_url=f"{sandbox_url}/plaid", client_id="b", secret="b"
+                )
+
+                async def bare(_: int) -> None:
+                    await bare_flow(plaid, http, sandbox_url)
+
+                async def engine(i: int) -> None:
+                    state = await saga_flow(runtime, http, sandbox_url, i)
+                    assert state.status == "completed", state
+
+                stop, ready = asyncio.Event(), asyncio.Event()
+                task = asyncio.create_task(
+                    run_components(runtime, {"worker"}, stop, on_ready=lambda _: ready.set())
+                )
+                await ready.wait()
+                bare_ms = await _timed_serial(bare, serial)
+                saga_ms = await _timed_serial(engine, serial)
+                bare_rate = await _rate(bare, count, concurrency, 0)
+                saga_rate = await _rate(engine, count, concurrency, 10_000)
+                stop.set()
+                await task
+    bare_p50, saga_p50 = statistics.median(bare_ms), statistics.median(saga_ms)
+    print(f"\n## Link sagas ({platform.machine()}, {platform.python_version()})\n")
+    print("| measure | bare provider calls (baseline) | link saga | ")
+    print("| --- | --- | --- |")
+    print(f"| one flow alone, p50 | {bare_p50:.1f} ms | {saga_p50:.1f} ms |")
+    print(f"| one flow alone, p95 | {pct(bare_ms, 95):.1f} ms | {pct(saga_ms, 95):.1f} ms |")
+    print(
+        f"| flows completed per second, {concurrency} at a time | {bare_rate:,.1f}/s "
+        f"| {saga_rate:,.1f}/s |"
+    )
+    print(
+        f"\nengine overhead per step: {(saga_p50 - bare_p50) / steps:.1f} ms "
+        f"(p50 difference over the flow's {steps} steps; {serial} serial flows, {count} "
+        "concurrent)"
+    )
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.sagas")
+    parser.add_argument("--quick", action="store_true")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,242 @@
+"""Read model `connection_status`: where each connection stands.
+
+Stored facts only (last success, consecutive failures, maintenance, links
+needing re-authentication, next retry); the status word is derived at query
+time from those facts and the query moment, because "in maintenance until
+10:30" means something different at 10:29 and at 10:31.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from functools import singledispatch
+from typing import Any, Literal
+from uuid import UUID
+
+from events.base import DomainEvent
+from events.connection import (
+    ConnectionRegistered,
+    MaintenanceDetected,
+    ProviderLinked,
+    ProviderUnlinked,
+    ReauthRequired,
+    RelinkSuggested,
+    SyncCompleted,
+    SyncDeferred,
+    SyncFailed,
+)
+from projections.attempt_types import attempt_type
+from projections.engine import Projection
+from services.notification_log import DbConnection, Notification
+
+ConnectionStatus = Literal[
+    "pending", "active", "error", "retrying", "maintenance", "reauth_required"
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS connection_status (
+    connection_id uuid PRIMARY KEY,
+    last_event bigint NOT NULL,
+    space_id text,
+    account_id text,
+    institution_id text,
+    region text,
+    providers text[] NOT NULL,
+    last_success_at timestamptz,
+    last_successful_sync_at timestamptz,
+    last_failure_at timestamptz,
+    consecutive_failures int NOT NULL,
+    last_error_code text,
+    last_error_message text,
+    maintenance_provider text,
+    maintenance_since timestamptz,
+    maintenance_until timestamptz,
+    reauth_providers text[] NOT NULL,
+    next_retry_at timestamptz,
+    relink_failing_provider text,
+    relink_suggested_provider text,
+    relink_down_since timestamptz,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS connection_status_by_account ON connection_status (account_id);
+"""
+
+
+@dataclass
+class _State:
+    connection_id: UUID
+    last_event: int = 0
+    space_id: str | None = None
+    account_id: str | None = None
+    institution_id: str | None = None
+    region: str | None = None
+    providers: list[str] = dataclasses.field(default_factory=list)
+    last_success_at: datetime | None = None
+    last_successful_sync_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_error_code: str | None = None
+    last_error_message: str | None = None
+    maintenance_provider: str | None = None
+    maintenance_since: datetime | None = None
+    maintenance_until: datetime | None = None
+    reauth_providers: list[str] = dataclasses.field(default_factory=list)
+    next_retry_at: datetime | None = None
+    relink_failing_provider: str | None = None
+    relink_suggested_provider: str | None = None
+    relink_down_since: datetime | None = None
+    updated_at: datetime | None = None
+
+
+_COLUMNS = [f.name for f in dataclasses.fields(_State)]
+_UPSERT = (
+    f"INSERT INTO connection_status ({', '.join(_COLUMNS)}) "  # noqa: S608 - our column names
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))}) "
+    "ON CONFLICT (connection_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[1:])
+)
+
+
+def evolve(state: _State, note: Notification) -> None:
+    """Apply one event; an event at or before `last_event` was applied already."""
+    if note.id > state.last_event:
+        state.last_event, state.updated_at = note.id, note.event.timestamp
+        _apply(note.event, state)
+
+
+@singledispatch
+def _apply(event: DomainEvent, state: _State) -> None:
+    """Events this read model does not need change nothing but `last_event`."""
+
+
+@_apply.register
+def _(e: ConnectionRegistered, state: _State) -> None:
+    state.space_id, state.account_id = e.space_id, e.account_id
+    state.institution_id, state.region = e.institution_id, e.region
+
+
+@_apply.register
+def _(e: ProviderLinked, state: _State) -> None:
+    # A fresh (or update-mode) link is a clean slate for that provider.
+    state.providers = sorted({*state.providers, e.provider})
+    state.reauth_providers = [p for p in state.reauth_providers if p != e.provider]
+    _clear_relink(state)
+
+
+@_apply.register
+def _(e: ProviderUnlinked, state: _State) -> None:
+    state.providers = [p for p in state.providers if p != e.provider]
+    state.reauth_providers = [p for p in state.reauth_providers if p != e.provider]
+
+
+@_apply.register
+def _(e: SyncCompleted, state: _State) -> None:
+    state.last_success_at, state.consecutive_failures, state.next_retry_at = e.timestamp, 0, None
+    if attempt_type(e.op) == "sync":
+        state.last_successful_sync_at = e.timestamp
+    if e.provider == state.maintenance_provider:
+        state.maintenance_provider = state.maintenance_since = state.maintenance_until = None
+    if e.provider == state.relink_failing_provider:
+        _clear_relink(state)
+
+
+@_apply.register(SyncFailed)
+@_apply.register(SyncDeferred)
+def _(e: SyncFailed | SyncDeferred, state: _State) -> None:
+    state.consecutive_failures += 1
+    state.last_failure_at = e.timestamp
+    state.last_error_code, state.last_error_message = e.error.code, e.error.message
+    state.next_retry_at = e.resume_at if isinstance(e, SyncDeferred) else None
+
+
+@_apply.register
+def _(e: MaintenanceDetected, state: _State) -> None:
+    if state.maintenance_provider != e.provider:
+        state.maintenance_since = e.timestamp
+    state.maintenance_provider, state.maintenance_until = e.provider, e.until
+
+
+@_apply.register
+def _(e: ReauthRequired, state: _State) -> None:
+    state.reauth_providers = sorted({*state.reauth_providers, e.provider})
+
+
+@_apply.register
+def _(e: RelinkSuggested, state: _State) -> None:
+    state.relink_failing_provider = e.failing_provider
+    state.relink_suggested_provider = e.suggested_provider
+    state.relink_down_since = e.down_since
+
+
+def _clear_relink(state: _State) -> None:
+    state.relink_failing_provider = state.relink_suggested_provider = None
+    state.relink_down_since = None
+
+
+class ConnectionStatusProjection(Projection):
+    name = "connection_status"
+    schema = SCHEMA
+    tables = ("connection_status",)
+    handles = (
+        ConnectionRegistered,
+        ProviderLinked,
+        ProviderUnlinked,
+        SyncCompleted,
+        SyncFailed,
+        SyncDeferred,
+        MaintenanceDetected,
+        ReauthRequired,
+        RelinkSuggested,
+    )
+
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        ids = list({n.originator_id for n in notes})
+        rows = await conn.fetch(
+            "SELECT * FROM connection_status WHERE connection_id = ANY($1::uuid[])", ids
+        )
+        states = {row["connection_id"]: _State(**dict(row)) for row in rows}
+        for note in notes:
+            evolve(states.setdefault(note.originator_id, _State(note.originator_id)), note)
+        await conn.executemany(
+            _UPSERT, [tuple(getattr(s, c) for c in _COLUMNS) for s in states.values()]
+        )
+
+
+def status_at(row: Any, now: datetime) -> ConnectionStatus:
+    """The status word at `now`: re-authentication first, then maintenance, failures, success."""
+    if row["reauth_providers"]:
+        return "reauth_required"
+    until = row["maintenance_until"]
+    if row["maintenance_provider"] is not None and (until is None or until > now):
+        return "maintenance"
+    if row["consecutive_failures"] > 0:
+        retry = row["next_retry_at"]
+        return "retrying" if retry is not None and retry > now else "error"
+    return "active" if row["last_success_at"] is not None else "pending"
+
+
+def present(row: Any, now: datetime) -> dict[str, Any]:
+    """A stored row as the API shows it at `now`."""
+    out = {k: v for k, v in dict(row).items() if k != "last_event"}
+    until = row["maintenance_until"]
+    in_maintenance = row["maintenance_provider"] is not None and (until is None or until > now)
+    out.update(
+        status=status_at(row, now),
+        in_maintenance=in_maintenance,
+        requires_reauth=bool(row["reauth_providers"]),
+    )
+    return out
+
+
+async def connection_status(
+    conn: DbConnection, account_id: str, space_id: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT * FROM connection_status WHERE account_id = $1 "
+        "AND ($2::text IS NULL OR space_id = $2) ORDER BY space_id",
+        account_id,
+        space_id,
+    )
+    return [present(row, now) for row in rows]

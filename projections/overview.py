@@ -1,0 +1,83 @@
+"""Whole-system figures: the metrics overview and each projection's lag."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from projections.lag import projection_lag as engine_projection_lag
+from services.notification_log import DbConnection
+
+# The same order of precedence as connection_status.status_at: a connection is
+# active only when nothing else (re-auth, maintenance, failures) applies.
+_CONNECTIONS = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE cardinality(reauth_providers) = 0 AND NOT in_maintenance
+                          AND consecutive_failures = 0 AND last_success_at IS NOT NULL) AS active,
+       count(*) FILTER (WHERE consecutive_failures > 0) AS with_errors,
+       count(*) FILTER (WHERE in_maintenance) AS in_maintenance,
+       count(*) FILTER (WHERE cardinality(reauth_providers) > 0) AS requiring_reauth
+FROM (SELECT *, maintenance_provider IS NOT NULL
+                AND (maintenance_until IS NULL OR maintenance_until > $1) AS in_maintenance
+      FROM connection_status) c
+"""
+
+_SYNCS = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE outcome = 'success') AS successful,
+       count(*) FILTER (WHERE outcome <> 'success') AS failed
+FROM sync_log WHERE occurred_at >= $1 AND occurred_at <= $2
+"""
+
+
+def reliability_score(sync_success_rate: float | None, health_rate: float | None) -> float | None:
+    """0-100: 70% the period's sync success rate, 30% the share of healthy connections.
+
+    Syncs weigh more because they are what upstream feels; the health rate
+    adds the connections that are stuck without failing (maintenance,
+    re-authentication). With one of the two unknown, the other stands alone;
+    with neither (no connections, no syncs), there is no score.
+    """
+    if sync_success_rate is None and health_rate is None:
+        return None
+    if sync_success_rate is None or health_rate is None:
+        only = sync_success_rate if health_rate is None else health_rate
+        assert only is not None
+        return round(100.0 * only, 1)
+    return round(100.0 * (0.7 * sync_success_rate + 0.3 * health_rate), 1)
+
+
+async def metrics_overview(conn: DbConnection, since: datetime, now: datetime) -> dict[str, Any]:
+    connections = dict(await conn.fetchrow(_CONNECTIONS, now) or {})
+    syncs = dict(await conn.fetchrow(_SYNCS, since, now) or {})
+    health_rate = connections["active"] / connections["total"] if connections["total"] else None
+    success_rate = syncs["successful"] / syncs["total"] if syncs["total"] else None
+    connections["health_rate"] = health_rate
+    syncs["success_rate"] = success_rate
+    return {
+        "connections": connections,
+        "syncs": syncs,
+        "reliability_score": reliability_score(success_rate, health_rate),
+    }
+
+
+async def projection_lag(
+    conn: DbConnection, events_table: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Each projection's position against the log's newest notification id, and its age.
+
+    The engine's `projection_lag` in the API's words: `events_behind` counts
+    notification ids, read or skipped alike; `age_s` is how long ago the
+    projection last committed a page.
+    """
+    return [
+        {
+            "projection": row["projection"],
+            "position": row["position"],
+            "log_position": row["head"],
+            "events_behind": row["behind"],
+            "updated_at": row["updated_at"],
+            "age_s": (now - row["updated_at"]).total_seconds(),
+        }
+        for row in await engine_projection_lag(conn, events_table=events_table)
+    ]

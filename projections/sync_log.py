@@ -1,0 +1,94 @@
+"""Read model `sync_log`: how each command against a connection ended.
+
+One row per try of a command: `success` (SyncCompleted), `failure`
+(SyncFailed) or `deferred` (SyncDeferred: failed, to be tried again), with
+the provider that answered, whether failover was used, how many calls it took
+and how long. Reliability statistics (reliability.py) are computed from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events.connection import SyncCompleted, SyncDeferred, SyncFailed
+from projections.attempt_types import attempt_type
+from projections.engine import Projection
+from services.notification_log import DbConnection, Notification
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sync_log (
+    notification_id bigint PRIMARY KEY,
+    connection_id uuid NOT NULL,
+    command_id text NOT NULL,
+    op text NOT NULL,
+    attempt_type text NOT NULL,
+    provider text,
+    outcome text NOT NULL,
+    failover_used boolean NOT NULL,
+    attempts int NOT NULL,
+    duration_ms double precision,
+    error_code text,
+    error_message text,
+    occurred_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sync_log_by_connection ON sync_log (connection_id, occurred_at);
+CREATE INDEX IF NOT EXISTS sync_log_by_time ON sync_log (occurred_at);
+"""
+
+
+_INSERT = (
+    "INSERT INTO sync_log VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+    "ON CONFLICT (notification_id) DO NOTHING"
+)
+
+
+class SyncLogProjection(Projection):
+    name = "sync_log"
+    schema = SCHEMA
+    tables = ("sync_log",)
+    handles = (SyncCompleted, SyncFailed, SyncDeferred)
+
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        rows = []
+        row: tuple[str | None, str, bool, int, float | None, str | None, str | None]
+        for note in notes:
+            e = note.event
+            if isinstance(e, SyncCompleted):
+                row = (e.provider, "success", e.failover_used, e.attempts, e.response_time_ms,
+                       None, None)  # fmt: skip
+            elif isinstance(e, SyncFailed):
+                row = (e.provider, "failure", e.failover_used, e.attempts, e.response_time_ms,
+                       e.error.code, e.error.message)  # fmt: skip
+            elif isinstance(e, SyncDeferred):
+                # The deferral names no provider or duration: the calls are in connection_attempts.
+                row = (None, "deferred", False, 0, None, e.error.code, e.error.message)
+            else:
+                continue
+            rows.append(
+                (note.id, e.originator_id, e.command_id, e.op, attempt_type(e.op), *row,
+                 e.timestamp)
+            )  # fmt: skip
+        if rows:
+            # The primary key makes a replayed event a no-op rather than a second row.
+            await conn.executemany(_INSERT, rows)
+
+
+async def sync_log(
+    conn: DbConnection, account_id: str, space_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The account's latest command outcomes, newest first."""
+    rows = await conn.fetch(
+        """
+        SELECT c.space_id, c.account_id, s.command_id, s.op, s.attempt_type, s.provider,
+               s.outcome, s.failover_used, s.attempts, s.duration_ms, s.error_code,
+               s.error_message, s.occurred_at
+        FROM sync_log s JOIN connection_accounts c USING (connection_id)
+        WHERE c.account_id = $1 AND ($2::text IS NULL OR c.space_id = $2)
+        ORDER BY s.notification_id DESC
+        LIMIT $3
+        """,
+        account_id,
+        space_id,
+        limit,
+    )
+    return [dict(row) for row in rows]

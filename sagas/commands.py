@@ -1,0 +1,197 @@
+"""Command handlers that start sagas and hand them the person's completion.
+
+`link.start` and `connection.reconnect` record the saga's first event and
+put it on the schedule; the runner does the rest, so the command's result
+says only that the flow started (with the saga id). Upstream waits for
+`LinkCompleted` / `LinkAborted` on `syncyard.evt.saga.*`. `link.complete`
+(and the provider's webhook, `sagas/http.py`) keeps the public token in a
+private stream and wakes the saga.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from events.commands import Command, CompleteLink, ReconnectConnection, StartLink
+from events.credentials import PublicTokenReceived
+from events.results import CommandResult
+from events.saga import CompletionSource, LinkCompletionReceived, SagaKind, SagaStarted
+from sagas.state import SagaState, fold, public_token_stream_for, saga_id_for
+from sagas.store import SagaConflictError, SagaStore
+from services.connections.domain import connection_id_for
+from services.dependencies import Dependencies, Handler, refused
+
+
+class CompletionRefusedError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _store(deps: Dependencies) -> SagaStore:
+    store = deps.sagas
+    assert isinstance(store, SagaStore), "sagas need a SagaStore in Dependencies"
+    return store
+
+
+async def _start(
+    deps: Dependencies, cmd: Command, kind: SagaKind, params: dict[str, Any], trace: dict[str, str]
+) -> CommandResult:
+    store = _store(deps)
+    saga_id = saga_id_for(cmd.space_id, cmd.command_id)
+    state = await store.load(saga_id)
+    duplicate = state is not None
+    if state is None:
+        started = SagaStarted(
+            originator_id=saga_id,
+            originator_version=1,
+            timestamp=deps.now(),
+            metadata={**trace, "command_id": cmd.command_id},
+            kind=kind,
+            command_id=cmd.command_id,
+            space_id=cmd.space_id,
+            account_id=cmd.account_id,
+            connection_id=connection_id_for(cmd.space_id, cmd.account_id),
+            params={k: v for k, v in params.items() if v is not None},
+        )
+        try:
+            await store.append([started])
+            state = fold(None, [started])
+        except SagaConflictError:
+            duplicate, state = True, await store.load(saga_id)
+    assert state is not None
+    # Also on a duplicate: a crash between the append and this insert leaves no row.
+    if not state.finished:
+        await store.schedule(saga_id, kind, deps.now())
+    return CommandResult(
+        command_id=cmd.command_id,
+        op=cmd.op,
+        success=True,
+        duplicate=duplicate,
+        data={"saga_id": str(saga_id), "status": state.status},
+    )
+
+
+async def start_link(deps: Dependencies, cmd: StartLink, trace: dict[str, str]) -> CommandResult:
+    params = {
+        "institution_id": cmd.institution_id,
+        "region": cmd.region,
+        "preferred_provider": cmd.preferred_provider,
+        "products": list(cmd.products),
+        "country_codes": list(cmd.country_codes),
+        "webhook_url": cmd.webhook_url,
+        "redirect_uri": cmd.redirect_uri,
+        "link_deadline_s": cmd.link_deadline_s or _store(deps).link_deadline_s,
+    }
+    return await _start(deps, cmd, "link", params, trace)
+
+
+async def reconnect(
+    deps: Dependencies, cmd: ReconnectConnection, trace: dict[str, str]
+) -> CommandResult:
+    connection = await deps.store.get_connection(connection_id_for(cmd.space_id, cmd.account_id))
+    if connection is None:
+        return refused(cmd, "unknown_connection", f"no connection for account {cmd.account_id!r}")
+    provider = cmd.provider or next(iter(sorted(connection.reauth)), None)
+    if provider is None:
+        return refused(
+            cmd, "nothing_to_reconnect", "no link awaits re-authentication; name a provider"
+        )
+    link = connection.links.get(provider)
+    if link is None:
+        return refused(cmd, "unknown_link", f"the connection holds no link at {provider!r}")
+    params = {
+        "provider": provider,
+        "item_id": link.item_id,
+        "credential_id": str(link.credential_id),
+        "region": connection.region,
+        "webhook_url": cmd.webhook_url,
+        "link_deadline_s": cmd.link_deadline_s or _store(deps).link_deadline_s,
+    }
+    return await _start(deps, cmd, "reconnect", params, trace)
+
+
+async def complete_link(
+    deps: Dependencies, cmd: CompleteLink, trace: dict[str, str]
+) -> CommandResult:
+    saga_id = saga_id_for(cmd.space_id, cmd.link_command_id)
+    try:
+        duplicate = await receive_completion(
+            deps, saga_id, cmd.public_token, "command", account_id=cmd.account_id
+        )
+    except CompletionRefusedError as exc:
+        return refused(cmd, exc.code, str(exc))
+    return CommandResult(
+        command_id=cmd.command_id,
+        op=cmd.op,
+        success=True,
+        duplicate=duplicate,
+        data={"saga_id": str(saga_id)},
+    )
+
+
+async def receive_completion(
+    deps: Dependencies,
+    saga_id: UUID,
+    public_token: str | None,
+    source: CompletionSource,
+    *,
+    account_id: str | None = None,
+) -> bool:
+    """Record that the person finished; True when it was already recorded."""
+    store = _store(deps)
+    for _ in range(5):
+        state = await store.load(saga_id)
+        _check_open(state, public_token, account_id)
+        assert state is not None
+        if state.completion_received:
+            return True
+        now = deps.now()
+        events: list[Any] = [
+            LinkCompletionReceived(
+                originator_id=saga_id,
+                originator_version=state.version + 1,
+                timestamp=now,
+                metadata={"command_id": state.command_id},
+                source=source,
+                with_public_token=public_token is not None,
+            )
+        ]
+        if public_token is not None:
+            events.append(
+                PublicTokenReceived(
+                    originator_id=public_token_stream_for(saga_id),
+                    originator_version=1,
+                    timestamp=now,
+                    saga_id=str(saga_id),
+                    provider=state.outputs.get("create_link", {}).get("provider"),
+                    public_token=public_token,
+                )
+            )
+        try:
+            await store.append(events)
+        except SagaConflictError:
+            continue  # the runner recorded something meanwhile: look again
+        await store.wake(saga_id)
+        return False
+    raise CompletionRefusedError("busy", "the saga kept moving; send the completion again")
+
+
+def _check_open(state: SagaState | None, public_token: str | None, account_id: str | None) -> None:
+    if state is None or (account_id is not None and state.account_id != account_id):
+        raise CompletionRefusedError("unknown_link", "no link flow was started with that id")
+    if state.completion_received:
+        return
+    if state.finished or state.compensating is not None:
+        why = state.compensating.reason if state.compensating else state.status
+        raise CompletionRefusedError("link_closed", f"the link flow has ended ({why})")
+    if state.kind == "link" and public_token is None:
+        raise CompletionRefusedError("public_token_required", "a link completes with its token")
+
+
+SAGA_HANDLERS: dict[type[Command], Handler] = {
+    StartLink: start_link,
+    CompleteLink: complete_link,
+    ReconnectConnection: reconnect,
+}

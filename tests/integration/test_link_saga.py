@@ -1,0 +1,282 @@
+"""The link saga end to end: real NATS, PostgreSQL, and the provider sandbox over HTTP."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from events.saga import LinkAborted
+from infra.bootstrap import Runtime
+from sagas.store import SagaStore
+from services.connections.domain import connection_id_for
+from tests.integration.harness import (
+    CIPHER_KEY,
+    Client,
+    eventually,
+    inject_fault,
+    stream_messages,
+)
+from tests.integration.saga_helpers import (
+    SPACE,
+    complete_link,
+    idempotency,
+    keys_for,
+    link_token_of,
+    person_finishes,
+    saga_ended,
+    saga_id,
+    saga_reaches,
+    start_and_complete,
+    start_link,
+)
+from tests.integration.test_cli import syncyard_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def _store(runtime: Runtime) -> SagaStore:
+    assert runtime.sagas is not None
+    return runtime.sagas
+
+
+async def test_a_link_completes_when_the_provider_s_webhook_brings_the_public_token(
+    syncyard: Runtime, upstream: Client, sandbox: str, nats_url: str
+) -> None:
+    store = _store(syncyard)
+    started = await upstream.send(start_link("acct-1", "link-1"))
+    assert started.success
+    assert started.data == {"saga_id": str(saga_id("link-1")), "status": "running"}
+
+    token = await link_token_of(store, "link-1")
+    delivered = await person_finishes(sandbox, "plaid", token)
+    assert delivered["webhook_status"] == 200, delivered
+    state = await saga_ended(store, "link-1")
+
+    assert state.status == "completed", state
+    assert state.params["link_deadline_s"] == 1800.0  # the configured default, recorded
+    assert list(state.outputs) == [
+        "create_link",
+        "await_public_token",
+        "exchange_token",
+        "get_accounts",
+        "sync_transactions",
+    ]
+    connection = await syncyard.store.get_connection(connection_id_for(SPACE, "acct-1"))
+    assert connection is not None and list(connection.links) == ["plaid"]
+    (link,) = await syncyard.store.credentials(connection)
+    assert link.access_token.startswith("access-sandbox-")
+
+    # The result event upstream waits for, and not one secret on the public stream.
+    async def published() -> list[bytes]:
+        return [m.data for m in await stream_messages(nats_url)]
+
+    async def subjects() -> list[str]:
+        return [m.subject for m in await stream_messages(nats_url)]
+
+    await eventually(subjects, lambda s: "syncyard.evt.saga.LinkCompleted" in s)
+    messages = await published()
+    assert len(messages) > 10
+    everything = b"\n".join(messages)
+    assert link.access_token.encode() not in everything
+    assert delivered["public_token"].encode() not in everything
+    assert b"access-sandbox-" not in everything and b"public-sandbox-" not in everything
+
+
+async def test_create_link_fails_over_to_the_backup_provider_inside_the_flow(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INSTITUTION_DOWN"
+    )
+    state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-2", "link-2")
+
+    assert state.status == "completed", state
+    assert state.outputs["create_link"]["provider"] == "mx"
+    assert state.outputs["create_link"]["failover_used"] is True
+    assert state.outputs["exchange_token"]["provider"] == "mx"
+
+
+async def test_a_refused_exchange_aborts_the_link_and_undoes_the_created_link_once(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    await inject_fault(
+        sandbox,
+        provider="plaid",
+        endpoint="/item/public_token/exchange",
+        error_code="INVALID_PUBLIC_TOKEN",
+    )
+    state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-3", "link-3")
+
+    assert state.status == "aborted"
+    assert state.compensating is not None
+    assert (state.compensating.reason, state.compensating.step) == (
+        "INVALID_PUBLIC_TOKEN",
+        "exchange_token",
+    )
+    assert state.compensated == ("mark_connection_aborted",)
+    assert state.compensation_attempts == {"mark_connection_aborted": 1}
+    report = await idempotency(sandbox)
+    assert keys_for(report, "/plaid/item/remove", saga_id("link-3")) == {}
+
+
+async def test_a_refused_account_read_removes_the_item_and_forgets_the_token_once_each(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/accounts/get", error_code="INVALID_REQUEST"
+    )
+    state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-4", "link-4")
+
+    assert state.status == "aborted"
+    assert state.compensating is not None
+    assert state.compensating.reason == "INVALID_REQUEST"
+    assert state.compensating.step == "get_accounts"
+    assert state.compensated == ("remove_item", "forget_token", "mark_connection_aborted")
+    assert set(state.compensation_attempts.values()) == {1}
+    removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-4"))
+    assert [use["effects"] for use in removed.values()] == [1]
+    connection = await syncyard.store.get_connection(connection_id_for(SPACE, "acct-4"))
+    assert connection is not None and connection.links == {}
+    assert await syncyard.store.credentials(connection) == []
+    # The LinkAborted event carries the reason and the step.
+    events = await _store(syncyard).events(saga_id("link-4"))
+    aborted = events[-1]
+    assert isinstance(aborted, LinkAborted)
+    assert (aborted.reason, aborted.step) == ("INVALID_REQUEST", "get_accounts")
+
+
+async def test_the_saga_api_shows_steps_attempts_timers_and_404_for_unknown_ids(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    await start_and_complete(upstream, _store(syncyard), sandbox, "acct-5", "link-5")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{syncyard.http_url}/v1/sagas/{saga_id('link-5')}") as resp:
+            assert resp.status == 200
+            view = await resp.json()
+        async with http.get(f"{syncyard.http_url}/v1/sagas/{saga_id('nope')}") as missing:
+            assert missing.status == 404
+        async with http.get(f"{syncyard.http_url}/v1/sagas/not-a-uuid") as bad:
+            assert bad.status == 404
+        async with http.get(f"{syncyard.http_url}/v1/openapi.json") as described:
+            paths = (await described.json())["paths"]
+    for path in ("/v1/sagas/{saga_id}", "/v1/sagas/{saga_id}/webhook"):
+        assert not any("x-undocumented" in op for op in paths[path].values()), path
+
+    assert view["status"] == "completed"
+    assert [s["name"] for s in view["steps"]] == [
+        "create_link",
+        "await_public_token",
+        "exchange_token",
+        "get_accounts",
+        "sync_transactions",
+    ]
+    first = view["steps"][0]["attempts"][0]
+    assert first["outcome"] == "succeeded" and first["idempotency_key"].endswith(":do:create_link")
+    assert view["timers"]["link_deadline"]["due_at"]
+    assert view["result"]["event"] == "LinkCompleted"
+
+
+async def test_audit_saga_prints_the_steps_and_refuses_unknown_ids_clearly(
+    syncyard: Runtime, upstream: Client, sandbox: str, database_url: str
+) -> None:
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/accounts/get", error_code="INVALID_REQUEST"
+    )
+    await start_and_complete(upstream, _store(syncyard), sandbox, "acct-6", "link-6")
+    env = {"DATABASE_URL": database_url, "SYNCYARD_CIPHER_KEY": CIPHER_KEY}
+
+    code, out = await syncyard_cli("audit", "saga", f"{SPACE}/link-6", env=env)
+    assert code == 0, out
+    assert f"saga {saga_id('link-6')} (link) — aborted" in out
+    assert "step get_accounts attempt 1: failed (INVALID_REQUEST)" in out
+    assert "compensation remove_item attempt 1: succeeded" in out
+    assert "result: LinkAborted (INVALID_REQUEST)" in out
+    assert "access-sandbox" not in out
+    code, out = await syncyard_cli("audit", "saga", f"{SPACE}/nobody", env=env)
+    assert code == 1 and "no saga" in out
+    code, out = await syncyard_cli("audit", "saga", "not-an-id", env=env)
+    assert code == 2 and "neither a saga UUID nor SPACE_ID/COMMAND_ID" in out
+
+
+async def test_a_slow_step_in_one_saga_does_not_hold_back_another_connection_s_saga(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/accounts/get", latency_ms=1500, count=1
+    )
+    await upstream.send(start_link("acct-slow", "link-slow"))
+    done = await person_finishes(sandbox, "plaid", await link_token_of(store, "link-slow"))
+    await upstream.send(complete_link("acct-slow", "link-slow", done["public_token"]))
+    await saga_reaches(
+        store,
+        "link-slow",
+        lambda s: s.in_flight is not None and s.in_flight.name == "get_accounts",
+    )
+
+    other = await start_and_complete(upstream, store, sandbox, "acct-fast", "link-fast")
+    slow = await store.load(saga_id("link-slow"))
+
+    assert other.status == "completed"
+    assert slow is not None and "get_accounts" not in slow.outputs
+    assert (await saga_ended(store, "link-slow")).status == "completed"
+
+
+async def test_a_failing_compensation_is_retried_on_its_own_policy_until_it_succeeds(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/accounts/get", error_code="INVALID_REQUEST"
+    )
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/item/remove", error_code="INTERNAL_SERVER_ERROR"
+    )
+    await upstream.send(start_link("acct-7", "link-7"))
+    done = await person_finishes(sandbox, "plaid", await link_token_of(store, "link-7"))
+    await upstream.send(complete_link("acct-7", "link-7", done["public_token"]))
+
+    failed = await saga_reaches(store, "link-7", lambda s: "remove_item" in s.compensation_failures)
+    assert failed.status == "compensating" and failed.compensated == ()
+    assert failed.compensation_failures["remove_item"].retry_at is not None
+    async with aiohttp.ClientSession() as http, http.delete(f"{sandbox}/_admin/faults") as resp:
+        assert resp.status == 200
+    state = await saga_ended(store, "link-7")
+
+    assert state.status == "aborted"
+    assert state.compensated == ("remove_item", "forget_token", "mark_connection_aborted")
+    assert state.compensation_attempts["remove_item"] >= 2
+    removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-7"))
+    assert sum(use["effects"] for use in removed.values()) == 1
+
+
+@pytest.mark.integration
+async def test_a_compensation_that_keeps_failing_leaves_the_saga_visibly_needing_attention(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/accounts/get", error_code="INVALID_REQUEST"
+    )
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/item/remove", error_code="INTERNAL_SERVER_ERROR"
+    )
+    await upstream.send(start_link("acct-8", "link-8"))
+    done = await person_finishes(sandbox, "plaid", await link_token_of(store, "link-8"))
+    await upstream.send(complete_link("acct-8", "link-8", done["public_token"]))
+
+    # Every try of remove_item fails; its backoff (1+2+4+8 s) runs out in ~15 s.
+    state = await saga_ended(store, "link-8", timeout=40.0)
+
+    assert state.status == "needs_attention"
+    assert state.attention is not None and "remove_item" in state.attention
+    # The compensations after it wait too: forget_token would throw away the
+    # token an operator needs to remove the item by hand.
+    assert state.compensated == ()
+    url = f"{syncyard.http_url}/v1/sagas/{saga_id('link-8')}"
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        view = await resp.json()
+    assert view["status"] == "needs_attention"
+    assert "remove_item" in view["attention"]
+    removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-8"))
+    assert sum(use["effects"] for use in removed.values()) == 0

@@ -1,0 +1,208 @@
+"""The projection engine: exactly once across processes and kills, versions, lag, schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+
+from bench.eventgen import write_events
+from infra.eventstore import EVENTS_TABLE
+from infra.log_access import store_mapper
+from projections.engine import (
+    Projector,
+    apply_next_page,
+    migrate,
+    projection_lag,
+    register_lag_gauge,
+)
+from projections.rebuild import build
+from services.notification_log import NotificationLogReader
+from tests.integration.harness import CIPHER_KEY, eventually
+from tests.integration.projector_process import CountingProjection
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 30_000
+
+
+async def counted_position(pool: asyncpg.Pool) -> int:
+    try:
+        value = await pool.fetchval(
+            "SELECT position FROM syncyard_projection_position WHERE projection = 'counting'"
+        )
+    except asyncpg.UndefinedTableError:
+        return 0
+    return int(value or 0)
+
+
+async def start_projector(database_url: str, pause_s: float = 0.0) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.integration.projector_process",
+        database_url,
+        CIPHER_KEY,
+        str(pause_s),
+        env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    assert b"projecting" in await asyncio.wait_for(proc.stdout.readline(), 10)
+    return proc
+
+
+async def kill_mid_page(proc: asyncio.subprocess.Process, after: int) -> int:
+    """SIGKILL `proc` right after it wrote a page past `after` but before it commits."""
+    assert proc.stdout is not None
+    while True:
+        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        assert line, "the projector exited before it could be killed"
+        if line.startswith(b"mid-page") and int(line.split()[1]) > after:
+            proc.send_signal(signal.SIGKILL)
+            assert await proc.wait() == -signal.SIGKILL
+            return int(line.split()[1])
+
+
+@pytest.fixture
+async def backlog(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """EVENTS stored events waiting for a projector, and a pool to watch it with."""
+    await write_events(database_url, CIPHER_KEY, EVENTS, connections=200)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_two_projector_processes_killed_mid_page_and_restarted_apply_each_event_once(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    # Each page's transaction stays open 50 ms after its rows are written.
+    first = await start_projector(database_url, pause_s=0.05)
+    second = await start_projector(database_url, pause_s=0.05)
+    killed_in = [await kill_mid_page(first, EVENTS // 5)]
+    killed_in.append(await kill_mid_page(second, killed_in[0]))
+    stopped_at = await counted_position(backlog)
+    assert stopped_at < killed_in[1] <= EVENTS  # the last page written was never committed
+    # Only committed pages count: rows, total and position agree.
+    assert await backlog.fetchval("SELECT count(*) FROM counted_events") == stopped_at
+    assert await backlog.fetchval("SELECT events FROM counted_total") == stopped_at
+
+    restarted = await start_projector(database_url)
+    try:
+        await eventually(lambda: counted_position(backlog), lambda p: p == EVENTS, timeout=30)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        out, _ = await restarted.communicate()
+    assert restarted.returncode == 0, out.decode()
+
+    applied = await backlog.fetch("SELECT notification_id FROM counted_events ORDER BY 1")
+    stored = await backlog.fetch("SELECT notification_id FROM syncyard_events ORDER BY 1")
+    assert [r[0] for r in applied] == [r[0] for r in stored]  # no gap, no repeat
+    assert await backlog.fetchval("SELECT events FROM counted_total") == EVENTS
+
+
+async def test_lag_reports_each_projection_behind_the_head_until_it_catches_up(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    assert await projection_lag(backlog) == []  # no projector has run yet
+    projector = await start_projector(database_url)
+    try:
+        first = await eventually(
+            lambda: projection_lag(backlog), lambda rows: bool(rows) and rows[0]["position"] > 0
+        )
+        assert first[0]["projection"] == "counting" and first[0]["head"] == EVENTS
+        assert first[0]["behind"] == EVENTS - first[0]["position"]
+        done = await eventually(lambda: projection_lag(backlog), lambda r: r[0]["behind"] == 0)
+        assert done[0]["position"] == EVENTS
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        await projector.wait()
+
+
+class CountingV2(CountingProjection):
+    version = 2
+
+
+async def test_a_projection_whose_version_changed_is_dropped_and_rebuilt_from_zero(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
+    assert await migrate(backlog, [CountingProjection()]) == []
+    async with backlog.acquire() as conn:
+        for _ in range(3):
+            await apply_next_page(conn, reader, CountingProjection(), page_size=1000)
+    assert await backlog.fetchval("SELECT count(*) FROM counted_events") == 3000
+
+    assert await migrate(backlog, [CountingProjection()]) == []  # same version: kept
+    assert await counted_position(backlog) == 3000
+    assert await migrate(backlog, [CountingV2()]) == ["counting"]
+    assert await backlog.fetchval("SELECT count(*) FROM counted_events") == 0
+    assert await counted_position(backlog) == 0
+    async with backlog.acquire() as conn:
+        await apply_next_page(conn, reader, CountingV2(), page_size=1000)
+    assert await backlog.fetchval("SELECT events FROM counted_total") == 1000
+
+
+async def test_a_build_in_another_schema_leaves_the_live_tables_alone(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
+    await migrate(backlog, [CountingProjection()])
+    position = await build(backlog, reader, [CountingProjection()], "side_build", upto=5000)
+    assert position == 5000
+    assert await backlog.fetchval("SELECT events FROM side_build.counted_total") == 5000
+    assert await backlog.fetchval("SELECT events FROM public.counted_total") == 0
+    assert await counted_position(backlog) == 0
+    assert [r["position"] for r in await projection_lag(backlog, schema="side_build")] == [5000]
+
+
+async def test_the_lag_gauge_reports_how_far_each_live_projection_is_behind(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    metrics_reader = InMemoryMetricReader()
+    register_lag_gauge(MeterProvider(metric_readers=[metrics_reader]))
+    reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
+    projector = Projector(backlog, reader, [CountingProjection()], page_size=1000)
+    await migrate(backlog, projector.projections)
+    await projector.catch_up_once(projector.projections[0])
+    await projector.measure_lag()
+    assert gauge_values(metrics_reader) == {"counting": EVENTS - 1000}
+    await projector.catch_up()
+    await projector.measure_lag()
+    assert gauge_values(metrics_reader) == {"counting": 0}
+
+
+def gauge_values(metrics_reader: InMemoryMetricReader) -> dict[str, int]:
+    data = metrics_reader.get_metrics_data()
+    assert data is not None
+    return {
+        str(point.attributes["projection"]): int(point.value)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "syncyard.projection.lag"
+        for point in metric.data.data_points
+        if isinstance(point, NumberDataPoint) and point.attributes
+    }
+
+
+async def test_lag_on_a_database_with_nothing_yet_is_empty_and_spares_the_callers_transaction(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            assert await projection_lag(conn) == []
+            assert await conn.fetchval("SELECT 1") == 1  # the transaction is still usable
+    finally:
+        await conn.close()
