@@ -1,7 +1,9 @@
-"""`python -m bench [--quick]` (`make bench`): the spine benchmark, then issue #4's two.
+"""`python -m bench [--quick]` (`make bench`): every benchmark, one after the other.
 
-Each starts its own embedded servers (or uses NATS_URL / DATABASE_URL) and
-prints its own table; docs/BENCHMARKS.md keeps copies of both.
+The spine (#2), resilience, hedging and breaker propagation (#4), sagas (#5),
+replay and projection lag (#6). Each starts its own embedded servers (or uses
+NATS_URL / DATABASE_URL) and prints its own table beside its baseline;
+docs/BENCHMARKS.md keeps copies.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from infra.config import Settings, load_settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.replay_cli import UnknownProjectionError, run_replay
-from infra.telemetry import setup_logging, setup_tracing
+from infra.telemetry import setup_logging, setup_metrics, setup_tracing
 from services.audit import parse_time
 from services.sandbox.app import create_sandbox_app
 from services.sandbox.scenarios import available as scenario_names
@@ -75,6 +75,11 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
         f'{{"command_id":"sync-{uuid.uuid4().hex[:8]}","space_id":"demo",'
         f'"account_id":"{EXAMPLE_ACCOUNT}"}}'
     )
+    link_id = f"link-{uuid.uuid4().hex[:8]}"
+    link = (
+        f'{{"command_id":"{link_id}","space_id":"demo","account_id":"acct-demo-2",'
+        f'"institution_id":"ins_109508","region":"US"}}'
+    )
     exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "syncyard"
     prefix = ".venv/bin/" if exe == "syncyard" and Path(".venv/bin/syncyard").exists() else ""
     return f"""
@@ -94,6 +99,13 @@ In another terminal, register a connection and sync it:
   {prefix}syncyard send connection.register '{register}'
   {prefix}syncyard send sync.transactions '{sync}'
 
+Or link an account end to end (the link saga), finish as the person would
+with the link_token that GET {runtime.http_url}/v1/sagas/<saga_id> shows, and audit it:
+  {prefix}syncyard send link.start '{link}'
+  curl -X POST {sandbox_url}/_admin/links/plaid/complete -d '{{"link_token": "<link_token>"}}'
+  {prefix}syncyard audit saga demo/{link_id}
+  {prefix}syncyard audit connection demo/acct-demo-2 · {prefix}syncyard replay --verify
+
 Ctrl-C stops everything.
 """
 
@@ -102,6 +114,7 @@ async def _up(settings: Settings) -> None:
     stop = asyncio.Event()
     _install_stop_signals(stop)
     setup_tracing(settings.otlp_endpoint)
+    setup_metrics(settings.otlp_endpoint)
     async with contextlib.AsyncExitStack() as stack:
         nats_url = settings.nats_url
         database_url = settings.database_url
@@ -139,6 +152,7 @@ async def _serve(settings: Settings, components: Sequence[str]) -> None:
     stop = asyncio.Event()
     _install_stop_signals(stop)
     setup_tracing(settings.otlp_endpoint)
+    setup_metrics(settings.otlp_endpoint)
     async with open_runtime(
         settings, settings.nats_url, settings.database_url, cipher_key=cipher_key_for(settings)
     ) as runtime:
