@@ -11,8 +11,11 @@ Measured in the same run, on the same rows:
   (`projections.rebuild.build`: one read per page for all of them);
 - (r4) the same replay for each read model alone, to see which one costs;
 - (r5) the replayed `connection_attempts` rows written again, by asyncpg's
-  `executemany` (what the read models do) and by COPY into a staging table
-  then one INSERT … SELECT: the lever a faster replay would pull.
+  `executemany` and by COPY into a staging table then one INSERT … SELECT
+  (what `connection_attempts` and `sync_log` do: `projections/bulk.py`).
+
+(r2) runs with the collector's default thresholds; (r3) and (r4) go through
+`build`, which raises them while it runs (`projections/replay_gc.py`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ An op nobody mapped yet counts as `sync`, the kind most calls are.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 AttemptType = Literal["initial", "sync", "reconnect"]
@@ -15,6 +16,7 @@ _RECONNECT_MARKERS = ("reconnect", "relink", "update_mode", "update-mode", "reau
 _INITIAL_PREFIXES = ("link.", "connection.register")
 
 
+@functools.cache  # a handful of ops, asked once per attempt on replay
 def attempt_type(op: str) -> AttemptType:
     """`link.create` → initial, `link.update_mode` → reconnect, `sync.transactions` → sync."""
     if any(marker in op for marker in _RECONNECT_MARKERS):

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from events.connection import ConnectionAttempted, ConnectionRegistered
 from projections.attempt_types import attempt_type
+from projections.bulk import insert_new_rows
 from projections.engine import Projection
 from services.notification_log import DbConnection, Notification
 
@@ -48,11 +49,6 @@ CREATE INDEX IF NOT EXISTS connection_attempts_by_connection
 CREATE INDEX IF NOT EXISTS connection_attempts_by_time ON connection_attempts (occurred_at);
 """
 
-_INSERT_ATTEMPTS = (
-    "INSERT INTO connection_attempts VALUES "
-    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
-    "ON CONFLICT (notification_id) DO NOTHING"
-)
 _EARLIER_ATTEMPTS = """
 SELECT DISTINCT ON (command_id, attempt) command_id, attempt, provider
 FROM connection_attempts WHERE connection_id = ANY($1::uuid[]) AND command_id = ANY($2::text[])
@@ -94,7 +90,7 @@ class ConnectionAttemptsProjection(Projection):
             )
         if rows:
             # The primary key makes a replayed event a no-op rather than a second row.
-            await conn.executemany(_INSERT_ATTEMPTS, rows)
+            await insert_new_rows(conn, "connection_attempts", rows, version=self.version)
 
 
 async def _previous_calls_before(

@@ -198,7 +198,10 @@ class ConnectionStatusProjection(Projection):
         )
         states = {row["connection_id"]: _State(**dict(row)) for row in rows}
         for note in notes:
-            evolve(states.setdefault(note.originator_id, _State(note.originator_id)), note)
+            state = states.get(note.originator_id)
+            if state is None:  # not setdefault: that would build a state per event
+                state = states[note.originator_id] = _State(note.originator_id)
+            evolve(state, note)
         await conn.executemany(
             _UPSERT, [tuple(getattr(s, c) for c in _COLUMNS) for s in states.values()]
         )

@@ -32,9 +32,12 @@ from projections.engine import (
     migrate,
     use_schema,
 )
+from projections.replay_gc import young_objects_collected_less_often
 from services.notification_log import DbConnection, Notification, NotificationLogReader, Page
 
 REPLAY_PAGE_SIZE = 10_000
+# Pages a projection may lag behind the reader in a build (decoded pages held in memory).
+PAGES_AHEAD = 2
 # Called after each page with (notifications read so far, how many there are to read).
 Progress = Callable[[int, int], None]
 
@@ -69,28 +72,79 @@ async def build(
         raise ValueError("nothing to build: no projection given")
     await drop_schema(pool, schema)
     await migrate(pool, projections, schema=schema)
+    with young_objects_collected_less_often():
+        return await _build(
+            pool, reader, projections, schema,
+            upto=upto, until=until, page_size=page_size, progress=progress,
+        )  # fmt: skip
+
+
+async def _build(
+    pool: asyncpg.Pool,
+    reader: NotificationLogReader,
+    projections: Sequence[Projection],
+    schema: str,
+    *,
+    upto: int | None,
+    until: datetime | None,
+    page_size: int,
+    progress: Progress | None,
+) -> int:
     async with contextlib.AsyncExitStack() as stack:
-        # One connection per projection: each applies its share of a page in its
-        # own transaction (with its own position), so the database writes the
-        # read models side by side while the next page is being decoded.
+        # One connection and one task per projection: each applies its share of
+        # every page in its own transaction (with its own position), a few pages
+        # behind the reader at most, so a read model that is slow on one page
+        # does not hold the others (or the decoding of the next pages) back.
         writers = [await stack.enter_async_context(pool.acquire()) for _ in projections]
         head = upto if upto is not None else await reader.max_id(writers[0])
-        position = 0
         topics = frozenset().union(*(p.topics() for p in projections))
-        async for page in _prefetched(pool, reader, topics, head, page_size):
-            notes = page.notifications
-            if until is not None:
-                notes = [n for n in notes if n.event.timestamp <= until]
-            await asyncio.gather(
-                *(
-                    _apply_page(conn, projection, schema, notes, page.last_id)
-                    for conn, projection in zip(writers, projections, strict=True)
-                )
-            )
-            position = page.last_id
-            if progress is not None:
-                progress(position, head)
-    return position
+        inboxes = [asyncio.Queue[Page | None](maxsize=PAGES_AHEAD) for _ in projections]
+        applied = _Applied(len(projections), head, progress)
+
+        async def read_pages() -> None:
+            async for read in _prefetched(pool, reader, topics, head, page_size):
+                page = read
+                if until is not None:
+                    notes = [n for n in read.notifications if n.event.timestamp <= until]
+                    page = Page(last_id=read.last_id, notifications=notes, scanned=read.scanned)
+                for inbox in inboxes:
+                    await inbox.put(page)
+            for inbox in inboxes:
+                await inbox.put(None)
+
+        async def write_pages(index: int, inbox: asyncio.Queue[Page | None]) -> None:
+            conn, projection = writers[index], projections[index]
+            while (page := await inbox.get()) is not None:
+                await _apply_page(conn, projection, schema, page.notifications, page.last_id)
+                applied.advance(index, page.last_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(read_pages())
+                for index, inbox in enumerate(inboxes):
+                    group.create_task(write_pages(index, inbox))
+        except* Exception as failed:
+            # The first failure, as a lone build step would raise it; the rest were cut short.
+            raise failed.exceptions[0] from None
+    return applied.position
+
+
+class _Applied:
+    """How far every projection of a build got: the slowest one's position."""
+
+    def __init__(self, count: int, head: int, progress: Progress | None) -> None:
+        self.positions = [0] * count
+        self.position = 0
+        self.head = head
+        self.progress = progress
+
+    def advance(self, index: int, position: int) -> None:
+        self.positions[index] = position
+        slowest = min(self.positions)
+        if slowest > self.position:
+            self.position = slowest
+            if self.progress is not None:
+                self.progress(slowest, self.head)
 
 
 async def _apply_page(

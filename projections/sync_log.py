@@ -12,6 +12,7 @@ from typing import Any
 
 from events.connection import SyncCompleted, SyncDeferred, SyncFailed
 from projections.attempt_types import attempt_type
+from projections.bulk import insert_new_rows
 from projections.engine import Projection
 from services.notification_log import DbConnection, Notification
 
@@ -34,12 +35,6 @@ CREATE TABLE IF NOT EXISTS sync_log (
 CREATE INDEX IF NOT EXISTS sync_log_by_connection ON sync_log (connection_id, occurred_at);
 CREATE INDEX IF NOT EXISTS sync_log_by_time ON sync_log (occurred_at);
 """
-
-
-_INSERT = (
-    "INSERT INTO sync_log VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-    "ON CONFLICT (notification_id) DO NOTHING"
-)
 
 
 class SyncLogProjection(Projection):
@@ -70,7 +65,7 @@ class SyncLogProjection(Projection):
             )  # fmt: skip
         if rows:
             # The primary key makes a replayed event a no-op rather than a second row.
-            await conn.executemany(_INSERT, rows)
+            await insert_new_rows(conn, "sync_log", rows, version=self.version)
 
 
 async def sync_log(

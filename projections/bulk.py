@@ -1,0 +1,48 @@
+"""Writing a page's new rows at once: COPY into a staging table, then one INSERT … SELECT.
+
+`executemany` sends, and PostgreSQL answers, one statement per row; on replay
+(thousands of rows a page) those per-row messages cost more than the rows'
+encoding. COPY sends the page as one stream, and one `INSERT … SELECT … ON
+CONFLICT DO NOTHING` keeps a replayed row a no-op, as the per-row insert did.
+
+The staging table is a temporary one per connection, kept for the session and
+emptied at each commit, so live tailing does not create one per page. It is
+found before any schema's tables (temporary tables come first in the search
+path) and takes its columns from the table `LIKE` names in the transaction's
+schema, so the same call writes the live, replay and as-of tables. Its name
+carries the read model's version: a changed table gets a fresh staging table
+on a connection that outlived the change. Rows leave it as they are inserted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from services.notification_log import DbConnection
+
+
+async def insert_new_rows(
+    conn: DbConnection,
+    table: str,
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    version: int,
+) -> None:
+    """Insert `rows` (every column of `table`, in order) but those whose key is stored already.
+
+    Must run inside the caller's transaction: the staging rows go at its commit.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("insert_new_rows needs a transaction: its staging rows go at commit")
+    staging = f"staged_{table}_v{version}"
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(staging, records=rows)
+    # Moved, not copied: a transaction that writes several pages (a rebuild's
+    # final catch-up) must not insert the earlier pages' rows again.
+    await conn.execute(
+        f"WITH moved AS (DELETE FROM {staging} RETURNING *) "  # noqa: S608 - our names
+        f"INSERT INTO {table} SELECT * FROM moved ON CONFLICT DO NOTHING"
+    )
