@@ -188,7 +188,7 @@ async def write_events(
     database_url: str, cipher_key: str, count: int, *, chunk: int = 20_000, **kw: Any
 ) -> int:
     """Generate and COPY `count` events into the store's table; returns how many."""
-    from infra.log_access import store_mapper  # noqa: PLC0415 - keeps bench imports light
+    from infra.eventstore import store_mapper  # noqa: PLC0415 - keeps bench imports light
 
     await asyncio.to_thread(create_events_table, database_url, cipher_key)
     mapper = store_mapper(cipher_key)

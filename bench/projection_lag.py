@@ -42,8 +42,7 @@ from events.connection import (
 )
 from infra.bootstrap import pg_parts
 from infra.embedded import EmbeddedPostgres
-from infra.eventstore import EVENTS_TABLE, SyncyardApplication, library_env
-from infra.log_access import store_mapper
+from infra.eventstore import EVENTS_TABLE, SyncyardApplication, library_env, store_mapper
 from projections.engine import POSITIONS, Projection, Projector, migrate
 from projections.registry import all_projections
 from services.connections.state import connection_id_for

@@ -34,8 +34,7 @@ import asyncpg
 from bench.eventgen import write_events
 from bench.spine import CIPHER_KEY, fresh_database
 from infra.embedded import EmbeddedPostgres
-from infra.eventstore import EVENTS_TABLE
-from infra.log_access import store_mapper
+from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import Projection, migrate
 from projections.rebuild import REPLAY_PAGE_SIZE, build, drop_schema
 from projections.registry import all_projections

@@ -21,8 +21,9 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from eventsourcing.application import Application
+from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import Environment, get_topic
 
 from events.base import DomainEvent
 from events.credentials import CredentialForgotten, CredentialStored
@@ -84,6 +85,12 @@ class SyncyardApplication(Application[UUID]):
             cipher=self.factory.cipher(),
             compressor=self.factory.compressor(),
         )
+
+
+def store_mapper(cipher_key: str) -> Mapper[UUID]:
+    """The store's mapper as `SyncyardApplication` builds it, for readers without one."""
+    cipher = AESCipher(Environment(env={AESCipher.CIPHER_KEY: cipher_key}))
+    return MsgspecMapper(transcoder=_NoTranscoder(), cipher=cipher)
 
 
 def library_env(pg: dict[str, str], cipher_key: str) -> dict[str, str]:

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from uuid import UUID
 
 import asyncpg
-from eventsourcing.cryptography import AESCipher
-from eventsourcing.persistence import Mapper
-from eventsourcing.utils import Environment
 
 from infra.config import Settings
-from infra.eventstore import EVENTS_TABLE, MsgspecMapper, _NoTranscoder
+from infra.eventstore import EVENTS_TABLE, store_mapper
 from services.notification_log import NotificationLogReader
 
 DATABASE_URL_FILE = "database.url"
@@ -25,12 +21,6 @@ DATABASE_URL_FILE = "database.url"
 
 class StoreNotFoundError(RuntimeError):
     """Where the event store is, or its key, cannot be found from the settings."""
-
-
-def store_mapper(cipher_key: str) -> Mapper[UUID]:
-    """The event store's mapper, as `SyncyardApplication` builds it, without the application."""
-    cipher = AESCipher(Environment(env={AESCipher.CIPHER_KEY: cipher_key}))
-    return MsgspecMapper(transcoder=_NoTranscoder(), cipher=cipher)
 
 
 def database_url_for(settings: Settings) -> str:

@@ -11,10 +11,10 @@ import uuid
 
 import msgspec
 
-from events.base import DomainEvent
 from sagas.state import saga_id_for
+from sagas.store import schedule_of
 from sagas.view import saga_text, saga_view
-from services.notification_log import DbConnection, NotificationLogReader, decode_stored
+from services.notification_log import DbConnection, NotificationLogReader
 
 
 def saga_id_from(text: str) -> uuid.UUID:
@@ -36,21 +36,11 @@ async def audit_saga(
     except ValueError as exc:
         print(f"syncyard audit: {exc}")
         return 2
-    rows = await conn.fetch(
-        f'SELECT topic, state FROM "{reader.table}" '  # noqa: S608 - our table name
-        "WHERE originator_id = $1 ORDER BY originator_version",
-        saga_id,
-    )
-    events: list[DomainEvent] = [decode_stored(reader.mapper, r["topic"], r["state"]) for r in rows]
+    events = [note.event for note in await reader.read_stream(conn, saga_id)]
     if not events:
         print(f"syncyard audit: no saga {saga_id}")
         return 1
-    schedule = await conn.fetchrow(
-        "SELECT due_at, lease_owner, lease_until, wakes FROM syncyard_saga_schedule "
-        "WHERE saga_id = $1",
-        saga_id,
-    )
-    view = saga_view(events, dict(schedule) if schedule is not None else None)
+    view = saga_view(events, await schedule_of(conn, saga_id))
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(view), indent=2).decode())
     else:

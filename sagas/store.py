@@ -28,7 +28,7 @@ from events.base import DomainEvent
 from events.credentials import PublicTokenReceived
 from sagas.flows import DEFAULT_LINK_DEADLINE
 from sagas.state import SagaState, fold, public_token_stream_for
-from services.notification_log import decode_stored
+from services.notification_log import DbConnection, decode_stored
 
 WAKE_CHANNEL = "syncyard_saga_wake"
 MAX_GROUP = 256
@@ -206,9 +206,15 @@ class SagaStore:
         return None if value is None else float(value)
 
     async def scheduled(self, saga_id: UUID) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow(
-            "SELECT due_at, lease_owner, lease_until, wakes FROM syncyard_saga_schedule "
-            "WHERE saga_id = $1",
-            saga_id,
-        )
-        return dict(row) if row is not None else None
+        async with self.pool.acquire() as conn:
+            return await schedule_of(conn, saga_id)
+
+
+async def schedule_of(conn: DbConnection, saga_id: UUID) -> dict[str, Any] | None:
+    """The saga's row in the schedule (due time, lease), or None once it has ended."""
+    row = await conn.fetchrow(
+        "SELECT due_at, lease_owner, lease_until, wakes FROM syncyard_saga_schedule "
+        "WHERE saga_id = $1",
+        saga_id,
+    )
+    return dict(row) if row is not None else None

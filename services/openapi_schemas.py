@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
+
+from events.connection import AttemptOutcome
+from projections.attempt_types import AttemptType
+from projections.connection_status import ConnectionStatus
+from projections.health_rules import BreakerState, HealthStatus
 
 Schema = dict[str, Any]
 
@@ -29,6 +34,11 @@ def enum(*values: str) -> Schema:
     return {"type": "string", "enum": list(values)}
 
 
+def enum_of(literal: Any) -> Schema:
+    """The values of a `Literal` the code uses, so the description cannot drift from it."""
+    return enum(*get_args(literal))
+
+
 WINDOW = obj(
     successes=INT,
     failures=INT,
@@ -37,13 +47,11 @@ WINDOW = obj(
     avg_response_ms=NUM_N,
     p95_response_ms={**NUM_N, "description": "upper bound of the histogram bucket (<= 19% above)"},
 )
-BREAKER = obj(
-    state=enum("closed", "open", "half_open"), since=TIME_N, open_until=TIME_N, reason=STR_N
-)
+BREAKER = obj(state=enum_of(BreakerState), since=TIME_N, open_until=TIME_N, reason=STR_N)
 PROVIDER_HEALTH = obj(
     provider=STR,
     region=STR,
-    status=enum("healthy", "degraded", "down"),
+    status=enum_of(HealthStatus),
     health_score={"type": "integer", "minimum": 0, "maximum": 100},
     successes=INT,
     failures=INT,
@@ -65,15 +73,15 @@ ATTEMPT = obj(
     account_id=STR,
     command_id=STR,
     op=STR,
-    attempt_type=enum("initial", "sync", "reconnect"),
+    attempt_type=enum_of(AttemptType),
     provider=STR,
     region=STR,
     attempt=INT,
     failover=BOOL,
     failover_from=STR_N,
     failover_to=STR_N,
-    status=enum("success", "failure", "timeout", "cancelled"),
-    outcome={**enum("success", "failure", "timeout", "cancelled"), "description": "= status"},
+    status=enum_of(AttemptOutcome),
+    outcome={**enum_of(AttemptOutcome), "description": "= status"},
     response_time_ms=NUM,
     error_code=STR_N,
     error_message=STR_N,
@@ -86,7 +94,7 @@ CONNECTION_STATUS = obj(
     account_id=STR,
     institution_id=STR_N,
     region=STR,
-    status=enum("pending", "active", "error", "retrying", "maintenance", "reauth_required"),
+    status=enum_of(ConnectionStatus),
     providers=arr(STR),
     last_success_at=TIME_N,
     last_successful_sync_at=TIME_N,
@@ -111,7 +119,7 @@ SYNC = obj(
     account_id=STR,
     command_id=STR,
     op=STR,
-    attempt_type=enum("initial", "sync", "reconnect"),
+    attempt_type=enum_of(AttemptType),
     provider=STR_N,
     outcome=enum("success", "failure", "deferred"),
     failover_used=BOOL,
@@ -140,7 +148,7 @@ ADMIN_STATS = obj(
         obj(
             provider=STR,
             region=STR,
-            status=enum("healthy", "degraded", "down"),
+            status=enum_of(HealthStatus),
             breaker=BREAKER,
             success_rate_24h=RATE_N,
             avg_response_ms_24h=NUM_N,

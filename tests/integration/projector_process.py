@@ -18,8 +18,7 @@ import asyncpg
 
 from events.breaker import BREAKER_EVENT_TYPES
 from events.connection import CONNECTION_EVENT_TYPES
-from infra.eventstore import EVENTS_TABLE
-from infra.log_access import store_mapper
+from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import Projection, Projector
 from services.notification_log import DbConnection, Notification, NotificationLogReader
 

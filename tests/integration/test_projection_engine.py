@@ -14,8 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from bench.eventgen import write_events
-from infra.eventstore import EVENTS_TABLE
-from infra.log_access import store_mapper
+from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import (
     Projector,
     apply_next_page,
