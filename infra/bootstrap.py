@@ -72,6 +72,23 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """A no-op reset for pools whose users never change session state."""
 
 
+# By the time pools close every component has stopped, so a connection still out
+# is a leak; waiting for it (asyncpg's default) would hang the shutdown forever.
+POOL_CLOSE_TIMEOUT_S = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool, name: str) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.error(
+            "pool %s: a connection was still out after %.0fs; terminated the rest",
+            name,
+            POOL_CLOSE_TIMEOUT_S,
+        )
+        pool.terminate()
+
+
 def pg_parts(database_url: str) -> dict[str, str]:
     """libpq URL → the separate keys the eventsourcing library reads."""
     url = urlsplit(database_url)
@@ -144,13 +161,13 @@ async def open_runtime(
         # Followers (relay, projector, breakers, timer) and the API: they LISTEN and
         # take advisory locks, so their connections are reset when returned.
         pool = await asyncpg.create_pool(database_url, min_size=2, max_size=10)
-        stack.push_async_callback(pool.close)
+        stack.push_async_callback(close_pool, pool, "followers")
         # Per-command queries leave no session state behind: skipping the reset
         # saves a round trip on every release (see ../shared/LIMITS.md).
         query_pool = await asyncpg.create_pool(
             database_url, min_size=2, max_size=16, reset=_keep_session
         )
-        stack.push_async_callback(query_pool.close)
+        stack.push_async_callback(close_pool, query_pool, "queries")
 
         env = library_env(pg_parts(database_url), cipher_key)
         app = await asyncio.to_thread(SyncyardApplication, env)

@@ -29,6 +29,7 @@ from projections.schemas import (
     checked_schema,
     use_schema,
 )
+from services.listening import listening
 from services.notification_log import DbConnection, Notification, NotificationLogReader, topic_of
 from services.waiting import wait_for_either
 
@@ -236,13 +237,8 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         await migrate(self.pool, self.projections)
-        listener = await self.pool.acquire()
-        await listener.add_listener(self.reader.channel, self._on_notify)
-        try:
+        async with listening(self.pool, self.reader.channel, self._on_notify):
             while not stop.is_set():
                 self._wake.clear()
                 if await self.catch_up() == 0:
                     await wait_for_either(stop, self._wake, POLL_INTERVAL_S)
-        finally:
-            await listener.remove_listener(self.reader.channel, self._on_notify)
-            await self.pool.release(listener)

@@ -31,6 +31,7 @@ from sagas.state import SagaState, evolve, fold
 from sagas.steps import Executor, StepContext, StepFailedError, StepResult
 from sagas.store import WAKE_CHANNEL, SagaConflictError, SagaStore
 from services.dependencies import Dependencies
+from services.listening import listening
 from services.ports import Change
 from services.waiting import wait_for_either
 
@@ -102,30 +103,28 @@ class SagaRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.store.setup()
-        # LISTEN lasts as long as the session: one pooled connection held throughout.
-        listener = await self.store.pool.acquire()
-        await listener.add_listener(WAKE_CHANNEL, self._on_notify)
-        try:
-            while not stop.is_set():
-                self._wake.clear()
-                free = self.concurrency - len(self._tasks)
-                claimed = await self.store.claim(self.owner, self.lease_s, free) if free else []
-                for saga_id, wakes in claimed:
-                    task = asyncio.create_task(self._work(saga_id, wakes))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                    task.add_done_callback(lambda _: self._wake.set())
-                if claimed and len(claimed) == free:
-                    continue
-                gap = await self.store.seconds_to_next()
-                sleep = 1.0 if gap is None else max(0.01, min(1.0, gap))
-                await wait_for_either(stop, self._wake, sleep)
-        finally:
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(WAKE_CHANNEL, self._on_notify)
-                await self.store.pool.release(listener)
+        async with listening(self.store.pool, WAKE_CHANNEL, self._on_notify):
+            try:
+                await self._claim_until(stop)
+            finally:
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _claim_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            free = self.concurrency - len(self._tasks)
+            claimed = await self.store.claim(self.owner, self.lease_s, free) if free else []
+            for saga_id, wakes in claimed:
+                task = asyncio.create_task(self._work(saga_id, wakes))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(lambda _: self._wake.set())
+            if claimed and len(claimed) == free:
+                continue
+            gap = await self.store.seconds_to_next()
+            sleep = 1.0 if gap is None else max(0.01, min(1.0, gap))
+            await wait_for_either(stop, self._wake, sleep)
 
     async def _work(self, saga_id: uuid.UUID, wakes: int) -> None:
         due: datetime | None

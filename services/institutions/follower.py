@@ -7,12 +7,12 @@ other replica's along within a NOTIFY (or `POLL_S` when one is missed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 
 from events.institutions import INSTITUTION_EVENT_TYPES
 from services.institutions.directory import InstitutionDirectory
+from services.listening import listening
 from services.notification_log import NotificationLogReader, topic_of
 from services.waiting import wait_for_either
 
@@ -47,17 +47,12 @@ class InstitutionFollower:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.add_listener(self.reader.channel, self._on_notify)
-            try:
-                while not stop.is_set():
-                    self._wake.clear()
-                    page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
-                    for note in page.notifications:
-                        self.directory.observe(note.event)
-                    self.position = page.last_id
-                    if page.scanned < PAGE_SIZE:
-                        await wait_for_either(stop, self._wake, POLL_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(self.reader.channel, self._on_notify)
+        async with listening(self.pool, self.reader.channel, self._on_notify) as conn:
+            while not stop.is_set():
+                self._wake.clear()
+                page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
+                for note in page.notifications:
+                    self.directory.observe(note.event)
+                self.position = page.last_id
+                if page.scanned < PAGE_SIZE:
+                    await wait_for_either(stop, self._wake, POLL_S)

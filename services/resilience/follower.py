@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from uuid import UUID
 
@@ -11,6 +10,7 @@ import asyncpg
 
 from events.breaker import BREAKER_EVENT_TYPES
 from events.connection import ConnectionAttempted
+from services.listening import listening
 from services.notification_log import NotificationLogReader, topic_of
 from services.resilience.board import BreakerBoard
 from services.waiting import wait_for_either
@@ -46,21 +46,16 @@ class BreakerFollower:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.add_listener(self.reader.channel, self._on_notify)
-            try:
-                self.position = max(0, await self.reader.max_id(conn) - LOOKBACK)
-                while not stop.is_set():
-                    self._wake.clear()
-                    page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
-                    for note in page.notifications:
-                        await self.board.observe(note.event)
-                    self.position = page.last_id
-                    if self.on_versions is not None and page.versions:
-                        self.on_versions(page.versions)
-                    await self.board.tick()
-                    if page.scanned < PAGE_SIZE:
-                        await wait_for_either(stop, self._wake, TICK_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(self.reader.channel, self._on_notify)
+        async with listening(self.pool, self.reader.channel, self._on_notify) as conn:
+            self.position = max(0, await self.reader.max_id(conn) - LOOKBACK)
+            while not stop.is_set():
+                self._wake.clear()
+                page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
+                for note in page.notifications:
+                    await self.board.observe(note.event)
+                self.position = page.last_id
+                if self.on_versions is not None and page.versions:
+                    self.on_versions(page.versions)
+                await self.board.tick()
+                if page.scanned < PAGE_SIZE:
+                    await wait_for_either(stop, self._wake, TICK_S)
