@@ -78,15 +78,18 @@ POOL_CLOSE_TIMEOUT_S = 10.0
 
 
 async def close_pool(pool: asyncpg.Pool, name: str) -> None:
+    out_at_start = pool.get_size() - pool.get_idle_size()
     try:
         await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
     except TimeoutError:
+        # asyncpg's close terminates every connection when it is cancelled.
         log.error(
-            "pool %s: a connection was still out after %.0fs; terminated the rest",
+            "pool %s: not closed within %gs (%d connections were out when closing began); "
+            "terminated",
             name,
             POOL_CLOSE_TIMEOUT_S,
+            out_at_start,
         )
-        pool.terminate()
 
 
 def pg_parts(database_url: str) -> dict[str, str]:

@@ -84,11 +84,10 @@ async def run_replay(
                 await migrate(pool, projections)
                 async with pool.acquire() as conn:
                     head = await reader.max_id(conn)
-                    for projection in projections:
-                        while await apply_next_page(
-                            conn, reader, projection, page_size=REPLAY_PAGE_SIZE, upto=head
-                        ):
-                            pass
+                    while await apply_next_page(
+                        conn, reader, projections, page_size=REPLAY_PAGE_SIZE, upto=head
+                    ):
+                        pass
                     report(head, head)
     seconds = time.perf_counter() - started
     if not check:

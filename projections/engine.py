@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
@@ -142,41 +142,76 @@ async def migrate(
 async def apply_next_page(
     conn: DbConnection,
     reader: NotificationLogReader,
-    projection: Projection,
+    projections: Sequence[Projection],
     *,
     page_size: int = PAGE_SIZE,
     schema: str | None = None,
     upto: int | None = None,
 ) -> int:
-    """One page into one projection, with its position, in one transaction: events read."""
+    """One page of the log into `projections`, with their positions, in one transaction.
+
+    The page is read and decoded once, from the position furthest behind, for the
+    topics any of them handles; each projection gets the events past its own
+    position. Returns how many notification ids the page moved past (0: nothing new).
+    """
+    names = [p.name for p in projections]
     async with conn.transaction():
         await use_schema(conn, schema)
-        position = await conn.fetchval(
-            f"SELECT position FROM {POSITIONS} WHERE projection = $1 FOR UPDATE",  # noqa: S608
-            projection.name,
+        # Locked in name order, so two projectors never wait on each other in a cycle.
+        rows = await conn.fetch(
+            f"SELECT projection, position FROM {POSITIONS} "  # noqa: S608 - our table
+            "WHERE projection = ANY($1::text[]) ORDER BY projection FOR UPDATE",
+            names,
         )
-        if position is None:
-            raise LookupError(f"projection {projection.name} has no position: migrate it first")
-        page = await reader.read(conn, int(position), page_size, projection.topics(), upto=upto)
-        if page.last_id == position:
+        positions = {row["projection"]: int(row["position"]) for row in rows}
+        if missing := [name for name in names if name not in positions]:
+            raise LookupError(f"projections {missing} have no position: migrate them first")
+        start = min(positions.values())
+        topics = frozenset().union(*(p.topics() for p in projections))
+        page = await reader.read(conn, start, page_size, topics, upto=upto)
+        if page.last_id == start:
             return 0
-        if page.notifications:
-            await projection.apply_page(conn, page.notifications)
+        moved = []
+        for projection in projections:
+            position = positions[projection.name]
+            if page.last_id <= position:
+                continue
+            mine = projection.topics()
+            notes = [n for n in page.notifications if n.id > position and n.topic in mine]
+            if notes:
+                await projection.apply_page(conn, notes)
+            moved.append(projection.name)
         await conn.execute(
             f"UPDATE {POSITIONS} SET position = $2, updated_at = now() "  # noqa: S608
-            "WHERE projection = $1",
-            projection.name,
+            "WHERE projection = ANY($1::text[])",
+            moved,
             page.last_id,
         )
-        return page.last_id - int(position)
+        return page.last_id - start
+
+
+def cohorts(
+    projections: Sequence[Projection], positions: Mapping[str, int], page_size: int
+) -> list[list[Projection]]:
+    """Projections within a page of the one furthest ahead share pages; the others
+    (one rebuilding from zero) catch up on their own, so the current ones do not
+    wait for them."""
+    if not projections:
+        return []
+    ahead = max(positions.get(p.name, 0) for p in projections)
+    current = [p for p in projections if positions.get(p.name, 0) > ahead - page_size]
+    behind = [p for p in projections if p not in current]
+    return [current, *([behind] if behind else [])]
 
 
 class Projector:
     """Tails the log into the live read models: woken by NOTIFY, catching up by pages.
 
-    Read models catch up side by side, each on its own connection and in its
-    own transactions (their positions are independent), so an event's lag is
-    that of the slowest read model rather than the sum of them all.
+    The read models share each page: one read, one decode and one transaction
+    for all of them, rather than one each (on the worker's process, where the
+    projector runs under `make run`, those rounds cost the commands' latency).
+    A read model far behind the others (rebuilding from zero after a version
+    change) catches up beside them, on its own connection.
     """
 
     def __init__(
@@ -186,39 +221,51 @@ class Projector:
         projections: list[Projection],
         *,
         page_size: int = PAGE_SIZE,
-        concurrency: int = 3,
     ) -> None:
         self.pool = pool
         self.reader = reader
         self.projections = projections
         self.page_size = page_size
-        # Bounded: the pool also serves the relay, the followers and the API.
-        self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._lag_measured_at = 0.0
+        self._cohorts: list[list[Projection]] | None = None
         register_lag_gauge()
 
-    async def catch_up_once(self, projection: Projection) -> int:
-        """Apply one page to one projection; returns how many notifications it moved past."""
+    async def catch_up_once(self, projections: Sequence[Projection]) -> int:
+        """Apply one shared page to `projections`; returns how many ids it moved past."""
         async with self.pool.acquire() as conn:
-            return await apply_next_page(conn, self.reader, projection, page_size=self.page_size)
+            return await apply_next_page(conn, self.reader, projections, page_size=self.page_size)
 
-    async def _catch_up_projection(self, projection: Projection) -> int:
+    async def _catch_up_cohort(self, projections: Sequence[Projection]) -> int:
         total = 0
-        async with self._slots:
-            while True:
-                read = await self.catch_up_once(projection)
-                total += read
-                # Fewer ids than a page: the page was not full, nothing more is waiting.
-                if read < self.page_size:
-                    return total
+        while True:
+            read = await self.catch_up_once(projections)
+            total += read
+            # Fewer ids than a page: the page was not full, nothing more is waiting.
+            if read < self.page_size:
+                return total
+
+    async def positions(self) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            f"SELECT projection, position FROM {POSITIONS} WHERE projection = ANY($1::text[])",  # noqa: S608
+            [p.name for p in self.projections],
+        )
+        return {row["projection"]: int(row["position"]) for row in rows}
+
+    async def current_cohorts(self) -> list[list[Projection]]:
+        # Positions drift apart only when `migrate` resets one, so once every read
+        # model shares one cohort there is nothing more to look up.
+        if self._cohorts is None or len(self._cohorts) > 1:
+            self._cohorts = cohorts(self.projections, await self.positions(), self.page_size)
+        return self._cohorts
 
     async def catch_up(self) -> int:
         """Apply everything stored so far to every projection."""
-        # A TaskGroup, not gather: one read model failing stops the others before
-        # the supervisor restarts the projector.
+        groups = await self.current_cohorts()
+        # A TaskGroup, not gather: one cohort failing stops the other before the
+        # supervisor restarts the projector.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._catch_up_projection(p)) for p in self.projections]
+            tasks = [group.create_task(self._catch_up_cohort(c)) for c in groups]
         done = [task.result() for task in tasks]
         now = asyncio.get_running_loop().time()
         if now - self._lag_measured_at >= LAG_EVERY_S:
@@ -237,6 +284,7 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         await migrate(self.pool, self.projections)
+        self._cohorts = None
         async with listening(self.pool, self.reader.channel, self._on_notify):
             while not stop.is_set():
                 self._wake.clear()

@@ -207,7 +207,7 @@ async def catch_up_to(
     upto: int,
 ) -> None:
     """Page `projection` in `schema` forward to `upto`, inside the caller's transaction."""
-    while await apply_next_page(conn, reader, projection, schema=schema, upto=upto):
+    while await apply_next_page(conn, reader, [projection], schema=schema, upto=upto):
         pass
 
 

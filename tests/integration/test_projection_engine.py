@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from bench.eventgen import write_events
+from events.connection import CONNECTION_EVENT_TYPES
 from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import (
     Projector,
@@ -23,7 +24,7 @@ from projections.engine import (
     register_lag_gauge,
 )
 from projections.rebuild import build
-from services.notification_log import NotificationLogReader
+from services.notification_log import DbConnection, Notification, NotificationLogReader
 from tests.integration.harness import CIPHER_KEY, eventually
 from tests.integration.projector_process import CountingProjection
 
@@ -139,7 +140,7 @@ async def test_a_projection_whose_version_changed_is_dropped_and_rebuilt_from_ze
     assert await migrate(backlog, [CountingProjection()]) == []
     async with backlog.acquire() as conn:
         for _ in range(3):
-            await apply_next_page(conn, reader, CountingProjection(), page_size=1000)
+            await apply_next_page(conn, reader, [CountingProjection()], page_size=1000)
     assert await backlog.fetchval("SELECT count(*) FROM counted_events") == 3000
 
     assert await migrate(backlog, [CountingProjection()]) == []  # same version: kept
@@ -148,7 +149,7 @@ async def test_a_projection_whose_version_changed_is_dropped_and_rebuilt_from_ze
     assert await backlog.fetchval("SELECT count(*) FROM counted_events") == 0
     assert await counted_position(backlog) == 0
     async with backlog.acquire() as conn:
-        await apply_next_page(conn, reader, CountingV2(), page_size=1000)
+        await apply_next_page(conn, reader, [CountingV2()], page_size=1000)
     assert await backlog.fetchval("SELECT events FROM counted_total") == 1000
 
 
@@ -173,7 +174,7 @@ async def test_the_lag_gauge_reports_how_far_each_live_projection_is_behind(
     reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
     projector = Projector(backlog, reader, [CountingProjection()], page_size=1000)
     await migrate(backlog, projector.projections)
-    await projector.catch_up_once(projector.projections[0])
+    await projector.catch_up_once(projector.projections)
     await projector.measure_lag()
     assert gauge_values(metrics_reader) == {"counting": EVENTS - 1000}
     await projector.catch_up()
@@ -205,3 +206,65 @@ async def test_lag_on_a_database_with_nothing_yet_is_empty_and_spares_the_caller
             assert await conn.fetchval("SELECT 1") == 1  # the transaction is still usable
     finally:
         await conn.close()
+
+
+class ConnectionCounting(CountingProjection):
+    """A second read model on the same pages, reading only the connection events."""
+
+    name = "connection_counting"
+    tables = ("connection_counted_events", "connection_counted_total")
+    schema = """
+    CREATE TABLE IF NOT EXISTS connection_counted_events (notification_id bigint PRIMARY KEY);
+    CREATE TABLE IF NOT EXISTS connection_counted_total (one int PRIMARY KEY, events bigint);
+    INSERT INTO connection_counted_total VALUES (1, 0) ON CONFLICT DO NOTHING;
+    """
+    handles = CONNECTION_EVENT_TYPES
+
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        await conn.executemany(
+            "INSERT INTO connection_counted_events VALUES ($1)", [(n.id,) for n in notes]
+        )
+        await conn.execute("UPDATE connection_counted_total SET events = events + $1", len(notes))
+
+
+class ConnectionCountingV2(ConnectionCounting):
+    version = 2
+
+
+async def stored_with_topics(pool: asyncpg.Pool, projection: ConnectionCounting) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM syncyard_events WHERE topic = ANY($1::text[])",
+            list(projection.topics()),
+        )
+    )
+
+
+async def test_read_models_share_pages_and_one_reset_to_zero_catches_up_beside_the_others(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
+    projector = Projector(backlog, reader, [CountingProjection(), ConnectionCounting()])
+    await migrate(backlog, projector.projections)
+    assert await projector.catch_up() == EVENTS
+    connection_events = await stored_with_topics(backlog, ConnectionCounting())
+    assert 0 < connection_events < EVENTS  # the shared page held events it skipped
+    assert await backlog.fetchval("SELECT events FROM counted_total") == EVENTS
+    assert await backlog.fetchval("SELECT events FROM connection_counted_total") == (
+        connection_events
+    )
+
+    # A new version of one read model: migrate resets it alone to zero.
+    projector = Projector(backlog, reader, [CountingProjection(), ConnectionCountingV2()])
+    assert await migrate(backlog, projector.projections) == ["connection_counting"]
+    # Its own cohort: it reads the log again while the current one has nothing to do.
+    assert await projector.catch_up() == EVENTS
+    total = EVENTS
+    # Every event once in each (the primary keys refuse a second insert).
+    assert await backlog.fetchval("SELECT events FROM counted_total") == total
+    assert await backlog.fetchval("SELECT count(*) FROM counted_events") == total
+    assert await backlog.fetchval("SELECT events FROM connection_counted_total") == (
+        await stored_with_topics(backlog, ConnectionCountingV2())
+    )
+    positions = await projector.positions()
+    assert positions == {"counting": total, "connection_counting": total}

@@ -11,12 +11,24 @@ import asyncpg
 import pytest
 from asyncpg.pool import PoolConnectionProxy
 
+from infra import bootstrap
 from services.listening import listening
+from tests.integration.harness import eventually
 
 pytestmark = pytest.mark.integration
 
 # Not a timing goal: a bound that turns a hang into a failure with a message.
 CLOSE_BOUND_S = 30
+
+
+async def session_count(database_url: str, pid: int) -> int:
+    admin = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+        )
+    finally:
+        await admin.close()
 
 
 async def terminate_backend(database_url: str, pid: int) -> None:
@@ -67,3 +79,17 @@ async def test_a_loop_that_fails_on_a_dead_session_still_hands_it_back(database_
     with pytest.raises(asyncpg.InterfaceError, match="released back to the pool"):
         await follow()
     await asyncio.wait_for(pool.close(), CLOSE_BOUND_S)
+
+
+async def test_shutdown_does_not_wait_forever_for_a_connection_nobody_returns(
+    database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bootstrap, "POOL_CLOSE_TIMEOUT_S", 0.5)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    leaked = await pool.acquire()  # and never released
+    pid = leaked.get_server_pid()
+    await asyncio.wait_for(bootstrap.close_pool(pool, "followers"), CLOSE_BOUND_S)
+    assert "pool followers: not closed within 0.5s (1 connections were out" in caplog.text
+    await eventually(lambda: session_count(database_url, pid), lambda n: n == 0)
+    with pytest.raises(asyncpg.InterfaceError):
+        await pool.fetchval("SELECT 1")  # closed for good
