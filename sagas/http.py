@@ -69,6 +69,13 @@ def saga_routes(deps: Dependencies, store: SagaStore) -> list[web.RouteDef]:
             raise _refuse(web.HTTPUnauthorized, str(exc)) from None
         except ProviderCallError as exc:
             raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
+        if event.link_token is not None and event.link_token != created.get("link_token"):
+            # Signed by the provider, but about another link session: a misrouted
+            # or replayed webhook must not hand this saga someone else's item.
+            log.warning(
+                "saga %s: %s webhook for another link session ignored", saga_id, event.provider
+            )
+            return web.json_response({"ignored": "link_token_mismatch"})
         repaired = event.raw.get("webhook_code") == "LOGIN_REPAIRED"
         if state.kind == "link" and event.kind == "public_token" and event.public_token:
             token: str | None = event.public_token
@@ -110,7 +117,8 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
         "summary": "A provider's webhook for one saga (signature checked)",
         "parameters": [_SAGA_ID],
         "responses": {
-            "200": {"description": "Applied, or ignored (a kind the saga does not wait for)"},
+            "200": {"description": "Applied, or ignored (a kind the saga does not wait for, "
+                                  "or a webhook about another link session)"},
             "401": {"description": "The signature is missing, forged or stale"},
             "404": _NOT_FOUND,
             "503": {"description": "Not ready or the provider's key unreachable: retry later"},

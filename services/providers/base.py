@@ -133,12 +133,16 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     `kind` is one of: public_token (a link finished; `public_token` set),
     transactions_updated, login_required, item_error, item_removed, other.
+    `link_token` names the link session the webhook is about, for providers
+    whose webhooks say (Plaid's LINK webhooks): a signature covers the body,
+    not the URL it was posted to, so the receiver must check it is its own.
     """
 
     provider: str
     kind: str
     item_id: str | None = None
     public_token: str | None = None
+    link_token: str | None = None
     error_code: str | None = None
     raw: dict[str, Any] = {}
 

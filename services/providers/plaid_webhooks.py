@@ -136,11 +136,13 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         first = tokens[0] if isinstance(tokens, list) and tokens else None
         if isinstance(first, str) and first:
             kind, public_token = "public_token", first
+    link_token = raw.get("link_token")
     return WebhookEvent(
         provider=provider,
         kind=kind,
         item_id=item_id,
         public_token=public_token,
+        link_token=link_token if isinstance(link_token, str) and link_token else None,
         error_code=error_code,
         raw=raw,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
 
@@ -9,6 +11,7 @@ from events.saga import LinkAborted
 from infra.bootstrap import Runtime
 from sagas.store import SagaStore
 from services.connections.domain import connection_id_for
+from services.sandbox.webhooks import plaid_headers, plaid_signing_key
 from tests.integration.harness import (
     CIPHER_KEY,
     Client,
@@ -32,6 +35,8 @@ from tests.integration.saga_helpers import (
 from tests.integration.test_cli import syncyard_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+SANDBOX_SEED = 7  # create_sandbox_app's default: the seed of the `sandbox` fixture's keys
 
 
 def _store(runtime: Runtime) -> SagaStore:
@@ -280,3 +285,36 @@ async def test_a_compensation_that_keeps_failing_leaves_the_saga_visibly_needing
     assert "remove_item" in view["attention"]
     removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-8"))
     assert sum(use["effects"] for use in removed.values()) == 0
+
+
+async def test_a_signed_webhook_about_another_link_session_gives_this_saga_nothing(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    for account, command_id in (("acct-own", "link-own"), ("acct-other", "link-other")):
+        assert (await upstream.send(start_link(account, command_id))).success
+    own = await link_token_of(store, "link-own")
+    other = await link_token_of(store, "link-other")
+    # Plaid's signature covers the body, not the URL: a body Plaid signed for the
+    # other session, replayed to this saga's webhook URL, verifies all the same.
+    body = json.dumps(
+        {
+            "webhook_type": "LINK",
+            "webhook_code": "SESSION_FINISHED",
+            "status": "SUCCESS",
+            "link_token": other,
+            "public_tokens": ["public-sandbox-someone-else"],
+        }
+    ).encode()
+    url = f"{syncyard.http_url}/v1/sagas/{saga_id('link-own')}/webhook"
+    headers = plaid_headers(plaid_signing_key(SANDBOX_SEED), body)
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        assert r.status == 200
+        assert await r.json() == {"ignored": "link_token_mismatch"}
+    waiting = await store.load(saga_id("link-own"))
+    assert waiting is not None and not waiting.completion_received
+    assert await store.public_token(saga_id("link-own")) is None
+
+    # Its own session's webhook still completes it.
+    assert (await person_finishes(sandbox, "plaid", own))["webhook_status"] == 200
+    assert (await saga_ended(store, "link-own")).status == "completed"

@@ -188,17 +188,25 @@ def test_plaid_webhooks_are_normalised_by_type_and_code(
     assert (event.kind, event.error_code, event.item_id) == (kind, error_code, "item-1")
 
 
-def test_a_finished_link_session_carries_its_public_token() -> None:
+def test_a_finished_link_session_carries_its_public_token_and_its_link_token() -> None:
     body = webhook(
         webhook_type="LINK",
         webhook_code="SESSION_FINISHED",
         status="SUCCESS",
+        link_token="link-sandbox-abcd",
         public_tokens=["public-sandbox-1234"],
     )
 
     event = normalise("plaid", body)
 
     assert (event.kind, event.public_token) == ("public_token", "public-sandbox-1234")
+    assert event.link_token == "link-sandbox-abcd"
+
+
+def test_a_webhook_about_no_link_session_names_none() -> None:
+    body = webhook(webhook_type="TRANSACTIONS", webhook_code="SYNC_UPDATES_AVAILABLE")
+
+    assert normalise("plaid", body).link_token is None
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]"])
