@@ -157,6 +157,18 @@ class ReconnectConnection(Command, frozen=True, kw_only=True):
     link_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
 
 
+class ResumeSaga(Command, frozen=True, kw_only=True):
+    """Resume the clean-up of a saga left in `needs_attention`, once its cause is fixed.
+
+    `saga_command_id` is the command that started the saga (`link.start` or
+    `connection.reconnect`); `note` says what the operator fixed, for the audit.
+    """
+
+    op: ClassVar[str] = "saga.resume"
+    saga_command_id: CommandId
+    note: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.op: cls
     for cls in (
@@ -168,5 +180,6 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         StartLink,
         CompleteLink,
         ReconnectConnection,
+        ResumeSaga,
     )
 }

@@ -139,6 +139,18 @@ class SagaNeedsAttention(DomainEvent, frozen=True, kw_only=True):
     compensation: str
 
 
+class SagaResumed(DomainEvent, frozen=True, kw_only=True):
+    """An operator fixed what `SagaNeedsAttention` named and sent `saga.resume`.
+
+    The compensation that kept failing gets its full retry budget again, and
+    the clean-up goes on from where it stopped. `note` is the operator's own.
+    """
+
+    compensation: str
+    command_id: str
+    note: str
+
+
 SAGA_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     SagaStarted,
     SagaStepStarted,
@@ -154,4 +166,5 @@ SAGA_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     LinkCompleted,
     LinkAborted,
     SagaNeedsAttention,
+    SagaResumed,
 )

@@ -13,10 +13,18 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from events.commands import Command, CompleteLink, ReconnectConnection, StartLink
+from events.commands import Command, CompleteLink, ReconnectConnection, ResumeSaga, StartLink
 from events.credentials import PublicTokenReceived
 from events.results import CommandResult
-from events.saga import CompletionSource, LinkCompletionReceived, SagaKind, SagaStarted
+from events.saga import (
+    CompletionSource,
+    LinkCompletionReceived,
+    SagaKind,
+    SagaResumed,
+    SagaStarted,
+)
+from sagas.decide import pending_compensations
+from sagas.flows import FLOWS
 from sagas.state import SagaState, fold, public_token_stream_for, saga_id_for
 from sagas.store import SagaConflictError, SagaStore
 from services.connections.domain import connection_id_for
@@ -190,8 +198,53 @@ def _check_open(state: SagaState | None, public_token: str | None, account_id: s
         raise CompletionRefusedError("public_token_required", "a link completes with its token")
 
 
+async def resume_saga(deps: Dependencies, cmd: ResumeSaga, trace: dict[str, str]) -> CommandResult:
+    """Give the compensation that kept failing a fresh retry budget, and wake the saga."""
+    store = _store(deps)
+    saga_id = saga_id_for(cmd.space_id, cmd.saga_command_id)
+    for _ in range(5):
+        state = await store.load(saga_id)
+        if state is None or state.account_id != cmd.account_id:
+            return refused(cmd, "unknown_saga", f"no saga was started by {cmd.saga_command_id!r}")
+        duplicate = cmd.command_id in state.resumed_by
+        if not duplicate:
+            if state.status != "needs_attention":
+                return refused(
+                    cmd,
+                    "saga_not_stuck",
+                    f"saga {saga_id} is {state.status}: only a saga that needs attention resumes",
+                )
+            (compensation, _), *_ = pending_compensations(state, FLOWS[state.kind])
+            resumed = SagaResumed(
+                originator_id=saga_id,
+                originator_version=state.version + 1,
+                timestamp=deps.now(),
+                metadata={**trace, "command_id": state.command_id},
+                compensation=compensation,
+                command_id=cmd.command_id,
+                note=cmd.note,
+            )
+            try:
+                await store.append([resumed])
+            except SagaConflictError:
+                continue  # another resume got there first: look again
+            state = fold(state, [resumed])
+            assert state is not None
+        if not state.finished:
+            await store.schedule(saga_id, state.kind, deps.now())
+        return CommandResult(
+            command_id=cmd.command_id,
+            op=cmd.op,
+            success=True,
+            duplicate=duplicate,
+            data={"saga_id": str(saga_id), "status": state.status},
+        )
+    return refused(cmd, "busy", "the saga kept moving; send the command again")
+
+
 SAGA_HANDLERS: dict[type[Command], Handler] = {
     StartLink: start_link,
     CompleteLink: complete_link,
     ReconnectConnection: reconnect,
+    ResumeSaga: resume_saga,
 }

@@ -146,7 +146,7 @@ def _compensate(state: SagaState, flow: Flow, now: datetime) -> Action:
     attempts = state.compensation_attempts.get(name, 0)
     failure = state.compensation_failures.get(name)
     if failure is not None and failure.attempt == attempts:
-        if attempts >= flow.compensation_attempts:
+        if attempts - state.compensation_resumed_after.get(name, 0) >= flow.compensation_attempts:
             reason = (
                 f"compensation {name} (undoing {step}) failed {attempts} times; last error "
                 f"{failure.error.code}: {failure.error.message}"

@@ -117,8 +117,10 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
         "summary": "A provider's webhook for one saga (signature checked)",
         "parameters": [_SAGA_ID],
         "responses": {
-            "200": {"description": "Applied, or ignored (a kind the saga does not wait for, "
-                                  "or a webhook about another link session)"},
+            "200": {
+                "description": "Applied, or ignored (a kind the saga does not wait for, "
+                "or a webhook about another link session)"
+            },
             "401": {"description": "The signature is missing, forged or stale"},
             "404": _NOT_FOUND,
             "503": {"description": "Not ready or the provider's key unreachable: retry later"},

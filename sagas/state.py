@@ -25,6 +25,7 @@ from events.saga import (
     SagaCompensationStarted,
     SagaCompensationSucceeded,
     SagaNeedsAttention,
+    SagaResumed,
     SagaStarted,
     SagaStepFailed,
     SagaStepStarted,
@@ -103,6 +104,10 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True):
     compensation_in_flight: InFlight | None = None
     compensation_attempts: dict[str, int] = {}
     compensation_failures: dict[str, Failure] = {}
+    # Per compensation, its attempts when an operator last resumed it: the
+    # retry budget counts from there.
+    compensation_resumed_after: dict[str, int] = {}
+    resumed_by: tuple[str, ...] = ()  # the `saga.resume` command ids applied
     attention: str | None = None
 
     @property
@@ -220,6 +225,20 @@ def _(event: LinkAborted, state: SagaState | None) -> SagaState:
 @_apply.register
 def _(event: SagaNeedsAttention, state: SagaState | None) -> SagaState:
     return _bump(state, event, status="needs_attention", attention=event.reason)
+
+
+@_apply.register
+def _(event: SagaResumed, state: SagaState | None) -> SagaState:
+    assert state is not None
+    spent = state.compensation_attempts.get(event.compensation, 0)
+    return _bump(
+        state,
+        event,
+        status="compensating",
+        attention=None,
+        compensation_resumed_after={**state.compensation_resumed_after, event.compensation: spent},
+        resumed_by=(*state.resumed_by, event.command_id),
+    )
 
 
 def evolve(state: SagaState | None, event: DomainEvent) -> SagaState:

@@ -20,6 +20,7 @@ from events.saga import (
     SagaCompensationStarted,
     SagaCompensationSucceeded,
     SagaNeedsAttention,
+    SagaResumed,
     SagaStarted,
     SagaStepFailed,
     SagaStepStarted,
@@ -75,6 +76,7 @@ def saga_view(events: list[DomainEvent], schedule: dict[str, Any] | None = None)
         "compensating": None,
         "compensations": comps,
         "result": None,
+        "resumed": [],
         "attention": state.attention,
         "version": state.version,
     }
@@ -142,6 +144,16 @@ def _flow_event(event: DomainEvent, view: dict[str, Any], timers: dict[str, Any]
             "error": msgspec.to_builtins(event.error) if event.error else None,
             "at": _at(event),
         }
+    elif isinstance(event, SagaResumed):
+        view["result"] = None  # the clean-up goes on: no result yet
+        view["resumed"].append(
+            {
+                "at": _at(event),
+                "compensation": event.compensation,
+                "command_id": event.command_id,
+                "note": event.note,
+            }
+        )
     elif isinstance(event, LinkCompleted | LinkAborted | SagaNeedsAttention):
         body = msgspec.to_builtins(event)
         for envelope_field in ("originator_id", "originator_version", "metadata"):
@@ -175,6 +187,10 @@ def saga_text(view: dict[str, Any]) -> str:
             lines.append(
                 f"  compensation {comp['name']} attempt {row['attempt']}: {row['outcome']}"
             )
+    for resume in view["resumed"]:
+        lines.append(
+            f"  resumed {resume['compensation']} by {resume['command_id']}: {resume['note']}"
+        )
     if view["result"]:
         result = view["result"]
         reason = f" ({result.get('reason')})" if result.get("reason") else ""

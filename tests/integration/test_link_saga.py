@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import msgspec
 import pytest
 
+from events.commands import ResumeSaga
 from events.saga import LinkAborted
 from infra.bootstrap import Runtime
 from sagas.store import SagaStore
@@ -256,7 +258,8 @@ async def test_a_failing_compensation_is_retried_on_its_own_policy_until_it_succ
 
 
 @pytest.mark.integration
-async def test_a_compensation_that_keeps_failing_leaves_the_saga_visibly_needing_attention(
+@pytest.mark.timeout(120)  # two rounds of the compensation's backoff
+async def test_a_compensation_that_keeps_failing_needs_attention_until_an_operator_resumes_it(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
     store = _store(syncyard)
@@ -285,6 +288,35 @@ async def test_a_compensation_that_keeps_failing_leaves_the_saga_visibly_needing
     assert "remove_item" in view["attention"]
     removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-8"))
     assert sum(use["effects"] for use in removed.values()) == 0
+
+    # The operator fixes the cause and resumes: the clean-up finishes, each part once.
+    async with aiohttp.ClientSession() as http, http.delete(f"{sandbox}/_admin/faults") as r:
+        assert r.status in (200, 204)
+    resume = ResumeSaga(
+        command_id="resume-8",
+        space_id=SPACE,
+        account_id="acct-8",
+        saga_command_id="link-8",
+        note="plaid's /item/remove is back",
+    )
+    reply = await upstream.send(resume)
+    assert reply.success, reply.error
+    assert reply.data == {"saga_id": str(saga_id("link-8")), "status": "compensating"}
+    state = await saga_ended(store, "link-8")
+    assert state.status == "aborted", state
+    assert set(state.compensated) == {"remove_item", "forget_token", "mark_connection_aborted"}
+    removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-8"))
+    assert sum(use["effects"] for use in removed.values()) == 1
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        view = await resp.json()
+    assert view["resumed"][0]["note"] == "plaid's /item/remove is back"
+    assert view["result"]["event"] == "LinkAborted"
+
+    # A resume of a saga that no longer needs attention is refused, saying why.
+    late = await upstream.send(msgspec.structs.replace(resume, command_id="resume-8b"))
+    assert not late.success and late.error is not None
+    assert late.error.code == "saga_not_stuck"
+    assert "aborted" in late.error.message
 
 
 async def test_a_signed_webhook_about_another_link_session_gives_this_saga_nothing(

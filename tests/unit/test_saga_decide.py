@@ -18,6 +18,7 @@ from events.saga import (
     LinkCompletionReceived,
     SagaCompensationStarted,
     SagaNeedsAttention,
+    SagaResumed,
     SagaStarted,
     SagaStepStarted,
 )
@@ -187,6 +188,49 @@ def test_a_compensation_that_keeps_failing_ends_in_needs_attention_with_the_reas
     assert isinstance(run.events[-1], SagaNeedsAttention)
     # Later compensations wait for the failing one: nothing is undone out of order.
     assert "forget_token" not in state.compensated
+
+
+def resumed(state: SagaState, compensation: str, command_id: str = "resume-1") -> SagaResumed:
+    return SagaResumed(
+        originator_id=SAGA,
+        originator_version=state.version + 1,
+        timestamp=T0,
+        compensation=compensation,
+        command_id=command_id,
+        note="removed the item by hand",
+    )
+
+
+def test_a_resumed_saga_retries_the_stuck_compensation_with_a_fresh_budget_then_goes_on() -> None:
+    run = Run(
+        started(), {"get_accounts": ["fail"]}, failing_compensations=frozenset({"remove_item"})
+    )
+    assert run.go().status == "needs_attention"
+    budget = LINK_FLOW.compensation_attempts
+
+    run.failing = frozenset()  # the operator fixed the cause
+    run.record([resumed(run.state, "remove_item")])
+    assert (run.state.status, run.state.attention) == ("compensating", None)
+    state = run.go()
+
+    assert state.status == "aborted"
+    assert state.compensation_attempts["remove_item"] == budget + 1
+    assert state.compensated[0] == "remove_item"
+    assert "forget_token" in state.compensated  # what waited behind it ran too
+    assert isinstance(run.events[-1], LinkAborted)
+
+
+def test_a_resumed_compensation_that_fails_again_stops_after_one_more_budget() -> None:
+    run = Run(
+        started(), {"get_accounts": ["fail"]}, failing_compensations=frozenset({"remove_item"})
+    )
+    run.go()
+    run.record([resumed(run.state, "remove_item")])
+    state = run.go()
+
+    assert state.status == "needs_attention"
+    assert state.compensation_attempts["remove_item"] == 2 * LINK_FLOW.compensation_attempts
+    assert state.resumed_by == ("resume-1",)
 
 
 def test_a_step_started_but_not_recorded_runs_again_under_the_same_key() -> None:
