@@ -27,8 +27,8 @@ from infra.eventstore import (
     EVENTS_TABLE,
     PostgresBreakerRecorder,
     PostgresEventStore,
-    SyncyardApplication,
     library_env,
+    open_application,
 )
 from infra.institution_store import open_institutions
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
@@ -173,7 +173,7 @@ async def open_runtime(
         stack.push_async_callback(close_pool, query_pool, "queries")
 
         env = library_env(pg_parts(database_url), cipher_key)
-        app = await asyncio.to_thread(SyncyardApplication, env)
+        app = await open_application(database_url, env)
         store = await stack.enter_async_context(PostgresEventStore(app, query_pool))
 
         session = aiohttp.ClientSession(

@@ -1,0 +1,42 @@
+"""Replicas started at the same moment on an empty database all come up.
+
+Without the schema lock, the eventsourcing library's table and function
+creation raced in PostgreSQL's catalog: all but one replica crashed with
+"tuple concurrently updated" or a duplicate pg_type row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from infra.bootstrap import pg_parts
+from infra.eventstore import EVENTS_TABLE, SyncyardApplication, library_env, open_application
+from tests.integration.harness import CIPHER_KEY
+
+pytestmark = pytest.mark.integration
+
+REPLICAS = 4
+
+
+async def test_replicas_opening_the_store_at_once_on_an_empty_database_all_succeed(
+    database_url: str,
+) -> None:
+    env = library_env(pg_parts(database_url), CIPHER_KEY)
+
+    apps = await asyncio.gather(*(open_application(database_url, env) for _ in range(REPLICAS)))
+
+    assert all(isinstance(app, SyncyardApplication) for app in apps)
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", EVENTS_TABLE)
+        # The lock is released: nothing of ours is left holding it.
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        )
+    finally:
+        await conn.close()
+    for app in apps:
+        await asyncio.to_thread(app.close)
