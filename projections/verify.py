@@ -2,9 +2,12 @@
 
 Row for row, both ways (`EXCEPT ALL`), on every table a projection declares.
 Both sides are compared at the same log position: the shadow is built up to
-the live positions seen at the start, then, while the live position rows are
-locked (a tailing projector waits), each shadow table is paged forward to
-where its live twin stands.
+the live positions seen at the start, then, in one REPEATABLE READ
+transaction, each shadow table is paged forward to where its live twin stands
+in that transaction's snapshot, and compared with the live table as of the
+same snapshot. A read model's rows and its position commit together, so the
+snapshot is consistent without locking anything live: the projector goes on
+tailing while an auditor verifies.
 
 Two kinds of column are compared loosely, on purpose: floating-point sums
 depend on how events were grouped into pages (live pages and replay pages
@@ -60,21 +63,21 @@ async def verify(
         await build(
             pool, reader, projections, shadow, upto=min(live_at.values()), progress=progress
         )
-        async with pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             rows = await conn.fetch(
                 f"SELECT projection, position FROM public.{POSITIONS} "  # noqa: S608
-                "WHERE projection = ANY($1) FOR UPDATE",
+                "WHERE projection = ANY($1)",
                 names,
             )
-            locked_at = {row["projection"]: row["position"] for row in rows}
+            snapshot_at = {row["projection"]: row["position"] for row in rows}
             differences: list[Difference] = []
             for projection in projections:
-                if locked_at[projection.name] < live_at[projection.name]:
+                if snapshot_at[projection.name] < live_at[projection.name]:
                     raise RuntimeError(
                         f"projection {projection.name} went back to an earlier position while "
                         "being verified (rebuilt meanwhile?): verify again"
                     )
-                await catch_up_to(conn, reader, projection, shadow, locked_at[projection.name])
+                await catch_up_to(conn, reader, projection, shadow, snapshot_at[projection.name])
                 for table in projection.tables:
                     differences += await _compare(conn, projection.name, table, shadow)
             return differences

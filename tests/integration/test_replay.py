@@ -11,9 +11,12 @@ import pytest
 
 from bench.eventgen import write_events
 from infra.bootstrap import Runtime
+from infra.eventstore import EVENTS_TABLE, store_mapper
+from projections import verify as verify_module
 from projections.engine import projection_lag
 from projections.rebuild import as_of
 from projections.registry import all_projections
+from services.notification_log import DbConnection, NotificationLogReader
 from tests.integration.harness import CIPHER_KEY, Client, eventually, inject_fault, register, sync
 from tests.integration.test_cli import syncyard_cli
 
@@ -163,3 +166,45 @@ async def test_replay_without_flags_brings_a_read_model_up_to_the_head_of_the_lo
         assert await conn.fetchval("SELECT count(*) FROM sync_log") > 0
     finally:
         await conn.close()
+
+
+async def attempts_position(pool: asyncpg.Pool) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT position FROM syncyard_projection_position "
+            "WHERE projection = 'connection_attempts'"
+        )
+    )
+
+
+async def test_verify_locks_nothing_live_and_compares_one_snapshot_while_the_projector_moves_on(
+    syncyard: Runtime,
+    upstream: Client,
+    sandbox: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await mixed_workload(upstream, sandbox)
+    await caught_up(syncyard.pool)
+    compare = verify_module._compare
+    moved_during_compare: list[int] = []
+
+    async def compare_while_live_moves(
+        conn: DbConnection, projection: str, table: str, shadow: str
+    ) -> list[verify_module.Difference]:
+        if not moved_during_compare:
+            # The live projector commits past the snapshot being compared: with the
+            # live positions locked, as verify once did, it could not.
+            before = await attempts_position(syncyard.pool)
+            assert (await upstream.send(sync("r1", "during-verify"))).success
+            after = await eventually(lambda: attempts_position(syncyard.pool), lambda p: p > before)
+            moved_during_compare.append(after)
+        return await compare(conn, projection, table, shadow)
+
+    monkeypatch.setattr(verify_module, "_compare", compare_while_live_moves)
+    reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
+    async with asyncpg.create_pool(database_url, min_size=2, max_size=6) as pool:
+        differences = await verify_module.verify(pool, reader, REBUILDABLE)
+
+    assert moved_during_compare
+    assert differences == []
