@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_EVENTS_TABLE",
     "POSITIONS",
     "Projection",
+    "ProjectionVersionError",
     "Projector",
     "apply_next_page",
     "checked_schema",
@@ -63,6 +64,19 @@ ALTER TABLE {POSITIONS} ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAUL
 """
 # Two processes creating the same tables at once can collide in the catalog.
 _MIGRATION_LOCK = 0x5_7E_C7
+
+
+class ProjectionVersionError(RuntimeError):
+    """The database holds another version of these read models than this code builds.
+
+    During a rolling deploy the old and the new code run side by side: the new
+    one migrates (and rebuilds) a read model, and the old one must then leave
+    it alone rather than write rows of the old shape or migrate it back.
+    """
+
+    def __init__(self, names: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.names = tuple(names)
 
 
 class Projection(abc.ABC):
@@ -94,12 +108,16 @@ async def migrate(
     projections: Iterable[Projection],
     *,
     schema: str | None = None,
+    skip_newer: bool = False,
 ) -> list[str]:
     """Create the position table and each projection's tables in `schema` (None: the live ones).
 
-    A projection whose stored version differs from its `version` has its
+    A projection whose stored version is older than its `version` has its
     `tables` dropped and recreated, and its position set back to zero: the
     projector then rebuilds it from the first event. Returns those names.
+    A stored version newer than the code's is never migrated back: it raises
+    ProjectionVersionError, or with `skip_newer` (a live projector in a
+    rolling deploy) is left alone with a warning.
     """
     async with Borrowed(pool_or_conn) as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
@@ -113,6 +131,15 @@ async def migrate(
                 f"SELECT version FROM {POSITIONS} WHERE projection = $1 FOR UPDATE",  # noqa: S608
                 projection.name,
             )
+            if stored is not None and stored > projection.version:
+                message = (
+                    f"projection {projection.name}: version {stored} in the database is newer "
+                    f"than this code's {projection.version}"
+                )
+                if not skip_newer:
+                    raise ProjectionVersionError([projection.name], message)
+                log.warning("%s: left to the replicas that run it", message)
+                continue
             if stored is not None and stored != projection.version:
                 if not projection.tables:
                     raise RuntimeError(
@@ -159,13 +186,18 @@ async def apply_next_page(
         await use_schema(conn, schema)
         # Locked in name order, so two projectors never wait on each other in a cycle.
         rows = await conn.fetch(
-            f"SELECT projection, position FROM {POSITIONS} "  # noqa: S608 - our table
+            f"SELECT projection, position, version FROM {POSITIONS} "  # noqa: S608 - our table
             "WHERE projection = ANY($1::text[]) ORDER BY projection FOR UPDATE",
             names,
         )
         positions = {row["projection"]: int(row["position"]) for row in rows}
         if missing := [name for name in names if name not in positions]:
             raise LookupError(f"projections {missing} have no position: migrate them first")
+        versions = {row["projection"]: row["version"] for row in rows}
+        if moved := [p.name for p in projections if versions[p.name] != p.version]:
+            raise ProjectionVersionError(
+                moved, f"projections {moved} were migrated to another version meanwhile"
+            )
         start = min(positions.values())
         topics = frozenset().union(*(p.topics() for p in projections))
         page = await reader.read(conn, start, page_size, topics, upto=upto)
@@ -239,7 +271,15 @@ class Projector:
     async def _catch_up_cohort(self, projections: Sequence[Projection]) -> int:
         total = 0
         while True:
-            read = await self.catch_up_once(projections)
+            try:
+                read = await self.catch_up_once(projections)
+            except ProjectionVersionError as exc:
+                # A newer replica took these over (rolling deploy): this one stops
+                # writing them and goes on with the rest.
+                log.warning("%s: this projector leaves them to the replicas that run it", exc)
+                self.projections = [p for p in self.projections if p.name not in exc.names]
+                self._cohorts = None
+                return total
             total += read
             # Fewer ids than a page: the page was not full, nothing more is waiting.
             if read < self.page_size:
@@ -283,7 +323,7 @@ class Projector:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await migrate(self.pool, self.projections)
+        await migrate(self.pool, self.projections, skip_newer=True)
         self._cohorts = None
         async with listening(self.pool, self.reader.channel, self._on_notify):
             while not stop.is_set():

@@ -17,6 +17,7 @@ from bench.eventgen import write_events
 from events.connection import CONNECTION_EVENT_TYPES
 from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import (
+    ProjectionVersionError,
     Projector,
     apply_next_page,
     migrate,
@@ -268,3 +269,28 @@ async def test_read_models_share_pages_and_one_reset_to_zero_catches_up_beside_t
     )
     positions = await projector.positions()
     assert positions == {"counting": total, "connection_counting": total}
+
+
+async def test_in_a_rolling_deploy_the_old_projector_leaves_a_read_model_the_new_one_migrated(
+    database_url: str, backlog: asyncpg.Pool
+) -> None:
+    reader = NotificationLogReader(EVENTS_TABLE, store_mapper(CIPHER_KEY))
+    old = Projector(backlog, reader, [CountingProjection(), ConnectionCounting()], page_size=1000)
+    await migrate(backlog, old.projections)
+    await old.catch_up_once(old.projections)  # the old code at work: one page in
+
+    # The new code's replica starts: `counting` is at version 2 now, rebuilt from zero.
+    assert await migrate(backlog, [CountingV2()]) == ["counting"]
+    assert await old.catch_up() == EVENTS - 1000  # the other read model goes on ...
+    assert [p.name for p in old.projections] == ["connection_counting"]
+    assert await counted_position(backlog) == 0  # ... and the rebuilt one was not written
+    assert await backlog.fetchval("SELECT events FROM counted_total") == 0
+
+    # Nor is it migrated back, by the old projector's restart or anything else.
+    assert await migrate(backlog, [CountingProjection()], skip_newer=True) == []
+    with pytest.raises(ProjectionVersionError, match="version 2 in the database is newer"):
+        await migrate(backlog, [CountingProjection()])
+    stored = await backlog.fetchval(
+        "SELECT version FROM syncyard_projection_position WHERE projection = 'counting'"
+    )
+    assert stored == 2
