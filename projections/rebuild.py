@@ -38,6 +38,8 @@ from services.notification_log import DbConnection, Notification, NotificationLo
 REPLAY_PAGE_SIZE = 10_000
 # Pages a projection may lag behind the reader in a build (decoded pages held in memory).
 PAGES_AHEAD = 2
+# Writer connections a build takes, at most (plus one that reads the log).
+MAX_WRITERS = 4
 # Called after each page with (notifications read so far, how many there are to read).
 Progress = Callable[[int, int], None]
 
@@ -91,15 +93,20 @@ async def _build(
     progress: Progress | None,
 ) -> int:
     async with contextlib.AsyncExitStack() as stack:
-        # One connection and one task per projection: each applies its share of
-        # every page in its own transaction (with its own position), a few pages
-        # behind the reader at most, so a read model that is slow on one page
-        # does not hold the others (or the decoding of the next pages) back.
-        writers = [await stack.enter_async_context(pool.acquire()) for _ in projections]
+        # A few writer connections, each with its share of the read models: each
+        # applies its share of every page in its own transactions (each read model
+        # with its own position), a few pages behind the reader at most, so a read
+        # model that is slow on one page does not hold the others (or the decoding
+        # of the next pages) back. Bounded, so a build never needs more of the
+        # pool than MAX_WRITERS + 1 connections, however many read models there are.
+        groups = [list(projections[i::MAX_WRITERS]) for i in range(MAX_WRITERS)]
+        groups = [group for group in groups if group]
+        writers = [await stack.enter_async_context(pool.acquire()) for _ in groups]
         head = upto if upto is not None else await reader.max_id(writers[0])
         topics = frozenset().union(*(p.topics() for p in projections))
-        inboxes = [asyncio.Queue[Page | None](maxsize=PAGES_AHEAD) for _ in projections]
+        inboxes = [asyncio.Queue[Page | None](maxsize=PAGES_AHEAD) for _ in groups]
         applied = _Applied(len(projections), head, progress)
+        index_of = {id(p): i for i, p in enumerate(projections)}
 
         async def read_pages() -> None:
             async for read in _prefetched(pool, reader, topics, head, page_size):
@@ -113,10 +120,11 @@ async def _build(
                 await inbox.put(None)
 
         async def write_pages(index: int, inbox: asyncio.Queue[Page | None]) -> None:
-            conn, projection = writers[index], projections[index]
+            conn = writers[index]
             while (page := await inbox.get()) is not None:
-                await _apply_page(conn, projection, schema, page.notifications, page.last_id)
-                applied.advance(index, page.last_id)
+                for projection in groups[index]:
+                    await _apply_page(conn, projection, schema, page.notifications, page.last_id)
+                    applied.advance(index_of[id(projection)], page.last_id)
 
         try:
             async with asyncio.TaskGroup() as group:

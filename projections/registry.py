@@ -7,6 +7,7 @@ from projections.connection_status import ConnectionStatusProjection
 from projections.deferrals import DeferralsProjection
 from projections.engine import Projection
 from projections.provider_health import ProviderHealthProjection
+from projections.saga_status import SagaStatusProjection
 from projections.sync_log import SyncLogProjection
 
 
@@ -17,4 +18,5 @@ def all_projections() -> list[Projection]:
         ConnectionStatusProjection(),
         SyncLogProjection(),
         DeferralsProjection(),
+        SagaStatusProjection(),
     ]

@@ -72,6 +72,7 @@ ROUTES = [
     web.get("/v1/connections/{account_id}/reliability", read.connection_reliability_view),
     web.get("/v1/admin/stats", read.admin_stats),
     web.get("/v1/metrics/overview", read.metrics_overview_view),
+    web.get("/v1/sagas", read.sagas_view),
 ]
 
 

@@ -103,3 +103,10 @@ def period(query: Mapping[str, str], now: datetime, default_days: int) -> tuple[
     """(since, until) for `days` ending at `as_of` (or now)."""
     until = as_of_param(query, now)
     return until - timedelta(days=days_param(query, default_days)), until
+
+
+def choice_param(query: Mapping[str, str], name: str, choices: Collection[str]) -> str | None:
+    value = query.get(name)
+    if value is not None and value not in choices:
+        raise InvalidParameterError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value

@@ -16,10 +16,12 @@ from projections.connection_status import connection_status
 from projections.overview import metrics_overview, projection_lag
 from projections.provider_health_query import provider_health
 from projections.reliability import connection_reliability, failover_rates, provider_reliability
+from projections.saga_status import SAGA_STATUSES, saga_counts, sagas_by_status
 from projections.sync_log import sync_log
 from services.api_context import CLOCK, EVENTS_TABLE, POOL, READ_SETTINGS, json_response
 from services.api_params import (
     as_of_param,
+    choice_param,
     limit_param,
     period,
     provider_param,
@@ -152,3 +154,14 @@ async def metrics_overview_view(request: web.Request) -> web.Response:
 
 def _not_found(message: str) -> web.Response:
     return json_response({"error": {"code": "not_found", "message": message}}, status=404)
+
+
+async def sagas_view(request: web.Request) -> web.Response:
+    """Sagas by status (e.g. the ones that need an operator), and how many in each."""
+    reject_unknown(request.query, ("status", "limit"))
+    status = choice_param(request.query, "status", SAGA_STATUSES)
+    limit = limit_param(request.query)
+    async with request.app[POOL].acquire() as conn:
+        rows = await sagas_by_status(conn, status, limit)
+        counts = await saga_counts(conn)
+    return json_response({"status": status, "counts": counts, "sagas": rows})

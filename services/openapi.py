@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from projections.saga_status import SAGA_STATUSES
 from services.api_params import MAX_DAYS, MAX_LIMIT
 from services.openapi_schemas import RESPONSES
 
@@ -135,6 +136,20 @@ OPERATIONS: dict[OperationKey, Operation] = {
         "success rate, 30% connection health rate)",
         [_days(1), AS_OF],
         "Metrics overview",
+    ),
+    ("get", "/v1/sagas"): _get(
+        "Link and reconnect sagas, most recently moved first, with how many are in each "
+        "status: `?status=needs_attention` lists the ones an operator must look at "
+        "(`GET /v1/sagas/{saga_id}` shows one in full; `saga.resume` resumes it)",
+        [
+            _q(
+                "status",
+                "Only sagas in this status",
+                {"type": "string", "enum": list(SAGA_STATUSES)},
+            ),
+            LIMIT,
+        ],
+        "Sagas and counts per status",
     ),
 }
 

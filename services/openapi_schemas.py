@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from events.connection import AttemptOutcome
+from events.saga import SagaKind
 from projections.attempt_types import AttemptType
 from projections.connection_status import ConnectionStatus
 from projections.health_rules import BreakerState, HealthStatus
+from projections.saga_status import SAGA_STATUSES
 
 Schema = dict[str, Any]
 
@@ -183,7 +185,25 @@ OVERVIEW = obj(
     reliability_score={"type": ["number", "null"], "minimum": 0, "maximum": 100},
 )
 
+SAGA = obj(
+    saga_id={"type": "string", "format": "uuid"},
+    kind=enum_of(SagaKind),
+    command_id=STR,
+    space_id=STR,
+    account_id=STR,
+    status=enum(*SAGA_STATUSES),
+    step={**STR_N, "description": "the step (or compensation) it is at, or stopped on"},
+    reason={**STR_N, "description": "why it is compensating, aborted or needs attention"},
+    started_at=TIME,
+    updated_at=TIME,
+)
+
 RESPONSES: dict[str, Schema] = {
+    "/v1/sagas": obj(
+        status=STR_N,
+        counts=obj(**dict.fromkeys(SAGA_STATUSES, INT)),
+        sagas=arr(SAGA),
+    ),
     "/v1/providers/health": obj(region=STR_N, as_of=TIME, providers=arr(PROVIDER_HEALTH)),
     "/v1/providers/reliability": obj(**PERIOD, currency=STR, providers=arr(PROVIDER_RELIABILITY)),
     "/v1/providers/failover-rates": obj(**PERIOD, region=STR_N, hours=arr(FAILOVER_HOUR)),

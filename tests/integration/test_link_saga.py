@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -39,6 +40,12 @@ from tests.integration.test_cli import syncyard_cli
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 SANDBOX_SEED = 7  # create_sandbox_app's default: the seed of the `sandbox` fixture's keys
+
+
+async def get_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
 
 
 def _store(runtime: Runtime) -> SagaStore:
@@ -288,6 +295,13 @@ async def test_a_compensation_that_keeps_failing_needs_attention_until_an_operat
     assert "remove_item" in view["attention"]
     removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-8"))
     assert sum(use["effects"] for use in removed.values()) == 0
+    # ... and it is on the operator's list.
+    listed = await eventually(
+        lambda: get_json(f"{syncyard.http_url}/v1/sagas?status=needs_attention"),
+        lambda body: body["counts"]["needs_attention"] == 1,
+    )
+    assert [s["saga_id"] for s in listed["sagas"]] == [str(saga_id("link-8"))]
+    assert "remove_item" in listed["sagas"][0]["reason"]
 
     # The operator fixes the cause and resumes: the clean-up finishes, each part once.
     async with aiohttp.ClientSession() as http, http.delete(f"{sandbox}/_admin/faults") as r:
@@ -311,6 +325,11 @@ async def test_a_compensation_that_keeps_failing_needs_attention_until_an_operat
         view = await resp.json()
     assert view["resumed"][0]["note"] == "plaid's /item/remove is back"
     assert view["result"]["event"] == "LinkAborted"
+    listed = await eventually(
+        lambda: get_json(f"{syncyard.http_url}/v1/sagas"),
+        lambda body: body["counts"]["needs_attention"] == 0 and body["counts"]["aborted"] == 1,
+    )
+    assert listed["sagas"][0]["status"] == "aborted"
 
     # A resume of a saga that no longer needs attention is refused, saying why.
     late = await upstream.send(msgspec.structs.replace(resume, command_id="resume-8b"))

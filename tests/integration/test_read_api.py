@@ -152,6 +152,7 @@ async def test_every_response_has_the_shape_its_description_gives(api: str) -> N
         ("/v1/connections/acct-a/status?as_of=2026-03-02T11:00:00", "UTC offset"),
         ("/v1/providers/health?as_of=2026-03-02T12:00:01Z", "must not be in the future"),
         ("/v1/providers/health?regoin=US", "unknown query parameter(s) regoin"),
+        ("/v1/sagas?status=stuck", "status must be one of running, compensating, completed"),
     ],
 )
 async def test_bad_query_parameters_get_a_400_that_says_what_is_wrong(

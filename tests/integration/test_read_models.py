@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
 from events.connection import ReauthRequired
+from events.saga import (
+    LinkAborted,
+    LinkCompleted,
+    SagaCompensating,
+    SagaCompensationStarted,
+    SagaNeedsAttention,
+    SagaResumed,
+    SagaStarted,
+    SagaStepStarted,
+)
 from projections.connection_attempts import ConnectionAttemptsProjection, connection_history
 from projections.connection_status import ConnectionStatusProjection, connection_status
 from projections.health_rules import HealthThresholds
@@ -15,6 +28,7 @@ from projections.overview import metrics_overview
 from projections.provider_health import ProviderHealthProjection
 from projections.provider_health_query import provider_health
 from projections.reliability import connection_reliability, failover_rates, provider_reliability
+from projections.saga_status import SagaStatusProjection, saga_counts, sagas_by_status
 from projections.sync_log import SyncLogProjection
 from tests.integration.read_model_events import (
     HOUR,
@@ -168,3 +182,138 @@ async def test_reliability_counts_syncs_calls_cost_and_failover_rates_per_period
                                        "health_rate": 0.5}  # fmt: skip
     assert overview["syncs"]["total"] == 4 and overview["syncs"]["success_rate"] == 0.5
     assert overview["reliability_score"] == 50.0  # 70% x 0.5 + 30% x 0.5
+
+
+def saga_log() -> tuple[Log, dict[str, uuid.UUID]]:
+    """Three sagas: one completes, one's clean-up needs attention, one aborts."""
+    log = Log()
+    ids = {name: uuid.UUID(int=100 + n) for n, name in enumerate(("done", "stuck", "gone"))}
+
+    def envelope(name: str, at: datetime) -> dict[str, Any]:
+        return log.envelope(ids[name], at)
+
+    def about(name: str) -> dict[str, Any]:
+        return {"command_id": f"link-{name}", "space_id": "space-1", "account_id": f"acct-{name}"}
+
+    for name in ids:
+        log.add(SagaStarted(**envelope(name, T0), kind="link", connection_id=A, **about(name)))
+        log.add(
+            SagaStepStarted(
+                **envelope(name, T0 + MIN),
+                step="create_link",
+                attempt=1,
+                idempotency_key=f"{name}:do:create_link",
+            )
+        )
+    log.add(
+        LinkCompleted(
+            **envelope("done", T0 + 2 * MIN),
+            kind="link",
+            provider="plaid",
+            item_id="item-1",
+            **about("done"),
+        )
+    )
+    for name in ("stuck", "gone"):
+        log.add(
+            SagaStepStarted(
+                **envelope(name, T0 + 2 * MIN),
+                step="exchange_token",
+                attempt=1,
+                idempotency_key=f"{name}:do:exchange_token",
+            )
+        )
+        log.add(
+            SagaCompensating(
+                **envelope(name, T0 + 3 * MIN), reason="INVALID_PUBLIC_TOKEN", step="exchange_token"
+            )
+        )
+        log.add(
+            SagaCompensationStarted(
+                **envelope(name, T0 + 3 * MIN),
+                compensation="remove_item",
+                for_step="create_link",
+                attempt=1,
+                idempotency_key=f"{name}:undo:remove_item",
+            )
+        )
+    log.add(
+        SagaNeedsAttention(
+            **envelope("stuck", T0 + 4 * MIN),
+            compensation="remove_item",
+            reason="remove_item failed 6 times",
+        )
+    )
+    log.add(
+        LinkAborted(
+            **envelope("gone", T0 + 5 * MIN),
+            kind="link",
+            step="exchange_token",
+            reason="INVALID_PUBLIC_TOKEN",
+            **about("gone"),
+        )
+    )
+    return log, ids
+
+
+async def saga_rows(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    return await sagas_by_status(conn, None, 10)
+
+
+async def test_saga_status_lists_the_stuck_saga_until_it_is_resumed_whatever_the_paging(
+    database_url: str,
+) -> None:
+    seen = []
+    for page in (1, 1000):
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("DROP TABLE IF EXISTS saga_status")
+            log, ids = saga_log()
+            await apply(conn, log, [SagaStatusProjection()], page=page)
+            stuck = await sagas_by_status(conn, "needs_attention", 10)
+            assert [(r["saga_id"], r["step"], r["reason"]) for r in stuck] == [
+                (ids["stuck"], "remove_item", "remove_item failed 6 times")
+            ]
+            gone = await sagas_by_status(conn, "aborted", 10)
+            assert [(r["step"], r["reason"]) for r in gone] == [
+                ("exchange_token", "INVALID_PUBLIC_TOKEN")
+            ]
+            assert await saga_counts(conn) == {
+                "running": 0,
+                "compensating": 0,
+                "completed": 1,
+                "aborted": 1,
+                "needs_attention": 1,
+            }
+
+            before = len(log.notes)
+            log.add(
+                SagaResumed(
+                    **log.envelope(ids["stuck"], T0 + HOUR),
+                    compensation="remove_item",
+                    command_id="resume-1",
+                    note="item removed by hand",
+                )
+            )
+            log.add(
+                SagaCompensationStarted(
+                    **log.envelope(ids["stuck"], T0 + HOUR),
+                    compensation="remove_item",
+                    for_step="create_link",
+                    attempt=7,
+                    idempotency_key="stuck:undo:remove_item",
+                )
+            )
+            await apply(conn, Log(notes=log.notes[before:]), [SagaStatusProjection()], page=page)
+            assert await sagas_by_status(conn, "needs_attention", 10) == []
+            rows = await saga_rows(conn)
+            assert rows[0]["saga_id"] == ids["stuck"]  # the most recently moved first
+            assert (rows[0]["status"], rows[0]["step"], rows[0]["reason"]) == (
+                "compensating",
+                "remove_item",
+                "resumed: item removed by hand",
+            )
+            seen.append(rows)
+        finally:
+            await conn.close()
+    assert seen[0] == seen[1]  # a page per event or one page: the same rows

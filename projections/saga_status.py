@@ -1,0 +1,159 @@
+"""Read model `saga_status`: every link and reconnect saga, where it is, and why it stopped.
+
+`GET /v1/sagas/{id}` folds one saga from its events; this table answers the
+operator's other question, "which sagas need me?", without folding them all:
+one row per saga with its status, the step it is at (or the compensation it
+is stuck on) and the reason. The status words are the saga state's
+(`sagas/state.py`): the fold below mirrors its transitions and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from events.saga import (
+    LinkAborted,
+    LinkCompleted,
+    SagaCompensating,
+    SagaCompensationStarted,
+    SagaNeedsAttention,
+    SagaResumed,
+    SagaStarted,
+    SagaStepStarted,
+)
+from projections.engine import Projection
+from services.notification_log import DbConnection, Notification
+
+# The saga's status words, as `sagas.state.SagaStatus` names them (projections
+# may not import sagas/; tests/unit/test_saga_status.py keeps them equal).
+SAGA_STATUSES: tuple[str, ...] = (
+    "running",
+    "compensating",
+    "completed",
+    "aborted",
+    "needs_attention",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS saga_status (
+    saga_id uuid PRIMARY KEY,
+    kind text NOT NULL,
+    command_id text NOT NULL,
+    space_id text NOT NULL,
+    account_id text NOT NULL,
+    status text NOT NULL,
+    step text,
+    reason text,
+    started_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    last_notification_id bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS saga_status_by_status ON saga_status (status, updated_at);
+"""
+
+# Columns a page may change on a saga that began in an earlier page.
+_CHANGED = ("status", "step", "reason", "updated_at", "last_notification_id")
+
+
+class _Row(msgspec.Struct, kw_only=True):
+    status: str | None = None
+    step: str | None = None
+    reason: str | None = None
+    updated_at: datetime | None = None
+    last_notification_id: int = 0
+    # Set only when the page holds the saga's first event: the row is inserted.
+    started: SagaStarted | None = None
+
+
+def _fold(row: _Row, note: Notification) -> None:
+    e = note.event
+    if isinstance(e, SagaStarted):
+        row.started, row.status = e, "running"
+    elif isinstance(e, SagaStepStarted):
+        row.step = e.step
+    elif isinstance(e, SagaCompensating):
+        row.status, row.step, row.reason = "compensating", e.step, e.reason
+    elif isinstance(e, SagaCompensationStarted):
+        row.step = e.compensation
+    elif isinstance(e, SagaNeedsAttention):
+        row.status, row.step, row.reason = "needs_attention", e.compensation, e.reason
+    elif isinstance(e, SagaResumed):
+        row.status, row.step, row.reason = "compensating", e.compensation, f"resumed: {e.note}"
+    elif isinstance(e, LinkCompleted):
+        row.status, row.reason = "completed", None
+    elif isinstance(e, LinkAborted):
+        row.status, row.step, row.reason = "aborted", e.step, e.reason
+    row.updated_at = e.timestamp
+    row.last_notification_id = note.id
+
+
+class SagaStatusProjection(Projection):
+    name = "saga_status"
+    schema = SCHEMA
+    tables = ("saga_status",)
+    handles = (
+        SagaStarted,
+        SagaStepStarted,
+        SagaCompensating,
+        SagaCompensationStarted,
+        SagaNeedsAttention,
+        SagaResumed,
+        LinkCompleted,
+        LinkAborted,
+    )
+
+    async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
+        rows: dict[UUID, _Row] = {}
+        for note in notes:
+            _fold(rows.setdefault(note.originator_id, _Row()), note)
+        new = [(saga_id, row) for saga_id, row in rows.items() if row.started is not None]
+        moved = [(saga_id, row) for saga_id, row in rows.items() if row.started is None]
+        if new:
+            await conn.executemany(
+                "INSERT INTO saga_status VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                [
+                    (saga_id, s.kind, s.command_id, s.space_id, s.account_id, row.status,
+                     row.step, row.reason, s.timestamp, row.updated_at, row.last_notification_id)
+                    for saga_id, row in new
+                    if (s := row.started) is not None
+                ],
+            )  # fmt: skip
+        if moved:
+            # A page that did not touch a column keeps it: status and step come
+            # with the events that set them; reason is cleared by the ones that do.
+            await conn.executemany(
+                "UPDATE saga_status SET status = COALESCE($2, status), "
+                "step = COALESCE($3, step), reason = CASE WHEN $2 IS NULL THEN reason ELSE $4 END, "
+                "updated_at = $5, last_notification_id = $6 WHERE saga_id = $1",
+                [
+                    (saga_id, row.status, row.step, row.reason, row.updated_at,
+                     row.last_notification_id)
+                    for saga_id, row in moved
+                ],
+            )  # fmt: skip
+
+
+async def sagas_by_status(
+    conn: DbConnection, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Sagas (of one status, or all), the most recently moved first."""
+    rows = await conn.fetch(
+        "SELECT saga_id, kind, command_id, space_id, account_id, status, step, reason, "
+        "started_at, updated_at FROM saga_status "
+        "WHERE $1::text IS NULL OR status = $1 ORDER BY updated_at DESC, saga_id LIMIT $2",
+        status,
+        limit,
+    )
+    return [dict(row) for row in rows]
+
+
+async def saga_counts(conn: DbConnection) -> dict[str, int]:
+    """How many sagas are in each status (every status named, zeros included)."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM saga_status GROUP BY status")
+    counts = dict.fromkeys(SAGA_STATUSES, 0)
+    counts.update({row["status"]: int(row["n"]) for row in rows})
+    return counts
