@@ -102,6 +102,10 @@ class Projection(abc.ABC):
     def topics(self) -> frozenset[str]:
         return frozenset(topic_of(cls) for cls in self.handles)
 
+    async def refresh_metrics(self, conn: DbConnection) -> None:  # noqa: B027 - optional hook
+        """Refresh the gauges this read model feeds, if any (the live projector calls
+        it about once a second, after the lag)."""
+
 
 async def migrate(
     pool_or_conn: asyncpg.Pool | DbConnection,
@@ -194,9 +198,9 @@ async def apply_next_page(
         if missing := [name for name in names if name not in positions]:
             raise LookupError(f"projections {missing} have no position: migrate them first")
         versions = {row["projection"]: row["version"] for row in rows}
-        if moved := [p.name for p in projections if versions[p.name] != p.version]:
+        if migrated := [p.name for p in projections if versions[p.name] != p.version]:
             raise ProjectionVersionError(
-                moved, f"projections {moved} were migrated to another version meanwhile"
+                migrated, f"projections {migrated} were migrated to another version meanwhile"
             )
         start = min(positions.values())
         topics = frozenset().union(*(p.topics() for p in projections))
@@ -316,8 +320,11 @@ class Projector:
     async def measure_lag(self) -> None:
         """Refresh the lag gauge's values (the projector does so at most once a second)."""
         mine = {p.name for p in self.projections}
-        rows = await projection_lag(self.pool, events_table=self.reader.table)
-        record_live_lag({r["projection"]: r["behind"] for r in rows if r["projection"] in mine})
+        async with self.pool.acquire() as conn:
+            rows = await projection_lag(conn, events_table=self.reader.table)
+            record_live_lag({r["projection"]: r["behind"] for r in rows if r["projection"] in mine})
+            for projection in self.projections:
+                await projection.refresh_metrics(conn)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

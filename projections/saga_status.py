@@ -9,11 +9,13 @@ is stuck on) and the reason. The status words are the saga state's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
+from opentelemetry import metrics
 
 from events.saga import (
     LinkAborted,
@@ -91,6 +93,34 @@ def _fold(row: _Row, note: Notification) -> None:
     row.last_notification_id = note.id
 
 
+_counts: dict[str, int] = {}
+_gauges: dict[int, metrics.ObservableGauge] = {}
+
+
+def _observe(_: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+    return [metrics.Observation(n, {"status": status}) for status, n in _counts.items()]
+
+
+def register_saga_gauge(provider: metrics.MeterProvider | None = None) -> metrics.ObservableGauge:
+    """`syncyard.sagas`: how many sagas are in each status; alert on `needs_attention` > 0.
+
+    Fed by the live projector (about once a second); on the global meter
+    provider by default, a no-op until one with an exporter is installed.
+    """
+    provider = provider or metrics.get_meter_provider()
+    gauge = _gauges.get(id(provider))
+    if gauge is None:
+        gauge = _gauges[id(provider)] = provider.get_meter(
+            "syncyard.projections"
+        ).create_observable_gauge(
+            "syncyard.sagas",
+            callbacks=[_observe],
+            unit="{saga}",
+            description="link and reconnect sagas per status",
+        )
+    return gauge
+
+
 class SagaStatusProjection(Projection):
     name = "saga_status"
     schema = SCHEMA
@@ -105,6 +135,12 @@ class SagaStatusProjection(Projection):
         LinkCompleted,
         LinkAborted,
     )
+
+    def __init__(self) -> None:
+        register_saga_gauge()
+
+    async def refresh_metrics(self, conn: DbConnection) -> None:
+        _counts.update(await saga_counts(conn))
 
     async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
         rows: dict[UUID, _Row] = {}

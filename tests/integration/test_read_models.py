@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from events.connection import ReauthRequired
 from events.saga import (
@@ -28,7 +30,12 @@ from projections.overview import metrics_overview
 from projections.provider_health import ProviderHealthProjection
 from projections.provider_health_query import provider_health
 from projections.reliability import connection_reliability, failover_rates, provider_reliability
-from projections.saga_status import SagaStatusProjection, saga_counts, sagas_by_status
+from projections.saga_status import (
+    SagaStatusProjection,
+    register_saga_gauge,
+    saga_counts,
+    sagas_by_status,
+)
 from projections.sync_log import SyncLogProjection
 from tests.integration.read_model_events import (
     HOUR,
@@ -317,3 +324,30 @@ async def test_saga_status_lists_the_stuck_saga_until_it_is_resumed_whatever_the
         finally:
             await conn.close()
     assert seen[0] == seen[1]  # a page per event or one page: the same rows
+
+
+async def test_the_sagas_gauge_counts_each_status_for_alerting_on_needs_attention(
+    conn: asyncpg.Connection,
+) -> None:
+    metrics_reader = InMemoryMetricReader()
+    register_saga_gauge(MeterProvider(metric_readers=[metrics_reader]))
+    projection = SagaStatusProjection()
+    log, _ = saga_log()
+    await apply(conn, log, [projection])
+
+    await projection.refresh_metrics(conn)
+
+    data = metrics_reader.get_metrics_data()
+    assert data is not None
+    observed = {
+        str(point.attributes["status"]): int(point.value)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "syncyard.sagas"
+        for point in metric.data.data_points
+        if isinstance(point, NumberDataPoint) and point.attributes
+    }
+    assert observed == {
+        "running": 0, "compensating": 0, "completed": 1, "aborted": 1, "needs_attention": 1,
+    }  # fmt: skip
