@@ -28,9 +28,10 @@ class CredentialStored(DomainEvent, frozen=True, kw_only=True):
 class CredentialForgotten(DomainEvent, frozen=True, kw_only=True):
     """The access token above is no longer kept: the store stops returning it.
 
-    A saga's compensation records it when a link is undone. (The stored
-    ciphertext stays in the append-only log; destroying it for good needs
-    per-credential keys, which this store does not have yet.)
+    A saga's compensation records it when a link is undone. The store seals
+    each token with a key of its credential's own and destroys that key when
+    the credential is forgotten (`infra/credential_keys.py`), so the token
+    left in the append-only log can never be read again.
     """
 
     reason: str

@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from events.commands import Command
 from events.results import CommandResult
 from infra.config import Settings
+from infra.credential_keys import CredentialKeys, store_key
 from infra.eventstore import (
     EVENTS_TABLE,
     PostgresBreakerRecorder,
@@ -174,7 +175,9 @@ async def open_runtime(
 
         env = library_env(pg_parts(database_url), cipher_key)
         app = await open_application(database_url, env)
-        store = await stack.enter_async_context(PostgresEventStore(app, query_pool))
+        keys = CredentialKeys(query_pool, store_key(cipher_key))
+        await keys.setup()
+        store = await stack.enter_async_context(PostgresEventStore(app, query_pool, keys=keys))
 
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=512, limit_per_host=256)

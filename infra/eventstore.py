@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -28,6 +28,7 @@ from eventsourcing.utils import Environment, get_topic
 from events.base import DomainEvent
 from events.credentials import CredentialForgotten, CredentialStored
 from events.upcasting import mark_version
+from infra.credential_keys import CredentialKeys, is_sealed, seal, unseal
 from services.connections.domain import ConnectionState, fold
 from services.notification_log import decode_stored
 from services.ports import Change, EventStorePort
@@ -143,10 +144,14 @@ class PostgresEventStore(EventStorePort):
         app: SyncyardApplication,
         pool: asyncpg.Pool,
         *,
+        keys: CredentialKeys | None = None,
         now: Callable[[], datetime] | None = None,
     ):
         self.app = app
         self.pool = pool
+        # Without keys, tokens are stored under the store's encryption alone (and
+        # a forgotten one stays in the log); with them, each is sealed and shreddable.
+        self.keys = keys
         self._read_after = (
             "SELECT topic, state FROM "  # noqa: S608 - our table name, never input
             f'"{EVENTS_TABLE}" WHERE originator_id = $1 AND originator_version > $2 '
@@ -230,7 +235,8 @@ class PostgresEventStore(EventStorePort):
         missing = [link.credential_id for link in state.links.values()]
         missing = [cid for cid in missing if cid not in self._tokens]
         if missing:
-            await asyncio.to_thread(self._load_tokens, missing)
+            keys = await self.keys.keys_for(missing) if self.keys is not None else {}
+            await asyncio.to_thread(self._load_tokens, missing, keys)
         return [
             LinkCredentials(
                 provider=link.provider,
@@ -241,19 +247,56 @@ class PostgresEventStore(EventStorePort):
             if link.credential_id in self._tokens
         ]
 
-    def _load_tokens(self, credential_ids: Sequence[UUID]) -> None:
+    def _load_tokens(self, credential_ids: Sequence[UUID], keys: Mapping[UUID, bytes]) -> None:
         for credential_id in credential_ids:
             for event in self.app.events.get(credential_id):
                 if isinstance(event, CredentialStored):
-                    self._tokens[credential_id] = event.access_token
+                    token: str | None = event.access_token
+                    if is_sealed(event.access_token):
+                        key = keys.get(credential_id)
+                        # No key: the credential was forgotten and its key shredded.
+                        token = (
+                            None if key is None else unseal(key, credential_id, event.access_token)
+                        )
+                    if token is None:
+                        self._tokens.pop(credential_id, None)
+                    else:
+                        self._tokens[credential_id] = token
                 elif isinstance(event, CredentialForgotten):
                     self._tokens.pop(credential_id, None)
 
     # -- writes --------------------------------------------------------------
     async def commit(self, change: Change) -> list[DomainEvent]:
+        plain: dict[UUID, str] = {}
+        if self.keys is not None and change.side_events:
+            change = await self._sealed(change, self.keys, plain)
         future: asyncio.Future[list[DomainEvent]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(change=change, future=future))
-        return await future
+        recorded = await future
+        if recorded:  # the side events were saved with them: a new link's first sync
+            self._tokens.update(plain)  # should not have to read its token back
+        return recorded
+
+    @staticmethod
+    async def _sealed(change: Change, keys: CredentialKeys, plain: dict[UUID, str]) -> Change:
+        """Seal new tokens with their credential's own key; shred the forgotten ones' keys.
+
+        Shredding comes first: a crash before the CredentialForgotten commit
+        leaves the token unreadable already, and the forgetting is retried.
+        """
+        side: list[DomainEvent] = []
+        for event in change.side_events:
+            if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
+                credential_id = event.originator_id
+                key = await keys.key_for_new(credential_id)
+                plain[credential_id] = event.access_token
+                sealed = seal(key, credential_id, event.access_token)
+                side.append(msgspec.structs.replace(event, access_token=sealed))
+                continue
+            if isinstance(event, CredentialForgotten):
+                await keys.shred(event.originator_id)
+            side.append(event)
+        return msgspec.structs.replace(change, side_events=tuple(side))
 
     async def _run_committer(self) -> None:
         while True:
@@ -321,7 +364,7 @@ class PostgresEventStore(EventStorePort):
             self.app.events.put(events)
             # A new link's first sync should not have to read its token back.
             for event in events:
-                if isinstance(event, CredentialStored):
+                if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
                     self._tokens[event.originator_id] = event.access_token
                 elif isinstance(event, CredentialForgotten):
                     self._tokens.pop(event.originator_id, None)

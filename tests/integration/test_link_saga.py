@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import aiohttp
@@ -10,6 +11,7 @@ import msgspec
 import pytest
 
 from events.commands import ResumeSaga
+from events.credentials import CredentialStored
 from events.saga import LinkAborted
 from infra.bootstrap import Runtime
 from sagas.store import SagaStore
@@ -48,6 +50,15 @@ async def get_json(url: str) -> Any:
         return await resp.json()
 
 
+async def credential_keys_of(runtime: Runtime, credential_id: uuid.UUID) -> int:
+    return int(
+        await runtime.pool.fetchval(
+            "SELECT count(*) FROM syncyard_credential_keys WHERE credential_id = $1",
+            credential_id,
+        )
+    )
+
+
 def _store(runtime: Runtime) -> SagaStore:
     assert runtime.sagas is not None
     return runtime.sagas
@@ -79,6 +90,11 @@ async def test_a_link_completes_when_the_provider_s_webhook_brings_the_public_to
     assert connection is not None and list(connection.links) == ["plaid"]
     (link,) = await syncyard.store.credentials(connection)
     assert link.access_token.startswith("access-sandbox-")
+    # Kept sealed with its own key; read back through it once the cache is gone.
+    credential_id = connection.links["plaid"].credential_id
+    assert await credential_keys_of(syncyard, credential_id) == 1
+    syncyard.store._tokens.clear()  # as a fresh replica starts: no token cached
+    assert await syncyard.store.credentials(connection) == [link]
 
     # The result event upstream waits for, and not one secret on the public stream.
     async def published() -> list[bytes]:
@@ -152,6 +168,14 @@ async def test_a_refused_account_read_removes_the_item_and_forgets_the_token_onc
     connection = await syncyard.store.get_connection(connection_id_for(SPACE, "acct-4"))
     assert connection is not None and connection.links == {}
     assert await syncyard.store.credentials(connection) == []
+    # Forgotten for good: the token in the log is sealed, and its key is destroyed.
+    credential_id = uuid.UUID(state.outputs["exchange_token"]["credential_id"])
+    (stored,) = [
+        e for e in await _store(syncyard).events(credential_id) if isinstance(e, CredentialStored)
+    ]
+    assert stored.access_token.startswith("sealed:v1:")
+    assert "access-sandbox" not in stored.access_token
+    assert not await credential_keys_of(syncyard, credential_id)
     # The LinkAborted event carries the reason and the step.
     events = await _store(syncyard).events(saga_id("link-4"))
     aborted = events[-1]

@@ -1,0 +1,109 @@
+"""Crypto-shredding for access tokens: one data key per credential, destroyed to forget it.
+
+The event store is append-only, so a `CredentialForgotten` event alone leaves
+the token's ciphertext in the log, readable by anyone holding the store's key.
+Here each credential gets its own random data key; the token is sealed with it
+before the event is stored (inside the store's own encryption), and the key is
+kept in `syncyard_credential_keys`, wrapped by the store's key. Forgetting the
+credential deletes that row: the sealed token left in the log can never be
+opened again, by us or by whoever obtains a backup of the log later.
+
+A sealed token reads `sealed:v1:<base64url(nonce ‖ ciphertext ‖ tag)>`, the
+credential's id as associated data (a sealed token cannot be moved to another
+credential). Tokens stored before sealing existed stay plain and readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+SEALED_PREFIX = "sealed:v1:"
+_NONCE = 12
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS syncyard_credential_keys (
+    credential_id uuid PRIMARY KEY,
+    wrapped_key bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def store_key(cipher_key: str) -> bytes:
+    """The store's AES key (`SYNCYARD_CIPHER_KEY`, base64), which wraps the data keys."""
+    key = base64.b64decode(cipher_key)
+    if len(key) not in (16, 24, 32):
+        raise ValueError("the cipher key must be 16, 24 or 32 bytes, base64-encoded")
+    return key
+
+
+def is_sealed(token: str) -> bool:
+    return token.startswith(SEALED_PREFIX)
+
+
+def _encrypt(key: bytes, plain: bytes, credential_id: UUID) -> bytes:
+    nonce = os.urandom(_NONCE)
+    return nonce + AESGCM(key).encrypt(nonce, plain, credential_id.bytes)
+
+
+def _decrypt(key: bytes, sealed: bytes, credential_id: UUID) -> bytes:
+    return AESGCM(key).decrypt(sealed[:_NONCE], sealed[_NONCE:], credential_id.bytes)
+
+
+def seal(data_key: bytes, credential_id: UUID, token: str) -> str:
+    sealed = _encrypt(data_key, token.encode(), credential_id)
+    return SEALED_PREFIX + base64.urlsafe_b64encode(sealed).decode()
+
+
+def unseal(data_key: bytes, credential_id: UUID, token: str) -> str:
+    sealed = base64.urlsafe_b64decode(token.removeprefix(SEALED_PREFIX))
+    return _decrypt(data_key, sealed, credential_id).decode()
+
+
+class CredentialKeys:
+    """The data keys of the credentials still kept, wrapped by the store's key."""
+
+    def __init__(self, pool: asyncpg.Pool, store_key: bytes) -> None:
+        self.pool = pool
+        self._store_key = store_key
+
+    async def setup(self) -> None:
+        await self.pool.execute(SCHEMA)
+
+    async def key_for_new(self, credential_id: UUID) -> bytes:
+        """The credential's data key: made now, or the one a retried store already made."""
+        fresh = os.urandom(32)
+        wrapped = await self.pool.fetchval(
+            "INSERT INTO syncyard_credential_keys (credential_id, wrapped_key) VALUES ($1, $2) "
+            "ON CONFLICT (credential_id) DO UPDATE SET credential_id = EXCLUDED.credential_id "
+            "RETURNING wrapped_key",
+            credential_id,
+            _encrypt(self._store_key, fresh, credential_id),
+        )
+        return _decrypt(self._store_key, bytes(wrapped), credential_id)
+
+    async def keys_for(self, credential_ids: Sequence[UUID]) -> dict[UUID, bytes]:
+        """The data keys still kept among `credential_ids` (a forgotten one has none)."""
+        rows = await self.pool.fetch(
+            "SELECT credential_id, wrapped_key FROM syncyard_credential_keys "
+            "WHERE credential_id = ANY($1::uuid[])",
+            list(credential_ids),
+        )
+        return {
+            row["credential_id"]: _decrypt(
+                self._store_key, bytes(row["wrapped_key"]), row["credential_id"]
+            )
+            for row in rows
+        }
+
+    async def shred(self, credential_id: UUID) -> None:
+        """Destroy the key: the credential's sealed token can never be opened again."""
+        await self.pool.execute(
+            "DELETE FROM syncyard_credential_keys WHERE credential_id = $1", credential_id
+        )
