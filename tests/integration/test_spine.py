@@ -241,6 +241,27 @@ async def test_a_command_for_an_unknown_provider_or_connection_is_refused_clearl
     assert unknown_connection.error.code == "connection_not_found"
 
 
+async def test_a_dead_lettered_registration_keeps_no_access_token(
+    syncyard: Runtime, upstream: Client, nats_url: str
+) -> None:
+    # No item_id: it cannot be decoded, so it is dead-lettered as it came ... but for its token.
+    await upstream.publish_raw(
+        "connection.register",
+        b'{"command_id":"bad-reg","space_id":"s","account_id":"a","provider":"plaid",'
+        b'"access_token":"access-sandbox-secret-1"}',
+        "bad-reg",
+    )
+    refused = await upstream.result("bad-reg")
+    assert refused.error is not None and not refused.success
+    letters = await eventually(
+        lambda: stream_messages(nats_url, "syncyard.dlq.>"), lambda msgs: len(msgs) == 1
+    )
+    letter = decode_json(letters[0].data)
+    assert letter["command_id"] == "bad-reg"
+    assert "access-sandbox-secret-1" not in letter["payload"]
+    assert '"access_token":"***"' in letter["payload"]
+
+
 async def test_readiness_reports_both_dependencies(syncyard: Runtime) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{syncyard.http_url}/readyz") as resp:
