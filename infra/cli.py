@@ -87,6 +87,7 @@ syncyard is running.
   HTTP API      {runtime.http_url}/healthz · /readyz · /v1/providers/health?region=US
                 {runtime.http_url}/v1/connections/{EXAMPLE_ACCOUNT}/history
                 {runtime.http_url}/v1/metrics/overview · /v1/openapi.json (every route)
+                {runtime.http_url}/v1/sagas?status=needs_attention (clean-ups stuck)
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
   PostgreSQL    {database_url}
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
