@@ -12,31 +12,44 @@ from projections.schemas import DEFAULT_EVENTS_TABLE, POSITIONS, Borrowed, use_s
 from services.notification_log import DbConnection
 
 _live_lag: dict[str, int] = {}
-_gauges: dict[int, metrics.ObservableGauge] = {}
+_gauges: dict[tuple[int, str], metrics.ObservableGauge] = {}
 
 
 def _observe_lag(_: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
     return [metrics.Observation(behind, {"projection": name}) for name, behind in _live_lag.items()]
 
 
-def register_lag_gauge(provider: metrics.MeterProvider | None = None) -> metrics.ObservableGauge:
-    """`syncyard.projection.lag`: events each live projection is behind the log's head.
+def register_gauge(
+    name: str,
+    observe: metrics.CallbackT,
+    *,
+    unit: str,
+    description: str,
+    provider: metrics.MeterProvider | None = None,
+) -> metrics.ObservableGauge:
+    """A gauge of the read side, once per meter provider.
 
     On the global meter provider by default, which stays a no-op until an SDK
-    provider with an exporter is installed. Once per provider.
+    provider with an exporter is installed.
     """
     provider = provider or metrics.get_meter_provider()
-    gauge = _gauges.get(id(provider))
+    gauge = _gauges.get((id(provider), name))
     if gauge is None:
-        gauge = _gauges[id(provider)] = provider.get_meter(
+        gauge = _gauges[(id(provider), name)] = provider.get_meter(
             "syncyard.projections"
-        ).create_observable_gauge(
-            "syncyard.projection.lag",
-            callbacks=[_observe_lag],
-            unit="{event}",
-            description="notifications stored but not yet applied, per projection",
-        )
+        ).create_observable_gauge(name, callbacks=[observe], unit=unit, description=description)
     return gauge
+
+
+def register_lag_gauge(provider: metrics.MeterProvider | None = None) -> metrics.ObservableGauge:
+    """`syncyard.projection.lag`: events each live projection is behind the log's head."""
+    return register_gauge(
+        "syncyard.projection.lag",
+        _observe_lag,
+        unit="{event}",
+        description="notifications stored but not yet applied, per projection",
+        provider=provider,
+    )
 
 
 async def projection_lag(

@@ -28,6 +28,7 @@ from events.saga import (
     SagaStepStarted,
 )
 from projections.engine import Projection
+from projections.lag import register_gauge
 from services.notification_log import DbConnection, Notification
 
 # The saga's status words, as `sagas.state.SagaStatus` names them (projections
@@ -94,7 +95,6 @@ def _fold(row: _Row, note: Notification) -> None:
 
 
 _counts: dict[str, int] = {}
-_gauges: dict[int, metrics.ObservableGauge] = {}
 
 
 def _observe(_: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
@@ -104,21 +104,15 @@ def _observe(_: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
 def register_saga_gauge(provider: metrics.MeterProvider | None = None) -> metrics.ObservableGauge:
     """`syncyard.sagas`: how many sagas are in each status; alert on `needs_attention` > 0.
 
-    Fed by the live projector (about once a second); on the global meter
-    provider by default, a no-op until one with an exporter is installed.
+    Fed by the live projector, about once a second (`refresh_metrics`).
     """
-    provider = provider or metrics.get_meter_provider()
-    gauge = _gauges.get(id(provider))
-    if gauge is None:
-        gauge = _gauges[id(provider)] = provider.get_meter(
-            "syncyard.projections"
-        ).create_observable_gauge(
-            "syncyard.sagas",
-            callbacks=[_observe],
-            unit="{saga}",
-            description="link and reconnect sagas per status",
-        )
-    return gauge
+    return register_gauge(
+        "syncyard.sagas",
+        _observe,
+        unit="{saga}",
+        description="link and reconnect sagas per status",
+        provider=provider,
+    )
 
 
 class SagaStatusProjection(Projection):
