@@ -29,6 +29,9 @@ CIPHER_KEY = AESCipher.create_key(32)
 T = TypeVar("T")
 
 
+MX_WEBHOOK_CREDENTIALS = "mx-webhooks:sandbox-password"
+
+
 def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64) -> Settings:
     return Settings(
         nats_url=None,
@@ -45,6 +48,8 @@ def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64)
                 client_id="test-client",
                 secret="test-secret",
                 timeout_s=2.0,
+                # The Basic credentials syncyard gave MX for its webhooks (Plaid signs its own).
+                webhook_secret=MX_WEBHOOK_CREDENTIALS if name == "mx" else None,
             )
             for name in ("plaid", "mx")
         },

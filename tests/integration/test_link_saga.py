@@ -12,13 +12,14 @@ import pytest
 
 from events.commands import ResumeSaga
 from events.credentials import CredentialStored
-from events.saga import LinkAborted
+from events.saga import LinkAborted, LinkCompleted
 from infra.bootstrap import Runtime
 from sagas.store import SagaStore
 from services.connections.domain import connection_id_for
 from services.sandbox.webhooks import plaid_headers, plaid_signing_key
 from tests.integration.harness import (
     CIPHER_KEY,
+    MX_WEBHOOK_CREDENTIALS,
     Client,
     eventually,
     inject_fault,
@@ -34,6 +35,7 @@ from tests.integration.saga_helpers import (
     saga_ended,
     saga_id,
     saga_reaches,
+    sandbox_post,
     start_and_complete,
     start_link,
 )
@@ -393,3 +395,34 @@ async def test_a_signed_webhook_about_another_link_session_gives_this_saga_nothi
     # Its own session's webhook still completes it.
     assert (await person_finishes(sandbox, "plaid", own))["webhook_status"] == 200
     assert (await saga_ended(store, "link-own")).status == "completed"
+
+
+async def test_after_failing_over_to_mx_the_link_completes_by_mx_s_own_webhook(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    await inject_fault(
+        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INSTITUTION_DOWN"
+    )
+    assert (await upstream.send(start_link("acct-mx", "link-mx"))).success
+    state = await saga_reaches(_store(syncyard), "link-mx", lambda s: "create_link" in s.outputs)
+    assert state.outputs["create_link"]["provider"] == "mx"
+
+    # The sandbox plays the person in MX's Connect widget; MX's webhook (Basic
+    # credentials, no body signature) goes where MX was told, here the saga's URL.
+    username, _, password = MX_WEBHOOK_CREDENTIALS.partition(":")
+    delivered = await sandbox_post(
+        sandbox,
+        "/_admin/links/mx/complete",
+        {
+            "link_token": await link_token_of(_store(syncyard), "link-mx"),
+            "webhook_url": f"{syncyard.http_url}/v1/sagas/{saga_id('link-mx')}/webhook",
+            "webhook_username": username,
+            "webhook_password": password,
+        },
+    )
+    assert delivered["webhook_status"] == 200, delivered
+    done = await saga_ended(_store(syncyard), "link-mx")
+
+    assert done.status == "completed", done
+    assert done.outputs["exchange_token"]["provider"] == "mx"
+    assert isinstance((await _store(syncyard).events(saga_id("link-mx")))[-1], LinkCompleted)
