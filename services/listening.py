@@ -1,8 +1,8 @@
 """A LISTEN that lasts a loop's lifetime, on a pooled connection that always goes back.
 
-Followers hold one connection for LISTEN while they run. If the database goes away
-under them, UNLISTEN fails too; returning the connection must not depend on it, or
-`Pool.close()` waits forever for a connection nobody will release.
+Followers hold one connection for LISTEN while they run. When UNLISTEN fails (the
+server ended the session, the shutdown was cancelled, the socket hangs), the
+connection must still go back: `Pool.close()` waits forever for one that does not.
 """
 
 from __future__ import annotations
