@@ -58,10 +58,6 @@ CREATE TABLE IF NOT EXISTS saga_status (
 CREATE INDEX IF NOT EXISTS saga_status_by_status ON saga_status (status, updated_at);
 """
 
-# Columns a page may change on a saga that began in an earlier page.
-_CHANGED = ("status", "step", "reason", "updated_at", "last_notification_id")
-
-
 class _Row(msgspec.Struct, kw_only=True):
     status: str | None = None
     step: str | None = None
