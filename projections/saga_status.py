@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS saga_status (
 CREATE INDEX IF NOT EXISTS saga_status_by_status ON saga_status (status, updated_at);
 """
 
+
 class _Row(msgspec.Struct, kw_only=True):
     status: str | None = None
     step: str | None = None
