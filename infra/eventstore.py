@@ -91,18 +91,18 @@ class SyncyardApplication(Application[UUID]):
 # Held while the library creates its tables and functions: replicas starting
 # together on an empty database otherwise race in the catalog and crash
 # ("tuple concurrently updated", duplicate pg_type rows).
-_SCHEMA_LOCK = 0x5_7E_C8
+SCHEMA_LOCK = 0x5_7E_C8
 
 
 async def open_application(database_url: str, env: dict[str, str]) -> SyncyardApplication:
     """The eventsourcing application on `database_url`, one process at a time creating it."""
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _SCHEMA_LOCK)
+        await conn.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
         try:
             return await asyncio.to_thread(SyncyardApplication, env)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
     finally:
         await conn.close()
 

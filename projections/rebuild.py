@@ -99,14 +99,14 @@ async def _build(
         # model that is slow on one page does not hold the others (or the decoding
         # of the next pages) back. Bounded, so a build never needs more of the
         # pool than MAX_WRITERS + 1 connections, however many read models there are.
-        groups = [list(projections[i::MAX_WRITERS]) for i in range(MAX_WRITERS)]
+        # Each writer's share, as indices into `projections`.
+        groups = [list(range(len(projections)))[i::MAX_WRITERS] for i in range(MAX_WRITERS)]
         groups = [group for group in groups if group]
         writers = [await stack.enter_async_context(pool.acquire()) for _ in groups]
         head = upto if upto is not None else await reader.max_id(writers[0])
         topics = frozenset().union(*(p.topics() for p in projections))
         inboxes = [asyncio.Queue[Page | None](maxsize=PAGES_AHEAD) for _ in groups]
         applied = _Applied(len(projections), head, progress)
-        index_of = {id(p): i for i, p in enumerate(projections)}
 
         async def read_pages() -> None:
             async for read in _prefetched(pool, reader, topics, head, page_size):
@@ -122,9 +122,10 @@ async def _build(
         async def write_pages(index: int, inbox: asyncio.Queue[Page | None]) -> None:
             conn = writers[index]
             while (page := await inbox.get()) is not None:
-                for projection in groups[index]:
+                for mine in groups[index]:
+                    projection = projections[mine]
                     await _apply_page(conn, projection, schema, page.notifications, page.last_id)
-                    applied.advance(index_of[id(projection)], page.last_id)
+                    applied.advance(mine, page.last_id)
 
         try:
             async with asyncio.TaskGroup() as group:

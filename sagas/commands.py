@@ -69,15 +69,22 @@ async def _start(
         except SagaConflictError:
             duplicate, state = True, await store.load(saga_id)
     assert state is not None
+    return await _scheduled(deps, cmd, state, duplicate)
+
+
+async def _scheduled(
+    deps: Dependencies, cmd: Command, state: SagaState, duplicate: bool
+) -> CommandResult:
+    """Put an unfinished saga on the schedule (the runner does the rest) and answer."""
     # Also on a duplicate: a crash between the append and this insert leaves no row.
     if not state.finished:
-        await store.schedule(saga_id, kind, deps.now())
+        await _store(deps).schedule(state.id, state.kind, deps.now())
     return CommandResult(
         command_id=cmd.command_id,
         op=cmd.op,
         success=True,
         duplicate=duplicate,
-        data={"saga_id": str(saga_id), "status": state.status},
+        data={"saga_id": str(state.id), "status": state.status},
     )
 
 
@@ -230,15 +237,7 @@ async def resume_saga(deps: Dependencies, cmd: ResumeSaga, trace: dict[str, str]
                 continue  # another resume got there first: look again
             state = fold(state, [resumed])
             assert state is not None
-        if not state.finished:
-            await store.schedule(saga_id, state.kind, deps.now())
-        return CommandResult(
-            command_id=cmd.command_id,
-            op=cmd.op,
-            success=True,
-            duplicate=duplicate,
-            data={"saga_id": str(saga_id), "status": state.status},
-        )
+        return await _scheduled(deps, cmd, state, duplicate)
     return refused(cmd, "busy", "the saga kept moving; send the command again")
 
 

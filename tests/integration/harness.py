@@ -260,3 +260,21 @@ class Component:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+def gauge_values(metrics_reader: Any, metric: str, attribute: str) -> dict[str, int]:
+    """The last value `metrics_reader` (an InMemoryMetricReader) saw of each series of
+    the gauge `metric`, by its `attribute`."""
+    from opentelemetry.sdk.metrics.export import NumberDataPoint  # noqa: PLC0415
+
+    data = metrics_reader.get_metrics_data()
+    assert data is not None
+    return {
+        str(point.attributes[attribute]): int(point.value)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for found in scope.metrics
+        if found.name == metric
+        for point in found.data.data_points
+        if isinstance(point, NumberDataPoint) and point.attributes
+    }

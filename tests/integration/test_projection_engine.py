@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from bench.eventgen import write_events
 from events.connection import CONNECTION_EVENT_TYPES
@@ -26,7 +26,7 @@ from projections.engine import (
 )
 from projections.rebuild import build
 from services.notification_log import DbConnection, Notification, NotificationLogReader
-from tests.integration.harness import CIPHER_KEY, eventually
+from tests.integration.harness import CIPHER_KEY, eventually, gauge_values
 from tests.integration.projector_process import CountingProjection
 
 pytestmark = pytest.mark.integration
@@ -177,24 +177,12 @@ async def test_the_lag_gauge_reports_how_far_each_live_projection_is_behind(
     await migrate(backlog, projector.projections)
     await projector.catch_up_once(projector.projections)
     await projector.measure_lag()
-    assert gauge_values(metrics_reader) == {"counting": EVENTS - 1000}
+    assert gauge_values(metrics_reader, "syncyard.projection.lag", "projection") == {
+        "counting": EVENTS - 1000
+    }
     await projector.catch_up()
     await projector.measure_lag()
-    assert gauge_values(metrics_reader) == {"counting": 0}
-
-
-def gauge_values(metrics_reader: InMemoryMetricReader) -> dict[str, int]:
-    data = metrics_reader.get_metrics_data()
-    assert data is not None
-    return {
-        str(point.attributes["projection"]): int(point.value)
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "syncyard.projection.lag"
-        for point in metric.data.data_points
-        if isinstance(point, NumberDataPoint) and point.attributes
-    }
+    assert gauge_values(metrics_reader, "syncyard.projection.lag", "projection") == {"counting": 0}
 
 
 async def test_lag_on_a_database_with_nothing_yet_is_empty_and_spares_the_callers_transaction(

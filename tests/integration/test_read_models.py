@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from events.connection import ReauthRequired
 from events.saga import (
@@ -37,6 +37,7 @@ from projections.saga_status import (
     sagas_by_status,
 )
 from projections.sync_log import SyncLogProjection
+from tests.integration.harness import gauge_values
 from tests.integration.read_model_events import (
     HOUR,
     MIN,
@@ -337,17 +338,7 @@ async def test_the_sagas_gauge_counts_each_status_for_alerting_on_needs_attentio
 
     await projection.refresh_metrics(conn)
 
-    data = metrics_reader.get_metrics_data()
-    assert data is not None
-    observed = {
-        str(point.attributes["status"]): int(point.value)
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "syncyard.sagas"
-        for point in metric.data.data_points
-        if isinstance(point, NumberDataPoint) and point.attributes
-    }
+    observed = gauge_values(metrics_reader, "syncyard.sagas", "status")
     assert observed == {
         "running": 0, "compensating": 0, "completed": 1, "aborted": 1, "needs_attention": 1,
     }  # fmt: skip
