@@ -10,10 +10,10 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml sandbox/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e ./sandbox
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install syncyard with its pinned dependencies
@@ -27,10 +27,12 @@ test: $(STAMP) ## the whole suite: unit, integration and fault tests on real NAT
 test-unit: $(STAMP) ## the quick inner loop: unit tests only, no servers
 	$(BIN)/python -m pytest -m unit
 
-lint: $(STAMP) ## format check, ruff and mypy (strict)
+lint: $(STAMP) ## format check, ruff, mypy (strict), the layers between folders, and the dependencies
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

@@ -19,7 +19,8 @@ from bench.spine import pct, sandbox
 from events.commands import SyncTransactions
 from services.orchestrator import Orchestrator
 from services.providers.base import LinkCredentials
-from services.providers.registry import ProviderSettings, build_providers
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 from services.resilience.hedging import HedgePolicy
 
 LINKS = [

@@ -47,11 +47,13 @@ from events.connection import (
 )
 from infra.bootstrap import pg_parts
 from infra.embedded import EmbeddedPostgres
+from infra.eventlog.projector import Projector
+from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, SyncyardApplication, library_env, store_mapper
-from projections.engine import POSITIONS, Projection, Projector, migrate
+from projections.engine import POSITIONS, Projection, migrate
 from projections.registry import all_projections
 from services.connections.state import connection_id_for
-from services.notification_log import DbConnection, Notification, NotificationLogReader
+from services.ports import DbConnection, Notification
 
 EVENTS_PER_SAVE = 4
 CONNECTIONS = 100

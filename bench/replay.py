@@ -34,11 +34,11 @@ import asyncpg
 from bench.eventgen import write_events
 from bench.spine import CIPHER_KEY, fresh_database
 from infra.embedded import EmbeddedPostgres
+from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import Projection, migrate
 from projections.rebuild import REPLAY_PAGE_SIZE, build, drop_schema
 from projections.registry import all_projections
-from services.notification_log import NotificationLogReader
 
 DEFAULT_EVENTS = 200_000
 GOAL = 50_000

@@ -52,17 +52,18 @@ from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, pg_parts, run_components
 from infra.config import DEFAULT_HIERARCHY, Settings
 from infra.eventstore import PostgresBreakerRecorder, SyncyardApplication, library_env
+from sandbox.finicity_api_data import login_ids
 from services.failover import order_links
 from services.orchestrator import Orchestrator
 from services.providers.base import LinkCredentials, ProviderAdapter, TransactionsPage
-from services.providers.registry import ProviderSettings, build_providers
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
 from services.resilience.domain import Observation, Window, decide_on_call, new_breaker
 from services.resilience.policy import BreakerPolicy, PolicyBook
 from services.resilience.rate_limit import RateLimit, RateLimiter
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
-from services.sandbox.finicity_api_data import login_ids
 
 PROVIDERS = ("plaid", "mx", "finicity")
 REGION = "US"
@@ -92,7 +93,7 @@ def finicity_customer(account: str) -> str:
 
 def link_for(provider: str, account: str) -> LinkCredentials:
     """A link the sandbox accepts, in each adapter's convention (tests/integration/harness.py
-    for Plaid and MX; services/providers/finicity.py for Finicity)."""
+    for Plaid and MX; services/providers/finicity/adapter.py for Finicity)."""
     if provider == "plaid":
         return LinkCredentials(
             provider="plaid", item_id=f"item-{account}", access_token=f"access-sandbox-{account}"
@@ -153,7 +154,7 @@ def settings_for(sandbox_url: str, **overrides: Any) -> Settings:
 
 
 class SandboxAdmin:
-    """The sandbox's admin API (services/sandbox/README.md)."""
+    """The sandbox's admin API (sandbox/README.md)."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
         self.session = session

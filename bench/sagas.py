@@ -33,11 +33,11 @@ from bench.spine import (
 )
 from events.commands import CompleteLink, StartLink
 from infra.bootstrap import Runtime, open_runtime, run_components
+from infra.saga_store import PostgresSagaStore
 from sagas.flows import LINK_FLOW
 from sagas.state import SagaState, saga_id_for
-from sagas.store import SagaStore
 from services.providers.base import LinkRequest
-from services.providers.plaid import PlaidAdapter
+from services.providers.plaid.adapter import PlaidAdapter
 
 SPACE = "bench"
 POLL_S = 0.005
@@ -56,7 +56,7 @@ async def bare_flow(plaid: PlaidAdapter, http: aiohttp.ClientSession, sandbox_ur
     await plaid.sync_transactions(linked, cursor=None, count=100, timeout_s=5)
 
 
-async def _until(store: SagaStore, command_id: str, done: str) -> SagaState:
+async def _until(store: PostgresSagaStore, command_id: str, done: str) -> SagaState:
     saga_id = saga_id_for(SPACE, command_id)
     while True:
         state = await store.load(saga_id)

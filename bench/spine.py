@@ -38,7 +38,8 @@ from infra.embedded import EmbeddedNats, EmbeddedPostgres, find_free_port, wait_
 from infra.eventstore import library_env
 from services.orchestrator import Orchestrator
 from services.providers.base import LinkCredentials
-from services.providers.registry import ProviderSettings, build_providers
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 
 CIPHER_KEY = "0" * 43 + "="  # a fixed 32-byte key: benchmarks store nothing secret
 
@@ -80,7 +81,7 @@ async def sandbox(scenario: str = "none") -> AsyncIterator[str]:
     """
     port = find_free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.sandbox", "--port", str(port), "--scenario", scenario
+        sys.executable, "-m", "sandbox", "--port", str(port), "--scenario", scenario
     )
     try:
         await wait_for_tcp("127.0.0.1", port, 15.0)

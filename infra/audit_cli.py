@@ -14,13 +14,13 @@ from typing import Any
 
 import msgspec
 
+from infra.audit import Audit, UnknownAggregateError, breaker_as_of, connection_as_of, describe
 from infra.config import Settings
 from infra.log_access import open_log
-from services.audit import Audit, UnknownAggregateError, breaker_as_of, connection_as_of, describe
 from services.connections.state import ConnectionState
-from services.notification_log import DbConnection, NotificationLogReader
+from services.ports import DbConnection, LogReader
 
-AuditSubject = Callable[[DbConnection, NotificationLogReader, argparse.Namespace], Awaitable[int]]
+AuditSubject = Callable[[DbConnection, LogReader, argparse.Namespace], Awaitable[int]]
 
 
 async def run_audit(settings: Settings, subject: AuditSubject, args: argparse.Namespace) -> int:
@@ -32,9 +32,7 @@ async def run_audit(settings: Settings, subject: AuditSubject, args: argparse.Na
             return 1
 
 
-async def audit_connection(
-    conn: DbConnection, reader: NotificationLogReader, args: argparse.Namespace
-) -> int:
+async def audit_connection(conn: DbConnection, reader: LogReader, args: argparse.Namespace) -> int:
     try:
         audit = await connection_as_of(conn, reader, args.id, args.as_of)
     except ValueError as exc:
@@ -48,9 +46,7 @@ async def audit_connection(
     return 0
 
 
-async def audit_breaker(
-    conn: DbConnection, reader: NotificationLogReader, args: argparse.Namespace
-) -> int:
+async def audit_breaker(conn: DbConnection, reader: LogReader, args: argparse.Namespace) -> int:
     audit = await breaker_as_of(conn, reader, args.provider, args.region, args.as_of)
     print_timeline(f"breaker {args.provider}/{args.region} ({audit.aggregate_id})", audit)
     print_state(audit.at, msgspec.to_builtins(audit.state))

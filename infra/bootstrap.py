@@ -24,6 +24,12 @@ from events.commands import Command
 from events.results import CommandResult
 from infra.config import Settings
 from infra.credential_keys import CredentialKeys, store_key
+from infra.deferral_timer import DeferralTimer
+from infra.eventlog.breaker_follower import BreakerFollower
+from infra.eventlog.institution_follower import InstitutionFollower
+from infra.eventlog.projector import Projector
+from infra.eventlog.reader import NotificationLogReader
+from infra.eventlog.relay import EventRelay
 from infra.eventstore import (
     EVENTS_TABLE,
     PostgresBreakerRecorder,
@@ -31,38 +37,32 @@ from infra.eventstore import (
     library_env,
     open_application,
 )
+from infra.http.api import create_app
+from infra.http.openapi import OPENAPI_OPERATIONS
+from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from infra.institution_store import open_institutions
+from infra.saga_scheduler import SagaScheduler
+from infra.saga_store import PostgresSagaStore
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
-from projections.deferrals import DeferralTimer
-from projections.engine import Projector
+from infra.supervision import supervise
+from infra.worker import CommandWorker
 from projections.registry import all_projections
-from sagas.commands import SAGA_HANDLERS
-from sagas.http import SAGA_OPERATIONS, saga_routes
+from sagas.commands import saga_handlers
 from sagas.runner import CrashHook, SagaRunner
-from sagas.store import SagaStore
-from services.api import create_app
 from services.connections.link_health import RelinkPolicy
 from services.dependencies import Handler
 from services.handlers import HANDLERS, Dependencies
-from services.institutions.follower import InstitutionFollower
-from services.notification_log import NotificationLogReader
-from services.openapi import OPENAPI_OPERATIONS
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.reconciliation.ledger import TransactionLedger
-from services.relay import EventRelay
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
-from services.resilience.follower import BreakerFollower
 from services.resilience.rate_limit import RateLimiter
-from services.supervision import supervise
-from services.worker import CommandWorker
 
 log = logging.getLogger(__name__)
 
 ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
 # Every command op's handler: the services' own and the saga flows'.
-COMMAND_HANDLERS: Mapping[type[Command], Handler] = {**HANDLERS, **SAGA_HANDLERS}
 
 
 class ConfigurationError(RuntimeError):
@@ -138,12 +138,14 @@ class Runtime:
     institution_follower: InstitutionFollower | None = None
     http_url: str | None = None
     relay: EventRelay | None = None
-    sagas: SagaStore | None = None
+    sagas: PostgresSagaStore | None = None
     projector: Projector | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Every command's handler: the services' table joined with the sagas', bound to their store.
+    handlers: Mapping[type[Command], Handler] = field(default_factory=lambda: dict(HANDLERS))
 
     async def execute(self, cmd: Command, trace: dict[str, str] | None = None) -> CommandResult:
-        return await COMMAND_HANDLERS[type(cmd)](self.deps, cmd, trace or {})
+        return await self.handlers[type(cmd)](self.deps, cmd, trace or {})
 
 
 @contextlib.asynccontextmanager
@@ -207,11 +209,10 @@ async def open_runtime(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
         orchestrator.directory = institutions.directory
-        sagas = SagaStore(app, pool, EVENTS_TABLE, link_deadline_s=settings.link_deadline_s)
+        sagas = PostgresSagaStore(app, pool, EVENTS_TABLE, link_deadline_s=settings.link_deadline_s)
         await sagas.setup()
         stack.push_async_callback(sagas.aclose)
         deps = Dependencies(
-            sagas=sagas,
             institutions=institutions,
             store=store,
             orchestrator=orchestrator,
@@ -231,6 +232,7 @@ async def open_runtime(
             board=board,
             institution_follower=institution_follower,
             sagas=sagas,
+            handlers={**HANDLERS, **saga_handlers(sagas)},
         )
 
 
@@ -287,7 +289,8 @@ async def run_components(
                     webhook_base=lambda: settings.public_url or runtime.http_url,
                     crash=CrashHook.from_env(),
                 )
-                tasks["sagas"] = asyncio.create_task(supervise("sagas", saga_runner.run, stop))
+                schedule = SagaScheduler(saga_runner, runtime.sagas)
+                tasks["sagas"] = asyncio.create_task(supervise("sagas", schedule.run, stop))
             if runtime.institution_follower is not None:
                 tasks["institutions"] = asyncio.create_task(
                     supervise("institutions", runtime.institution_follower.run, stop)

@@ -28,6 +28,7 @@ from events.subjects import (
     rpc_subject,
 )
 from infra import audit_cli, saga_audit
+from infra.audit import parse_time
 from infra.bootstrap import (
     ALL_COMPONENTS,
     ConfigurationError,
@@ -41,9 +42,6 @@ from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_metrics, setup_tracing
-from services.audit import parse_time
-from services.sandbox.app import create_sandbox_app
-from services.sandbox.scenarios import available as scenario_names
 
 log = logging.getLogger("syncyard")
 
@@ -57,8 +55,26 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def _sandbox_app(scenario: str) -> web.Application:
+    """The provider sandbox's app; it is a package of its own, outside syncyard's wheel."""
+    try:
+        from sandbox.app import create_sandbox_app  # noqa: PLC0415 - optional tool
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the provider sandbox is not installed: `pip install -e ./sandbox` from a checkout "
+            "(`make install` does it), or point SYNCYARD_<PROVIDER>_BASE_URL at real providers"
+        ) from exc
+    return create_sandbox_app(scenario=scenario)
+
+
+def _scenario_names() -> list[str]:
+    from sandbox.scenarios import available  # noqa: PLC0415 - `up` has loaded the sandbox
+
+    return available()
+
+
 async def _serve_sandbox(stack: contextlib.AsyncExitStack, port: int) -> str:
-    runner = web.AppRunner(create_sandbox_app(scenario=DEFAULT_SCENARIO), access_log=None)
+    runner = web.AppRunner(_sandbox_app(DEFAULT_SCENARIO), access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -93,7 +109,7 @@ syncyard is running.
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
                 scenario "{DEFAULT_SCENARIO}"; switch with, e.g.:
                 curl -X PUT {sandbox_url}/_admin/scenario -d '{{"name": "plaid-outage"}}'
-                (scenarios: {", ".join(scenario_names())})
+                (scenarios: {", ".join(_scenario_names())})
   state         {runtime.settings.state_dir}
 
 In another terminal, register a connection and sync it:
@@ -276,9 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in write_schemas(args.out):
                 print(path)
         elif args.command == "sandbox":
-            web.run_app(
-                create_sandbox_app(scenario=args.scenario), host="127.0.0.1", port=args.port
-            )
+            web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
         elif args.command == "replay":
             return asyncio.run(
                 run_replay(settings, args.names, from_zero=args.from_zero, check=args.verify)

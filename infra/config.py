@@ -11,7 +11,7 @@ import msgspec
 
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
-from services.providers.registry import ProviderSettings
+from services.providers.settings import ProviderSettings
 from services.resilience.hedging import HedgePolicy
 from services.resilience.policy import PolicyBook
 from services.resilience.rate_limit import RateLimit

@@ -29,8 +29,8 @@ from events.base import DomainEvent
 from events.credentials import CredentialForgotten, CredentialStored
 from events.upcasting import mark_version
 from infra.credential_keys import CredentialKeys, is_sealed, seal, unseal
+from infra.eventlog.reader import decode_stored
 from services.connections.domain import ConnectionState, fold
-from services.notification_log import decode_stored
 from services.ports import Change, EventStorePort
 from services.providers.base import LinkCredentials
 from services.resilience.board import BreakerRecorder

@@ -19,12 +19,13 @@ from eventsourcing.persistence import IntegrityError
 
 from events.base import DomainEvent
 from events.institutions import INSTITUTION_EVENT_TYPES
+from infra.eventlog.institution_follower import InstitutionFollower
+from infra.eventlog.reader import NotificationLogReader, decode_stored
 from infra.eventstore import EVENTS_TABLE, SyncyardApplication
-from services.institutions.follower import InstitutionFollower
 from services.institutions.handlers import Institutions
 from services.institutions.seed import SEED_PATH, load_seed, open_directory
 from services.institutions.store import InstitutionStore
-from services.notification_log import NotificationLogReader, decode_stored, topic_of
+from services.ports import topic_of
 from services.providers.registry import ADAPTER_FACTORIES
 
 TOPICS = [topic_of(cls) for cls in INSTITUTION_EVENT_TYPES]

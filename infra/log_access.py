@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from infra.config import Settings
+from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
-from services.notification_log import NotificationLogReader
 
 DATABASE_URL_FILE = "database.url"
 

@@ -11,10 +11,10 @@ import uuid
 
 import msgspec
 
+from infra.saga_store import schedule_of
 from sagas.state import saga_id_for
-from sagas.store import schedule_of
 from sagas.view import saga_text, saga_view
-from services.notification_log import DbConnection, NotificationLogReader
+from services.ports import DbConnection, LogReader
 
 
 def saga_id_from(text: str) -> uuid.UUID:
@@ -28,9 +28,7 @@ def saga_id_from(text: str) -> uuid.UUID:
         raise ValueError(f"{text!r} is neither a saga UUID nor SPACE_ID/COMMAND_ID") from None
 
 
-async def audit_saga(
-    conn: DbConnection, reader: NotificationLogReader, args: argparse.Namespace
-) -> int:
+async def audit_saga(conn: DbConnection, reader: LogReader, args: argparse.Namespace) -> int:
     try:
         saga_id = saga_id_from(args.id)
     except ValueError as exc:

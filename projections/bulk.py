@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.notification_log import DbConnection
+from services.ports import DbConnection
 
 
 async def insert_new_rows(

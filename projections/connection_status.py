@@ -29,7 +29,7 @@ from events.connection import (
 )
 from projections.attempt_types import attempt_type
 from projections.engine import Projection
-from services.notification_log import DbConnection, Notification
+from services.ports import DbConnection, Notification
 
 ConnectionStatus = Literal[
     "pending", "active", "error", "retrying", "maintenance", "reauth_required"

@@ -9,7 +9,7 @@ import asyncpg
 from opentelemetry import metrics
 
 from projections.schemas import DEFAULT_EVENTS_TABLE, POSITIONS, Borrowed, use_schema
-from services.notification_log import DbConnection
+from services.ports import DbConnection
 
 _live_lag: dict[str, int] = {}
 _gauges: dict[tuple[int, str], metrics.ObservableGauge] = {}

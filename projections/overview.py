@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from projections.lag import projection_lag as engine_projection_lag
-from services.notification_log import DbConnection
+from services.ports import DbConnection
 
 # The same order of precedence as connection_status.status_at: a connection is
 # active only when nothing else (re-auth, maintenance, failures) applies.

@@ -15,7 +15,7 @@ from events.breaker import BreakerClosed, BreakerHalfOpened, BreakerOpened
 from events.connection import ConnectionAttempted, ProviderFailed
 from projections.engine import Projection
 from projections.health_rules import HISTOGRAM_SIZE, latency_bucket
-from services.notification_log import DbConnection, Notification
+from services.ports import DbConnection, Notification
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS provider_health (

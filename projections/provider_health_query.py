@@ -19,7 +19,7 @@ from projections.health_rules import (
     percentile_ms,
     window_start,
 )
-from services.notification_log import DbConnection
+from services.ports import DbConnection
 
 _TOTALS = """
 SELECT provider, region, successes, failures, timeouts, total_response_ms,

@@ -33,7 +33,7 @@ from projections.engine import (
     use_schema,
 )
 from projections.replay_gc import young_objects_collected_less_often
-from services.notification_log import DbConnection, Notification, NotificationLogReader, Page
+from services.ports import DbConnection, LogReader, Notification, Page
 
 REPLAY_PAGE_SIZE = 10_000
 # Pages a projection may lag behind the reader in a build (decoded pages held in memory).
@@ -56,7 +56,7 @@ async def drop_schema(pool_or_conn: asyncpg.Pool | DbConnection, schema: str) ->
 
 async def build(
     pool: asyncpg.Pool,
-    reader: NotificationLogReader,
+    reader: LogReader,
     projections: Sequence[Projection],
     schema: str,
     *,
@@ -83,7 +83,7 @@ async def build(
 
 async def _build(
     pool: asyncpg.Pool,
-    reader: NotificationLogReader,
+    reader: LogReader,
     projections: Sequence[Projection],
     schema: str,
     *,
@@ -181,7 +181,7 @@ async def _apply_page(
 
 async def _prefetched(
     pool: asyncpg.Pool,
-    reader: NotificationLogReader,
+    reader: LogReader,
     topics: frozenset[str],
     head: int,
     page_size: int,
@@ -210,7 +210,7 @@ async def _prefetched(
 
 async def catch_up_to(
     conn: DbConnection,
-    reader: NotificationLogReader,
+    reader: LogReader,
     projection: Projection,
     schema: str,
     upto: int,
@@ -222,7 +222,7 @@ async def catch_up_to(
 
 async def rebuild_live(
     pool: asyncpg.Pool,
-    reader: NotificationLogReader,
+    reader: LogReader,
     projections: Sequence[Projection],
     *,
     progress: Progress | None = None,
@@ -268,7 +268,7 @@ async def rebuild_live(
 @contextlib.asynccontextmanager
 async def as_of(
     pool: asyncpg.Pool,
-    reader: NotificationLogReader,
+    reader: LogReader,
     projections: Sequence[Projection],
     at: datetime,
 ) -> AsyncIterator[str]:

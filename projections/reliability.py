@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.notification_log import DbConnection
+from services.ports import DbConnection
 
 _OUTCOMES = """
        count(outcome) AS total,

@@ -29,7 +29,7 @@ from events.saga import (
 )
 from projections.engine import Projection
 from projections.lag import register_gauge
-from services.notification_log import DbConnection, Notification
+from services.ports import DbConnection, Notification
 
 # The saga's status words, as `sagas.state.SagaStatus` names them (projections
 # may not import sagas/; tests/unit/test_saga_status.py keeps them equal).

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from services.notification_log import DbConnection
+from services.ports import DbConnection
 
 POSITIONS = "syncyard_projection_position"
 DEFAULT_EVENTS_TABLE = "syncyard_events"  # infra.eventstore.EVENTS_TABLE; infra may pass its own

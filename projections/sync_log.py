@@ -14,7 +14,7 @@ from events.connection import SyncCompleted, SyncDeferred, SyncFailed
 from projections.attempt_types import attempt_type
 from projections.bulk import insert_new_rows
 from projections.engine import Projection
-from services.notification_log import DbConnection, Notification
+from services.ports import DbConnection, Notification
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_log (

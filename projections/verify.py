@@ -26,7 +26,7 @@ import msgspec
 
 from projections.engine import POSITIONS, Projection, migrate
 from projections.rebuild import Progress, build, catch_up_to, drop_schema, scratch_schema
-from services.notification_log import DbConnection, NotificationLogReader
+from services.ports import DbConnection, LogReader
 
 
 class Difference(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,7 +40,7 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
 
 async def verify(
     pool: asyncpg.Pool,
-    reader: NotificationLogReader,
+    reader: LogReader,
     projections: Sequence[Projection],
     *,
     progress: Progress | None = None,

@@ -4,12 +4,13 @@
 put it on the schedule; the runner does the rest, so the command's result
 says only that the flow started (with the saga id). Upstream waits for
 `LinkCompleted` / `LinkAborted` on `syncyard.evt.saga.*`. `link.complete`
-(and the provider's webhook, `sagas/http.py`) keeps the public token in a
+(and the provider's webhook, `infra/http/sagas.py`) keeps the public token in a
 private stream and wakes the saga.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from uuid import UUID
 
@@ -25,8 +26,8 @@ from events.saga import (
 )
 from sagas.decide import pending_compensations
 from sagas.flows import FLOWS
+from sagas.ports import SagaConflictError, SagaStore
 from sagas.state import SagaState, fold, public_token_stream_for, saga_id_for
-from sagas.store import SagaConflictError, SagaStore
 from services.connections.domain import connection_id_for
 from services.dependencies import Dependencies, Handler, refused
 
@@ -37,16 +38,15 @@ class CompletionRefusedError(Exception):
         self.code = code
 
 
-def _store(deps: Dependencies) -> SagaStore:
-    store = deps.sagas
-    assert isinstance(store, SagaStore), "sagas need a SagaStore in Dependencies"
-    return store
-
-
 async def _start(
-    deps: Dependencies, cmd: Command, kind: SagaKind, params: dict[str, Any], trace: dict[str, str]
+    deps: Dependencies,
+    store: SagaStore,
+    cmd: Command,
+    *,
+    kind: SagaKind,
+    params: dict[str, Any],
+    trace: dict[str, str],
 ) -> CommandResult:
-    store = _store(deps)
     saga_id = saga_id_for(cmd.space_id, cmd.command_id)
     state = await store.load(saga_id)
     duplicate = state is not None
@@ -69,16 +69,16 @@ async def _start(
         except SagaConflictError:
             duplicate, state = True, await store.load(saga_id)
     assert state is not None
-    return await _scheduled(deps, cmd, state, duplicate)
+    return await _scheduled(deps, store, cmd, state, duplicate)
 
 
 async def _scheduled(
-    deps: Dependencies, cmd: Command, state: SagaState, duplicate: bool
+    deps: Dependencies, store: SagaStore, cmd: Command, state: SagaState, duplicate: bool
 ) -> CommandResult:
     """Put an unfinished saga on the schedule (the runner does the rest) and answer."""
     # Also on a duplicate: a crash between the append and this insert leaves no row.
     if not state.finished:
-        await _store(deps).schedule(state.id, state.kind, deps.now())
+        await store.schedule(state.id, state.kind, deps.now())
     return CommandResult(
         command_id=cmd.command_id,
         op=cmd.op,
@@ -88,7 +88,9 @@ async def _scheduled(
     )
 
 
-async def start_link(deps: Dependencies, cmd: StartLink, trace: dict[str, str]) -> CommandResult:
+async def start_link(
+    deps: Dependencies, cmd: StartLink, trace: dict[str, str], *, store: SagaStore
+) -> CommandResult:
     params = {
         "institution_id": cmd.institution_id,
         "region": cmd.region,
@@ -97,13 +99,13 @@ async def start_link(deps: Dependencies, cmd: StartLink, trace: dict[str, str]) 
         "country_codes": list(cmd.country_codes),
         "webhook_url": cmd.webhook_url,
         "redirect_uri": cmd.redirect_uri,
-        "link_deadline_s": cmd.link_deadline_s or _store(deps).link_deadline_s,
+        "link_deadline_s": cmd.link_deadline_s or store.link_deadline_s,
     }
-    return await _start(deps, cmd, "link", params, trace)
+    return await _start(deps, store, cmd, kind="link", params=params, trace=trace)
 
 
 async def reconnect(
-    deps: Dependencies, cmd: ReconnectConnection, trace: dict[str, str]
+    deps: Dependencies, cmd: ReconnectConnection, trace: dict[str, str], *, store: SagaStore
 ) -> CommandResult:
     connection = await deps.store.get_connection(connection_id_for(cmd.space_id, cmd.account_id))
     if connection is None:
@@ -122,18 +124,18 @@ async def reconnect(
         "credential_id": str(link.credential_id),
         "region": connection.region,
         "webhook_url": cmd.webhook_url,
-        "link_deadline_s": cmd.link_deadline_s or _store(deps).link_deadline_s,
+        "link_deadline_s": cmd.link_deadline_s or store.link_deadline_s,
     }
-    return await _start(deps, cmd, "reconnect", params, trace)
+    return await _start(deps, store, cmd, kind="reconnect", params=params, trace=trace)
 
 
 async def complete_link(
-    deps: Dependencies, cmd: CompleteLink, trace: dict[str, str]
+    deps: Dependencies, cmd: CompleteLink, trace: dict[str, str], *, store: SagaStore
 ) -> CommandResult:
     saga_id = saga_id_for(cmd.space_id, cmd.link_command_id)
     try:
         duplicate = await receive_completion(
-            deps, saga_id, cmd.public_token, "command", account_id=cmd.account_id
+            deps, store, saga_id, cmd.public_token, "command", account_id=cmd.account_id
         )
     except CompletionRefusedError as exc:
         return refused(cmd, exc.code, str(exc))
@@ -148,6 +150,7 @@ async def complete_link(
 
 async def receive_completion(
     deps: Dependencies,
+    store: SagaStore,
     saga_id: UUID,
     public_token: str | None,
     source: CompletionSource,
@@ -155,7 +158,6 @@ async def receive_completion(
     account_id: str | None = None,
 ) -> bool:
     """Record that the person finished; True when it was already recorded."""
-    store = _store(deps)
     for _ in range(5):
         state = await store.load(saga_id)
         _check_open(state, public_token, account_id)
@@ -205,9 +207,10 @@ def _check_open(state: SagaState | None, public_token: str | None, account_id: s
         raise CompletionRefusedError("public_token_required", "a link completes with its token")
 
 
-async def resume_saga(deps: Dependencies, cmd: ResumeSaga, trace: dict[str, str]) -> CommandResult:
+async def resume_saga(
+    deps: Dependencies, cmd: ResumeSaga, trace: dict[str, str], *, store: SagaStore
+) -> CommandResult:
     """Give the compensation that kept failing a fresh retry budget, and wake the saga."""
-    store = _store(deps)
     saga_id = saga_id_for(cmd.space_id, cmd.saga_command_id)
     for _ in range(5):
         state = await store.load(saga_id)
@@ -237,13 +240,15 @@ async def resume_saga(deps: Dependencies, cmd: ResumeSaga, trace: dict[str, str]
                 continue  # another resume got there first: look again
             state = fold(state, [resumed])
             assert state is not None
-        return await _scheduled(deps, cmd, state, duplicate)
+        return await _scheduled(deps, store, cmd, state, duplicate)
     return refused(cmd, "busy", "the saga kept moving; send the command again")
 
 
-SAGA_HANDLERS: dict[type[Command], Handler] = {
-    StartLink: start_link,
-    CompleteLink: complete_link,
-    ReconnectConnection: reconnect,
-    ResumeSaga: resume_saga,
-}
+def saga_handlers(store: SagaStore) -> dict[type[Command], Handler]:
+    """The saga commands' table, bound to where the sagas live (joined at bootstrap)."""
+    return {
+        StartLink: functools.partial(start_link, store=store),
+        CompleteLink: functools.partial(complete_link, store=store),
+        ReconnectConnection: functools.partial(reconnect, store=store),
+        ResumeSaga: functools.partial(resume_saga, store=store),
+    }

@@ -1,8 +1,8 @@
-"""The saga runner: claims due sagas, asks `decide` what next, does it, records it.
+"""The saga runner: asks `decide` what next for one saga, does it, records it.
 
-One runs in every worker process. It claims due rows of the schedule with
-a lease (`SagaStore.claim`), so a saga is advanced by one holder at a time
-while sagas of different connections advance at once; after a crash the
+One runs in every worker process, fed by the schedule (`infra/saga_scheduler.py`),
+which hands it due sagas under a lease, so a saga is advanced by one holder at a
+time while sagas of different connections advance at once; after a crash the
 lease runs out and any runner picks the saga up where its events say it is.
 
 A step is recorded as started (with its idempotency key) before its side
@@ -21,19 +21,17 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from events.base import DomainEvent
 from sagas.decide import Done, Execute, Record, Wait, decide, outcome_event
 from sagas.link_steps import LINK_EXECUTORS
+from sagas.ports import SagaConflictError, SagaStore
 from sagas.reconnect_steps import RECONNECT_EXECUTORS
 from sagas.state import SagaState, evolve, fold
 from sagas.steps import Executor, StepContext, StepFailedError, StepResult
-from sagas.store import WAKE_CHANNEL, SagaConflictError, SagaStore
 from services.dependencies import Dependencies
-from services.listening import listening
 from services.ports import Change
-from services.waiting import wait_for_either
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,6 @@ EXECUTORS: dict[str, Mapping[str, Executor]] = {
     "reconnect": RECONNECT_EXECUTORS,
 }
 CRASH_ENV = "SYNCYARD_SAGA_CRASH_AT"
-ERROR_RETRY = timedelta(seconds=1)
 
 
 class CrashHook:
@@ -81,7 +78,6 @@ class SagaRunner:
         store: SagaStore,
         *,
         lease_s: float = 30.0,
-        concurrency: int = 64,
         webhook_base: Callable[[], str | None] = lambda: None,
         crash: CrashHook | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -89,56 +85,11 @@ class SagaRunner:
         self.deps = deps
         self.store = store
         self.lease_s = lease_s
-        self.concurrency = concurrency
         self.webhook_base = webhook_base
         self.crash = crash or CrashHook(None)
         self.now = now
         self.owner = f"runner-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.steps_run = 0
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.store.setup()
-        async with listening(self.store.pool, WAKE_CHANNEL, self._on_notify):
-            try:
-                await self._claim_until(stop)
-            finally:
-                if self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _claim_until(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._wake.clear()
-            free = self.concurrency - len(self._tasks)
-            claimed = await self.store.claim(self.owner, self.lease_s, free) if free else []
-            for saga_id, wakes in claimed:
-                task = asyncio.create_task(self._work(saga_id, wakes))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                task.add_done_callback(lambda _: self._wake.set())
-            if claimed and len(claimed) == free:
-                continue
-            gap = await self.store.seconds_to_next()
-            sleep = 1.0 if gap is None else max(0.01, min(1.0, gap))
-            await wait_for_either(stop, self._wake, sleep)
-
-    async def _work(self, saga_id: uuid.UUID, wakes: int) -> None:
-        due: datetime | None
-        try:
-            due = await self.advance(saga_id)
-        except SagaConflictError:
-            due = self.now()  # another holder moved it on: look again from its events
-        except Exception:
-            log.exception("saga %s: advancing failed; retrying", saga_id)
-            due = self.now() + ERROR_RETRY
-        if due is None:
-            await self.store.finish(saga_id)
-        else:
-            await self.store.release(saga_id, self.owner, wakes, due)
 
     async def advance(self, saga_id: uuid.UUID) -> datetime | None:
         """Run the saga until it waits (returns when to look again) or ends (None)."""

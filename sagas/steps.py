@@ -18,8 +18,8 @@ import msgspec
 
 from events.base import DomainEvent
 from events.errors import ErrorInfo
+from sagas.ports import SagaStore
 from sagas.state import SagaState
-from sagas.store import SagaStore
 from services.connections.domain import ConnectionState
 from services.dependencies import Dependencies
 from services.providers.base import LinkCredentials, ProviderAdapter, ProviderCallError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -19,9 +19,6 @@ from services.ports import EventStorePort
 from services.reconciliation.ledger import TransactionLedger
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 
-if TYPE_CHECKING:  # sagas build on services; only the type is named here
-    from sagas.store import SagaStore
-
 
 class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     store: EventStorePort
@@ -33,7 +30,6 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
     ledger: TransactionLedger | None = None
     institutions: Institutions | None = None
-    sagas: SagaStore | None = None  # link and reconnect flows (sagas/)
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]

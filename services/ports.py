@@ -1,12 +1,16 @@
-"""Ports the services depend on; infra/ provides the implementations."""
+"""Ports the services, read models and sagas depend on; infra/ provides the implementations."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol, TypeAlias
 from uuid import UUID
 
+import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
+from eventsourcing.utils import get_topic
 
 from events.base import DomainEvent
 from services.connections.domain import ConnectionState
@@ -39,3 +43,61 @@ class EventStorePort(abc.ABC):
     @abc.abstractmethod
     async def commit(self, change: Change) -> list[DomainEvent]:
         """Decide and durably record; returns the events recorded (empty: nothing to do)."""
+
+
+# -- the event log ---------------------------------------------------------------
+# Read models and sagas read the event store's notification log through this
+# port; `infra/eventlog/reader.py` is the PostgreSQL implementation.
+
+# A plain connection or one borrowed from a pool: both run queries the same way.
+DbConnection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event, decoded, with its place in the log."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    event: DomainEvent
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    """What one read saw: the last notification id in it, and the events asked for."""
+
+    last_id: int
+    notifications: list[Notification]
+    scanned: int = 0  # rows read, decoded or not: a full page means more may be waiting
+    # The highest version each stream reached in this page, decoded or not.
+    versions: dict[UUID, int] = {}
+
+
+def topic_of(cls: type[DomainEvent]) -> str:
+    """The topic the store records an event class under (what readers filter on)."""
+    return get_topic(cls)
+
+
+class LogReader(Protocol):
+    """Pages through the notification log in order, decoding only the topics asked for."""
+
+    @property
+    def channel(self) -> str:
+        """The LISTEN channel the store NOTIFYs on each append."""
+
+    async def read(
+        self,
+        conn: DbConnection,
+        after: int,
+        limit: int,
+        topics: Collection[str] | None = None,
+        *,
+        upto: int | None = None,
+    ) -> Page:
+        """Up to `limit` notifications after `after` (and up to `upto`), decoding `topics`."""
+
+    async def max_id(self, conn: DbConnection) -> int:
+        """The last notification id recorded."""
+
+    async def read_stream(self, conn: DbConnection, originator_id: UUID) -> list[Notification]:
+        """Every event of one aggregate, in its version order."""

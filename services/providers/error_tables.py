@@ -15,17 +15,17 @@ import msgspec
 
 from events.errors import ErrorType
 from services.providers.base import FAILOVER_TYPES
-from services.providers.belvo_errors import BELVO_ERRORS, BELVO_HTTP_STATUSES, LINK_STATUS_CODES
-from services.providers.bitso_errors import (
+from services.providers.belvo.errors import BELVO_ERRORS, BELVO_HTTP_STATUSES, LINK_STATUS_CODES
+from services.providers.bitso.errors import (
     BITSO_ERROR_CATEGORIES,
     BITSO_ERRORS,
     BITSO_HTTP_STATUSES,
 )
-from services.providers.blockchain_errors import CHAIN_ERRORS
-from services.providers.finicity_errors import FINICITY_ERRORS, FINICITY_HTTP_STATUSES
+from services.providers.blockchain.errors import CHAIN_ERRORS
+from services.providers.finicity.errors import FINICITY_ERRORS, FINICITY_HTTP_STATUSES
 from services.providers.http import ErrorRule
-from services.providers.mx_errors import MX_CONNECTION_STATUSES, MX_HTTP_STATUSES
-from services.providers.plaid_errors import PLAID_ERROR_CODES, PLAID_ERROR_TYPES
+from services.providers.mx.errors import MX_CONNECTION_STATUSES, MX_HTTP_STATUSES
+from services.providers.plaid.errors import PLAID_ERROR_CODES, PLAID_ERROR_TYPES
 
 __all__ = ["ERROR_TABLES", "FAILOVER_TYPES", "ErrorRow", "ErrorTable", "rows"]
 

@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated
 
 import aiohttp
-import msgspec
 
 from services.providers.base import ProviderAdapter
-from services.providers.belvo import build_belvo
-from services.providers.bitso import BitsoAdapter
-from services.providers.blockchain import BlockchainAdapter
-from services.providers.finicity import build_finicity
-from services.providers.manual import ManualAdapter
-from services.providers.manual_store import InMemoryManualEntries
-from services.providers.mx import MxAdapter
-from services.providers.mx_webhooks import BasicCredentials
-from services.providers.plaid import PlaidAdapter
-
-
-class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Where one provider lives and how we authenticate to it.
-
-    `kind` picks the adapter and defaults to `name`, so a second Plaid account
-    (say `plaid_eu`) is `name="plaid_eu", kind="plaid"`. `timeout_s` caps every
-    call; a caller's tighter deadline still wins. For MX, `secret` is the API key,
-    and `webhook_secret` is `username:password`, the HTTP Basic credentials MX was
-    given for webhooks (MX does not sign them); Plaid needs none (it signs with
-    keys fetched by API).
-    """
-
-    name: str
-    base_url: str
-    client_id: str
-    secret: str
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    kind: str | None = None
-    webhook_secret: str | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"ProviderSettings(name={self.name!r}, kind={self.kind!r}, "
-            f"base_url={self.base_url!r}, client_id={self.client_id!r}, secret='***', "
-            f"timeout_s={self.timeout_s!r}, "
-            f"webhook_secret={'***' if self.webhook_secret else None!r})"
-        )
-
-    __str__ = __repr__
-
+from services.providers.belvo.adapter import build_belvo
+from services.providers.bitso.adapter import BitsoAdapter
+from services.providers.blockchain.adapter import BlockchainAdapter
+from services.providers.finicity.adapter import build_finicity
+from services.providers.manual.adapter import ManualAdapter
+from services.providers.manual.store import InMemoryManualEntries
+from services.providers.mx.adapter import MxAdapter
+from services.providers.mx.webhooks import BasicCredentials
+from services.providers.plaid.adapter import PlaidAdapter
+from services.providers.settings import ProviderSettings
 
 AdapterFactory = Callable[[aiohttp.ClientSession, ProviderSettings], ProviderAdapter]
 

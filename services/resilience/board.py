@@ -24,7 +24,6 @@ from events.breaker import (
     BreakerOpened,
 )
 from events.connection import ConnectionAttempted
-from services.keyed_lock import KeyedLocks
 from services.resilience.domain import (
     Breaker,
     Observation,
@@ -35,6 +34,7 @@ from services.resilience.domain import (
     evolve,
     new_breaker,
 )
+from services.resilience.keyed_lock import KeyedLocks
 from services.resilience.policy import PolicyBook
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from infra.bootstrap import Runtime
-from services.sandbox.app import create_sandbox_app
+from sandbox.app import create_sandbox_app
 from tests.integration.harness import (
     CIPHER_KEY,
     Client,

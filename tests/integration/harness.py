@@ -23,7 +23,7 @@ from events.results import CommandResult
 from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
 from infra.config import Settings
-from services.providers.registry import ProviderSettings
+from services.providers.settings import ProviderSettings
 
 CIPHER_KEY = AESCipher.create_key(32)
 T = TypeVar("T")

@@ -18,9 +18,11 @@ import asyncpg
 
 from events.breaker import BREAKER_EVENT_TYPES
 from events.connection import CONNECTION_EVENT_TYPES
+from infra.eventlog.projector import Projector
+from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
-from projections.engine import Projection, Projector
-from services.notification_log import DbConnection, Notification, NotificationLogReader
+from projections.engine import Projection
+from services.ports import DbConnection, Notification
 
 PAGE_SIZE = 500
 

@@ -27,7 +27,7 @@ from events.connection import (
 from events.errors import ErrorInfo, ErrorType
 from projections.engine import Projection
 from projections.registry import all_projections
-from services.notification_log import DbConnection, Notification, topic_of
+from services.ports import DbConnection, Notification, topic_of
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a whole minute: window edges fall on buckets
 BREAKER_ID = uuid.UUID(int=1)

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 
 from events.commands import CompleteLink, StartLink
+from infra.saga_store import PostgresSagaStore
 from sagas.state import SagaState, saga_id_for
-from sagas.store import SagaStore
 from tests.integration.harness import Client, eventually
 
 SPACE = "space-1"
@@ -34,7 +34,7 @@ def saga_id(command_id: str) -> uuid.UUID:
 
 
 async def saga_reaches(
-    store: SagaStore, command_id: str, accept: Any, timeout: float = 20.0
+    store: PostgresSagaStore, command_id: str, accept: Any, timeout: float = 20.0
 ) -> SagaState:
     async def probe() -> SagaState | None:
         return await store.load(saga_id(command_id))
@@ -44,11 +44,13 @@ async def saga_reaches(
     return found
 
 
-async def saga_ended(store: SagaStore, command_id: str, timeout: float = 20.0) -> SagaState:
+async def saga_ended(store: PostgresSagaStore, command_id: str, timeout: float = 20.0) -> SagaState:
     return await saga_reaches(store, command_id, lambda s: s.finished, timeout)
 
 
-async def link_token_of(store: SagaStore, command_id: str, step: str = "create_link") -> str:
+async def link_token_of(
+    store: PostgresSagaStore, command_id: str, step: str = "create_link"
+) -> str:
     state = await saga_reaches(store, command_id, lambda s: step in s.outputs)
     return str(state.outputs[step]["link_token"])
 
@@ -81,7 +83,12 @@ def keys_for(
 
 
 async def start_and_complete(
-    upstream: Client, store: SagaStore, sandbox: str, account: str, command_id: str, **fields: Any
+    upstream: Client,
+    store: PostgresSagaStore,
+    sandbox: str,
+    account: str,
+    command_id: str,
+    **fields: Any,
 ) -> SagaState:
     """A whole link flow through `link.complete`, without a webhook."""
     started = await upstream.send(start_link(account, command_id, **fields))

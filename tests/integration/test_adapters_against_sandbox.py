@@ -11,14 +11,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sandbox.app import create_sandbox_app
 from services.providers.base import (
     LinkCredentials,
     ProviderAdapter,
     ProviderCallError,
     TransactionsPage,
 )
-from services.providers.registry import ProviderSettings, build_providers
-from services.sandbox.app import create_sandbox_app
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from infra.audit import UnknownAggregateError, breaker_as_of, connection_as_of
 from infra.bootstrap import Runtime
-from services.audit import UnknownAggregateError, breaker_as_of, connection_as_of
 from services.connections.state import ConnectionState, connection_id_for
 from services.resilience.policy import BreakerPolicy, PolicyBook
 from tests.integration.harness import (

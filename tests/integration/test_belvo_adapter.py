@@ -19,8 +19,9 @@ from services.providers.base import (
     TransactionsPage,
     WebhookRejectedError,
 )
-from services.providers.belvo import BelvoAdapter
-from services.providers.registry import ProviderSettings, build_providers
+from services.providers.belvo.adapter import BelvoAdapter
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sandbox.app import create_sandbox_app
+from sandbox.bitso_data import api_secret_for, fake_account
 from services.providers.base import (
     LinkCredentials,
     LinkRequest,
@@ -16,11 +18,10 @@ from services.providers.base import (
     ProviderCallError,
     WebhookRejectedError,
 )
-from services.providers.bitso import API_SETUP_URL, BitsoAdapter
-from services.providers.bitso_signing import NonceSource
-from services.providers.registry import ProviderSettings, build_providers
-from services.sandbox.app import create_sandbox_app
-from services.sandbox.bitso_data import api_secret_for, fake_account
+from services.providers.bitso.adapter import API_SETUP_URL, BitsoAdapter
+from services.providers.bitso.signing import NonceSource
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 
 pytestmark = pytest.mark.integration
 

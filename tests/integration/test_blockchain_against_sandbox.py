@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sandbox.app import create_sandbox_app
+from sandbox.chain_data import fake_wallet
 from services.providers.base import (
     LinkCredentials,
     LinkRequest,
@@ -17,9 +19,8 @@ from services.providers.base import (
     TransactionsPage,
     WebhookRejectedError,
 )
-from services.providers.registry import ProviderSettings, build_providers
-from services.sandbox.app import create_sandbox_app
-from services.sandbox.chain_data import fake_wallet
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 
 pytestmark = pytest.mark.integration
 

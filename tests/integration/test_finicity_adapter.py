@@ -18,9 +18,10 @@ from services.providers.base import (
     TransactionsPage,
     WebhookRejectedError,
 )
-from services.providers.finicity import FinicityAdapter
-from services.providers.finicity_webhooks import sign
-from services.providers.registry import ProviderSettings, build_providers
+from services.providers.finicity.adapter import FinicityAdapter
+from services.providers.finicity.webhooks import sign
+from services.providers.registry import build_providers
+from services.providers.settings import ProviderSettings
 
 pytestmark = pytest.mark.integration
 

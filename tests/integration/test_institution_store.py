@@ -17,10 +17,10 @@ from events.commands import MapInstitution
 from events.institutions import InstitutionMappingChanged
 from infra.bootstrap import pg_parts
 from infra.config import DEFAULT_HIERARCHY
+from infra.eventlog.institution_follower import InstitutionFollower
 from infra.eventstore import SyncyardApplication, library_env
 from infra.institution_store import PostgresInstitutionStore, open_institutions
 from services.institutions.domain import mapping_id_for
-from services.institutions.follower import InstitutionFollower
 from services.institutions.handlers import Institutions, map_institution
 from services.institutions.seed import load_seed
 from tests.integration.harness import eventually, stored_events

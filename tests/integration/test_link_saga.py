@@ -14,9 +14,9 @@ from events.commands import ResumeSaga
 from events.credentials import CredentialStored
 from events.saga import LinkAborted, LinkCompleted
 from infra.bootstrap import Runtime
-from sagas.store import SagaStore
+from infra.saga_store import PostgresSagaStore
+from sandbox.webhooks import plaid_headers, plaid_signing_key
 from services.connections.domain import connection_id_for
-from services.sandbox.webhooks import plaid_headers, plaid_signing_key
 from tests.integration.harness import (
     CIPHER_KEY,
     MX_WEBHOOK_CREDENTIALS,
@@ -61,7 +61,7 @@ async def credential_keys_of(runtime: Runtime, credential_id: uuid.UUID) -> int:
     )
 
 
-def _store(runtime: Runtime) -> SagaStore:
+def _store(runtime: Runtime) -> PostgresSagaStore:
     assert runtime.sagas is not None
     return runtime.sagas
 

@@ -15,8 +15,8 @@ from services.providers.base import (
     ProviderCallError,
     WebhookRejectedError,
 )
-from services.providers.mx import MxAdapter
-from services.providers.mx_webhooks import BasicCredentials
+from services.providers.mx.adapter import MxAdapter
+from services.providers.mx.webhooks import BasicCredentials
 from tests.integration.webhook_receiver import Receiver, receiving_webhooks
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from services.providers.base import (
     ProviderCallError,
     WebhookRejectedError,
 )
-from services.providers.plaid import PlaidAdapter
+from services.providers.plaid.adapter import PlaidAdapter
 from tests.integration.webhook_receiver import Receiver, receiving_webhooks
 
 pytestmark = pytest.mark.integration

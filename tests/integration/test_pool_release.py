@@ -12,7 +12,7 @@ import pytest
 from asyncpg.pool import PoolConnectionProxy
 
 from infra import bootstrap
-from services.listening import listening
+from infra.eventlog.listening import listening
 from tests.integration.harness import eventually
 
 pytestmark = pytest.mark.integration

@@ -15,17 +15,18 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from bench.eventgen import write_events
 from events.connection import CONNECTION_EVENT_TYPES
+from infra.eventlog.projector import Projector
+from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import (
     ProjectionVersionError,
-    Projector,
     apply_next_page,
     migrate,
     projection_lag,
     register_lag_gauge,
 )
 from projections.rebuild import build
-from services.notification_log import DbConnection, Notification, NotificationLogReader
+from services.ports import DbConnection, Notification
 from tests.integration.harness import CIPHER_KEY, eventually, gauge_values
 from tests.integration.projector_process import CountingProjection
 

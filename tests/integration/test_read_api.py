@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from infra.http.api import ROUTES, create_app
+from infra.http.openapi_schemas import RESPONSES
 from projections.engine import migrate
 from projections.registry import all_projections
-from services.api import ROUTES, create_app
-from services.openapi_schemas import RESPONSES
 from tests.integration.read_model_events import MIN, T0, A, apply, health_log, status_log
 
 pytestmark = pytest.mark.integration

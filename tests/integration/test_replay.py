@@ -11,12 +11,13 @@ import pytest
 
 from bench.eventgen import write_events
 from infra.bootstrap import Runtime
+from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections import verify as verify_module
 from projections.engine import projection_lag
 from projections.rebuild import as_of
 from projections.registry import all_projections
-from services.notification_log import DbConnection, NotificationLogReader
+from services.ports import DbConnection
 from tests.integration.harness import CIPHER_KEY, Client, eventually, inject_fault, register, sync
 from tests.integration.test_cli import syncyard_cli
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from infra.bootstrap import open_runtime
+from infra.saga_store import PostgresSagaStore
 from sagas.state import SagaState
-from sagas.store import SagaStore
 from tests.integration.harness import (
     CIPHER_KEY,
     Client,
@@ -50,7 +50,7 @@ SIDE_EFFECTS = {
 @contextlib.asynccontextmanager
 async def observed(
     sandbox: str, nats_url: str, database_url: str
-) -> AsyncIterator[tuple[SagaStore, Client]]:
+) -> AsyncIterator[tuple[PostgresSagaStore, Client]]:
     """The test's own view of the saga streams (no components), and an upstream client."""
     settings = settings_for(sandbox)
     async with (
@@ -61,7 +61,9 @@ async def observed(
         yield reader.sagas, upstream
 
 
-async def _finish_link(store: SagaStore, upstream: Client, sandbox: str, command_id: str) -> None:
+async def _finish_link(
+    store: PostgresSagaStore, upstream: Client, sandbox: str, command_id: str
+) -> None:
     done = await person_finishes(sandbox, "plaid", await link_token_of(store, command_id))
     await upstream.publish(complete_link("acct-c", command_id, done["public_token"]))
 
@@ -69,7 +71,7 @@ async def _finish_link(store: SagaStore, upstream: Client, sandbox: str, command
 async def _crash_then_resume(
     env: dict[str, str],
     crash_at: str,
-    store: SagaStore,
+    store: PostgresSagaStore,
     upstream: Client,
     *,
     sandbox: str,

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from sandbox.app import create_sandbox_app
 from services.providers.base import LinkCredentials, ProviderCallError
-from services.providers.plaid import PlaidAdapter
-from services.sandbox.app import create_sandbox_app
+from services.providers.plaid.adapter import PlaidAdapter
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from events.commands import Command
 from events.results import CommandResult
 from infra.streams import WORKER_CONSUMER, declare_streams
-from services.worker import CommandWorker
+from infra.worker import CommandWorker
 from tests.integration.harness import client, decode_json, eventually, stream_messages, sync
 
 pytestmark = pytest.mark.integration

@@ -8,15 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.providers.base import ProviderCallError, WebhookRejectedError
-from services.providers.belvo_errors import (
+from services.providers.belvo.errors import (
     BELVO_ERRORS,
     BELVO_HTTP_STATUSES,
     LINK_STATUS_CODES,
     belvo_error,
     link_status_error,
 )
-from services.providers.belvo_webhooks import verify_belvo_webhook
-from services.providers.belvo_wire import Cursor, decode_cursor, encode_cursor, later
+from services.providers.belvo.webhooks import verify_belvo_webhook
+from services.providers.belvo.wire import Cursor, decode_cursor, encode_cursor, later
 from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit

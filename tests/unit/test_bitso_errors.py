@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.providers.bitso_errors import (
+from services.providers.bitso.errors import (
     BITSO_ERROR_CATEGORIES,
     BITSO_ERRORS,
     BITSO_HTTP_STATUSES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.providers.bitso_signing import (
+from services.providers.bitso.signing import (
     NonceSource,
     authorization,
     parse_authorization,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from services.providers.base import WebhookRejectedError
-from services.providers.bitso_webhooks import (
+from services.providers.bitso.webhooks import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
     load_public_keys,

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.providers.blockchain_address import is_valid_address
-from services.providers.blockchain_errors import CHAIN_ERRORS, chain_error
-from services.providers.blockchain_wire import ChainCursor, Tx, TxStatus, plan_page
+from services.providers.blockchain.address import is_valid_address
+from services.providers.blockchain.errors import CHAIN_ERRORS, chain_error
+from services.providers.blockchain.wire import ChainCursor, Tx, TxStatus, plan_page
 from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit

@@ -8,14 +8,14 @@ import pytest
 
 from events.errors import ERROR_TYPES, ErrorInfo, ErrorType
 from services.providers.base import FAILOVER_TYPES, ProviderCallError
-from services.providers.belvo_errors import BELVO_ERRORS, belvo_error
-from services.providers.bitso_errors import BITSO_ERRORS, bitso_error
+from services.providers.belvo.errors import BELVO_ERRORS, belvo_error
+from services.providers.bitso.errors import BITSO_ERRORS, bitso_error
 from services.providers.docs import render
 from services.providers.error_tables import ERROR_TABLES, ErrorTable, rows
-from services.providers.finicity_errors import FINICITY_ERRORS, finicity_error
+from services.providers.finicity.errors import FINICITY_ERRORS, finicity_error
 from services.providers.http import ErrorRule, invalid_response
-from services.providers.manual import ManualAdapter
-from services.providers.manual_store import InMemoryManualEntries
+from services.providers.manual.adapter import ManualAdapter
+from services.providers.manual.store import InMemoryManualEntries
 from services.providers.registry import ADAPTER_FACTORIES
 
 pytestmark = pytest.mark.unit

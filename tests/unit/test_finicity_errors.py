@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.providers.base import ProviderCallError, WebhookRejectedError
-from services.providers.finicity_errors import (
+from services.providers.finicity.errors import (
     FINICITY_ERRORS,
     FINICITY_HTTP_STATUSES,
     aggregation_status_error,
     finicity_error,
 )
-from services.providers.finicity_webhooks import MAX_AGE_S, sign, verify_finicity_webhook
-from services.providers.finicity_wire import Cursor, decode_cursor, encode_cursor
+from services.providers.finicity.webhooks import MAX_AGE_S, sign, verify_finicity_webhook
+from services.providers.finicity.wire import Cursor, decode_cursor, encode_cursor
 from services.providers.http import ErrorRule
 
 pytestmark = pytest.mark.unit

@@ -12,12 +12,12 @@ import pytest
 from events.breaker import BreakerHalfOpened
 from events.commands import MapInstitution
 from infra.config import DEFAULT_HIERARCHY
+from sandbox import belvo_api_data, finicity_api_data
+from sandbox.institutions import directory as sandbox_directory
 from services.institutions.directory import InstitutionDirectory
 from services.institutions.domain import decide_map, mapping_id_for
 from services.institutions.seed import SeedError, SeedInstitution, load_seed, open_directory
 from services.providers.registry import ADAPTER_FACTORIES
-from services.sandbox import belvo_api_data, finicity_api_data
-from services.sandbox.institutions import directory as sandbox_directory
 from tests.unit.fake_institution_store import InMemoryInstitutionStore
 
 pytestmark = pytest.mark.unit

@@ -13,8 +13,8 @@ from services.providers.base import (
     ProviderCallError,
     WebhookRejectedError,
 )
-from services.providers.manual import ManualAdapter
-from services.providers.manual_store import (
+from services.providers.manual.adapter import ManualAdapter
+from services.providers.manual.store import (
     InMemoryManualEntries,
     ManualAccount,
     ManualChange,

@@ -6,13 +6,13 @@ import msgspec
 import pytest
 
 from services.providers.http import ErrorRule
-from services.providers.mx_errors import (
+from services.providers.mx.errors import (
     MX_CONNECTION_STATUSES,
     MX_HTTP_STATUSES,
     connection_status_error,
     mx_error,
 )
-from services.providers.mx_wire import Cursor, decode_cursor, encode_cursor
+from services.providers.mx.wire import Cursor, decode_cursor, encode_cursor
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ import msgspec
 import pytest
 
 from services.providers.base import WebhookRejectedError
-from services.providers.mx_links import parse_public_token, public_token
-from services.providers.mx_webhooks import BasicCredentials, normalise, verify_basic
+from services.providers.mx.links import parse_public_token, public_token
+from services.providers.mx.webhooks import BasicCredentials, normalise, verify_basic
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from services.api import create_app
-from services.openapi import openapi_view, undocumented_routes
+from infra.http.api import create_app
+from infra.http.openapi import openapi_view, undocumented_routes
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import pytest
 
 from events.errors import ErrorType
 from services.providers.http import ErrorRule, parse_retry_after
-from services.providers.plaid_errors import (
+from services.providers.plaid.errors import (
     PLAID_ERROR_CODES,
     PLAID_ERROR_TYPES,
     plaid_error,

@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.providers.base import WebhookRejectedError
-from services.providers.plaid_webhooks import PlaidWebhookVerifier, normalise
-from services.providers.plaid_wire import Jwk
+from services.providers.plaid.webhooks import PlaidWebhookVerifier, normalise
+from services.providers.plaid.wire import Jwk
 
 pytestmark = pytest.mark.unit
 

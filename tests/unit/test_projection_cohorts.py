@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from projections.engine import Projection, cohorts
-from services.notification_log import DbConnection, Notification
+from services.ports import DbConnection, Notification
 
 pytestmark = pytest.mark.unit
 

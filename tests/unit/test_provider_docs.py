@@ -6,8 +6,8 @@ import pytest
 
 from services.providers.docs import DOC_PATH, render
 from services.providers.error_tables import ERROR_TABLES, FAILOVER_TYPES, rows
-from services.providers.mx_errors import MX_CONNECTION_STATUSES
-from services.providers.plaid_errors import PLAID_ERROR_CODES
+from services.providers.mx.errors import MX_CONNECTION_STATUSES
+from services.providers.plaid.errors import PLAID_ERROR_CODES
 
 pytestmark = pytest.mark.unit
 

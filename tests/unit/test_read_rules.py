@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.config import load_settings, parse_call_prices
+from infra.http.params import InvalidParameterError, as_of_param, days_param, region_param
 from projections.attempt_types import attempt_type
 from projections.health_rules import (
     HISTOGRAM_SIZE,
@@ -18,7 +19,6 @@ from projections.health_rules import (
     window_start,
 )
 from projections.overview import reliability_score
-from services.api_params import InvalidParameterError, as_of_param, days_param, region_param
 
 pytestmark = pytest.mark.unit
 

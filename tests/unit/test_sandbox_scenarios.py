@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from services.sandbox.faults import Fault, FaultBook, LogNormal, RequestContext
-from services.sandbox.scenarios import ScenarioError, available, load, parse
+from sandbox.faults import Fault, FaultBook, LogNormal, RequestContext
+from sandbox.scenarios import ScenarioError, available, load, parse
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ from eventsourcing.cryptography import AESCipher
 
 from events.connection import ConnectionAttempted, SyncCompleted
 from events.upcasting import current_json, mark_version, topic_name
+from infra.eventlog.reader import decode_stored, plaintext
 from infra.eventstore import store_mapper
-from services.notification_log import decode_stored, plaintext
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,62 @@
+"""Feeds the breaker board from the notification log, and runs its open-timeout timer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from uuid import UUID
+
+import asyncpg
+
+from events.breaker import BREAKER_EVENT_TYPES
+from events.connection import ConnectionAttempted
+from infra.eventlog.listening import listening
+from infra.eventlog.reader import NotificationLogReader
+from infra.waiting import wait_for_either
+from services.ports import topic_of
+from services.resilience.board import BreakerBoard
+
+# On start, read back this many notifications to refill the windows: enough
+# for several minutes of calls at the rates in docs/BENCHMARKS.md.
+LOOKBACK = 20_000
+PAGE_SIZE = 1000
+# Bounds how late an open breaker turns half-open, and how stale a missed
+# NOTIFY can leave this replica.
+TICK_S = 0.1
+
+TOPICS = frozenset(topic_of(cls) for cls in (ConnectionAttempted, *BREAKER_EVENT_TYPES))
+
+
+class BreakerFollower:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        reader: NotificationLogReader,
+        board: BreakerBoard,
+        on_versions: Callable[[dict[UUID, int]], None] | None = None,
+    ):
+        self.pool = pool
+        self.reader = reader
+        self.board = board
+        # Also tells the event store's cache which streams other replicas moved on.
+        self.on_versions = on_versions
+        self.position = 0
+        self._wake = asyncio.Event()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with listening(self.pool, self.reader.channel, self._on_notify) as conn:
+            self.position = max(0, await self.reader.max_id(conn) - LOOKBACK)
+            while not stop.is_set():
+                self._wake.clear()
+                page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
+                for note in page.notifications:
+                    await self.board.observe(note.event)
+                self.position = page.last_id
+                if self.on_versions is not None and page.versions:
+                    self.on_versions(page.versions)
+                await self.board.tick()
+                if page.scanned < PAGE_SIZE:
+                    await wait_for_either(stop, self._wake, TICK_S)

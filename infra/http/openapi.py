@@ -1,0 +1,206 @@
+"""The OpenAPI 3.1 description of the HTTP API, kept as data beside the route table.
+
+`OPERATIONS` describes every route `infra/http/api.py` registers; a route added
+elsewhere (e.g. from infra/bootstrap.py) adds its own entry to the app's
+`OPENAPI_OPERATIONS`. `undocumented_routes` lists any route without one, and
+a test keeps that list empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from infra.http.openapi_schemas import RESPONSES
+from infra.http.params import MAX_DAYS, MAX_LIMIT
+from projections.saga_status import SAGA_STATUSES
+
+Operation = dict[str, Any]
+OperationKey = tuple[str, str]  # (lowercase method, path template)
+OPENAPI_OPERATIONS: web.AppKey[dict[OperationKey, Operation]] = web.AppKey("openapi_operations")
+
+_ERROR = {
+    "description": "A bad parameter; the message names it and what it accepts",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+def _q(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+ACCOUNT = {"name": "account_id", "in": "path", "required": True,
+           "schema": {"type": "string", "minLength": 1, "maxLength": 128}}  # fmt: skip
+SPACE = _q("space_id", "Only the connection in this space", {"type": "string", "maxLength": 128})
+REGION = _q("region", "Only this region", {"type": "string", "pattern": "^[A-Za-z_-]{2,16}$"})
+PROVIDER = _q("provider", "Only this provider", {"type": "string", "pattern": "^[a-z0-9_]{1,32}$"})
+LIMIT = _q("limit", "Rows to return, newest first",
+           {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})  # fmt: skip
+AS_OF = _q(
+    "as_of",
+    "The moment the windows and periods end at (ISO 8601 with offset, not in the future); "
+    "default now. Running totals and last-* fields stay current: a full past state comes "
+    "from `syncyard audit ... --as-of`",
+    {"type": "string", "format": "date-time"},
+)
+
+
+def _days(default: int) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": default}
+    return _q("days", "Length of the period ending at as_of", schema)
+
+
+def _get(
+    summary: str, params: list[dict[str, Any]], ok: str, *, not_found: bool = False
+) -> Operation:
+    responses: dict[str, Any] = {
+        "200": {"description": ok},
+        "400": _ERROR,
+    }
+    if not_found:
+        responses["404"] = {**_ERROR, "description": "No connection for this account"}
+    return {"summary": summary, "parameters": params, "responses": responses}
+
+
+OPERATIONS: dict[OperationKey, Operation] = {
+    ("get", "/healthz"): _get("Liveness", [], "The process answers"),
+    ("get", "/readyz"): {
+        **_get("Readiness: PostgreSQL and NATS reachable", [], "Ready"),
+        "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+    },
+    ("get", "/v1/openapi.json"): _get("This description", [], "OpenAPI 3.1 document"),
+    ("get", "/v1/providers/health"): _get(
+        "Per provider and region: status, health score (0-100), error rate, average and p95 "
+        "response time over 5 min and 24 h, last success/failure/error, breaker state",
+        [REGION, PROVIDER, AS_OF],
+        "Provider health",
+    ),
+    ("get", "/v1/providers/reliability"): _get(
+        "Per provider over N days: syncs total/successful/failed, success rate, average "
+        "duration, calls and estimated cost (per-call prices from configuration)",
+        [_days(7), AS_OF],
+        "Provider reliability and cost",
+    ),
+    ("get", "/v1/providers/failover-rates"): _get(
+        "Per provider, region and hour: calls, failovers away from the provider, their rate",
+        [_days(1), REGION, AS_OF],
+        "Failover rates by hour",
+    ),
+    ("get", "/v1/connections/{account_id}/history"): _get(
+        "Every provider call for the account: attempt type, status, error, response time, "
+        "failover from/to",
+        [ACCOUNT, SPACE, LIMIT],
+        "Connection attempts, newest first",
+    ),
+    ("get", "/v1/connections/{account_id}/status"): _get(
+        "Status, last successful sync, consecutive failures, maintenance, re-auth, next retry",
+        [ACCOUNT, SPACE, AS_OF],
+        "Connection status",
+        not_found=True,
+    ),
+    ("get", "/v1/connections/{account_id}/syncs"): _get(
+        "How each command for the account ended (sync log)",
+        [ACCOUNT, SPACE, LIMIT],
+        "Sync log, newest first",
+    ),
+    ("get", "/v1/connections/{account_id}/reliability"): _get(
+        "Per connection over N days: total, successful, failed, success rate, average duration",
+        [ACCOUNT, SPACE, _days(7), AS_OF],
+        "Connection reliability",
+        not_found=True,
+    ),
+    ("get", "/v1/admin/stats"): _get(
+        "Per provider: breaker, 24 h success rate, average response, last error; and each "
+        "projection's position, events behind the log, and age of its last update",
+        [],
+        "Admin statistics",
+    ),
+    ("get", "/v1/metrics/overview"): _get(
+        "Connections total/active/with errors/in maintenance/requiring re-auth and health rate; "
+        "syncs total/successful/failed and success rate; reliability score (0-100: 70% sync "
+        "success rate, 30% connection health rate)",
+        [_days(1), AS_OF],
+        "Metrics overview",
+    ),
+    ("get", "/v1/sagas"): _get(
+        "Link and reconnect sagas, most recently moved first, with how many are in each "
+        "status: `?status=needs_attention` lists the ones an operator must look at "
+        "(`GET /v1/sagas/{saga_id}` shows one in full; `saga.resume` resumes it)",
+        [
+            _q(
+                "status",
+                "Only sagas in this status",
+                {"type": "string", "enum": list(SAGA_STATUSES)},
+            ),
+            LIMIT,
+        ],
+        "Sagas and counts per status",
+    ),
+}
+
+
+def _with_response_schemas(operations: dict[OperationKey, Operation]) -> None:
+    """Each route's success (and readiness failure) body, from openapi_schemas.RESPONSES."""
+    for (_, path), operation in operations.items():
+        for code in ("200", "503"):
+            if code in operation["responses"]:
+                operation["responses"][code]["content"] = {
+                    "application/json": {"schema": RESPONSES[path]}
+                }
+
+
+_with_response_schemas(OPERATIONS)
+
+
+def openapi_document(operations: dict[OperationKey, Operation]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Operation]] = {}
+    for (method, path), operation in sorted(operations.items(), key=lambda kv: kv[0][1]):
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "syncyard", "version": "1"},
+        "paths": paths,
+    }
+
+
+def _served(app: web.Application) -> dict[OperationKey, web.AbstractRoute]:
+    return {
+        (route.method.lower(), route.resource.canonical): route
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"  # HEAD rides on GET
+    }
+
+
+def undocumented_routes(app: web.Application) -> list[OperationKey]:
+    """Routes the app serves that its OpenAPI description leaves out."""
+    return sorted(_served(app).keys() - app[OPENAPI_OPERATIONS].keys())
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    """The description; a route nobody described still appears, flagged, with its docstring."""
+    described: dict[OperationKey, Operation] = request.app[OPENAPI_OPERATIONS]
+    operations = dict(described)
+    for key, route in _served(request.app).items():
+        if key not in operations:
+            doc = (getattr(route.handler, "__doc__", None) or "").strip().splitlines()
+            operations[key] = {
+                "summary": doc[0] if doc else f"{key[0].upper()} {key[1]}",
+                "x-undocumented": True,
+                "responses": {"default": {"description": "Not described yet"}},
+            }
+    return web.json_response(openapi_document(operations))

@@ -1,0 +1,167 @@
+"""HTTP handlers serving the read models: provider health, connections, reliability, admin.
+
+Each handler reads its parameters through `api_params` (a bad one raises
+`InvalidParameterError`, which the API answers with a 400) and takes the query moment
+from the app's clock, or from `as_of` where the route accepts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from infra.http.context import CLOCK, EVENTS_TABLE, POOL, READ_SETTINGS, json_response
+from infra.http.params import (
+    as_of_param,
+    choice_param,
+    limit_param,
+    period,
+    provider_param,
+    region_param,
+    reject_unknown,
+    text_param,
+)
+from projections.connection_attempts import connection_history
+from projections.connection_status import connection_status
+from projections.overview import metrics_overview, projection_lag
+from projections.provider_health_query import provider_health
+from projections.reliability import connection_reliability, failover_rates, provider_reliability
+from projections.saga_status import SAGA_STATUSES, saga_counts, sagas_by_status
+from projections.sync_log import sync_log
+
+DEFAULT_DAYS = 7
+
+
+def _account(request: web.Request) -> tuple[str, str | None]:
+    account_id = text_param(request.match_info["account_id"], "account_id")
+    assert account_id is not None  # a path segment is never absent
+    return account_id, text_param(request.query.get("space_id"), "space_id")
+
+
+async def providers_health(request: web.Request) -> web.Response:
+    query = request.query
+    reject_unknown(query, ("region", "provider", "as_of"))
+    region, provider = region_param(query), provider_param(query)
+    now = as_of_param(query, request.app[CLOCK]())
+    async with request.app[POOL].acquire() as conn:
+        rows = await provider_health(
+            conn,
+            now=now,
+            thresholds=request.app[READ_SETTINGS].health,
+            region=region,
+            provider=provider,
+        )
+    return json_response({"region": region, "as_of": now, "providers": rows})
+
+
+async def providers_reliability(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("days", "as_of"))
+    since, until = period(request.query, request.app[CLOCK](), DEFAULT_DAYS)
+    settings = request.app[READ_SETTINGS]
+    async with request.app[POOL].acquire() as conn:
+        rows = await provider_reliability(conn, since, until, settings.call_prices)
+    body = {"since": since, "until": until, "currency": settings.currency, "providers": rows}
+    return json_response(body)
+
+
+async def providers_failover_rates(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("days", "region", "as_of"))
+    region = region_param(request.query)
+    since, until = period(request.query, request.app[CLOCK](), 1)
+    async with request.app[POOL].acquire() as conn:
+        rows = await failover_rates(conn, since, until, region)
+    return json_response({"since": since, "until": until, "region": region, "hours": rows})
+
+
+async def connection_history_view(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("limit", "space_id"))
+    limit = limit_param(request.query)
+    account_id, space_id = _account(request)
+    async with request.app[POOL].acquire() as conn:
+        rows = await connection_history(conn, account_id, space_id, limit)
+    return json_response({"account_id": account_id, "attempts": rows})
+
+
+async def connection_status_view(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("space_id", "as_of"))
+    account_id, space_id = _account(request)
+    now = as_of_param(request.query, request.app[CLOCK]())
+    async with request.app[POOL].acquire() as conn:
+        rows = await connection_status(conn, account_id, space_id, now)
+    if not rows:
+        return _not_found(f"no connection for account {account_id!r}")
+    return json_response({"account_id": account_id, "as_of": now, "connections": rows})
+
+
+async def connection_syncs_view(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("limit", "space_id"))
+    limit = limit_param(request.query)
+    account_id, space_id = _account(request)
+    async with request.app[POOL].acquire() as conn:
+        rows = await sync_log(conn, account_id, space_id, limit)
+    return json_response({"account_id": account_id, "syncs": rows})
+
+
+async def connection_reliability_view(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("days", "space_id", "as_of"))
+    account_id, space_id = _account(request)
+    since, until = period(request.query, request.app[CLOCK](), DEFAULT_DAYS)
+    async with request.app[POOL].acquire() as conn:
+        rows = await connection_reliability(conn, account_id, space_id, since, until)
+    if not rows:
+        return _not_found(f"no connection for account {account_id!r}")
+    body = {"account_id": account_id, "since": since, "until": until, "connections": rows}
+    return json_response(body)
+
+
+async def admin_stats(request: web.Request) -> web.Response:
+    """Per provider and region: breaker, 24 h success rate and speed, last error; projection lag."""
+    reject_unknown(request.query, ())
+    now = request.app[CLOCK]()
+    async with request.app[POOL].acquire() as conn:
+        health = await provider_health(conn, now=now, thresholds=request.app[READ_SETTINGS].health)
+        lag = await projection_lag(conn, request.app[EVENTS_TABLE], now)
+    providers: list[dict[str, Any]] = [
+        {
+            "provider": row["provider"],
+            "region": row["region"],
+            "status": row["status"],
+            "breaker": row["breaker"],
+            "success_rate_24h": row["window_24h"]["success_rate"],
+            "avg_response_ms_24h": row["window_24h"]["avg_response_ms"],
+            "last_error": {
+                "at": row["last_error_at"],
+                "code": row["last_error_code"],
+                "message": row["last_error_message"],
+                "type": row["last_error_type"],
+            }
+            if row["last_error_code"] is not None
+            else None,
+        }
+        for row in health
+    ]
+    return json_response({"as_of": now, "providers": providers, "projections": lag})
+
+
+async def metrics_overview_view(request: web.Request) -> web.Response:
+    reject_unknown(request.query, ("days", "as_of"))
+    since, until = period(request.query, request.app[CLOCK](), 1)
+    async with request.app[POOL].acquire() as conn:
+        overview = await metrics_overview(conn, since, until)
+    return json_response({"since": since, "until": until, **overview})
+
+
+def _not_found(message: str) -> web.Response:
+    return json_response({"error": {"code": "not_found", "message": message}}, status=404)
+
+
+async def sagas_view(request: web.Request) -> web.Response:
+    """Sagas by status (e.g. the ones that need an operator), and how many in each."""
+    reject_unknown(request.query, ("status", "limit"))
+    status = choice_param(request.query, "status", SAGA_STATUSES)
+    limit = limit_param(request.query)
+    async with request.app[POOL].acquire() as conn:
+        rows = await sagas_by_status(conn, status, limit)
+        counts = await saga_counts(conn)
+    return json_response({"status": status, "counts": counts, "sagas": rows})

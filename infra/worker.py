@@ -1,0 +1,246 @@
+"""The command worker: JetStream work queue in, result envelopes out.
+
+A message is acked only after the events it caused are committed; a command
+that cannot be decoded, or keeps failing, goes to `syncyard.dlq.<op>` with its
+reason and is acked there, so nothing is dropped silently or retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from opentelemetry import propagate, trace
+
+from events.codec import MAX_COMMAND_BYTES, CommandDecodeError, decode_command, encode
+from events.commands import Command, redact_secrets
+from events.deadletter import DeadLetter
+from events.errors import ErrorInfo, ErrorType
+from events.results import CommandResult
+from events.subjects import (
+    COMMAND_PREFIX,
+    COMMAND_STREAM,
+    HEADER_COMMAND_ID,
+    HEADER_MSG_ID,
+    RPC_PREFIX,
+    dlq_subject,
+    op_from_subject,
+    result_subject,
+)
+from services.resilience.keyed_lock import KeyedLocks
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("syncyard.worker")
+
+CommandHandler = Callable[[Command, dict[str, str]], Awaitable[CommandResult]]
+
+
+class _LooseId(msgspec.Struct):
+    command_id: str | None = None
+
+
+def _guess_command_id(msg: Msg) -> str | None:
+    """Best effort, for answering a command we could not decode."""
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        found = msgspec.json.decode(msg.data[:MAX_COMMAND_BYTES], type=_LooseId).command_id
+        if isinstance(found, str):
+            return found[:128]
+    return (msg.headers or {}).get(HEADER_MSG_ID)
+
+
+class CommandWorker:
+    def __init__(
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        handler: CommandHandler,
+        *,
+        consumer: str,
+        concurrency: int = 256,
+        max_deliver: int = 8,
+        ack_wait_s: float = 30.0,
+    ) -> None:
+        self.nc = nc
+        self.js = js
+        self.handler = handler
+        self.consumer = consumer
+        self.concurrency = concurrency
+        self.max_deliver = max_deliver
+        self.ack_wait_s = ack_wait_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        # A connection's commands run in the order they were fetched: a sync
+        # must not overtake the registration sent before it, nor another sync's cursor.
+        self._ordered = KeyedLocks()
+
+    # -- loops ----------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pull commands until `stop` is set, then finish what is in flight."""
+        sub = await self.js.pull_subscribe_bind(self.consumer, COMMAND_STREAM)
+        rpc = await self.nc.subscribe(f"{RPC_PREFIX}.>", queue="syncyard-rpc", cb=self._on_rpc)
+        try:
+            while not stop.is_set():
+                await self._slots.acquire()
+                self._slots.release()
+                free = max(1, min(256, self._free_slots()))
+                try:
+                    msgs = await sub.fetch(free, timeout=0.5)
+                except TimeoutError:  # nats-py raises both its own and asyncio's
+                    continue
+                for msg in msgs:
+                    await self._slots.acquire()
+                    self._spawn(self._guarded(self._process_queued, msg))
+        finally:
+            with contextlib.suppress(Exception):
+                await rpc.unsubscribe()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _free_slots(self) -> int:
+        return self.concurrency - len(self._tasks)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._slots.release())
+
+    async def _on_rpc(self, msg: Msg) -> None:
+        await self._slots.acquire()
+        self._spawn(self._guarded(self._process_rpc, msg))
+
+    async def _guarded(self, process: Callable[[Msg], Awaitable[None]], msg: Msg) -> None:
+        # Publishing a result or acking can fail while NATS reconnects; the
+        # command is then redelivered and recognised, so log and move on.
+        try:
+            await process(msg)
+        except Exception:
+            log.warning("lost contact while finishing %s", msg.subject, exc_info=True)
+
+    # -- one command ----------------------------------------------------------
+    async def _process_queued(self, msg: Msg) -> None:
+        op = op_from_subject(msg.subject, COMMAND_PREFIX)
+        deliveries = msg.metadata.num_delivered or 1
+        with self._span(op, msg) as trace_ctx:
+            try:
+                cmd = decode_command(op, msg.data)
+            except CommandDecodeError as exc:
+                await self._dead_letter(msg, op, exc.code, exc.reason, deliveries)
+                await self._publish_result(op, self._refusal(msg, op, exc.code, exc.reason))
+                await msg.ack()
+                return
+            keepalive = asyncio.create_task(self._keep_in_progress(msg))
+            try:
+                async with self._ordered.hold((cmd.space_id, cmd.account_id)):
+                    result = await self.handler(cmd, trace_ctx)
+            except Exception as exc:
+                log.warning(
+                    "command failed",
+                    extra={"command_id": cmd.command_id, "op": op, "deliveries": deliveries},
+                    exc_info=True,
+                )
+                if deliveries >= self.max_deliver:
+                    reason = f"gave up after {deliveries} deliveries: {type(exc).__name__}: {exc}"
+                    await self._dead_letter(msg, op, "delivery_exhausted", reason, deliveries)
+                    await self._publish_result(
+                        op, self._refusal(msg, op, "delivery_exhausted", reason, kind="unknown")
+                    )
+                    await msg.ack()
+                else:
+                    # Let JetStream redeliver later, to this or another replica.
+                    await msg.nak(delay=min(0.2 * 2**deliveries, 10.0))
+                return
+            finally:
+                keepalive.cancel()
+            await self._publish_result(op, result)
+            await msg.ack()
+
+    async def _process_rpc(self, msg: Msg) -> None:
+        op = op_from_subject(msg.subject, RPC_PREFIX)
+        with self._span(op, msg) as trace_ctx:
+            try:
+                cmd = decode_command(op, msg.data)
+            except CommandDecodeError as exc:
+                await self._dead_letter(msg, op, exc.code, exc.reason, 1)
+                result = self._refusal(msg, op, exc.code, exc.reason)
+            else:
+                try:
+                    async with self._ordered.hold((cmd.space_id, cmd.account_id)):
+                        result = await self.handler(cmd, trace_ctx)
+                except Exception as exc:
+                    log.warning("rpc command failed", extra={"op": op}, exc_info=True)
+                    # Nothing was recorded; the caller may safely send the same command again.
+                    result = self._refusal(
+                        msg,
+                        op,
+                        "internal_error",
+                        f"{type(exc).__name__}: {exc}",
+                        kind="unknown",
+                        retryable=True,
+                    )
+            if msg.reply:
+                await self.nc.publish(msg.reply, encode(result))
+
+    @contextlib.contextmanager
+    def _span(self, op: str, msg: Msg) -> Iterator[dict[str, str]]:
+        parent = propagate.extract(dict(msg.headers or {}))
+        with tracer.start_as_current_span(
+            f"command {op}", context=parent, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.destination.name", msg.subject)
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            yield carrier
+
+    async def _keep_in_progress(self, msg: Msg) -> None:
+        # Long provider calls must not let JetStream think the worker died.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            while True:
+                await asyncio.sleep(self.ack_wait_s / 3)
+                await msg.in_progress()
+
+    def _refusal(
+        self,
+        msg: Msg,
+        op: str,
+        code: str,
+        reason: str,
+        *,
+        kind: ErrorType = "validation",
+        retryable: bool = False,
+    ) -> CommandResult:
+        return CommandResult(
+            command_id=_guess_command_id(msg) or "",
+            op=op,
+            success=False,
+            error=ErrorInfo(code=code, message=reason, type=kind, retryable=retryable),
+        )
+
+    async def _dead_letter(
+        self, msg: Msg, op: str, code: str, reason: str, deliveries: int
+    ) -> None:
+        letter = DeadLetter(
+            reason_code=code,
+            reason=reason,
+            original_subject=msg.subject,
+            command_id=_guess_command_id(msg),
+            received_at=datetime.now(UTC),
+            deliveries=deliveries,
+            # Kept for a person to read, for days: never with a token in it.
+            payload=redact_secrets(msg.data[:MAX_COMMAND_BYTES].decode("utf-8", errors="replace")),
+        )
+        # Awaited: the command is acked only once its dead letter is stored.
+        await self.js.publish(dlq_subject(op or "unknown"), encode(letter))
+
+    async def _publish_result(self, op: str, result: CommandResult) -> None:
+        headers = {HEADER_COMMAND_ID: result.command_id} if result.command_id else None
+        await self.nc.publish(result_subject(op or "unknown"), encode(result), headers=headers)

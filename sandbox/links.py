@@ -1,0 +1,94 @@
+"""What the fake providers remember about links: tokens issued, exchanged and removed.
+
+Plaid: link tokens → sessions, one-time public tokens → the access token they
+exchange for, removed access tokens. MX: users by partner id, widget URLs →
+their user, members created by the widget, removed members. Tokens are drawn
+from a seeded generator, so a run repeats after `/_admin/reset`.
+"""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+from aiohttp import web
+
+from sandbox.data import fake_item
+from sandbox.institutions import FakeInstitution, by_id, default_for
+
+_ALPHABET = "abcdef0123456789"
+
+
+class PlaidSession(msgspec.Struct, kw_only=True):
+    """One `/link/token/create`: who links, where webhooks go, and (update mode) which Item."""
+
+    user_ref: str
+    webhook: str | None
+    access_token: str | None = None
+
+
+class MxWidget(msgspec.Struct, kw_only=True):
+    user_guid: str
+    member_guid: str | None = None
+    institution_code: str | None = None
+
+
+class LinkBook:
+    """Link state for both fake providers, in memory, for one sandbox."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        self._rng = random.Random(f"{self._seed}:links")
+        self.plaid_sessions: dict[str, PlaidSession] = {}
+        self.plaid_public_tokens: dict[str, str] = {}
+        self.plaid_institutions: dict[str, str] = {}
+        self.plaid_removed: set[str] = set()
+        self.mx_users: dict[str, str] = {}
+        self.mx_widgets: dict[str, MxWidget] = {}
+        self.mx_members: dict[str, str] = {}
+        self.mx_removed: set[str] = set()
+
+    def uuid(self) -> str:
+        digits = "".join(self._rng.choice(_ALPHABET) for _ in range(32))
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+    def plaid_institution(self, access_token: str) -> FakeInstitution:
+        """The institution an access token's Item is at (a bare token gets a default one)."""
+        chosen = self.plaid_institutions.get(access_token)
+        found = by_id(self._seed, "plaid", chosen) if chosen else None
+        return found or default_for(self._seed, access_token)
+
+    def mx_institution(self, member_guid: str) -> FakeInstitution:
+        chosen = self.mx_members.get(member_guid)
+        found = by_id(self._seed, "mx", chosen) if chosen else None
+        return found or default_for(self._seed, member_guid)
+
+    def issue_plaid_public_token(self, institution_id: str) -> str:
+        """A public token that exchanges, once, for a fresh access token at `institution_id`."""
+        public_token = f"public-sandbox-{self.uuid()}"
+        access_token = f"access-sandbox-{self.uuid()}"
+        self.plaid_public_tokens[public_token] = access_token
+        self.plaid_institutions[access_token] = institution_id
+        return public_token
+
+    def plaid_item_id(self, access_token: str) -> str:
+        return fake_item(self._seed, "plaid", access_token).item_id
+
+    def mx_user(self, user_ref: str) -> tuple[str, bool]:
+        """The guid of the user with partner id `user_ref`, and whether it was just created."""
+        if user_ref in self.mx_users:
+            return self.mx_users[user_ref], False
+        guid = f"USR-{self.uuid()}"
+        self.mx_users[user_ref] = guid
+        return guid, True
+
+    def mx_member(self, institution_code: str) -> str:
+        guid = f"MBR-{self.uuid()}"
+        self.mx_members[guid] = institution_code
+        return guid
+
+
+LINKS = web.AppKey("links", LinkBook)
