@@ -10,8 +10,10 @@ you run yourself (the database URL's user needs CREATEDB: each test gets its own
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,9 +28,19 @@ DATABASE_URL_ENV = "SYNCYARD_TEST_DATABASE_URL"
 
 
 @pytest.fixture(scope="session")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One directory for the session's embedded servers (JetStream store, PGDATA, logs)."""
-    return tmp_path_factory.mktemp("syncyard-state")
+def state_dir() -> Iterator[Path]:
+    """One directory for the session's embedded servers (JetStream store, PGDATA, logs).
+
+    Not under pytest's basetemp: every pytest run resets that folder's parent
+    to mode 0700, and as root PostgreSQL runs as another user, so a second
+    suite started on the same machine (another checkout) would cut the first
+    one's server off from its data directory mid-run.
+    """
+    path = Path(tempfile.mkdtemp(prefix="syncyard-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
