@@ -209,9 +209,10 @@ async def open_runtime(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
         orchestrator.directory = institutions.directory
-        sagas = PostgresSagaStore(app, pool, EVENTS_TABLE, link_deadline_s=settings.link_deadline_s)
+        sagas = PostgresSagaStore(
+            app, pool, EVENTS_TABLE, writer=store, link_deadline_s=settings.link_deadline_s
+        )
         await sagas.setup()
-        stack.push_async_callback(sagas.aclose)
         deps = Dependencies(
             institutions=institutions,
             store=store,

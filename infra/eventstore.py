@@ -31,7 +31,7 @@ from events.upcasting import mark_version
 from infra.credential_keys import CredentialKeys, is_sealed, seal, unseal
 from infra.eventlog.reader import decode_stored
 from services.connections.domain import ConnectionState, fold
-from services.ports import Change, EventStorePort
+from services.ports import Change, EventStorePort, StreamConflictError
 from services.providers.base import LinkCredentials
 from services.resilience.board import BreakerRecorder
 from services.resilience.domain import Breaker
@@ -132,7 +132,10 @@ def library_env(pg: dict[str, str], cipher_key: str) -> dict[str, str]:
 
 
 class _Pending(msgspec.Struct):
-    change: Change
+    """One writer's request: a change to decide on a connection, or events to append as they are."""
+
+    change: Change | None
+    events: Sequence[DomainEvent]
     future: asyncio.Future[list[DomainEvent]]
 
 
@@ -269,23 +272,41 @@ class PostgresEventStore(EventStorePort):
     async def commit(self, change: Change) -> list[DomainEvent]:
         plain: dict[UUID, str] = {}
         if self.keys is not None and change.side_events:
-            change = await self._sealed(change, self.keys, plain)
-        future: asyncio.Future[list[DomainEvent]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(change=change, future=future))
-        recorded = await future
+            side = await self._sealed(change.side_events, self.keys, plain)
+            change = msgspec.structs.replace(change, side_events=tuple(side))
+        recorded = await self._enqueue(change, ())
         if recorded:  # the side events were saved with them: a new link's first sync
             self._tokens.update(plain)  # should not have to read its token back
         return recorded
 
+    async def append(self, events: Sequence[DomainEvent]) -> None:
+        # The same committer as connections' changes: one writer per process, so
+        # a saga step and the syncs it starts share transactions instead of
+        # queueing for the events table's lock one by one.
+        plain: dict[UUID, str] = {}
+        if self.keys is not None:
+            events = await self._sealed(events, self.keys, plain)
+        await self._enqueue(None, events)
+        self._tokens.update(plain)
+
+    async def _enqueue(
+        self, change: Change | None, events: Sequence[DomainEvent]
+    ) -> list[DomainEvent]:
+        future: asyncio.Future[list[DomainEvent]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(change=change, events=events, future=future))
+        return await future
+
     @staticmethod
-    async def _sealed(change: Change, keys: CredentialKeys, plain: dict[UUID, str]) -> Change:
+    async def _sealed(
+        events: Sequence[DomainEvent], keys: CredentialKeys, plain: dict[UUID, str]
+    ) -> list[DomainEvent]:
         """Seal new tokens with their credential's own key; shred the forgotten ones' keys.
 
         Shredding comes first: a crash before the CredentialForgotten commit
         leaves the token unreadable already, and the forgetting is retried.
         """
         side: list[DomainEvent] = []
-        for event in change.side_events:
+        for event in events:
             if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
                 credential_id = event.originator_id
                 key = await keys.key_for_new(credential_id)
@@ -296,7 +317,7 @@ class PostgresEventStore(EventStorePort):
             if isinstance(event, CredentialForgotten):
                 await keys.shred(event.originator_id)
             side.append(event)
-        return msgspec.structs.replace(change, side_events=tuple(side))
+        return side
 
     async def _run_committer(self) -> None:
         while True:
@@ -305,7 +326,7 @@ class PostgresEventStore(EventStorePort):
                 batch.append(self._queue.get_nowait())
             started = time.perf_counter()
             try:
-                outcomes = await asyncio.to_thread(self._save_batch, [p.change for p in batch])
+                outcomes = await asyncio.to_thread(self._save_batch, batch)
             except Exception as exc:  # the whole batch failed: each caller decides what to do
                 for pending in batch:
                     if not pending.future.done():
@@ -322,10 +343,15 @@ class PostgresEventStore(EventStorePort):
                     pending.future.set_result(result)
 
     def _decide(
-        self, changes: Sequence[Change], states: dict[UUID, ConnectionState | None]
+        self, batch: Sequence[_Pending], states: dict[UUID, ConnectionState | None]
     ) -> list[list[DomainEvent]]:
-        decided = []
-        for change in changes:
+        """What each request records: its change's decision with its side events, or its events."""
+        decided: list[list[DomainEvent]] = []
+        for pending in batch:
+            change = pending.change
+            if change is None:
+                decided.append(list(pending.events))
+                continue
             if change.connection_id not in states:
                 states[change.connection_id] = self._cached_or_load(change.connection_id)
             state = states[change.connection_id]
@@ -334,22 +360,32 @@ class PostgresEventStore(EventStorePort):
             decided.append(events)
         return decided
 
+    @staticmethod
+    def _recorded(batch: Sequence[_Pending], decided: list[list[DomainEvent]]) -> list[DomainEvent]:
+        """Everything the batch writes: a change's side events only if it decided something."""
+        written: list[DomainEvent] = []
+        for pending, events in zip(batch, decided, strict=True):
+            written.extend(events)
+            if pending.change is not None and events:
+                written.extend(pending.change.side_events)
+        return written
+
     def _cached_or_load(self, connection_id: UUID) -> ConnectionState | None:
         cached = self._cache.get(connection_id)
         return cached if cached is not None else self._load(connection_id)
 
-    def _save_batch(self, changes: Sequence[Change]) -> list[list[DomainEvent] | BaseException]:
+    def _save_batch(self, batch: Sequence[_Pending]) -> list[list[DomainEvent] | BaseException]:
         states: dict[UUID, ConnectionState | None] = {}
-        decided = self._decide(changes, states)
-        extra = [e for c, evs in zip(changes, decided, strict=True) if evs for e in c.side_events]
+        decided = self._decide(batch, states)
         try:
-            self._put([e for events in decided for e in events] + extra)
+            self._put(self._recorded(batch, decided))
         except IntegrityError:
-            # Another replica appended to one of these connections: our cached
-            # states were stale. Retry each change alone on freshly loaded state.
+            # Another replica appended to one of these streams: our cached states
+            # were stale, or a saga's holder lost the race. Retry each request alone
+            # (changes on freshly loaded state), so only the conflicting one fails.
             for connection_id in states:
                 self.forget(connection_id)
-            return [self._save_one(change) for change in changes]
+            return [self._save_one(pending) for pending in batch]
         self.batches_saved += 1
         for state in states.values():
             if state is not None:
@@ -369,7 +405,16 @@ class PostgresEventStore(EventStorePort):
                 elif isinstance(event, CredentialForgotten):
                     self._tokens.pop(event.originator_id, None)
 
-    def _save_one(self, change: Change) -> list[DomainEvent] | BaseException:
+    def _save_one(self, pending: _Pending) -> list[DomainEvent] | BaseException:
+        change = pending.change
+        if change is None:
+            try:
+                self._put(list(pending.events))
+            except IntegrityError as exc:
+                return StreamConflictError(str(exc))
+            except Exception as exc:
+                return exc
+            return list(pending.events)
         for _ in range(5):
             state = self._load(change.connection_id)
             events = change.decide(state)

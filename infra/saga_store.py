@@ -14,7 +14,6 @@ old due time. `syncyard_saga_index` finds a saga from a provider's webhook
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,6 @@ from uuid import UUID
 
 import asyncpg
 from eventsourcing.application import Application
-from eventsourcing.persistence import IntegrityError
 
 from events.base import DomainEvent
 from events.credentials import PublicTokenReceived
@@ -30,10 +28,9 @@ from infra.eventlog.reader import decode_stored
 from sagas.flows import DEFAULT_LINK_DEADLINE
 from sagas.ports import SagaConflictError, SagaStore
 from sagas.state import SagaState, fold, public_token_stream_for
-from services.ports import DbConnection
+from services.ports import DbConnection, EventStorePort, StreamConflictError
 
 WAKE_CHANNEL = "syncyard_saga_wake"
-MAX_GROUP = 256
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS syncyard_saga_schedule (
@@ -71,18 +68,18 @@ class PostgresSagaStore(SagaStore):
         pool: asyncpg.Pool,
         events_table: str,
         *,
+        writer: EventStorePort,
         link_deadline_s: float = DEFAULT_LINK_DEADLINE.total_seconds(),
     ) -> None:
         self.app = app
         self.pool = pool
+        self.writer = writer
         # For flows whose command names none; recorded in the saga when it starts.
         self.link_deadline_s = link_deadline_s
         self._read = (
             "SELECT topic, state FROM "  # noqa: S608 - our table name, never input
             f'"{events_table}" WHERE originator_id = $1 ORDER BY originator_version'
         )
-        self._queue: asyncio.Queue[tuple[list[DomainEvent], asyncio.Future[None]]] = asyncio.Queue()
-        self._committer: asyncio.Task[None] | None = None
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn:
@@ -97,57 +94,15 @@ class PostgresSagaStore(SagaStore):
         return fold(None, await self.events(saga_id))
 
     async def append(self, events: Sequence[DomainEvent]) -> None:
-        """Append atomically; SagaConflictError if a stream moved meanwhile.
+        """Append atomically, through the event store's one group committer.
 
-        Appends that arrive while a save is in flight are saved together in
-        the next transaction (group commit, as the connection store does):
-        every insert takes the events table's lock, so one transaction per
-        append would cap all sagas together at a few hundred steps a second.
+        SagaConflictError if a stream moved meanwhile: another holder advanced
+        the saga, and this one must let go.
         """
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_groups(), name="saga-committer")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((list(events), future))
-        await future
-
-    async def aclose(self) -> None:
-        if self._committer is not None:
-            self._committer.cancel()
-            await asyncio.gather(self._committer, return_exceptions=True)
-
-    async def _commit_groups(self) -> None:
-        while True:
-            group = [await self._queue.get()]
-            while len(group) < MAX_GROUP and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-            try:
-                outcomes = await asyncio.to_thread(self._save, [events for events, _ in group])
-            except Exception as exc:  # e.g. the database went away: each caller decides
-                outcomes = [exc] * len(group)
-            for (_, future), outcome in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if outcome is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(outcome)
-
-    def _save(self, groups: list[list[DomainEvent]]) -> list[BaseException | None]:
         try:
-            self.app.events.put([event for events in groups for event in events])
-            return [None] * len(groups)
-        except IntegrityError:
-            pass  # one of them conflicts: find which, saving the others
-        outcomes: list[BaseException | None] = []
-        for events in groups:
-            try:
-                self.app.events.put(events)
-                outcomes.append(None)
-            except IntegrityError as exc:
-                outcomes.append(SagaConflictError(str(exc)))
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+            await self.writer.append(events)
+        except StreamConflictError as exc:
+            raise SagaConflictError(str(exc)) from None
 
     async def public_token(self, saga_id: UUID) -> str | None:
         for event in await self.events(public_token_stream_for(saga_id)):

@@ -24,12 +24,11 @@ from sagas.steps import Executor, StepContext, StepFailedError, StepResult
 from services.connections.domain import (
     ConnectionState,
     credential_id_for,
-    decide_open,
     decide_outcome,
     decide_register,
-    fold,
 )
-from services.providers.base import LinkCredentials, ProviderCallError
+from services.create_link import request_link
+from services.providers.base import ProviderCallError
 from services.providers.http import idempotency_key
 
 
@@ -47,26 +46,8 @@ async def create_link(ctx: StepContext) -> StepResult:
         webhook_url=params.get("webhook_url") or ctx.webhook_url,
         redirect_uri=params.get("redirect_uri"),
     )
-    orchestrator = ctx.deps.orchestrator
-    order = (
-        orchestrator.directory.providers_for(cmd.institution_id, cmd.region)
-        if orchestrator.directory is not None
-        else orchestrator.hierarchy.get(cmd.region, ())
-    )
-    candidates = [
-        LinkCredentials(provider=p, item_id="", access_token="")
-        for p in order
-        if p in orchestrator.providers
-    ]
     with idempotency_key(ctx.key):
-        outcome = await orchestrator.execute_with_failover(cmd, candidates, cmd.region)
-
-    def record(fresh: ConnectionState | None) -> list[Any]:
-        opened = decide_open(fresh, cmd, now=ctx.now, trace={})
-        current = fold(fresh, opened)
-        assert current is not None
-        return [*opened, *decide_outcome(current, cmd, outcome, now=ctx.now, trace={})]
-
+        outcome, record = await request_link(ctx.deps, cmd, now=ctx.now, trace={})
     if not outcome.success or outcome.data is None:
         error = outcome.error or ErrorInfo(
             code="no_outcome", message="no provider answered", type="unknown", retryable=True

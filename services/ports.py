@@ -31,6 +31,10 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     side_events: Sequence[DomainEvent] = ()
 
 
+class StreamConflictError(Exception):
+    """An append found its stream moved on (another writer got there first)."""
+
+
 class EventStorePort(abc.ABC):
     @abc.abstractmethod
     async def get_connection(self, connection_id: UUID) -> ConnectionState | None:
@@ -43,6 +47,13 @@ class EventStorePort(abc.ABC):
     @abc.abstractmethod
     async def commit(self, change: Change) -> list[DomainEvent]:
         """Decide and durably record; returns the events recorded (empty: nothing to do)."""
+
+    @abc.abstractmethod
+    async def append(self, events: Sequence[DomainEvent]) -> None:
+        """Record events of other streams (a saga's) atomically, in the same group commits.
+
+        StreamConflictError if one of their streams moved on meanwhile.
+        """
 
 
 # -- the event log ---------------------------------------------------------------
