@@ -24,7 +24,7 @@ from events.commands import Command
 from events.results import CommandResult
 from infra.config import Settings
 from infra.credential_keys import CredentialKeys, store_key
-from infra.deferral_timer import DeferralTimer
+from infra.deferral_timer import ScheduledDeferrals
 from infra.eventlog.breaker_follower import BreakerFollower
 from infra.eventlog.institution_follower import InstitutionFollower
 from infra.eventlog.projector import Projector
@@ -41,8 +41,9 @@ from infra.http.api import create_app
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from infra.institution_store import open_institutions
-from infra.saga_scheduler import SagaScheduler
 from infra.saga_store import PostgresSagaStore
+from infra.saga_timers import advance_sagas_with
+from infra.scheduler import Scheduler
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
 from infra.supervision import supervise
 from infra.worker import CommandWorker
@@ -135,6 +136,8 @@ class Runtime:
     deps: Dependencies
     reader: NotificationLogReader
     board: BreakerBoard
+    scheduler: Scheduler
+    deferrals: ScheduledDeferrals
     institution_follower: InstitutionFollower | None = None
     http_url: str | None = None
     relay: EventRelay | None = None
@@ -209,11 +212,19 @@ async def open_runtime(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
         orchestrator.directory = institutions.directory
+        scheduler = Scheduler(pool, lease_s=settings.saga_lease_s, now=lambda: datetime.now(UTC))
+        await scheduler.setup()
+        deferrals = ScheduledDeferrals(scheduler)
         sagas = PostgresSagaStore(
-            app, pool, EVENTS_TABLE, writer=store, link_deadline_s=settings.link_deadline_s
+            app,
+            pool,
+            EVENTS_TABLE,
+            writer=store,
+            scheduler=scheduler,
+            link_deadline_s=settings.link_deadline_s,
         )
-        await sagas.setup()
         deps = Dependencies(
+            deferrals=deferrals,
             institutions=institutions,
             store=store,
             orchestrator=orchestrator,
@@ -231,6 +242,8 @@ async def open_runtime(
             deps=deps,
             reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
             board=board,
+            scheduler=scheduler,
+            deferrals=deferrals,
             institution_follower=institution_follower,
             sagas=sagas,
             handlers={**HANDLERS, **saga_handlers(sagas)},
@@ -256,9 +269,6 @@ async def run_components(
             tasks["projector"] = asyncio.create_task(
                 supervise("projector", runtime.projector.run, stop)
             )
-            # Deferred syncs come back through the read model the projector keeps.
-            timer = DeferralTimer(runtime.pool, runtime.js)
-            tasks["deferrals"] = asyncio.create_task(supervise("deferrals", timer.run, stop))
         if "relay" in components:
             runtime.relay = EventRelay(runtime.pool, runtime.js, runtime.reader)
             tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
@@ -281,17 +291,20 @@ async def run_components(
                 on_versions=runtime.store.observe_versions,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
+            # Every worker fires durable timers: whichever claims a due one handles it.
+            scheduler = runtime.scheduler
+            runtime.deferrals.fire_with(runtime.js)
             if runtime.sagas is not None:
-                # Every worker resumes sagas: whichever runner claims a due one advances it.
                 saga_runner = SagaRunner(
                     runtime.deps,
                     runtime.sagas,
-                    lease_s=settings.saga_lease_s,
+                    owner=scheduler.owner,
+                    lease_s=scheduler.lease_s,
                     webhook_base=lambda: settings.public_url or runtime.http_url,
                     crash=CrashHook.from_env(),
                 )
-                schedule = SagaScheduler(saga_runner, runtime.sagas)
-                tasks["sagas"] = asyncio.create_task(supervise("sagas", schedule.run, stop))
+                advance_sagas_with(scheduler, saga_runner)
+            tasks["timers"] = asyncio.create_task(supervise("timers", scheduler.run, stop))
             if runtime.institution_follower is not None:
                 tasks["institutions"] = asyncio.create_task(
                     supervise("institutions", runtime.institution_follower.run, stop)
@@ -322,12 +335,11 @@ async def run_components(
         # Worker first (it finishes in-flight commands), then the followers.
         for name in (
             "worker",
-            "sagas",
+            "timers",
             "breakers",
             "institutions",
             "relay",
             "projector",
-            "deferrals",
         ):
             if name in tasks:
                 with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from projections.connection_attempts import ConnectionAttemptsProjection
 from projections.connection_status import ConnectionStatusProjection
-from projections.deferrals import DeferralsProjection
 from projections.engine import Projection
 from projections.provider_health import ProviderHealthProjection
 from projections.saga_status import SagaStatusProjection
@@ -17,6 +16,5 @@ def all_projections() -> list[Projection]:
         ConnectionAttemptsProjection(),
         ConnectionStatusProjection(),
         SyncLogProjection(),
-        DeferralsProjection(),
         SagaStatusProjection(),
     ]

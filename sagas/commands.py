@@ -78,7 +78,7 @@ async def _scheduled(
     """Put an unfinished saga on the schedule (the runner does the rest) and answer."""
     # Also on a duplicate: a crash between the append and this insert leaves no row.
     if not state.finished:
-        await store.schedule(state.id, state.kind, deps.now())
+        await store.schedule(state.id, deps.now())
     return CommandResult(
         command_id=cmd.command_id,
         op=cmd.op,

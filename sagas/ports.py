@@ -30,11 +30,11 @@ class SagaStore(Protocol):
     async def public_token(self, saga_id: UUID) -> str | None:
         """The public token the person's completion brought, once it arrived."""
 
-    async def schedule(self, saga_id: UUID, kind: str, due_at: datetime) -> None:
-        """Look at the saga at `due_at` (kept if it is already scheduled)."""
+    async def schedule(self, saga_id: UUID, due_at: datetime) -> None:
+        """Look at the saga at `due_at` (or earlier, if it is already due earlier)."""
 
     async def wake(self, saga_id: UUID) -> None:
         """Look at the saga now: something it waits for arrived."""
 
-    async def renew(self, saga_id: UUID, owner: str, lease_s: float) -> bool:
+    async def renew(self, saga_id: UUID, owner: str) -> bool:
         """Extend `owner`'s lease on the saga; False if it lost it."""

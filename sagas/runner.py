@@ -77,6 +77,7 @@ class SagaRunner:
         deps: Dependencies,
         store: SagaStore,
         *,
+        owner: str,
         lease_s: float = 30.0,
         webhook_base: Callable[[], str | None] = lambda: None,
         crash: CrashHook | None = None,
@@ -88,7 +89,7 @@ class SagaRunner:
         self.webhook_base = webhook_base
         self.crash = crash or CrashHook(None)
         self.now = now
-        self.owner = f"runner-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner = owner
         self.steps_run = 0
 
     async def advance(self, saga_id: uuid.UUID) -> datetime | None:
@@ -106,7 +107,7 @@ class SagaRunner:
             # A stale holder's appends are refused by version anyway; renewing
             # keeps another runner from taking a saga that is still moving.
             if time.monotonic() - renewed > self.lease_s / 3:
-                if not await self.store.renew(saga_id, self.owner, self.lease_s):
+                if not await self.store.renew(saga_id, self.owner):
                     raise SagaConflictError(f"saga {saga_id}: lease lost")
                 renewed = time.monotonic()
             if isinstance(action, Record):
@@ -125,7 +126,7 @@ class SagaRunner:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             while True:
                 await asyncio.sleep(self.lease_s / 3)
-                await self.store.renew(saga_id, self.owner, self.lease_s)
+                await self.store.renew(saga_id, self.owner)
 
     async def _execute(self, state: SagaState, action: Execute) -> SagaState:
         now = self.now()

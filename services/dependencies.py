@@ -15,7 +15,7 @@ from events.results import CommandResult
 from services.connections.link_health import RelinkPolicy
 from services.institutions.handlers import Institutions
 from services.orchestrator import Orchestrator
-from services.ports import EventStorePort
+from services.ports import DeferralPort, EventStorePort
 from services.reconciliation.ledger import TransactionLedger
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -24,6 +24,7 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     store: EventStorePort
     orchestrator: Orchestrator
     known_providers: frozenset[str]
+    deferrals: DeferralPort
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
     rng: random.Random = msgspec.field(default_factory=random.Random)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypeAlias
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 from eventsourcing.utils import get_topic
 
 from events.base import DomainEvent
+from events.commands import Command
 from services.connections.domain import ConnectionState
 from services.providers.base import LinkCredentials
 
@@ -29,6 +31,18 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     connection_id: UUID
     decide: Callable[[ConnectionState | None], list[DomainEvent]]
     side_events: Sequence[DomainEvent] = ()
+
+
+class DeferralPort(abc.ABC):
+    """Durable timers for commands that failed in a way time can fix."""
+
+    @abc.abstractmethod
+    async def defer(self, command: Command, *, tries: int, resume_at: datetime) -> None:
+        """Send `command` to the work queue again at `resume_at`, as try `tries + 1`.
+
+        Durable across restarts, and idempotent for one try: scheduling the
+        same try again (a command redelivered after a crash) sets one timer.
+        """
 
 
 class StreamConflictError(Exception):

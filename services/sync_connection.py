@@ -12,6 +12,7 @@ from events.commands import (
     Command,
     SyncTransactions,
 )
+from events.connection import SyncDeferred
 from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.connections.domain import (
@@ -41,7 +42,10 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
         return as_duplicate(state.recent_results[cmd.command_id])
     deferral = state.deferred.get(cmd.command_id)
     if deferral is not None and deps.now() < deferral.resume_at:
-        # A redelivery before its time: the durable timer will send it when due.
+        # A redelivery before its time: the durable timer sends it when due. Set it
+        # again (one timer per try): a crash after the deferral was recorded but
+        # before its timer was set left it unset, and this is the command's redelivery.
+        await deps.deferrals.defer(cmd, tries=deferral.tries, resume_at=deferral.resume_at)
         return as_duplicate(deferral.result)
     tries_before = state.tries_made(cmd.command_id)
     usable = set(state.usable_links(deps.now()))
@@ -70,6 +74,11 @@ async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str])
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
+        # The event first, the timer after: the command is acknowledged only once
+        # both are done, so a crash between them brings the command back (above).
+        for event in recorded:
+            if isinstance(event, SyncDeferred):
+                await deps.deferrals.defer(cmd, tries=event.tries, resume_at=event.resume_at)
         return msgspec.structs.replace(result_for(outcome, cmd), deferred_until=resume_at)
     # Another delivery of this command got there first: answer what it recorded.
     fresh = await deps.store.get_connection(connection_id)
