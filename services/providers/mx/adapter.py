@@ -2,8 +2,8 @@
 
 A link at MX is a member of a user: `LinkCredentials.item_id` is the member
 guid and `access_token` the user guid (MX authenticates us, not the user,
-so the user guid is what must stay out of logs). Reads live in `mx_reads`;
-`mx_links` says what our "public token" is at MX, `mx_webhooks` how
+so the user guid is what must stay out of logs). Reads live in `reads.py`;
+`links.py` says what our "public token" is at MX, `webhooks.py` how
 webhooks are trusted.
 """
 

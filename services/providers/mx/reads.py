@@ -1,6 +1,6 @@
 """The MX adapter's transport and its reads: a member's status, accounts and transactions.
 
-`MxAdapter` (in `mx.py`) adds linking, institutions and webhooks on top.
+`MxAdapter` (in `adapter.py`) adds linking, institutions and webhooks on top.
 """
 
 from __future__ import annotations
