@@ -40,7 +40,6 @@ class DeferralTimer:
         self.js = js
         self.batch = batch
         self.max_sleep_s = max_sleep_s
-        self.sent = 0
 
     async def fire_due(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -64,7 +63,6 @@ class DeferralTimer:
                     "UPDATE syncyard_deferrals SET sent_at = now() WHERE command_id = ANY($1)",
                     [row["command_id"] for row in rows],
                 )
-            self.sent += len(rows)
             return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:

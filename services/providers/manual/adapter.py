@@ -5,8 +5,8 @@ Nothing here calls out. A link is a ledger in the injected `ManualEntrySource`:
 `exchange_token` checks it exists, and `LinkCredentials.item_id` and
 `access_token` are both that id (there is no third party to authenticate
 to). The only failures are ours: an unknown ledger, a bad cursor, a slow
-store. `supports_failover = False` tells the orchestrator never to fail
-over from or to manual entry: no provider holds this data but the person.
+store, and none of them fails over (`failover_helps=False`): no provider
+holds this data but the person.
 """
 
 from __future__ import annotations
@@ -58,8 +58,6 @@ def _transaction(entry: ManualEntry) -> dict[str, Any]:
 
 class ManualAdapter(ProviderAdapter):
     """Reads a person's own entries from `source`; `new_id` mints ledger ids (injectable)."""
-
-    supports_failover = False
 
     def __init__(
         self,
