@@ -16,8 +16,6 @@ DLQ_STREAM = "SYNCYARD_DLQ"
 HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_COMMAND_ID = "Syncyard-Command-Id"
 HEADER_NOTIFICATION_ID = "Syncyard-Notification-Id"
-HEADER_DLQ_REASON = "Syncyard-Dlq-Reason"
-HEADER_DLQ_SUBJECT = "Syncyard-Original-Subject"
 
 
 def command_subject(op: str) -> str:

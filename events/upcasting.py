@@ -53,10 +53,6 @@ UPCASTERS: dict[str, tuple[Upcaster, ...]] = {
 }
 
 
-def current_version(topic: str) -> int:
-    return len(UPCASTERS.get(topic, ())) + 1
-
-
 _SUFFIXES = {
     topic: f',"{VERSION_KEY}":{len(steps) + 1}}}'.encode() for topic, steps in UPCASTERS.items()
 }

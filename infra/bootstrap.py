@@ -9,7 +9,6 @@ import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -344,7 +343,3 @@ async def run_components(
             if name in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tasks[name]
-
-
-def state_path(settings: Settings, *parts: str) -> Path:
-    return settings.state_dir.joinpath(*parts)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -64,6 +65,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return not (self.nats_url and self.database_url)
 
 
+# A field's environment variable and how its text is read.
+_Overrides = Mapping[str, tuple[str, Callable[[str], Any]]]
+
+# The variables that override a Settings field; unset, the field keeps the
+# default written on Settings, so no default is spelled out twice.
+_SETTINGS_OVERRIDES: _Overrides = {
+    "http_host": ("SYNCYARD_HTTP_HOST", str),
+    "http_port": ("SYNCYARD_HTTP_PORT", int),
+    "sandbox_port": ("SYNCYARD_SANDBOX_PORT", int),
+    "worker_concurrency": ("SYNCYARD_WORKER_CONCURRENCY", int),
+    "bulkhead_max_concurrent": ("SYNCYARD_BULKHEAD_MAX_CONCURRENT", int),
+    "bulkhead_max_wait_s": ("SYNCYARD_BULKHEAD_MAX_WAIT_S", float),
+    "call_timeout_s": ("SYNCYARD_CALL_TIMEOUT_S", float),
+    "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
+    "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
+}
+
+_HEALTH_OVERRIDES: _Overrides = {
+    "degraded_error_rate": ("SYNCYARD_HEALTH_DEGRADED_ERROR_RATE", float),
+    "down_error_rate": ("SYNCYARD_HEALTH_DOWN_ERROR_RATE", float),
+    "slow_response_ms": ("SYNCYARD_HEALTH_SLOW_MS", float),
+    "min_calls": ("SYNCYARD_HEALTH_MIN_CALLS", int),
+}
+
+
+def _overridden(env: Mapping[str, str], overrides: _Overrides) -> dict[str, Any]:
+    """The fields whose variable is set, read from its text; the rest are left out."""
+    return {field: read(env[name]) for field, (name, read) in overrides.items() if name in env}
+
+
 def _provider_settings(env: Mapping[str, str], sandbox_url: str) -> dict[str, ProviderSettings]:
     providers = {}
     for name in ("plaid", "mx"):
@@ -73,7 +104,7 @@ def _provider_settings(env: Mapping[str, str], sandbox_url: str) -> dict[str, Pr
             base_url=env.get(prefix + "BASE_URL", f"{sandbox_url}/{name}"),
             client_id=env.get(prefix + "CLIENT_ID", "sandbox-client"),
             secret=env.get(prefix + "SECRET", "sandbox-secret"),
-            timeout_s=float(env.get(prefix + "TIMEOUT_S", "10")),
+            **_overridden(env, {"timeout_s": (prefix + "TIMEOUT_S", float)}),
         )
     return providers
 
@@ -110,42 +141,21 @@ def parse_call_prices(spec: str) -> dict[str, float]:
 
 
 def _read_model_settings(env: Mapping[str, str]) -> ReadModelSettings:
-    defaults = HealthThresholds()
-    prefix = "SYNCYARD_HEALTH_"
     return ReadModelSettings(
-        health=HealthThresholds(
-            degraded_error_rate=float(
-                env.get(prefix + "DEGRADED_ERROR_RATE", defaults.degraded_error_rate)
-            ),
-            down_error_rate=float(env.get(prefix + "DOWN_ERROR_RATE", defaults.down_error_rate)),
-            slow_response_ms=float(env.get(prefix + "SLOW_MS", defaults.slow_response_ms)),
-            min_calls=int(env.get(prefix + "MIN_CALLS", defaults.min_calls)),
-        ),
+        health=HealthThresholds(**_overridden(env, _HEALTH_OVERRIDES)),
         call_prices=parse_call_prices(env.get("SYNCYARD_CALL_PRICES", "")),
-        currency=env.get("SYNCYARD_CALL_PRICE_CURRENCY", "USD"),
+        **_overridden(env, {"currency": ("SYNCYARD_CALL_PRICE_CURRENCY", str)}),
     )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    sandbox_port = int(env.get("SYNCYARD_SANDBOX_PORT", "8099"))
-    sandbox_url = env.get("SYNCYARD_SANDBOX_URL", f"http://127.0.0.1:{sandbox_port}")
-    return Settings(
+    settings = Settings(
         nats_url=env.get("NATS_URL") or None,
         database_url=env.get("DATABASE_URL") or None,
         state_dir=Path(env.get("SYNCYARD_STATE_DIR", ".syncyard")).resolve(),
-        http_host=env.get("SYNCYARD_HTTP_HOST", "127.0.0.1"),
-        http_port=int(env.get("SYNCYARD_HTTP_PORT", "8080")),
-        sandbox_port=sandbox_port,
         cipher_key=env.get("SYNCYARD_CIPHER_KEY") or None,
-        worker_concurrency=int(env.get("SYNCYARD_WORKER_CONCURRENCY", "256")),
-        bulkhead_max_concurrent=int(env.get("SYNCYARD_BULKHEAD_MAX_CONCURRENT", "128")),
-        bulkhead_max_wait_s=float(env.get("SYNCYARD_BULKHEAD_MAX_WAIT_S", "10")),
-        call_timeout_s=float(env.get("SYNCYARD_CALL_TIMEOUT_S", "10")),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-        providers=_provider_settings(env, sandbox_url),
-        saga_lease_s=float(env.get("SYNCYARD_SAGA_LEASE_S", "30")),
-        link_deadline_s=float(env.get("SYNCYARD_LINK_DEADLINE_S", "1800")),
         public_url=env.get("SYNCYARD_PUBLIC_URL") or None,
         rate_limits=parse_rate_limits(env.get("SYNCYARD_RATE_LIMITS", "")),
         hedging={
@@ -154,4 +164,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if op.strip()
         },
         read_models=_read_model_settings(env),
+        **_overridden(env, _SETTINGS_OVERRIDES),
     )
+    # The providers' default address follows the sandbox port, set or not.
+    sandbox_url = env.get("SYNCYARD_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
+    return msgspec.structs.replace(settings, providers=_provider_settings(env, sandbox_url))

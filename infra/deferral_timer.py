@@ -34,7 +34,6 @@ class DeferredCommand(msgspec.Struct, frozen=True, kw_only=True):
 class ScheduledDeferrals(DeferralPort):
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
-        self.sent = 0
 
     async def defer(self, command: Command, *, tries: int, resume_at: datetime) -> None:
         payload = DeferredCommand(
@@ -55,7 +54,6 @@ class ScheduledDeferrals(DeferralPort):
                 bytes(due.command),
                 headers={HEADER_MSG_ID: f"{command_id}:try{due.tries + 1}"},
             )
-            self.sent += 1
             return None
 
         self.scheduler.handle(KIND, fire)

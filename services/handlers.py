@@ -22,15 +22,15 @@ from services.create_link import create_link
 from services.dependencies import Dependencies, Handler
 from services.institutions.handlers import map_institution
 from services.register_connection import register_connection
-from services.sync_connection import provider_call
+from services.sync_connection import sync_connection
 
 __all__ = ["HANDLERS", "Dependencies"]
 
 
 HANDLERS: Mapping[type[Command], Handler] = {
     RegisterConnection: register_connection,
-    SyncTransactions: provider_call,
-    GetAccounts: provider_call,
+    SyncTransactions: sync_connection,
+    GetAccounts: sync_connection,
     CreateLink: create_link,
     MapInstitution: map_institution,
 }

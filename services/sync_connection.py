@@ -28,7 +28,7 @@ from services.ports import Change
 from services.resilience.retry import retry_delay_s
 
 
-async def provider_call(deps: Dependencies, cmd: Command, trace: dict[str, str]) -> CommandResult:
+async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str]) -> CommandResult:
     connection_id = connection_id_for(cmd.space_id, cmd.account_id)
     state = await deps.store.get_connection(connection_id)
     if state is None:

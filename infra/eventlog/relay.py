@@ -71,8 +71,6 @@ class EventRelay:
         self.reader = reader
         self.name = name
         self.page_size = page_size
-        self.published = 0
-        self.duplicates_dropped = 0
         self._wake = asyncio.Event()
 
     def _on_notify(self, *_: object) -> None:
@@ -137,9 +135,4 @@ class EventRelay:
             # The stored JSON is the event's msgspec encoding: forwarded as it is.
             sends.append(self.js.publish(subject_for(note.topic), note.state, headers=headers))
         # Pipelined: all in flight at once, and the page counts only if every ack came back.
-        acks = await asyncio.gather(*sends)
-        for ack in acks:
-            if ack.duplicate:
-                self.duplicates_dropped += 1
-            else:
-                self.published += 1
+        await asyncio.gather(*sends)

@@ -98,6 +98,3 @@ def create_app(
     app[OPENAPI_OPERATIONS] = dict(OPERATIONS)
     app.add_routes(ROUTES)
     return app
-
-
-ServeFn = Callable[[web.Application], Awaitable[None]]

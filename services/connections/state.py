@@ -98,6 +98,3 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     def tries_made(self, command_id: str) -> int:
         deferral = self.deferred.get(command_id)
         return deferral.tries if deferral else 0
-
-    def link_order(self) -> list[Link]:
-        return list(self.links.values())

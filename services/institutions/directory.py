@@ -47,9 +47,6 @@ class InstitutionDirectory:
     def get(self, institution_id: str) -> InstitutionMapping | None:
         return self._by_id.get(institution_id)
 
-    def in_region(self, region: str) -> list[InstitutionMapping]:
-        return sorted((m for m in self._by_id.values() if m.region == region), key=lambda m: m.name)
-
     def providers_for(self, institution_id: str | None, region: str) -> tuple[str, ...]:
         """Primary first, then backups: the institution's mapping, else its region's order.
 

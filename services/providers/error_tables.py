@@ -1,7 +1,7 @@
 """Every provider's error table, listed once: the classification code and docs/providers.md
 read the same rows.
 
-Each provider's `*_errors` module owns its data (a mapping of code to
+Each provider's `errors.py` owns its data (a mapping of code to
 `ErrorRule`); this module names those mappings in one explicit tuple. A new
 provider adds its `ErrorTable`s to `ERROR_TABLES` here; nothing registers by
 being imported.

@@ -78,6 +78,47 @@ class ErrorRule:
         helps = type in FAILOVER_TYPES if failover_helps is None else failover_helps
         object.__setattr__(self, "failover_helps", helps)
 
+    def error(
+        self,
+        provider: str,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> ProviderCallError:
+        """The failure this rule classifies, as the port raises it.
+
+        `message` goes out as given: a provider's own text must pass through
+        `scrub` first.
+        """
+        return ProviderCallError(
+            ErrorInfo(
+                code=code,
+                message=message,
+                type=self.type,
+                retryable=self.retryable,
+                provider=provider,
+            ),
+            http_status=http_status,
+            retry_after_s=retry_after_s,
+            reauth_required=self.reauth_required,
+            failover_helps=self.failover_helps,
+        )
+
+
+# What a code no table knows gets: no retry, no failover.
+UNKNOWN_RULE = ErrorRule("unknown", False)
+# Input an adapter refuses before calling out (a cursor or token that is not
+# its own): as wrong at any other provider, and again on a retry.
+INVALID_INPUT = ErrorRule("validation", False)
+_RATE_LIMITED = ErrorRule("rate_limit", True)
+_PROVIDER_DOWN = ErrorRule("provider_down", True)
+_NETWORK = ErrorRule("network", True)
+# Retryable: a garbled body is usually a transient proxy or deploy hiccup,
+# and one at this provider's edge that another provider does not share.
+_INVALID_RESPONSE = ErrorRule("unknown", True, failover_helps=True)
+
 
 class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
     """A response read in full: its status, raw body and any Retry-After hint."""
@@ -173,13 +214,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(seconds, 0.0)
 
 
-def status_fallback(status: int) -> tuple[str, ErrorType, bool]:
-    """Code, type and retryable for an error status whose body says nothing usable."""
+def status_fallback(status: int) -> tuple[str, ErrorRule]:
+    """Code and rule for an error status whose body says nothing usable."""
     if status == 429:
-        return f"http_{status}", "rate_limit", True
+        return f"http_{status}", _RATE_LIMITED
     if status >= 500:
-        return f"http_{status}", "provider_down", True
-    return f"http_{status}", "unknown", False
+        return f"http_{status}", _PROVIDER_DOWN
+    return f"http_{status}", UNKNOWN_RULE
 
 
 def error_without_body(provider: str, endpoint: str, reply: HttpReply) -> ProviderCallError:
@@ -188,49 +229,27 @@ def error_without_body(provider: str, endpoint: str, reply: HttpReply) -> Provid
     A gateway's HTML page on a 5xx or 429 still says what happened; anything
     else is a reply we cannot interpret.
     """
-    code, type_, retryable = status_fallback(reply.status)
-    if type_ == "unknown":
+    code, rule = status_fallback(reply.status)
+    if rule.type == "unknown":
         return invalid_response(provider, endpoint, reply.status, "unrecognised error body")
-    return ProviderCallError(
-        ErrorInfo(
-            code=code,
-            message=f"{endpoint} answered HTTP {reply.status}",
-            type=type_,
-            retryable=retryable,
-            provider=provider,
-        ),
+    return rule.error(
+        provider,
+        code,
+        f"{endpoint} answered HTTP {reply.status}",
         http_status=reply.status,
         retry_after_s=reply.retry_after_s,
     )
 
 
 def network_error(provider: str, endpoint: str, code: str, detail: str) -> ProviderCallError:
-    return ProviderCallError(
-        ErrorInfo(
-            code=code,
-            message=f"{endpoint}: {detail}",
-            type="network",
-            retryable=True,
-            provider=provider,
-        )
-    )
+    return _NETWORK.error(provider, code, f"{endpoint}: {detail}")
 
 
 def invalid_response(
     provider: str, endpoint: str, http_status: int | None, detail: str
 ) -> ProviderCallError:
-    # Retryable: a garbled body is usually a transient proxy or deploy hiccup,
-    # and one at this provider's edge that another provider does not share.
-    return ProviderCallError(
-        ErrorInfo(
-            code="invalid_response",
-            message=f"{endpoint}: {detail}",
-            type="unknown",
-            retryable=True,
-            provider=provider,
-        ),
-        http_status=http_status,
-        failover_helps=True,
+    return _INVALID_RESPONSE.error(
+        provider, "invalid_response", f"{endpoint}: {detail}", http_status=http_status
     )
 
 

@@ -77,8 +77,6 @@ class BreakerBoard:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._loading = KeyedLocks()
         self._admitting = KeyedLocks()
-        self.transitions_recorded = 0
-        self.transitions_lost = 0
 
     def status(self, provider: str, region: str) -> str:
         entry = self._entries.get((provider, region))
@@ -171,7 +169,6 @@ class BreakerBoard:
         if not events:
             return False
         if await self.recorder.append(events):
-            self.transitions_recorded += 1
             for event in events:
                 self._apply(entry, event)
             log.info(
@@ -182,7 +179,6 @@ class BreakerBoard:
             )
             return True
         # Another replica recorded a transition first: catch up with its stream.
-        self.transitions_lost += 1
         for event in await self.recorder.load(entry.breaker):
             if event.originator_version > entry.breaker.version:
                 self._apply(entry, event)

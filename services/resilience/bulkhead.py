@@ -18,7 +18,6 @@ class Bulkhead:
         self.max_wait_s = max_wait_s
         self._slots = asyncio.Semaphore(max_concurrent)
         self.in_flight = 0
-        self.rejected = 0
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -29,7 +28,6 @@ class Bulkhead:
                 # The usual case, without wait_for's task per call.
                 await self._slots.acquire()
         except TimeoutError:
-            self.rejected += 1
             raise BulkheadFullError(
                 f"{self.name}: {self.max_concurrent} calls already in flight "
                 f"for over {self.max_wait_s:g}s"

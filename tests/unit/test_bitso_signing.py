@@ -7,7 +7,6 @@ import pytest
 from services.providers.bitso.signing import (
     NonceSource,
     authorization,
-    parse_authorization,
     signature,
 )
 
@@ -55,18 +54,6 @@ def test_authorization_header_is_key_nonce_and_signature() -> None:
         "Bitso KEY1:1700000000000000:"
         "453647194f47a38e40745ed424562328dc5752b46ef46613f52c69320ccb3f6c"
     )
-    assert parse_authorization(header) == (
-        "KEY1",
-        "1700000000000000",
-        "453647194f47a38e40745ed424562328dc5752b46ef46613f52c69320ccb3f6c",
-    )
-
-
-@pytest.mark.parametrize(
-    "header", ["", "Bitso", "Bearer a:b:c", "Bitso a:b", "Bitso a::c", "Bitso a:b:c:d"]
-)
-def test_headers_that_are_not_bitso_auth_parse_to_none(header: str) -> None:
-    assert parse_authorization(header) is None
 
 
 def test_nonces_grow_even_when_the_clock_stands_still_or_goes_back() -> None:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 4, 14, 10, 32, tzinfo=UTC)
 KNOWN = frozenset(ADAPTER_FACTORIES)
-SANDBOX_SEED = 7  # services/sandbox's default
+SANDBOX_SEED = 7  # the sandbox's default
 
 
 def entry(id_: str, region: str, providers: tuple[str, ...] | None = None) -> SeedInstitution:

@@ -46,10 +46,6 @@ async def linked(adapter: ManualAdapter) -> LinkCredentials:
     return await adapter.exchange_token(token.token, timeout_s=1.0)
 
 
-def test_manual_entry_is_marked_as_never_failing_over() -> None:
-    assert ManualAdapter.supports_failover is False
-
-
 async def test_a_link_is_a_ledger_opened_in_the_store(
     adapter: ManualAdapter, store: InMemoryManualEntries
 ) -> None:

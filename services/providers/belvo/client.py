@@ -12,10 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
 from services.providers.belvo.errors import belvo_error
-from services.providers.http import HttpReply, decode_json, send
+from services.providers.http import INVALID_INPUT, HttpReply, decode_json, send
 
 T = TypeVar("T")
 
@@ -103,15 +102,7 @@ class BelvoClient:
         return parts.query
 
     def invalid(self, message: str) -> ProviderCallError:
-        return ProviderCallError(
-            ErrorInfo(
-                code="invalid_cursor",
-                message=message,
-                type="validation",
-                retryable=False,
-                provider=self.provider,
-            )
-        )
+        return INVALID_INPUT.error(self.provider, "invalid_cursor", message)
 
 
 def query_value(query: str, name: str) -> str | None:

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
-from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
+from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
 # Failover follows the type (http.ErrorRule) except where noted: the person's
 # bank password, an open bank session and our malformed request go wherever we go.
@@ -28,7 +27,6 @@ _OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True)
 _BAD_REQUEST = ErrorRule("validation", False)
 _INSTITUTION_DOWN = ErrorRule("provider_down", True)
 _BELVO_DOWN = ErrorRule("provider_down", True)
-UNKNOWN_RULE = ErrorRule("unknown", False)
 
 BELVO_ERRORS: Mapping[str, ErrorRule] = {
     # The person must act: their credentials, MFA, or bank account.
@@ -135,11 +133,10 @@ def belvo_error(
     message = f"{endpoint}: {(err.message if err is not None else '') or code}"
     if err is not None and err.request_id:
         message += f" (request_id {err.request_id})"
-    return _error(
-        rule,
+    return rule.error(
+        provider,
         code,
         scrub(message, *secrets),
-        provider=provider,
         http_status=http_status,
         retry_after_s=retry_after_s,
     )
@@ -154,24 +151,4 @@ def link_status_error(
         return None
     message = f"{endpoint}: link status is {status}"
     rule = BELVO_ERRORS[code]
-    return _error(rule, code, message, provider=provider, http_status=200, retry_after_s=None)
-
-
-def _error(
-    rule: ErrorRule,
-    code: str,
-    message: str,
-    *,
-    provider: str,
-    http_status: int,
-    retry_after_s: float | None,
-) -> ProviderCallError:
-    return ProviderCallError(
-        ErrorInfo(
-            code=code, message=message, type=rule.type, retryable=rule.retryable, provider=provider
-        ),
-        http_status=http_status,
-        retry_after_s=retry_after_s,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
-    )
+    return rule.error(provider, code, message, http_status=200)

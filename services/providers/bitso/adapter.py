@@ -17,7 +17,6 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from events.errors import ErrorInfo, ErrorType
 from services.providers.base import (
     AccountsPage,
     HealthStatus,
@@ -42,7 +41,14 @@ from services.providers.bitso.wire import (
     normalise_balance,
     normalise_entry,
 )
-from services.providers.http import HttpReply, decode_json, invalid_response, send
+from services.providers.http import (
+    INVALID_INPUT,
+    ErrorRule,
+    HttpReply,
+    decode_json,
+    invalid_response,
+    send,
+)
 
 # Where a person creates the key pair they give us (Bitso's developer portal).
 API_SETUP_URL = "https://bitso.com/api_setup"
@@ -56,12 +62,8 @@ INSTITUTION = Institution(
 )
 
 
-def _local_error(provider: str, code: str, message: str, type_: ErrorType) -> ProviderCallError:
-    reauth = type_ == "auth"
-    return ProviderCallError(
-        ErrorInfo(code=code, message=message, type=type_, retryable=False, provider=provider),
-        reauth_required=reauth,
-    )
+# A stored key pair we cannot read: only the person, giving it again, can fix it.
+_MALFORMED_KEY_PAIR = ErrorRule("auth", False, reauth_required=True)
 
 
 class BitsoAdapter(ProviderAdapter):
@@ -155,9 +157,7 @@ class BitsoAdapter(ProviderAdapter):
         """Check a submitted `"<key>:<secret>"` by reading its balances once."""
         key, _, secret = public_token.partition(":")
         if not key or not secret:
-            raise _local_error(
-                self.name, "invalid_api_key", "expected <key>:<secret>", "validation"
-            )
+            raise INVALID_INPUT.error(self.name, "invalid_api_key", "expected <key>:<secret>")
         await self._get("/v3/balance/", {}, public_token, timeout_s)
         return LinkCredentials(provider=self.name, item_id=key, access_token=public_token)
 
@@ -166,8 +166,8 @@ class BitsoAdapter(ProviderAdapter):
 
     async def get_institution(self, institution_id: str, *, timeout_s: float) -> Institution:
         if institution_id != INSTITUTION.institution_id:
-            raise _local_error(
-                self.name, "INSTITUTION_NOT_FOUND", "bitso serves only itself", "validation"
+            raise INVALID_INPUT.error(
+                self.name, "INSTITUTION_NOT_FOUND", "bitso serves only itself"
             )
         return INSTITUTION
 
@@ -194,7 +194,9 @@ class BitsoAdapter(ProviderAdapter):
         if access_token is not None:
             key, _, secret = access_token.partition(":")
             if not key or not secret:
-                raise _local_error(self.name, "invalid_access_token", "malformed key pair", "auth")
+                raise _MALFORMED_KEY_PAIR.error(
+                    self.name, "invalid_access_token", "malformed key pair"
+                )
             nonce = self._nonces.next()
             headers["Authorization"] = authorization(
                 key, secret, nonce, method="GET", path_qs=self._path_prefix + path_qs

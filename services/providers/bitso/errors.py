@@ -13,9 +13,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
-from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
+from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
 # Bitso locks a throttled account out for one minute and sends no Retry-After.
 THROTTLE_LOCKOUT_S = 60.0
@@ -92,8 +91,6 @@ BITSO_HTTP_STATUSES: Mapping[int, tuple[str, ErrorRule]] = {
     504: ("http_504", _DOWN),
 }
 
-UNKNOWN_RULE = ErrorRule("unknown", False)
-
 
 class _BitsoErrorDetail(msgspec.Struct, frozen=True):
     code: str
@@ -134,16 +131,10 @@ def bitso_error(
         return error_without_body(provider, endpoint, reply)
     if rule.type == "rate_limit" and retry_after_s is None:
         retry_after_s = THROTTLE_LOCKOUT_S
-    return ProviderCallError(
-        ErrorInfo(
-            code=code,
-            message=scrub(message, *secrets),
-            type=rule.type,
-            retryable=rule.retryable,
-            provider=provider,
-        ),
+    return rule.error(
+        provider,
+        code,
+        scrub(message, *secrets),
         http_status=http_status,
         retry_after_s=retry_after_s,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
     )

@@ -28,15 +28,6 @@ def authorization(
     return f"Bitso {key}:{nonce}:{signature(secret, nonce, method, path_qs, body)}"
 
 
-def parse_authorization(header: str) -> tuple[str, str, str] | None:
-    """(key, nonce, signature) from an Authorization header, or None if it is not Bitso's."""
-    scheme, _, credentials = header.partition(" ")
-    parts = credentials.split(":")
-    if scheme != "Bitso" or len(parts) != 3 or not all(parts):
-        return None
-    return parts[0], parts[1], parts[2]
-
-
 class NonceSource:
     """Strictly increasing nonces: microseconds since the epoch, bumped on ties.
 

@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import aiohttp
 
-from events.errors import ErrorInfo, ErrorType
 from services.providers.base import (
     AccountsPage,
     HealthStatus,
@@ -42,17 +41,14 @@ from services.providers.blockchain.wire import (
     normalise_tx,
     plan_page,
 )
-from services.providers.http import HttpReply, decode_json, send
+from services.providers.http import INVALID_INPUT, ErrorRule, HttpReply, decode_json, send
 
 ADDRESS = "/address/{address}"
 CHAIN_TXS = "/address/{address}/txs/chain"
 CHAIN_TXS_AFTER = "/address/{address}/txs/chain/{last_txid}"
 
 
-def _local_error(provider: str, code: str, message: str, type_: ErrorType) -> ProviderCallError:
-    return ProviderCallError(
-        ErrorInfo(code=code, message=message, type=type_, retryable=False, provider=provider)
-    )
+_NOT_AN_ADDRESS = ErrorRule("auth", False)
 
 
 class BlockchainAdapter(ProviderAdapter):
@@ -100,9 +96,7 @@ class BlockchainAdapter(ProviderAdapter):
         address = self._address(link)
         at = ChainCursor.decode(cursor)
         if at is None:
-            raise _local_error(
-                self.name, "INVALID_CURSOR", "cursor is not this reader's", "validation"
-            )
+            raise INVALID_INPUT.error(self.name, "INVALID_CURSOR", "cursor is not this reader's")
         if at.last:
             reply = await self._get(CHAIN_TXS_AFTER, address, (at.last,), timeout_s)
             endpoint = CHAIN_TXS_AFTER
@@ -144,8 +138,8 @@ class BlockchainAdapter(ProviderAdapter):
         public token (`"<address>"` or `"<network>:<address>"`).
         """
         if request.institution_id not in (None, self._network):
-            raise _local_error(
-                self.name, "UNSUPPORTED_NETWORK", "this reader serves another chain", "validation"
+            raise INVALID_INPUT.error(
+                self.name, "UNSUPPORTED_NETWORK", "this reader serves another chain"
             )
         return LinkToken(token=f"address:{self._network}")
 
@@ -153,8 +147,8 @@ class BlockchainAdapter(ProviderAdapter):
         """Check the address's format and checksum, then that the reader knows it."""
         network, _, address = public_token.rpartition(":")
         if network not in ("", self._network) or not is_valid_address(address, self._network):
-            raise _local_error(
-                self.name, "INVALID_ADDRESS", f"not a {self._network} address", "validation"
+            raise INVALID_INPUT.error(
+                self.name, "INVALID_ADDRESS", f"not a {self._network} address"
             )
         await self._get(ADDRESS, address, (), timeout_s)
         return LinkCredentials(
@@ -166,8 +160,8 @@ class BlockchainAdapter(ProviderAdapter):
 
     async def get_institution(self, institution_id: str, *, timeout_s: float) -> Institution:
         if institution_id != self._network:
-            raise _local_error(
-                self.name, "INSTITUTION_NOT_FOUND", "this reader serves another chain", "validation"
+            raise INVALID_INPUT.error(
+                self.name, "INSTITUTION_NOT_FOUND", "this reader serves another chain"
             )
         return self._institution
 
@@ -185,8 +179,8 @@ class BlockchainAdapter(ProviderAdapter):
 
     def _address(self, link: LinkCredentials) -> str:
         if not is_valid_address(link.access_token, self._network):
-            raise _local_error(
-                self.name, "INVALID_ADDRESS", f"link holds no {self._network} address", "auth"
+            raise _NOT_AN_ADDRESS.error(
+                self.name, "INVALID_ADDRESS", f"link holds no {self._network} address"
             )
         return link.access_token
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
 from services.providers.http import ErrorRule, scrub, status_fallback
 
@@ -48,22 +47,12 @@ def chain_error(
     endpoint: str = "chain",
 ) -> ProviderCallError:
     """Classify a chain reader's error reply; the address is masked in the message."""
-    if http_status in CHAIN_ERRORS:
-        code, rule = CHAIN_ERRORS[http_status]
-    else:
-        code, type_, retryable = status_fallback(http_status)
-        rule = ErrorRule(type_, retryable)
+    code, rule = CHAIN_ERRORS.get(http_status) or status_fallback(http_status)
     detail = _printable(body) or f"HTTP {http_status}"
-    return ProviderCallError(
-        ErrorInfo(
-            code=code,
-            message=scrub(f"{endpoint}: {detail}", *secrets),
-            type=rule.type,
-            retryable=rule.retryable,
-            provider=provider,
-        ),
+    return rule.error(
+        provider,
+        code,
+        scrub(f"{endpoint}: {detail}", *secrets),
         http_status=http_status,
         retry_after_s=retry_after_s,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
     )

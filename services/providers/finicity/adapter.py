@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import aiohttp
 
-from events.errors import ErrorInfo
 from services.providers.base import (
     AccountsPage,
     HealthStatus,
@@ -52,6 +51,7 @@ from services.providers.finicity.wire import (
     normalise_account,
     normalise_institution,
 )
+from services.providers.http import INVALID_INPUT
 
 if TYPE_CHECKING:
     from services.providers.settings import ProviderSettings
@@ -101,14 +101,8 @@ class FinicityAdapter(ProviderAdapter):
         try:
             position = decode_cursor(cursor, now=now)
         except ValueError:
-            raise ProviderCallError(
-                ErrorInfo(
-                    code="invalid_cursor",
-                    message="cursor is not a Finicity cursor",
-                    type="validation",
-                    retryable=False,
-                    provider=self.name,
-                )
+            raise INVALID_INPUT.error(
+                self.name, "invalid_cursor", "cursor is not a Finicity cursor"
             ) from None
         return await transactions_page(
             self._client, link, position, count=count, now=now, timeout_s=timeout_s

@@ -19,9 +19,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
-from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
+from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
 # Failover follows the type (http.ErrorRule) except where noted: the person's
 # bank login and the bank's own maintenance reach every provider alike.
@@ -32,7 +31,6 @@ _USER_MUST_ACT = ErrorRule("auth", False, reauth_required=True)
 _CONNECTION_DOWN = ErrorRule("provider_down", True)
 # Busy aggregating at Finicity: a link elsewhere can answer now.
 _NOT_READY = ErrorRule("unknown", True, failover_helps=True)
-UNKNOWN_RULE = ErrorRule("unknown", False)
 
 FINICITY_ERRORS: Mapping[str, ErrorRule] = {
     # API codes: our partner credentials or app token.
@@ -139,21 +137,22 @@ def finicity_error(
         if rule is None:
             reply = HttpReply(status=http_status, body=body, retry_after_s=retry_after_s)
             return error_without_body(provider, endpoint, reply)
-        message = f"{endpoint}: HTTP {http_status}"
-        return _error(
-            rule,
+        return rule.error(
+            provider,
             f"http_{http_status}",
-            message,
-            provider=provider,
+            f"{endpoint}: HTTP {http_status}",
             http_status=http_status,
             retry_after_s=retry_after_s,
         )
     code = str(err.code).strip()
     rule = FINICITY_ERRORS.get(code) or FINICITY_HTTP_STATUSES.get(http_status)
     rule = rule or UNKNOWN_RULE
-    message = scrub(f"{endpoint}: {err.message or code}", *secrets)
-    return _error(
-        rule, code, message, provider=provider, http_status=http_status, retry_after_s=retry_after_s
+    return rule.error(
+        provider,
+        code,
+        scrub(f"{endpoint}: {err.message or code}", *secrets),
+        http_status=http_status,
+        retry_after_s=retry_after_s,
     )
 
 
@@ -169,7 +168,7 @@ def aggregation_status_error(
     if code == 0 or rule is None:
         return None
     message = f"{endpoint}: account aggregation status is {code}"
-    return _error(rule, str(code), message, provider=provider, http_status=200, retry_after_s=None)
+    return rule.error(provider, str(code), message, http_status=200)
 
 
 def coded_error(
@@ -177,30 +176,4 @@ def coded_error(
 ) -> ProviderCallError:
     """An error for a documented code we detect ourselves (a login with no accounts)."""
     rule = FINICITY_ERRORS.get(code) or UNKNOWN_RULE
-    return _error(
-        rule, code, message, provider=provider, http_status=http_status, retry_after_s=None
-    )
-
-
-def _error(
-    rule: ErrorRule,
-    code: str,
-    message: str,
-    *,
-    provider: str,
-    http_status: int,
-    retry_after_s: float | None,
-) -> ProviderCallError:
-    return ProviderCallError(
-        ErrorInfo(
-            code=code,
-            message=message,
-            type=rule.type,
-            retryable=rule.retryable,
-            provider=provider,
-        ),
-        http_status=http_status,
-        retry_after_s=retry_after_s,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
-    )
+    return rule.error(provider, code, message, http_status=http_status)

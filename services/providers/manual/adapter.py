@@ -5,8 +5,8 @@ Nothing here calls out. A link is a ledger in the injected `ManualEntrySource`:
 `exchange_token` checks it exists, and `LinkCredentials.item_id` and
 `access_token` are both that id (there is no third party to authenticate
 to). The only failures are ours: an unknown ledger, a bad cursor, a slow
-store. `supports_failover = False` tells the orchestrator never to fail
-over from or to manual entry: no provider holds this data but the person.
+store, and none of them fails over (`failover_helps=False`): no provider
+holds this data but the person.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from events.errors import ErrorInfo, ErrorType
 from services.providers.base import (
     AccountsPage,
     HealthStatus,
@@ -26,11 +25,11 @@ from services.providers.base import (
     LinkRequest,
     LinkToken,
     ProviderAdapter,
-    ProviderCallError,
     TransactionsPage,
     WebhookEvent,
     WebhookRejectedError,
 )
+from services.providers.http import ErrorRule
 from services.providers.manual.store import ManualEntry, ManualEntrySource, UnknownLedgerError
 
 T = TypeVar("T")
@@ -40,14 +39,9 @@ INSTITUTION = Institution(
 )
 
 
-def _error(
-    provider: str, code: str, message: str, type_: ErrorType, retryable: bool
-) -> ProviderCallError:
-    # The person's own entries exist at no other provider: failing over never helps.
-    return ProviderCallError(
-        ErrorInfo(code=code, message=message, type=type_, retryable=retryable, provider=provider),
-        failover_helps=False,
-    )
+# The person's own entries exist at no other provider: failing over never helps.
+_INVALID = ErrorRule("validation", False, failover_helps=False)
+_STORE_TIMEOUT = ErrorRule("network", True, failover_helps=False)
 
 
 def _transaction(entry: ManualEntry) -> dict[str, Any]:
@@ -64,8 +58,6 @@ def _transaction(entry: ManualEntry) -> dict[str, Any]:
 
 class ManualAdapter(ProviderAdapter):
     """Reads a person's own entries from `source`; `new_id` mints ledger ids (injectable)."""
-
-    supports_failover = False
 
     def __init__(
         self,
@@ -102,18 +94,14 @@ class ManualAdapter(ProviderAdapter):
         self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
     ) -> TransactionsPage:
         if cursor and not cursor.isdigit():
-            raise _error(
-                self.name, "INVALID_CURSOR", "cursor is not a log position", "validation", False
-            )
+            raise _INVALID.error(self.name, "INVALID_CURSOR", "cursor is not a log position")
         after = int(cursor) if cursor else 0
         limit = max(1, min(count, MAX_PAGE))
         changes, head = await self._call(
             self._source.changes(link.item_id, after, limit), timeout_s
         )
         if after > head:
-            raise _error(
-                self.name, "INVALID_CURSOR", "cursor is past the log's end", "validation", False
-            )
+            raise _INVALID.error(self.name, "INVALID_CURSOR", "cursor is past the log's end")
         end = changes[-1].position if changes else after
         return TransactionsPage(
             added=[_transaction(c.entry) for c in changes if c.kind == "added"],
@@ -139,9 +127,7 @@ class ManualAdapter(ProviderAdapter):
 
     async def exchange_token(self, public_token: str, *, timeout_s: float) -> LinkCredentials:
         if not await self._call(self._source.exists(public_token), timeout_s):
-            raise _error(
-                self.name, "ITEM_NOT_FOUND", "no manual ledger for this token", "validation", False
-            )
+            raise _INVALID.error(self.name, "ITEM_NOT_FOUND", "no manual ledger for this token")
         return LinkCredentials(provider=self.name, item_id=public_token, access_token=public_token)
 
     async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
@@ -149,12 +135,8 @@ class ManualAdapter(ProviderAdapter):
 
     async def get_institution(self, institution_id: str, *, timeout_s: float) -> Institution:
         if institution_id != INSTITUTION.institution_id:
-            raise _error(
-                self.name,
-                "INSTITUTION_NOT_FOUND",
-                "manual entry is its own institution",
-                "validation",
-                False,
+            raise _INVALID.error(
+                self.name, "INSTITUTION_NOT_FOUND", "manual entry is its own institution"
             )
         return INSTITUTION
 
@@ -175,14 +157,10 @@ class ManualAdapter(ProviderAdapter):
             async with asyncio.timeout(timeout_s):
                 return await operation
         except UnknownLedgerError:
-            raise _error(
-                self.name, "ITEM_NOT_FOUND", "no manual ledger for this link", "validation", False
+            raise _INVALID.error(
+                self.name, "ITEM_NOT_FOUND", "no manual ledger for this link"
             ) from None
         except TimeoutError:
-            raise _error(
-                self.name,
-                "store_timeout",
-                f"store gave no answer within {timeout_s:g}s",
-                "network",
-                True,
+            raise _STORE_TIMEOUT.error(
+                self.name, "store_timeout", f"store gave no answer within {timeout_s:g}s"
             ) from None

@@ -2,8 +2,8 @@
 
 A link at MX is a member of a user: `LinkCredentials.item_id` is the member
 guid and `access_token` the user guid (MX authenticates us, not the user,
-so the user guid is what must stay out of logs). Reads live in `mx_reads`;
-`mx_links` says what our "public token" is at MX, `mx_webhooks` how
+so the user guid is what must stay out of logs). Reads live in `reads.py`;
+`links.py` says what our "public token" is at MX, `webhooks.py` how
 webhooks are trusted.
 """
 
@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 import aiohttp
 
-from events.errors import ErrorInfo
 from services.providers.base import (
     HealthStatus,
     Institution,
@@ -26,6 +25,7 @@ from services.providers.base import (
     ProviderCallError,
     WebhookEvent,
 )
+from services.providers.http import INVALID_INPUT
 from services.providers.mx.links import (
     CONNECT_WIDGET,
     InstitutionResponse,
@@ -127,14 +127,8 @@ class MxAdapter(MxReads):
         """Check the member named by our MX public token (`USR-...:MBR-...`) exists."""
         pair = parse_public_token(public_token)
         if pair is None:
-            raise ProviderCallError(
-                ErrorInfo(
-                    code="invalid_public_token",
-                    message="not an MX public token (user_guid:member_guid)",
-                    type="validation",
-                    retryable=False,
-                    provider=self.name,
-                )
+            raise INVALID_INPUT.error(
+                self.name, "invalid_public_token", "not an MX public token (user_guid:member_guid)"
             )
         user_guid, member_guid = pair
         parsed = await self._call(

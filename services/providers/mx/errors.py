@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 import msgspec
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
 from services.providers.http import (
     ErrorRule,
@@ -76,11 +75,6 @@ class _MxErrorBody(msgspec.Struct, frozen=True):
     error: _MxErrorDetail | str
 
 
-def _fallback(http_status: int) -> tuple[str, ErrorRule]:
-    code, type_, retryable = status_fallback(http_status)
-    return code, ErrorRule(type_, retryable)
-
-
 def mx_error(
     http_status: int,
     body: bytes,
@@ -105,19 +99,13 @@ def mx_error(
     else:
         # Older MX APIs send `"error": "message"`; the platform API nests an object.
         message = parsed.error if isinstance(parsed.error, str) else parsed.error.message
-    code, rule = MX_HTTP_STATUSES.get(http_status) or _fallback(http_status)
-    return ProviderCallError(
-        ErrorInfo(
-            code=code,
-            message=scrub(f"{endpoint}: {message or code}", *secrets),
-            type=rule.type,
-            retryable=rule.retryable,
-            provider=provider,
-        ),
+    code, rule = MX_HTTP_STATUSES.get(http_status) or status_fallback(http_status)
+    return rule.error(
+        provider,
+        code,
+        scrub(f"{endpoint}: {message or code}", *secrets),
         http_status=http_status,
         retry_after_s=retry_after_s,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
     )
 
 
@@ -126,15 +114,5 @@ def connection_status_error(status: str, *, provider: str = "mx") -> ProviderCal
     rule = MX_CONNECTION_STATUSES.get(status.upper())
     if rule is None:
         return None
-    return ProviderCallError(
-        ErrorInfo(
-            code=status.upper(),
-            message=f"member connection status is {status.upper()}",
-            type=rule.type,
-            retryable=rule.retryable,
-            provider=provider,
-        ),
-        http_status=200,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
-    )
+    code = status.upper()
+    return rule.error(provider, code, f"member connection status is {code}", http_status=200)

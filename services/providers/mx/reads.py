@@ -1,6 +1,6 @@
 """The MX adapter's transport and its reads: a member's status, accounts and transactions.
 
-`MxAdapter` (in `mx.py`) adds linking, institutions and webhooks on top.
+`MxAdapter` (in `adapter.py`) adds linking, institutions and webhooks on top.
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ from urllib.parse import quote
 
 import aiohttp
 
-from events.errors import ErrorInfo
 from services.providers.base import (
     AccountsPage,
     LinkCredentials,
     ProviderAdapter,
-    ProviderCallError,
     TransactionsPage,
 )
-from services.providers.http import HttpReply, decode_json, send
+from services.providers.http import INVALID_INPUT, HttpReply, decode_json, send
 from services.providers.mx.errors import connection_status_error, mx_error
 from services.providers.mx.wire import (
     MAX_RECORDS_PER_PAGE,
@@ -83,14 +81,8 @@ class MxReads(ProviderAdapter):
         try:
             position = decode_cursor(cursor)
         except ValueError:
-            raise ProviderCallError(
-                ErrorInfo(
-                    code="invalid_cursor",
-                    message="cursor is not an MX page cursor",
-                    type="validation",
-                    retryable=False,
-                    provider=self.name,
-                )
+            raise INVALID_INPUT.error(
+                self.name, "invalid_cursor", "cursor is not an MX page cursor"
             ) from None
         # A broken login only shows in the member's status; once per sync run
         # is enough to catch it without doubling every page's calls.

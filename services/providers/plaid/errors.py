@@ -11,9 +11,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from events.errors import ErrorInfo
 from services.providers.base import ProviderCallError
-from services.providers.http import ErrorRule, HttpReply, error_without_body, scrub
+from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
 _RATE_LIMITED = ErrorRule("rate_limit", True)
 _INSTITUTION_DOWN = ErrorRule("provider_down", True)
@@ -71,8 +70,6 @@ PLAID_ERROR_TYPES: Mapping[str, ErrorRule] = {
     "INVALID_INPUT": _BAD_REQUEST,
 }
 
-UNKNOWN_RULE = ErrorRule("unknown", False)
-
 
 class PlaidErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     error_type: str
@@ -102,16 +99,10 @@ def plaid_error(
     message = f"{err.error_type}: {err.error_message or err.error_code}"
     if err.request_id:
         message += f" (request_id {err.request_id})"
-    return ProviderCallError(
-        ErrorInfo(
-            code=err.error_code,
-            message=scrub(message, *secrets),
-            type=rule.type,
-            retryable=rule.retryable,
-            provider=provider,
-        ),
+    return rule.error(
+        provider,
+        err.error_code,
+        scrub(message, *secrets),
         http_status=http_status,
         retry_after_s=retry_after_s,
-        reauth_required=rule.reauth_required,
-        failover_helps=rule.failover_helps,
     )
