@@ -25,6 +25,7 @@ from infra.http.context import (
 )
 from infra.http.openapi import OPENAPI_OPERATIONS, OPERATIONS, openapi_view
 from infra.http.params import InvalidParameterError
+from infra.http.responses import Liveness, Readiness
 from projections.settings import ReadModelSettings
 
 NatsReady = Callable[[], bool]
@@ -34,7 +35,7 @@ DEFAULT_EVENTS_TABLE = "syncyard_events"
 
 
 async def healthz(_: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(Liveness(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -46,7 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["postgres"] = f"unreachable: {type(exc).__name__}"
     checks["nats"] = "ok" if request.app[NATS_READY]() else "unreachable"
     ready = all(v == "ok" for v in checks.values())
-    return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    return json_response(Readiness(ready=ready, checks=checks), status=200 if ready else 503)
 
 
 @web.middleware

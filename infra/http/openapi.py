@@ -3,39 +3,54 @@
 `OPERATIONS` describes every route `infra/http/api.py` registers; a route added
 elsewhere (e.g. from infra/bootstrap.py) adds its own entry to the app's
 `OPENAPI_OPERATIONS`. `undocumented_routes` lists any route without one, and
-a test keeps that list empty.
+a test keeps that list empty. The response bodies' schemas are generated from
+the structs the handlers encode (`RESPONSE_TYPES`, `infra/http/responses.py`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from infra.http.openapi_schemas import RESPONSES
+from infra.http import responses as body
 from infra.http.params import MAX_DAYS, MAX_LIMIT
+from projections.overview import MetricsOverview
 from projections.saga_status import SAGA_STATUSES
 
 Operation = dict[str, Any]
 OperationKey = tuple[str, str]  # (lowercase method, path template)
 OPENAPI_OPERATIONS: web.AppKey[dict[OperationKey, Operation]] = web.AppKey("openapi_operations")
 
+# What each route of `OPERATIONS` answers with (its 200, and the 503 of /readyz).
+RESPONSE_TYPES: dict[str, type[msgspec.Struct]] = {
+    "/healthz": body.Liveness,
+    "/readyz": body.Readiness,
+    "/v1/providers/health": body.ProviderHealth,
+    "/v1/providers/reliability": body.ProviderReliability,
+    "/v1/providers/failover-rates": body.FailoverRates,
+    "/v1/connections/{account_id}/history": body.ConnectionHistory,
+    "/v1/connections/{account_id}/status": body.ConnectionStatuses,
+    "/v1/connections/{account_id}/syncs": body.ConnectionSyncs,
+    "/v1/connections/{account_id}/reliability": body.ConnectionReliability,
+    "/v1/admin/stats": body.AdminStats,
+    "/v1/metrics/overview": MetricsOverview,
+    "/v1/sagas": body.Sagas,
+}
+# The description is a document of its own standard, not a struct of ours.
+DOCUMENTS: dict[str, dict[str, Any]] = {
+    "/v1/openapi.json": {"type": "object", "description": "an OpenAPI 3.1 document"},
+}
+
+_REFS, SCHEMAS = msgspec.json.schema_components(
+    [*RESPONSE_TYPES.values(), body.ApiError], ref_template="#/components/schemas/{name}"
+)
+_RESPONSE_SCHEMAS = dict(zip([*RESPONSE_TYPES, "error"], _REFS, strict=True))
+
 _ERROR = {
     "description": "A bad parameter; the message names it and what it accepts",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                    }
-                },
-            }
-        }
-    },
+    "content": {"application/json": {"schema": _RESPONSE_SCHEMAS["error"]}},
 }
 
 
@@ -155,13 +170,12 @@ OPERATIONS: dict[OperationKey, Operation] = {
 
 
 def _with_response_schemas(operations: dict[OperationKey, Operation]) -> None:
-    """Each route's success (and readiness failure) body, from openapi_schemas.RESPONSES."""
+    """Each route's success (and readiness failure) body: a generated schema, or a document."""
     for (_, path), operation in operations.items():
+        schema = _RESPONSE_SCHEMAS[path] if path in RESPONSE_TYPES else DOCUMENTS[path]
         for code in ("200", "503"):
             if code in operation["responses"]:
-                operation["responses"][code]["content"] = {
-                    "application/json": {"schema": RESPONSES[path]}
-                }
+                operation["responses"][code]["content"] = {"application/json": {"schema": schema}}
 
 
 _with_response_schemas(OPERATIONS)
@@ -175,6 +189,7 @@ def openapi_document(operations: dict[OperationKey, Operation]) -> dict[str, Any
         "openapi": "3.1.0",
         "info": {"title": "syncyard", "version": "1"},
         "paths": paths,
+        "components": {"schemas": SCHEMAS},
     }
 
 
