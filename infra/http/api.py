@@ -1,4 +1,5 @@
-"""The HTTP API: health, readiness, the read models and their OpenAPI description.
+"""The HTTP API: health, readiness, the read models, their OpenAPI description and the
+AsyncAPI description of the NATS interface.
 
 `ROUTES` is the route table; `infra/http/openapi.py` describes each entry. A
 bad parameter anywhere raises `InvalidParameterError`, answered here with a 400.
@@ -23,7 +24,7 @@ from infra.http.context import (
     bad_request,
     json_response,
 )
-from infra.http.openapi import OPENAPI_OPERATIONS, OPERATIONS, openapi_view
+from infra.http.openapi import OPENAPI_OPERATIONS, OPERATIONS, asyncapi_view, openapi_view
 from infra.http.params import InvalidParameterError
 from infra.http.responses import Liveness, Readiness
 from projections.settings import ReadModelSettings
@@ -64,6 +65,7 @@ ROUTES = [
     web.get("/healthz", healthz),
     web.get("/readyz", readyz),
     web.get("/v1/openapi.json", openapi_view),
+    web.get("/v1/asyncapi.json", asyncapi_view),
     web.get("/v1/providers/health", read.providers_health),
     web.get("/v1/providers/reliability", read.providers_reliability),
     web.get("/v1/providers/failover-rates", read.providers_failover_rates),

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 description of the HTTP API, kept as data beside the route table.
+"""The OpenAPI 3.1 description of the HTTP API, kept as data beside the route table,
+and the AsyncAPI description of the NATS interface, served beside it.
 
 `OPERATIONS` describes every route `infra/http/api.py` registers; a route added
 elsewhere (e.g. from infra/bootstrap.py) adds its own entry to the app's
@@ -9,11 +10,13 @@ the structs the handlers encode (`RESPONSE_TYPES`, `infra/http/responses.py`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from events.asyncapi import asyncapi_document
 from infra.http import responses as body
 from infra.http.params import MAX_DAYS, MAX_LIMIT
 from projections.overview import MetricsOverview
@@ -38,9 +41,10 @@ RESPONSE_TYPES: dict[str, type[msgspec.Struct]] = {
     "/v1/metrics/overview": MetricsOverview,
     "/v1/sagas": body.Sagas,
 }
-# The description is a document of its own standard, not a struct of ours.
+# The two descriptions are documents of their own standards, not structs of ours.
 DOCUMENTS: dict[str, dict[str, Any]] = {
     "/v1/openapi.json": {"type": "object", "description": "an OpenAPI 3.1 document"},
+    "/v1/asyncapi.json": {"type": "object", "description": "an AsyncAPI 3.0 document"},
 }
 
 _REFS, SCHEMAS = msgspec.json.schema_components(
@@ -99,6 +103,12 @@ OPERATIONS: dict[OperationKey, Operation] = {
         "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
     },
     ("get", "/v1/openapi.json"): _get("This description", [], "OpenAPI 3.1 document"),
+    ("get", "/v1/asyncapi.json"): _get(
+        "The NATS interface: commands, results, events and dead letters, their subjects and "
+        "payload schemas (the same document `make schema` writes)",
+        [],
+        "AsyncAPI 3.0 document",
+    ),
     ("get", "/v1/providers/health"): _get(
         "Per provider and region: status, health score (0-100), error rate, average and p95 "
         "response time over 5 min and 24 h, last success/failure/error, breaker state",
@@ -219,3 +229,14 @@ async def openapi_view(request: web.Request) -> web.Response:
                 "responses": {"default": {"description": "Not described yet"}},
             }
     return web.json_response(openapi_document(operations))
+
+
+@functools.cache
+def _asyncapi_json() -> bytes:
+    # The contract is fixed for the life of the process: generated once, on first ask.
+    return msgspec.json.encode(asyncapi_document())
+
+
+async def asyncapi_view(_: web.Request) -> web.Response:
+    """The NATS interface as an AsyncAPI 3.0 document, generated from the contract's structs."""
+    return web.Response(body=_asyncapi_json(), content_type="application/json")

@@ -12,7 +12,10 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from events.asyncapi import asyncapi_document
+from events.commands import COMMAND_TYPES
 from events.saga import SagaNeedsAttention, SagaStarted
+from events.subjects import command_subject, dlq_subject, result_subject, rpc_subject
 from infra.http.api import ROUTES, create_app
 from infra.http.openapi import RESPONSE_TYPES
 from infra.http.responses import ApiError
@@ -123,7 +126,7 @@ async def test_every_response_decodes_strictly_into_the_struct_its_schema_is_gen
     for route in ROUTES:
         struct = RESPONSE_TYPES.get(route.path)
         if struct is None:
-            continue  # the description: a document of its own standard
+            continue  # the two descriptions: documents of their own standards
         raw = await get_raw(f"{api}{route.path.format(**filled)}")
         decoded = msgspec.json.decode(raw, type=struct, strict=True)
         # Encoded back, the struct gives the same JSON: no key served that it leaves out.
@@ -136,6 +139,18 @@ async def test_every_response_decodes_strictly_into_the_struct_its_schema_is_gen
         assert struct.__name__ in document["components"]["schemas"]
     for path, status in (("/v1/sagas?status=stuck", 400), ("/v1/connections/nobody/status", 404)):
         msgspec.json.decode(await get_raw(f"{api}{path}", status), type=ApiError, strict=True)
+
+
+async def test_the_served_asyncapi_description_is_the_contract_s_with_every_command_op(
+    api: str,
+) -> None:
+    document = await get(f"{api}/v1/asyncapi.json")
+    assert document["asyncapi"] == "3.0.0"
+    assert document == msgspec.json.decode(msgspec.json.encode(asyncapi_document()))
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    for op in COMMAND_TYPES:
+        subjects = {command_subject(op), rpc_subject(op), result_subject(op), dlq_subject(op)}
+        assert subjects <= addresses, op
 
 
 @pytest.mark.parametrize(
