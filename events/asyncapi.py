@@ -126,7 +126,7 @@ class _Builder:
         }
 
     def operation(
-        self, action: str, channel_id: str, message: str, reply: str | None = None
+        self, action: str, channel_id: str, message: str, reply: tuple[str, str] | None = None
     ) -> None:
         operation: Document = {
             "action": action,
@@ -134,27 +134,32 @@ class _Builder:
             "messages": [_ref("channels", channel_id, "messages", message)],
         }
         if reply is not None:
+            reply_channel, reply_message = reply
             operation["reply"] = {
-                "channel": _ref("channels", reply),
-                "messages": [_ref("channels", reply, "messages", "result")],
+                "channel": _ref("channels", reply_channel),
+                "messages": [_ref("channels", reply_channel, "messages", reply_message)],
             }
         self.operations[f"{action}.{channel_id}"] = operation
 
 
+def _headers(cls: type) -> Document | None:
+    if cls in PUBLISHED_EVENT_TYPES:
+        return _EVENT_HEADERS
+    if cls in COMMAND_TYPES.values():
+        return _COMMAND_HEADERS
+    return _RESULT_HEADERS if cls is CommandResult else None
+
+
 def _messages(types: dict[str, type[Any]], refs: Sequence[Document]) -> Document:
-    headers = {"result": _RESULT_HEADERS}
-    headers.update({f"command.{op}": _COMMAND_HEADERS for op in COMMAND_TYPES})
-    published = set(PUBLISHED_EVENT_TYPES)
     messages: Document = {}
     for (name, cls), payload in zip(types.items(), refs, strict=True):
         message: Document = {"name": cls.__name__, "contentType": "application/json"}
         summary = _summary(cls)
         if summary:
             message["summary"] = summary
-        if cls in published:
-            message["headers"] = _EVENT_HEADERS
-        elif name in headers:
-            message["headers"] = headers[name]
+        headers = _headers(cls)
+        if headers is not None:
+            message["headers"] = headers
         message["payload"] = payload
         messages[name] = message
     return messages
@@ -195,7 +200,7 @@ def asyncapi_document() -> Document:
             title=f"{op} reply",
             description="The requester's reply inbox: the request's reply subject.",
         )
-        doc.operation("receive", rpc, message, reply=reply)
+        doc.operation("receive", rpc, message, reply=(reply, result))
     for op in COMMAND_TYPES:
         doc.channel(
             result_subject(op),
