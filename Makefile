@@ -41,7 +41,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 bench: $(STAMP) ## benchmarks side by side with their baselines; see docs/BENCHMARKS.md
 	$(BIN)/python -m bench
 
-schema: $(STAMP) ## write the JSON Schemas of every command, event and result to schema/
+schema: $(STAMP) ## write the JSON Schemas of every command, event and result, and the AsyncAPI document, to schema/
 	$(BIN)/syncyard schema --out schema
 
 clean: ## remove the virtual environment and the local state folder

@@ -17,6 +17,7 @@ import msgspec
 import nats
 from aiohttp import web
 
+from events.asyncapi import write_asyncapi
 from events.codec import CommandDecodeError, decode_command, decode_result, encode
 from events.results import CommandResult
 from events.schema import write_schemas
@@ -238,7 +239,9 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("json", help="the command as JSON, or @file")
     send.add_argument("--rpc", action="store_true", help="request/reply instead of the queue")
     send.add_argument("--timeout", type=float, default=30.0)
-    schema = sub.add_parser("schema", help="write the contract's JSON Schemas")
+    schema = sub.add_parser(
+        "schema", help="write the contract's JSON Schemas and its AsyncAPI document"
+    )
     schema.add_argument("--out", type=Path, default=Path("schema"))
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout)
             )
         elif args.command == "schema":
-            for path in write_schemas(args.out):
+            for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
                 print(path)
         elif args.command == "sandbox":
             web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)

@@ -8,13 +8,16 @@ provider a failed call failed over to (the next call of the same command).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 from uuid import UUID
 
-from events.connection import ConnectionAttempted, ConnectionRegistered
-from projections.attempt_types import attempt_type
+import msgspec
+
+from events.connection import AttemptOutcome, ConnectionAttempted, ConnectionRegistered
+from projections.attempt_types import AttemptType, attempt_type
 from projections.bulk import insert_new_rows
 from projections.engine import Projection
+from projections.row_types import Time
 from services.ports import DbConnection, Notification
 
 SCHEMA = """
@@ -54,6 +57,31 @@ SELECT DISTINCT ON (command_id, attempt) command_id, attempt, provider
 FROM connection_attempts WHERE connection_id = ANY($1::uuid[]) AND command_id = ANY($2::text[])
 ORDER BY command_id, attempt, notification_id DESC
 """
+
+
+class AttemptRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider call for the account: which provider, how it went, and any failover."""
+
+    space_id: str
+    account_id: str
+    command_id: str
+    op: str
+    attempt_type: AttemptType
+    provider: str
+    region: str
+    attempt: int
+    failover: bool
+    failover_from: str | None
+    failover_to: Annotated[
+        str | None, msgspec.Meta(description="the provider the next call of the command went to")
+    ]
+    status: AttemptOutcome
+    outcome: Annotated[AttemptOutcome, msgspec.Meta(description="= status")]
+    response_time_ms: float
+    error_code: str | None
+    error_message: str | None
+    error_type: str | None
+    occurred_at: Time
 
 
 class ConnectionAttemptsProjection(Projection):
@@ -115,7 +143,7 @@ async def _previous_calls_before(
 
 async def connection_history(
     conn: DbConnection, account_id: str, space_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[AttemptRow]:
     """The account's latest calls, newest first; `failover_to` names where a call failed over."""
     rows = await conn.fetch(
         """
@@ -138,4 +166,4 @@ async def connection_history(
         space_id,
         limit,
     )
-    return [dict(row) for row in rows]
+    return [AttemptRow(**row) for row in rows]

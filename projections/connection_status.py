@@ -15,6 +15,8 @@ from functools import singledispatch
 from typing import Any, Literal
 from uuid import UUID
 
+import msgspec
+
 from events.base import DomainEvent
 from events.connection import (
     ConnectionRegistered,
@@ -29,6 +31,7 @@ from events.connection import (
 )
 from projections.attempt_types import attempt_type
 from projections.engine import Projection
+from projections.row_types import Time
 from services.ports import DbConnection, Notification
 
 ConnectionStatus = Literal[
@@ -207,6 +210,35 @@ class ConnectionStatusProjection(Projection):
         )
 
 
+class ConnectionStatusRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one connection of the account stands at the query moment."""
+
+    connection_id: UUID
+    space_id: str
+    account_id: str
+    institution_id: str | None
+    region: str
+    providers: list[str]
+    last_success_at: Time | None
+    last_successful_sync_at: Time | None
+    last_failure_at: Time | None
+    consecutive_failures: int
+    last_error_code: str | None
+    last_error_message: str | None
+    maintenance_provider: str | None
+    maintenance_since: Time | None
+    maintenance_until: Time | None
+    reauth_providers: list[str]
+    next_retry_at: Time | None
+    relink_failing_provider: str | None
+    relink_suggested_provider: str | None
+    relink_down_since: Time | None
+    updated_at: Time
+    status: ConnectionStatus
+    in_maintenance: bool
+    requires_reauth: bool
+
+
 def status_at(row: Any, now: datetime) -> ConnectionStatus:
     """The status word at `now`: re-authentication first, then maintenance, failures, success."""
     if row["reauth_providers"]:
@@ -220,22 +252,22 @@ def status_at(row: Any, now: datetime) -> ConnectionStatus:
     return "active" if row["last_success_at"] is not None else "pending"
 
 
-def present(row: Any, now: datetime) -> dict[str, Any]:
+def present(row: Any, now: datetime) -> ConnectionStatusRow:
     """A stored row as the API shows it at `now`."""
-    out = {k: v for k, v in dict(row).items() if k != "last_event"}
+    stored = {k: v for k, v in dict(row).items() if k != "last_event"}
     until = row["maintenance_until"]
     in_maintenance = row["maintenance_provider"] is not None and (until is None or until > now)
-    out.update(
+    return ConnectionStatusRow(
+        **stored,
         status=status_at(row, now),
         in_maintenance=in_maintenance,
         requires_reauth=bool(row["reauth_providers"]),
     )
-    return out
 
 
 async def connection_status(
     conn: DbConnection, account_id: str, space_id: str | None, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[ConnectionStatusRow]:
     rows = await conn.fetch(
         "SELECT * FROM connection_status WHERE account_id = $1 "
         "AND ($2::text IS NULL OR space_id = $2) ORDER BY space_id",

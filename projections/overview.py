@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated
+
+import msgspec
 
 from projections.lag import projection_lag as engine_projection_lag
+from projections.row_types import Rate, Time
 from services.ports import DbConnection
 
 # The same order of precedence as connection_status.status_at: a connection is
@@ -30,6 +33,50 @@ FROM sync_log WHERE occurred_at >= $1 AND occurred_at <= $2
 """
 
 
+class ConnectionCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Connections now: all of them, and how many are in each condition."""
+
+    total: int
+    active: int
+    with_errors: int
+    in_maintenance: int
+    requiring_reauth: int
+    health_rate: Annotated[Rate | None, msgspec.Meta(description="active / total")]
+
+
+class SyncCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Command tries in the period and how they ended (deferred ones count as failed)."""
+
+    total: int
+    successful: int
+    failed: int
+    success_rate: Rate | None
+
+
+class MetricsOverview(msgspec.Struct, frozen=True, kw_only=True):
+    """Whole-system figures for the period from `since` to `until`."""
+
+    since: Time
+    until: Time
+    connections: ConnectionCounts
+    syncs: SyncCounts
+    reliability_score: Annotated[
+        Annotated[float, msgspec.Meta(ge=0, le=100)] | None,
+        msgspec.Meta(description="0-100: 70% the sync success rate, 30% the health rate"),
+    ]
+
+
+class ProjectionLagRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One read model's position against the log's newest notification, and its age."""
+
+    projection: str
+    position: int
+    log_position: int
+    events_behind: int
+    updated_at: Time
+    age_s: float
+
+
 def reliability_score(sync_success_rate: float | None, health_rate: float | None) -> float | None:
     """0-100: 70% the period's sync success rate, 30% the share of healthy connections.
 
@@ -47,23 +94,23 @@ def reliability_score(sync_success_rate: float | None, health_rate: float | None
     return round(100.0 * (0.7 * sync_success_rate + 0.3 * health_rate), 1)
 
 
-async def metrics_overview(conn: DbConnection, since: datetime, now: datetime) -> dict[str, Any]:
+async def metrics_overview(conn: DbConnection, since: datetime, now: datetime) -> MetricsOverview:
     connections = dict(await conn.fetchrow(_CONNECTIONS, now) or {})
     syncs = dict(await conn.fetchrow(_SYNCS, since, now) or {})
     health_rate = connections["active"] / connections["total"] if connections["total"] else None
     success_rate = syncs["successful"] / syncs["total"] if syncs["total"] else None
-    connections["health_rate"] = health_rate
-    syncs["success_rate"] = success_rate
-    return {
-        "connections": connections,
-        "syncs": syncs,
-        "reliability_score": reliability_score(success_rate, health_rate),
-    }
+    return MetricsOverview(
+        since=since,
+        until=now,
+        connections=ConnectionCounts(**connections, health_rate=health_rate),
+        syncs=SyncCounts(**syncs, success_rate=success_rate),
+        reliability_score=reliability_score(success_rate, health_rate),
+    )
 
 
 async def projection_lag(
     conn: DbConnection, events_table: str, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[ProjectionLagRow]:
     """Each projection's position against the log's newest notification id, and its age.
 
     The engine's `projection_lag` in the API's words: `events_behind` counts
@@ -71,13 +118,13 @@ async def projection_lag(
     projection last committed a page.
     """
     return [
-        {
-            "projection": row["projection"],
-            "position": row["position"],
-            "log_position": row["head"],
-            "events_behind": row["behind"],
-            "updated_at": row["updated_at"],
-            "age_s": (now - row["updated_at"]).total_seconds(),
-        }
+        ProjectionLagRow(
+            projection=row["projection"],
+            position=row["position"],
+            log_position=row["head"],
+            events_behind=row["behind"],
+            updated_at=row["updated_at"],
+            age_s=(now - row["updated_at"]).total_seconds(),
+        )
         for row in await engine_projection_lag(conn, events_table=events_table)
     ]

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
+import msgspec
+
+from projections.row_types import Rate, Time
 from services.ports import DbConnection
 
 _OUTCOMES = """
@@ -24,15 +28,58 @@ _OUTCOMES = """
 """
 
 
-def _with_rate(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    out["success_rate"] = out["successful"] / out["total"] if out["total"] else None
-    return out
+_NO_OUTCOMES: dict[str, Any] = {
+    "total": 0, "successful": 0, "failed": 0, "deferred": 0, "avg_duration_ms": None,
+}  # fmt: skip
+
+
+class ConnectionReliabilityRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One connection of the account over the period: its command tries and how they ended."""
+
+    connection_id: UUID
+    space_id: str
+    account_id: str
+    total: int
+    successful: int
+    failed: int
+    deferred: int
+    avg_duration_ms: float | None
+    success_rate: Rate | None
+
+
+class ProviderReliabilityRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider over the period: command tries it answered, calls made and their cost."""
+
+    provider: str
+    total: int
+    successful: int
+    failed: int
+    deferred: int
+    avg_duration_ms: float | None
+    success_rate: Rate | None
+    calls: int
+    price_per_call: float | None
+    estimated_cost: float
+
+
+class FailoverHourRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider, region and hour: calls to it, and failovers away from it."""
+
+    provider: str
+    region: str
+    hour: Time
+    calls: int
+    failovers: int
+    failover_rate: Rate | None
+
+
+def _success_rate(outcomes: Any) -> float | None:
+    return outcomes["successful"] / outcomes["total"] if outcomes["total"] else None
 
 
 async def connection_reliability(
     conn: DbConnection, account_id: str, space_id: str | None, since: datetime, now: datetime
-) -> list[dict[str, Any]]:
+) -> list[ConnectionReliabilityRow]:
     """Per connection of the account: totals, success rate and average duration."""
     rows = await conn.fetch(
         f"""
@@ -49,12 +96,12 @@ async def connection_reliability(
         since,
         now,
     )
-    return [_with_rate(row) for row in rows]
+    return [ConnectionReliabilityRow(**row, success_rate=_success_rate(row)) for row in rows]
 
 
 async def provider_reliability(
     conn: DbConnection, since: datetime, now: datetime, prices: dict[str, float]
-) -> list[dict[str, Any]]:
+) -> list[ProviderReliabilityRow]:
     """Per provider: command outcomes (sync_log), calls made and their estimated cost.
 
     Every call counts towards cost, failed, timed-out and hedged-away ones
@@ -82,30 +129,25 @@ async def provider_reliability(
     result = []
     for provider in sorted(outcomes.keys() | calls.keys()):
         row = outcomes.get(provider)
-        stats = (
-            _with_rate(row)
-            if row is not None
-            else {"total": 0, "successful": 0, "failed": 0, "deferred": 0,
-                  "avg_duration_ms": None, "success_rate": None}
-        )  # fmt: skip
-        stats.pop("provider", None)
+        stats = {k: row[k] for k in _NO_OUTCOMES} if row is not None else _NO_OUTCOMES
         n = calls.get(provider, 0)
         price = prices.get(provider)
         result.append(
-            {
-                "provider": provider,
+            ProviderReliabilityRow(
+                provider=provider,
                 **stats,
-                "calls": n,
-                "price_per_call": price,
-                "estimated_cost": round(n * (price or 0.0), 6),
-            }
+                success_rate=_success_rate(stats),
+                calls=n,
+                price_per_call=price,
+                estimated_cost=round(n * (price or 0.0), 6),
+            )
         )
     return result
 
 
 async def failover_rates(
     conn: DbConnection, since: datetime, now: datetime, region: str | None
-) -> list[dict[str, Any]]:
+) -> list[FailoverHourRow]:
     """Per provider, region and hour: calls, failovers away from it, and their ratio.
 
     A failover away from P is a failover call whose previous call (same
@@ -135,6 +177,8 @@ async def failover_rates(
         region,
     )
     return [
-        {**dict(row), "failover_rate": row["failovers"] / row["calls"] if row["calls"] else None}
+        FailoverHourRow(
+            **row, failover_rate=row["failovers"] / row["calls"] if row["calls"] else None
+        )
         for row in rows
     ]

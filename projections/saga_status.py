@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 import msgspec
@@ -22,6 +22,7 @@ from events.saga import (
     LinkCompleted,
     SagaCompensating,
     SagaCompensationStarted,
+    SagaKind,
     SagaNeedsAttention,
     SagaResumed,
     SagaStarted,
@@ -29,17 +30,13 @@ from events.saga import (
 )
 from projections.engine import Projection
 from projections.lag import register_gauge
+from projections.row_types import Time
 from services.ports import DbConnection, Notification
 
 # The saga's status words, as `sagas.state.SagaStatus` names them (projections
 # may not import sagas/; tests/unit/test_saga_status.py keeps them equal).
-SAGA_STATUSES: tuple[str, ...] = (
-    "running",
-    "compensating",
-    "completed",
-    "aborted",
-    "needs_attention",
-)
+SagaStatus = Literal["running", "compensating", "completed", "aborted", "needs_attention"]
+SAGA_STATUSES: tuple[str, ...] = get_args(SagaStatus)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_status (
@@ -57,6 +54,35 @@ CREATE TABLE IF NOT EXISTS saga_status (
 );
 CREATE INDEX IF NOT EXISTS saga_status_by_status ON saga_status (status, updated_at);
 """
+
+
+class SagaRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One link or reconnect saga: where it is, and why it stopped if it did."""
+
+    saga_id: UUID
+    kind: SagaKind
+    command_id: str
+    space_id: str
+    account_id: str
+    status: SagaStatus
+    step: Annotated[
+        str | None, msgspec.Meta(description="the step (or compensation) it is at, or stopped on")
+    ]
+    reason: Annotated[
+        str | None, msgspec.Meta(description="why it is compensating, aborted or needs attention")
+    ]
+    started_at: Time
+    updated_at: Time
+
+
+class SagaCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """How many sagas are in each status, zeros included: one field per status word."""
+
+    running: int
+    compensating: int
+    completed: int
+    aborted: int
+    needs_attention: int
 
 
 class _Row(msgspec.Struct, kw_only=True):
@@ -164,9 +190,7 @@ class SagaStatusProjection(Projection):
             )  # fmt: skip
 
 
-async def sagas_by_status(
-    conn: DbConnection, status: str | None, limit: int
-) -> list[dict[str, Any]]:
+async def sagas_by_status(conn: DbConnection, status: str | None, limit: int) -> list[SagaRow]:
     """Sagas (of one status, or all), the most recently moved first."""
     rows = await conn.fetch(
         "SELECT saga_id, kind, command_id, space_id, account_id, status, step, reason, "
@@ -175,7 +199,7 @@ async def sagas_by_status(
         status,
         limit,
     )
-    return [dict(row) for row in rows]
+    return [SagaRow(**row) for row in rows]
 
 
 async def saga_counts(conn: DbConnection) -> dict[str, int]:

@@ -8,13 +8,18 @@ and how long. Reliability statistics (reliability.py) are computed from it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
+
+import msgspec
 
 from events.connection import SyncCompleted, SyncDeferred, SyncFailed
-from projections.attempt_types import attempt_type
+from projections.attempt_types import AttemptType, attempt_type
 from projections.bulk import insert_new_rows
 from projections.engine import Projection
+from projections.row_types import Time
 from services.ports import DbConnection, Notification
+
+SyncOutcome = Literal["success", "failure", "deferred"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_log (
@@ -35,6 +40,24 @@ CREATE TABLE IF NOT EXISTS sync_log (
 CREATE INDEX IF NOT EXISTS sync_log_by_connection ON sync_log (connection_id, occurred_at);
 CREATE INDEX IF NOT EXISTS sync_log_by_time ON sync_log (occurred_at);
 """
+
+
+class SyncLogRow(msgspec.Struct, frozen=True, kw_only=True):
+    """How one try of a command for the account ended; a deferral names no provider or time."""
+
+    space_id: str
+    account_id: str
+    command_id: str
+    op: str
+    attempt_type: AttemptType
+    provider: str | None
+    outcome: SyncOutcome
+    failover_used: bool
+    attempts: int
+    duration_ms: float | None
+    error_code: str | None
+    error_message: str | None
+    occurred_at: Time
 
 
 class SyncLogProjection(Projection):
@@ -70,7 +93,7 @@ class SyncLogProjection(Projection):
 
 async def sync_log(
     conn: DbConnection, account_id: str, space_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[SyncLogRow]:
     """The account's latest command outcomes, newest first."""
     rows = await conn.fetch(
         """
@@ -86,4 +109,4 @@ async def sync_log(
         space_id,
         limit,
     )
-    return [dict(row) for row in rows]
+    return [SyncLogRow(**row) for row in rows]

@@ -1,4 +1,5 @@
-"""The HTTP API: health, readiness, the read models and their OpenAPI description.
+"""The HTTP API: health, readiness, the read models, their OpenAPI description and the
+AsyncAPI description of the NATS interface.
 
 `ROUTES` is the route table; `infra/http/openapi.py` describes each entry. A
 bad parameter anywhere raises `InvalidParameterError`, answered here with a 400.
@@ -23,8 +24,9 @@ from infra.http.context import (
     bad_request,
     json_response,
 )
-from infra.http.openapi import OPENAPI_OPERATIONS, OPERATIONS, openapi_view
+from infra.http.openapi import OPENAPI_OPERATIONS, OPERATIONS, asyncapi_view, openapi_view
 from infra.http.params import InvalidParameterError
+from infra.http.responses import Liveness, Readiness
 from projections.settings import ReadModelSettings
 
 NatsReady = Callable[[], bool]
@@ -34,7 +36,7 @@ DEFAULT_EVENTS_TABLE = "syncyard_events"
 
 
 async def healthz(_: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(Liveness(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -46,7 +48,7 @@ async def readyz(request: web.Request) -> web.Response:
         checks["postgres"] = f"unreachable: {type(exc).__name__}"
     checks["nats"] = "ok" if request.app[NATS_READY]() else "unreachable"
     ready = all(v == "ok" for v in checks.values())
-    return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    return json_response(Readiness(ready=ready, checks=checks), status=200 if ready else 503)
 
 
 @web.middleware
@@ -63,6 +65,7 @@ ROUTES = [
     web.get("/healthz", healthz),
     web.get("/readyz", readyz),
     web.get("/v1/openapi.json", openapi_view),
+    web.get("/v1/asyncapi.json", asyncapi_view),
     web.get("/v1/providers/health", read.providers_health),
     web.get("/v1/providers/reliability", read.providers_reliability),
     web.get("/v1/providers/failover-rates", read.providers_failover_rates),

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from infra.http.responses import ApiError, ErrorDetail
 from projections.settings import ReadModelSettings
 
 Clock = Callable[[], datetime]
@@ -37,4 +38,6 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def bad_request(message: str) -> web.Response:
-    return json_response({"error": {"code": "bad_request", "message": message}}, status=400)
+    return json_response(
+        ApiError(error=ErrorDetail(code="bad_request", message=message)), status=400
+    )

@@ -1,41 +1,60 @@
-"""The OpenAPI 3.1 description of the HTTP API, kept as data beside the route table.
+"""The OpenAPI 3.1 description of the HTTP API, kept as data beside the route table,
+and the AsyncAPI description of the NATS interface, served beside it.
 
 `OPERATIONS` describes every route `infra/http/api.py` registers; a route added
 elsewhere (e.g. from infra/bootstrap.py) adds its own entry to the app's
 `OPENAPI_OPERATIONS`. `undocumented_routes` lists any route without one, and
-a test keeps that list empty.
+a test keeps that list empty. The response bodies' schemas are generated from
+the structs the handlers encode (`RESPONSE_TYPES`, `infra/http/responses.py`).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from infra.http.openapi_schemas import RESPONSES
+from events.asyncapi import asyncapi_document
+from infra.http import responses as body
 from infra.http.params import MAX_DAYS, MAX_LIMIT
+from projections.overview import MetricsOverview
 from projections.saga_status import SAGA_STATUSES
 
 Operation = dict[str, Any]
 OperationKey = tuple[str, str]  # (lowercase method, path template)
 OPENAPI_OPERATIONS: web.AppKey[dict[OperationKey, Operation]] = web.AppKey("openapi_operations")
 
+# What each route of `OPERATIONS` answers with (its 200, and the 503 of /readyz).
+RESPONSE_TYPES: dict[str, type[msgspec.Struct]] = {
+    "/healthz": body.Liveness,
+    "/readyz": body.Readiness,
+    "/v1/providers/health": body.ProviderHealth,
+    "/v1/providers/reliability": body.ProviderReliability,
+    "/v1/providers/failover-rates": body.FailoverRates,
+    "/v1/connections/{account_id}/history": body.ConnectionHistory,
+    "/v1/connections/{account_id}/status": body.ConnectionStatuses,
+    "/v1/connections/{account_id}/syncs": body.ConnectionSyncs,
+    "/v1/connections/{account_id}/reliability": body.ConnectionReliability,
+    "/v1/admin/stats": body.AdminStats,
+    "/v1/metrics/overview": MetricsOverview,
+    "/v1/sagas": body.Sagas,
+}
+# The two descriptions are documents of their own standards, not structs of ours.
+DOCUMENTS: dict[str, dict[str, Any]] = {
+    "/v1/openapi.json": {"type": "object", "description": "an OpenAPI 3.1 document"},
+    "/v1/asyncapi.json": {"type": "object", "description": "an AsyncAPI 3.0 document"},
+}
+
+_REFS, SCHEMAS = msgspec.json.schema_components(
+    [*RESPONSE_TYPES.values(), body.ApiError], ref_template="#/components/schemas/{name}"
+)
+_RESPONSE_SCHEMAS = dict(zip([*RESPONSE_TYPES, "error"], _REFS, strict=True))
+
 _ERROR = {
     "description": "A bad parameter; the message names it and what it accepts",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                    }
-                },
-            }
-        }
-    },
+    "content": {"application/json": {"schema": _RESPONSE_SCHEMAS["error"]}},
 }
 
 
@@ -84,6 +103,12 @@ OPERATIONS: dict[OperationKey, Operation] = {
         "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
     },
     ("get", "/v1/openapi.json"): _get("This description", [], "OpenAPI 3.1 document"),
+    ("get", "/v1/asyncapi.json"): _get(
+        "The NATS interface: commands, results, events and dead letters, their subjects and "
+        "payload schemas (the same document `make schema` writes)",
+        [],
+        "AsyncAPI 3.0 document",
+    ),
     ("get", "/v1/providers/health"): _get(
         "Per provider and region: status, health score (0-100), error rate, average and p95 "
         "response time over 5 min and 24 h, last success/failure/error, breaker state",
@@ -155,13 +180,12 @@ OPERATIONS: dict[OperationKey, Operation] = {
 
 
 def _with_response_schemas(operations: dict[OperationKey, Operation]) -> None:
-    """Each route's success (and readiness failure) body, from openapi_schemas.RESPONSES."""
+    """Each route's success (and readiness failure) body: a generated schema, or a document."""
     for (_, path), operation in operations.items():
+        schema = _RESPONSE_SCHEMAS[path] if path in RESPONSE_TYPES else DOCUMENTS[path]
         for code in ("200", "503"):
             if code in operation["responses"]:
-                operation["responses"][code]["content"] = {
-                    "application/json": {"schema": RESPONSES[path]}
-                }
+                operation["responses"][code]["content"] = {"application/json": {"schema": schema}}
 
 
 _with_response_schemas(OPERATIONS)
@@ -175,6 +199,7 @@ def openapi_document(operations: dict[OperationKey, Operation]) -> dict[str, Any
         "openapi": "3.1.0",
         "info": {"title": "syncyard", "version": "1"},
         "paths": paths,
+        "components": {"schemas": SCHEMAS},
     }
 
 
@@ -204,3 +229,14 @@ async def openapi_view(request: web.Request) -> web.Response:
                 "responses": {"default": {"description": "Not described yet"}},
             }
     return web.json_response(openapi_document(operations))
+
+
+@functools.cache
+def _asyncapi_json() -> bytes:
+    # The contract is fixed for the life of the process: generated once, on first ask.
+    return msgspec.json.encode(asyncapi_document())
+
+
+async def asyncapi_view(_: web.Request) -> web.Response:
+    """The NATS interface as an AsyncAPI 3.0 document, generated from the contract's structs."""
+    return web.Response(body=_asyncapi_json(), content_type="application/json")

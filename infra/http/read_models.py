@@ -7,10 +7,11 @@ from the app's clock, or from `as_of` where the route accepts it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from aiohttp import web
 
+from infra.http import responses as body
 from infra.http.context import CLOCK, EVENTS_TABLE, POOL, READ_SETTINGS, json_response
 from infra.http.params import (
     as_of_param,
@@ -27,7 +28,13 @@ from projections.connection_status import connection_status
 from projections.overview import metrics_overview, projection_lag
 from projections.provider_health_query import provider_health
 from projections.reliability import connection_reliability, failover_rates, provider_reliability
-from projections.saga_status import SAGA_STATUSES, saga_counts, sagas_by_status
+from projections.saga_status import (
+    SAGA_STATUSES,
+    SagaCounts,
+    SagaStatus,
+    saga_counts,
+    sagas_by_status,
+)
 from projections.sync_log import sync_log
 
 DEFAULT_DAYS = 7
@@ -52,7 +59,7 @@ async def providers_health(request: web.Request) -> web.Response:
             region=region,
             provider=provider,
         )
-    return json_response({"region": region, "as_of": now, "providers": rows})
+    return json_response(body.ProviderHealth(region=region, as_of=now, providers=rows))
 
 
 async def providers_reliability(request: web.Request) -> web.Response:
@@ -61,8 +68,11 @@ async def providers_reliability(request: web.Request) -> web.Response:
     settings = request.app[READ_SETTINGS]
     async with request.app[POOL].acquire() as conn:
         rows = await provider_reliability(conn, since, until, settings.call_prices)
-    body = {"since": since, "until": until, "currency": settings.currency, "providers": rows}
-    return json_response(body)
+    return json_response(
+        body.ProviderReliability(
+            since=since, until=until, currency=settings.currency, providers=rows
+        )
+    )
 
 
 async def providers_failover_rates(request: web.Request) -> web.Response:
@@ -71,7 +81,7 @@ async def providers_failover_rates(request: web.Request) -> web.Response:
     since, until = period(request.query, request.app[CLOCK](), 1)
     async with request.app[POOL].acquire() as conn:
         rows = await failover_rates(conn, since, until, region)
-    return json_response({"since": since, "until": until, "region": region, "hours": rows})
+    return json_response(body.FailoverRates(since=since, until=until, region=region, hours=rows))
 
 
 async def connection_history_view(request: web.Request) -> web.Response:
@@ -80,7 +90,7 @@ async def connection_history_view(request: web.Request) -> web.Response:
     account_id, space_id = _account(request)
     async with request.app[POOL].acquire() as conn:
         rows = await connection_history(conn, account_id, space_id, limit)
-    return json_response({"account_id": account_id, "attempts": rows})
+    return json_response(body.ConnectionHistory(account_id=account_id, attempts=rows))
 
 
 async def connection_status_view(request: web.Request) -> web.Response:
@@ -91,7 +101,9 @@ async def connection_status_view(request: web.Request) -> web.Response:
         rows = await connection_status(conn, account_id, space_id, now)
     if not rows:
         return _not_found(f"no connection for account {account_id!r}")
-    return json_response({"account_id": account_id, "as_of": now, "connections": rows})
+    return json_response(
+        body.ConnectionStatuses(account_id=account_id, as_of=now, connections=rows)
+    )
 
 
 async def connection_syncs_view(request: web.Request) -> web.Response:
@@ -100,7 +112,7 @@ async def connection_syncs_view(request: web.Request) -> web.Response:
     account_id, space_id = _account(request)
     async with request.app[POOL].acquire() as conn:
         rows = await sync_log(conn, account_id, space_id, limit)
-    return json_response({"account_id": account_id, "syncs": rows})
+    return json_response(body.ConnectionSyncs(account_id=account_id, syncs=rows))
 
 
 async def connection_reliability_view(request: web.Request) -> web.Response:
@@ -111,8 +123,11 @@ async def connection_reliability_view(request: web.Request) -> web.Response:
         rows = await connection_reliability(conn, account_id, space_id, since, until)
     if not rows:
         return _not_found(f"no connection for account {account_id!r}")
-    body = {"account_id": account_id, "since": since, "until": until, "connections": rows}
-    return json_response(body)
+    return json_response(
+        body.ConnectionReliability(
+            account_id=account_id, since=since, until=until, connections=rows
+        )
+    )
 
 
 async def admin_stats(request: web.Request) -> web.Response:
@@ -122,26 +137,26 @@ async def admin_stats(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         health = await provider_health(conn, now=now, thresholds=request.app[READ_SETTINGS].health)
         lag = await projection_lag(conn, request.app[EVENTS_TABLE], now)
-    providers: list[dict[str, Any]] = [
-        {
-            "provider": row["provider"],
-            "region": row["region"],
-            "status": row["status"],
-            "breaker": row["breaker"],
-            "success_rate_24h": row["window_24h"]["success_rate"],
-            "avg_response_ms_24h": row["window_24h"]["avg_response_ms"],
-            "last_error": {
-                "at": row["last_error_at"],
-                "code": row["last_error_code"],
-                "message": row["last_error_message"],
-                "type": row["last_error_type"],
-            }
-            if row["last_error_code"] is not None
+    providers = [
+        body.ProviderSummary(
+            provider=row.provider,
+            region=row.region,
+            status=row.status,
+            breaker=row.breaker,
+            success_rate_24h=row.window_24h.success_rate,
+            avg_response_ms_24h=row.window_24h.avg_response_ms,
+            last_error=body.LastError(
+                at=row.last_error_at,
+                code=row.last_error_code,
+                message=row.last_error_message,
+                type=row.last_error_type,
+            )
+            if row.last_error_code is not None
             else None,
-        }
+        )
         for row in health
     ]
-    return json_response({"as_of": now, "providers": providers, "projections": lag})
+    return json_response(body.AdminStats(as_of=now, providers=providers, projections=lag))
 
 
 async def metrics_overview_view(request: web.Request) -> web.Response:
@@ -149,11 +164,13 @@ async def metrics_overview_view(request: web.Request) -> web.Response:
     since, until = period(request.query, request.app[CLOCK](), 1)
     async with request.app[POOL].acquire() as conn:
         overview = await metrics_overview(conn, since, until)
-    return json_response({"since": since, "until": until, **overview})
+    return json_response(overview)
 
 
 def _not_found(message: str) -> web.Response:
-    return json_response({"error": {"code": "not_found", "message": message}}, status=404)
+    return json_response(
+        body.ApiError(error=body.ErrorDetail(code="not_found", message=message)), status=404
+    )
 
 
 async def sagas_view(request: web.Request) -> web.Response:
@@ -164,4 +181,6 @@ async def sagas_view(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await sagas_by_status(conn, status, limit)
         counts = await saga_counts(conn)
-    return json_response({"status": status, "counts": counts, "sagas": rows})
+    # choice_param let through only one of SAGA_STATUSES, the values of SagaStatus.
+    shown = cast("SagaStatus | None", status)
+    return json_response(body.Sagas(status=shown, counts=SagaCounts(**counts), sagas=rows))

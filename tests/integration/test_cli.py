@@ -34,12 +34,15 @@ def written_files(folder: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in folder.iterdir()}
 
 
-async def test_schema_writes_one_json_schema_per_contract_type(tmp_path: Path) -> None:
+async def test_schema_writes_one_json_schema_per_contract_type_and_the_asyncapi_document(
+    tmp_path: Path,
+) -> None:
     code, out = await syncyard_cli("schema", "--out", str(tmp_path))
     assert code == 0, out
     written = written_files(tmp_path)
     assert "command.sync.transactions.schema.json" in written
     assert "result.schema.json" in written
+    assert json.loads(written["asyncapi.json"])["asyncapi"] == "3.0.0"
     schema = json.loads(written["command.connection.register.schema.json"])
     assert "access_token" in json.dumps(schema)
 

@@ -26,11 +26,12 @@ from events.saga import (
 from projections.connection_attempts import ConnectionAttemptsProjection, connection_history
 from projections.connection_status import ConnectionStatusProjection, connection_status
 from projections.health_rules import HealthThresholds
-from projections.overview import metrics_overview
+from projections.overview import ConnectionCounts, metrics_overview
 from projections.provider_health import ProviderHealthProjection
 from projections.provider_health_query import provider_health
 from projections.reliability import connection_reliability, failover_rates, provider_reliability
 from projections.saga_status import (
+    SagaRow,
     SagaStatusProjection,
     register_saga_gauge,
     saga_counts,
@@ -69,25 +70,26 @@ async def test_provider_health_counts_windows_at_their_edges_and_scores_them(
     await apply(conn, health_log(), [ProviderHealthProjection()], page=2)
     rows = await provider_health(conn, now=T0, thresholds=HealthThresholds())
     mx, plaid = rows
-    assert (plaid["successes"], plaid["failures"], plaid["timeouts"]) == (3, 3, 1)
-    recent, day = plaid["window_5m"], plaid["window_24h"]
-    assert (recent["successes"], recent["failures"]) == (2, 1)
-    assert (day["successes"], day["failures"]) == (3, 2)
-    assert day["avg_response_ms"] == pytest.approx(4800 / 5)
+    assert (plaid.successes, plaid.failures, plaid.timeouts) == (3, 3, 1)
+    recent, day = plaid.window_5m, plaid.window_24h
+    assert (recent.successes, recent.failures) == (2, 1)
+    assert (day.successes, day.failures) == (3, 2)
+    assert day.avg_response_ms == pytest.approx(4800 / 5)
     # p95 of 100, 200, 3000 ms is 3000 ms, reported as its bucket's upper bound.
-    assert 3000 <= recent["p95_response_ms"] < 3000 * 2**0.25
-    assert plaid["breaker"]["state"] == "closed" and plaid["breaker"]["since"] == T0 - 8 * MIN
-    assert plaid["last_error_code"] == "PROVIDER_DOWN" and plaid["last_error_at"] == T0 - MIN
+    p95 = recent.p95_response_ms
+    assert p95 is not None and 3000 <= p95 < 3000 * 2**0.25
+    assert plaid.breaker.state == "closed" and plaid.breaker.since == T0 - 8 * MIN
+    assert plaid.last_error_code == "PROVIDER_DOWN" and plaid.last_error_at == T0 - MIN
     # 60% success over 24 h, +10 (960 ms average), +5 (last success a minute ago).
-    assert plaid["health_score"] == 75
+    assert plaid.health_score == 75
     # 3 calls in 5 min are too few to judge: the 24 h error rate (40%) says degraded.
-    assert plaid["status"] == "degraded"
-    assert mx["breaker"]["state"] == "open" and mx["status"] == "down"
+    assert plaid.status == "degraded"
+    assert mx.breaker.state == "open" and mx.status == "down"
 
     later = await provider_health(conn, now=T0 + MIN, thresholds=HealthThresholds(), region="US")
     plaid_later = later[1]
-    assert plaid_later["window_5m"]["successes"] == 1  # the call at T0-5min left the window
-    assert plaid_later["window_24h"]["successes"] == 2  # and the one at T0-24h left this one
+    assert plaid_later.window_5m.successes == 1  # the call at T0-5min left the window
+    assert plaid_later.window_24h.successes == 2  # and the one at T0-24h left this one
 
 
 async def test_minute_buckets_far_behind_the_newest_are_pruned_but_totals_kept(
@@ -113,15 +115,15 @@ async def test_connection_attempts_record_type_status_and_failover_across_pages(
     log.call(A, T0 + MIN, "plaid", "success", op="link.update_mode", command="c4")
     await apply(conn, log, [ConnectionAttemptsProjection()], page=1)
     rows = await connection_history(conn, "acct-a", None, 10)
-    assert [(r["provider"], r["attempt_type"], r["status"]) for r in rows] == [
+    assert [(r.provider, r.attempt_type, r.status) for r in rows] == [
         ("plaid", "reconnect", "success"),
         ("plaid", "initial", "timeout"),
         ("mx", "sync", "success"),
         ("plaid", "sync", "failure"),
     ]
     mx, plaid = rows[2], rows[3]
-    assert mx["failover"] and mx["failover_from"] == "plaid" and mx["failover_to"] is None
-    assert plaid["failover_to"] == "mx" and plaid["error_code"] == "PROVIDER_DOWN"
+    assert mx.failover and mx.failover_from == "plaid" and mx.failover_to is None
+    assert plaid.failover_to == "mx" and plaid.error_code == "PROVIDER_DOWN"
     assert await connection_history(conn, "acct-a", None, 1) == rows[:1]
 
 
@@ -131,22 +133,22 @@ async def test_connection_status_follows_failures_retries_and_maintenance_over_t
     log = status_log()
     await apply(conn, log, [ConnectionStatusProjection(), SyncLogProjection()], page=3)
     (a,) = await connection_status(conn, "acct-a", None, T0)
-    assert a["last_successful_sync_at"] == T0 - HOUR and a["consecutive_failures"] == 2
-    assert a["next_retry_at"] == T0 + 5 * MIN and a["status"] == "retrying"
-    assert a["providers"] == ["plaid"] and not a["requires_reauth"]
+    assert a.last_successful_sync_at == T0 - HOUR and a.consecutive_failures == 2
+    assert a.next_retry_at == T0 + 5 * MIN and a.status == "retrying"
+    assert a.providers == ["plaid"] and not a.requires_reauth
     (a_later,) = await connection_status(conn, "acct-a", "space-1", T0 + 10 * MIN)
-    assert a_later["status"] == "error"  # the retry time passed without an answer
+    assert a_later.status == "error"  # the retry time passed without an answer
     (b,) = await connection_status(conn, "acct-b", None, T0)
-    assert b["status"] == "maintenance" and b["maintenance_until"] == T0 + HOUR
+    assert b.status == "maintenance" and b.maintenance_until == T0 + HOUR
     (b_after,) = await connection_status(conn, "acct-b", None, T0 + 2 * HOUR)
-    assert b_after["status"] == "pending" and not b_after["in_maintenance"]
+    assert b_after.status == "pending" and not b_after.in_maintenance
 
     more = Log(notes=list(log.notes), versions=dict(log.versions))
     more.add(ReauthRequired(**more.envelope(A, T0), command_id="c5", provider="plaid",
                             item_id="item-1", error_code="ITEM_LOGIN_REQUIRED"))  # fmt: skip
     await apply(conn, Log(notes=more.notes[len(log.notes) :]), [ConnectionStatusProjection()])
     (a,) = await connection_status(conn, "acct-a", None, T0)
-    assert a["status"] == "reauth_required" and a["reauth_providers"] == ["plaid"]
+    assert a.status == "reauth_required" and a.reauth_providers == ["plaid"]
     # The same events applied again change nothing: each row knows its last event.
     await apply(conn, more, [ConnectionStatusProjection()])
     (again,) = await connection_status(conn, "acct-a", None, T0)
@@ -165,31 +167,29 @@ async def test_reliability_counts_syncs_calls_cost_and_failover_rates_per_period
     await apply(conn, log)
     since = T0 - 24 * HOUR
     (a,) = await connection_reliability(conn, "acct-a", None, since, T0)
-    assert (a["total"], a["successful"], a["failed"], a["deferred"]) == (4, 2, 2, 1)
-    assert a["success_rate"] == 0.5
-    by_provider = {
-        r["provider"]: r for r in await provider_reliability(conn, since, T0, {"mx": 0.04})
-    }
-    assert by_provider["plaid"]["total"] == 2 and by_provider["plaid"]["successful"] == 1
-    assert by_provider["mx"]["avg_duration_ms"] == 500.0 and by_provider["mx"]["calls"] == 1
-    assert by_provider["mx"]["estimated_cost"] == pytest.approx(0.04)
-    assert by_provider["plaid"]["price_per_call"] is None
-    hours = {r["provider"]: r for r in await failover_rates(conn, since, T0, "US")}
+    assert (a.total, a.successful, a.failed, a.deferred) == (4, 2, 2, 1)
+    assert a.success_rate == 0.5
+    by_provider = {r.provider: r for r in await provider_reliability(conn, since, T0, {"mx": 0.04})}
+    assert by_provider["plaid"].total == 2 and by_provider["plaid"].successful == 1
+    assert by_provider["mx"].avg_duration_ms == 500.0 and by_provider["mx"].calls == 1
+    assert by_provider["mx"].estimated_cost == pytest.approx(0.04)
+    assert by_provider["plaid"].price_per_call is None
+    hours = {r.provider: r for r in await failover_rates(conn, since, T0, "US")}
     plaid_hour, mx_hour = hours["plaid"], hours["mx"]
-    assert (plaid_hour["calls"], plaid_hour["failovers"], plaid_hour["failover_rate"]) == (
+    assert (plaid_hour.calls, plaid_hour.failovers, plaid_hour.failover_rate) == (
         1,
         1,
         1.0,
     )
-    assert mx_hour["failovers"] == 0 and mx_hour["hour"] == T0 - HOUR
+    assert mx_hour.failovers == 0 and mx_hour.hour == T0 - HOUR
 
     overview = await metrics_overview(conn, since, T0)
     # c6 succeeded after acct-a's failures (log order): active again; acct-b in maintenance.
-    assert overview["connections"] == {"total": 2, "active": 1, "with_errors": 0,
-                                       "in_maintenance": 1, "requiring_reauth": 0,
-                                       "health_rate": 0.5}  # fmt: skip
-    assert overview["syncs"]["total"] == 4 and overview["syncs"]["success_rate"] == 0.5
-    assert overview["reliability_score"] == 50.0  # 70% x 0.5 + 30% x 0.5
+    assert overview.connections == ConnectionCounts(total=2, active=1, with_errors=0,
+                                                    in_maintenance=1, requiring_reauth=0,
+                                                    health_rate=0.5)  # fmt: skip
+    assert overview.syncs.total == 4 and overview.syncs.success_rate == 0.5
+    assert overview.reliability_score == 50.0  # 70% x 0.5 + 30% x 0.5
 
 
 def saga_log() -> tuple[Log, dict[str, uuid.UUID]]:
@@ -264,7 +264,7 @@ def saga_log() -> tuple[Log, dict[str, uuid.UUID]]:
     return log, ids
 
 
-async def saga_rows(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+async def saga_rows(conn: asyncpg.Connection) -> list[SagaRow]:
     return await sagas_by_status(conn, None, 10)
 
 
@@ -279,11 +279,11 @@ async def test_saga_status_lists_the_stuck_saga_until_it_is_resumed_whatever_the
             log, ids = saga_log()
             await apply(conn, log, [SagaStatusProjection()], page=page)
             stuck = await sagas_by_status(conn, "needs_attention", 10)
-            assert [(r["saga_id"], r["step"], r["reason"]) for r in stuck] == [
+            assert [(r.saga_id, r.step, r.reason) for r in stuck] == [
                 (ids["stuck"], "remove_item", "remove_item failed 6 times")
             ]
             gone = await sagas_by_status(conn, "aborted", 10)
-            assert [(r["step"], r["reason"]) for r in gone] == [
+            assert [(r.step, r.reason) for r in gone] == [
                 ("exchange_token", "INVALID_PUBLIC_TOKEN")
             ]
             assert await saga_counts(conn) == {
@@ -315,8 +315,8 @@ async def test_saga_status_lists_the_stuck_saga_until_it_is_resumed_whatever_the
             await apply(conn, Log(notes=log.notes[before:]), [SagaStatusProjection()], page=page)
             assert await sagas_by_status(conn, "needs_attention", 10) == []
             rows = await saga_rows(conn)
-            assert rows[0]["saga_id"] == ids["stuck"]  # the most recently moved first
-            assert (rows[0]["status"], rows[0]["step"], rows[0]["reason"]) == (
+            assert rows[0].saga_id == ids["stuck"]  # the most recently moved first
+            assert (rows[0].status, rows[0].step, rows[0].reason) == (
                 "compensating",
                 "remove_item",
                 "resumed: item removed by hand",

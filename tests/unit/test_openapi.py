@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from infra.http.api import create_app
-from infra.http.openapi import openapi_view, undocumented_routes
+from infra.http.openapi import (
+    DOCUMENTS,
+    OPERATIONS,
+    RESPONSE_TYPES,
+    openapi_document,
+    openapi_view,
+    undocumented_routes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +45,22 @@ async def test_a_route_added_without_a_description_is_listed_and_flagged() -> No
     operation = document["paths"]["/v1/extra/{id}"]["get"]
     assert operation["x-undocumented"] and operation["summary"] == "Something a later change added."
     assert document["paths"]["/v1/metrics/overview"]["get"]["parameters"][0]["name"] == "days"
+
+
+def test_every_response_body_is_described_by_the_schema_generated_from_its_struct() -> None:
+    document = openapi_document(OPERATIONS)
+    schemas = document["components"]["schemas"]
+    for (_, path), operation in OPERATIONS.items():
+        body = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        if path in RESPONSE_TYPES:
+            name = RESPONSE_TYPES[path].__name__
+            assert body == {"$ref": f"#/components/schemas/{name}"}, path
+        else:
+            assert body == DOCUMENTS[path], path
+    encoded = json.dumps(document)
+    for ref in set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', encoded)):
+        assert ref in schemas, ref
+    # A row's constraints travel with it: a rate is a number from 0 to 1, times carry an offset.
+    window = schemas["HealthWindow"]["properties"]
+    assert {"type": "number", "minimum": 0, "maximum": 1} in window["success_rate"]["anyOf"]
+    assert schemas["SagaRow"]["properties"]["started_at"]["format"] == "date-time"
