@@ -10,6 +10,14 @@ from events.commands import COMMAND_TYPES, Command
 from events.results import CommandResult
 
 MAX_COMMAND_BYTES = 64 * 1024
+# The contract's version: 2 took the provider cursor out of `sync.transactions`.
+CONTRACT_VERSION = 2
+
+# Fields a command of an earlier contract may carry that this one dropped: read
+# without them (v1 callers keep working), never refused as unknown.
+_DROPPED_FIELDS: dict[str, frozenset[str]] = {
+    "sync.transactions": frozenset({"cursor", "start_date", "end_date"}),
+}
 
 _encoder = msgspec.json.Encoder()
 _command_decoders = {op: msgspec.json.Decoder(cls) for op, cls in COMMAND_TYPES.items()}
@@ -43,9 +51,32 @@ def decode_command(op: str, payload: bytes) -> Command:
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise CommandDecodeError("invalid_command", str(exc)) from None
+        upcast = _without_dropped_fields(op, payload)
+        if upcast is None:
+            raise CommandDecodeError("invalid_command", str(exc)) from None
+        try:
+            return decoder.decode(upcast)
+        except msgspec.ValidationError as again:
+            raise CommandDecodeError("invalid_command", str(again)) from None
     except msgspec.DecodeError as exc:
         raise CommandDecodeError("malformed_json", str(exc)) from None
+
+
+def _without_dropped_fields(op: str, payload: bytes) -> bytes | None:
+    """An earlier contract's command in the current shape, or None if it is not one.
+
+    Only the slow path: a current command decodes strictly on the first try.
+    """
+    dropped = _DROPPED_FIELDS.get(op)
+    if dropped is None:
+        return None
+    try:
+        fields = msgspec.json.decode(payload, type=dict[str, Any])
+    except msgspec.DecodeError:
+        return None
+    if dropped.isdisjoint(fields):
+        return None
+    return _encoder.encode({k: v for k, v in fields.items() if k not in dropped})
 
 
 def decode_result(payload: bytes) -> CommandResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -66,13 +66,30 @@ class RegisterConnection(Command, frozen=True, kw_only=True):
 
 
 class SyncTransactions(Command, frozen=True, kw_only=True):
-    """Fetch transactions incrementally from the cursor (or the date range)."""
+    """Bring the account's feed up to date from the link syncyard chooses.
+
+    syncyard keeps every link's provider cursor (contract v2): the caller names
+    only the account. The sync pages the chosen link until the provider has no
+    more, up to a bound per command (the result's `has_more` says to send
+    another). `count` is the page size asked of the provider. A v1 command's
+    `cursor`, `start_date` and `end_date` are dropped when it is read
+    (`events/codec.py`).
+    """
 
     op: ClassVar[str] = "sync.transactions"
-    cursor: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
-    start_date: date | None = None
-    end_date: date | None = None
     count: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+
+class ReadFeed(Command, frozen=True, kw_only=True):
+    """The account's feed entries after position `since`, at most `limit` of them.
+
+    Answered from what syncyard recorded, never by calling a provider: a caller
+    that missed a result, or restarted, catches up from its last position.
+    """
+
+    op: ClassVar[str] = "feed.read"
+    since: Annotated[int, msgspec.Meta(ge=0)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 
 
 class GetAccounts(Command, frozen=True, kw_only=True):
@@ -188,6 +205,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
     for cls in (
         RegisterConnection,
         SyncTransactions,
+        ReadFeed,
         GetAccounts,
         CreateLink,
         MapInstitution,

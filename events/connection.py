@@ -12,6 +12,7 @@ from uuid import UUID
 
 from events.base import DomainEvent
 from events.errors import ErrorInfo
+from events.feed import FeedAppended
 
 # "cancelled": a hedged call that lost the race; it says nothing about the provider.
 AttemptOutcome = Literal["success", "failure", "timeout", "cancelled"]
@@ -158,6 +159,7 @@ class LinkAttemptAborted(DomainEvent, frozen=True, kw_only=True):
 
 CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     ConnectionRegistered,
+    FeedAppended,
     ProviderLinked,
     ConnectionAttempted,
     ProviderFailed,

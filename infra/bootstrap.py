@@ -36,6 +36,8 @@ from infra.eventstore import (
     library_env,
     open_application,
 )
+from infra.feed_index import PostgresFeedIndex
+from infra.feed_reader import ProjectedFeedReader
 from infra.http.api import create_app
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
@@ -54,7 +56,6 @@ from services.dependencies import Handler
 from services.handlers import HANDLERS, Dependencies
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
-from services.reconciliation.ledger import TransactionLedger
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
 from services.resilience.rate_limit import RateLimiter
@@ -188,8 +189,8 @@ async def open_runtime(
         )
         stack.push_async_callback(session.close)
         providers = build_providers(session, settings.providers)
-        ledger = TransactionLedger(query_pool)
-        await ledger.setup()
+        feed_index = PostgresFeedIndex(query_pool, store)
+        await feed_index.setup()
         limiter = RateLimiter(query_pool, settings.rate_limits)
         await limiter.setup()
         board = BreakerBoard(
@@ -229,7 +230,8 @@ async def open_runtime(
             orchestrator=orchestrator,
             known_providers=frozenset(providers),
             retry_policies=settings.retry,
-            ledger=ledger,
+            feed_index=feed_index,
+            feed=ProjectedFeedReader(query_pool),
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),
         )
         yield Runtime(

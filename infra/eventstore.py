@@ -204,6 +204,10 @@ class PostgresEventStore(EventStorePort):
             self._remember(state)
         return state
 
+    async def events_after(self, stream_id: UUID, version: int) -> list[DomainEvent]:
+        rows = await self.pool.fetch(self._read_after, stream_id, version)
+        return [decode_stored(self.mapper, r["topic"], r["state"]) for r in rows]
+
     def _load(self, connection_id: UUID) -> ConnectionState | None:
         state = fold(None, self.app.events.get(connection_id))  # type: ignore[arg-type]
         if state is not None:

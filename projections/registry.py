@@ -5,6 +5,7 @@ from __future__ import annotations
 from projections.connection_attempts import ConnectionAttemptsProjection
 from projections.connection_status import ConnectionStatusProjection
 from projections.engine import Projection
+from projections.feed import FeedProjection
 from projections.provider_health import ProviderHealthProjection
 from projections.saga_status import SagaStatusProjection
 from projections.sync_log import SyncLogProjection
@@ -17,4 +18,5 @@ def all_projections() -> list[Projection]:
         ConnectionStatusProjection(),
         SyncLogProjection(),
         SagaStatusProjection(),
+        FeedProjection(),
     ]

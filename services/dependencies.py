@@ -15,8 +15,8 @@ from events.results import CommandResult
 from services.connections.link_health import RelinkPolicy
 from services.institutions.handlers import Institutions
 from services.orchestrator import Orchestrator
-from services.ports import DeferralPort, EventStorePort
-from services.reconciliation.ledger import TransactionLedger
+from services.ports import DeferralPort, EventStorePort, FeedIndexPort, FeedReaderPort
+from services.reconciliation.matcher import Tolerance
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 
 
@@ -25,12 +25,15 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     orchestrator: Orchestrator
     known_providers: frozenset[str]
     deferrals: DeferralPort
+    feed_index: FeedIndexPort
+    feed: FeedReaderPort
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
     rng: random.Random = msgspec.field(default_factory=random.Random)
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
-    ledger: TransactionLedger | None = None
     institutions: Institutions | None = None
+    # How alike two providers' reports of one purchase must be (reconciliation).
+    tolerance: Tolerance = msgspec.field(default_factory=Tolerance)
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]

@@ -15,12 +15,14 @@ from events.commands import (
     CreateLink,
     GetAccounts,
     MapInstitution,
+    ReadFeed,
     RegisterConnection,
     SyncTransactions,
 )
 from services.create_link import create_link
 from services.dependencies import Dependencies, Handler
 from services.institutions.handlers import map_institution
+from services.read_feed import read_feed
 from services.register_connection import register_connection
 from services.sync_connection import sync_connection
 
@@ -30,6 +32,7 @@ __all__ = ["HANDLERS", "Dependencies"]
 HANDLERS: Mapping[type[Command], Handler] = {
     RegisterConnection: register_connection,
     SyncTransactions: sync_connection,
+    ReadFeed: read_feed,
     GetAccounts: sync_connection,
     CreateLink: create_link,
     MapInstitution: map_institution,

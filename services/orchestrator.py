@@ -27,6 +27,7 @@ from services.providers.base import (
     LinkRequest,
     ProviderAdapter,
     ProviderCallError,
+    TransactionsPage,
 )
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
@@ -39,6 +40,11 @@ tracer = trace.get_tracer("syncyard.orchestrator")
 DEFAULT_DEADLINE_S = 30.0
 # Least time worth starting a provider call with.
 MIN_CALL_BUDGET_S = 0.05
+# Pages of one link walked per sync command; `has_more` sends the caller back.
+MAX_PAGES_PER_SYNC = 10
+# Errors after which a provider wants the whole walk redone from its first
+# cursor (Plaid: the item changed while we paged), so no page of it may be kept.
+RESTART_PAGINATION_CODES = frozenset({"TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"})
 
 
 class BreakerGate(Protocol):
@@ -329,20 +335,55 @@ class Orchestrator:
         )
         return answer
 
+    async def _pages(
+        self, adapter: ProviderAdapter, link: LinkCredentials, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        """The link's pages from its own cursor until the provider has no more.
+
+        Bounded by `MAX_PAGES_PER_SYNC` and the call's time: the rest is left for
+        the next sync (`has_more`). A page after the first that fails ends the
+        walk with what came before it, whose cursor is still good; only a first
+        page's failure fails the call (and may fail over).
+        """
+        deadline = self._clock() + timeout_s
+        page = await adapter.sync_transactions(
+            link, cursor=link.cursor, count=count, timeout_s=timeout_s
+        )
+        added, modified, removed = list(page.added), list(page.modified), list(page.removed)
+        for _ in range(MAX_PAGES_PER_SYNC - 1):
+            remaining = deadline - self._clock()
+            if not page.has_more or remaining < MIN_CALL_BUDGET_S:
+                break
+            try:
+                page = await adapter.sync_transactions(
+                    link, cursor=page.next_cursor, count=count, timeout_s=remaining
+                )
+            except ProviderCallError as exc:
+                if exc.error.code in RESTART_PAGINATION_CODES:
+                    raise  # the earlier pages are void: the next try starts over
+                break
+            added.extend(page.added)
+            modified.extend(page.modified)
+            removed.extend(page.removed)
+        return TransactionsPage(
+            added=added,
+            modified=modified,
+            removed=removed,
+            next_cursor=page.next_cursor,
+            has_more=page.has_more,
+        )
+
     async def _call(
         self, adapter: ProviderAdapter, cmd: Command, link: LinkCredentials, timeout_s: float
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if isinstance(cmd, SyncTransactions):
-            page = await adapter.sync_transactions(
-                link, cursor=cmd.cursor, count=cmd.count, timeout_s=timeout_s
-            )
+            page = await self._pages(adapter, link, cmd.count, timeout_s)
             data = msgspec.to_builtins(page)
             summary = {
                 "added": len(page.added),
                 "modified": len(page.modified),
                 "removed": len(page.removed),
                 "has_more": page.has_more,
-                "next_cursor": page.next_cursor,
             }
             return data, summary
         if isinstance(cmd, GetAccounts):

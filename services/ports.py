@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol, TypeAlias
 from uuid import UUID
 
@@ -15,8 +15,10 @@ from eventsourcing.utils import get_topic
 
 from events.base import DomainEvent
 from events.commands import Command
+from events.feed import FeedEntry
 from services.connections.domain import ConnectionState
 from services.providers.base import LinkCredentials
+from services.reconciliation.feed import Known
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +47,40 @@ class DeferralPort(abc.ABC):
         """
 
 
+class FeedIndexPort(abc.ABC):
+    """Which provider transaction is which syncyard transaction, for one account."""
+
+    @abc.abstractmethod
+    async def known(
+        self,
+        connection_id: UUID,
+        *,
+        upto_version: int,
+        provider: str,
+        provider_ids: Sequence[str],
+        around: tuple[date, date] | None,
+    ) -> list[Known]:
+        """The rows that may match a page: `provider`'s `provider_ids`, and every
+        provider's transactions dated within `around`. The index first takes in
+        any feed event of the connection up to `upto_version` it has not yet."""
+
+    @abc.abstractmethod
+    async def record(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
+        """Index the feed events a sync just committed."""
+
+
+class FeedReaderPort(abc.ABC):
+    """The account's feed as recorded: never a provider call."""
+
+    @abc.abstractmethod
+    async def read(
+        self, connection_id: UUID, *, since: int, limit: int, reached: int
+    ) -> list[FeedEntry]:
+        """Entries after position `since`, at most `limit`. `reached` is the position
+        the connection has recorded: the read waits (briefly) until the feed's read
+        model holds it, so an answer is never short of what was committed."""
+
+
 class StreamConflictError(Exception):
     """An append found its stream moved on (another writer got there first)."""
 
@@ -53,6 +89,10 @@ class EventStorePort(abc.ABC):
     @abc.abstractmethod
     async def get_connection(self, connection_id: UUID) -> ConnectionState | None:
         """The connection's state as this replica last knew it (may lag other replicas)."""
+
+    @abc.abstractmethod
+    async def events_after(self, stream_id: UUID, version: int) -> list[DomainEvent]:
+        """A stream's events after `version`, in order (for indexes catching up)."""
 
     @abc.abstractmethod
     async def credentials(self, state: ConnectionState) -> list[LinkCredentials]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import msgspec
 
+from events.base import DomainEvent
 from events.commands import (
     Command,
     SyncTransactions,
 )
-from events.connection import SyncDeferred
+from events.connection import SyncCompleted, SyncDeferred
 from events.errors import ErrorInfo
+from events.feed import FeedAppended, FeedPage
 from events.results import CommandResult
 from services.connections.domain import (
     ConnectionState,
@@ -23,9 +24,18 @@ from services.connections.domain import (
     decide_outcome,
     result_for,
 )
+from services.connections.state import FeedDraft
 from services.dependencies import Dependencies, refused
 from services.ports import Change
+from services.reconciliation.feed import PageOfChanges, plan_page
 from services.resilience.retry import retry_delay_s
+
+
+class SyncRaceError(RuntimeError):
+    """Another replica's sync of the account appended to its feed first.
+
+    The command is not acknowledged: its redelivery plans again on the new feed.
+    """
 
 
 async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str]) -> CommandResult:
@@ -39,7 +49,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
             "send connection.register first",
         )
     if cmd.command_id in state.recent_results:
-        return as_duplicate(state.recent_results[cmd.command_id])
+        return await _answer_again(deps, state, state.recent_results[cmd.command_id])
     deferral = state.deferred.get(cmd.command_id)
     if deferral is not None and deps.now() < deferral.resume_at:
         # A redelivery before its time: the durable timer sends it when due. Set it
@@ -49,13 +59,19 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
         return as_duplicate(deferral.result)
     tries_before = state.tries_made(cmd.command_id)
     usable = set(state.usable_links(deps.now()))
-    links = [link for link in await deps.store.credentials(state) if link.provider in usable]
+    links = [
+        # syncyard keeps each link's cursor: a failover resumes the backup from its own.
+        msgspec.structs.replace(link, cursor=state.cursors.get(link.provider))
+        for link in await deps.store.credentials(state)
+        if link.provider in usable
+    ]
     if state.links and not links:
         outcome = _no_usable_link(state, deps.now())
     else:
         outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
+    feed = None
     if isinstance(cmd, SyncTransactions) and outcome.success:
-        outcome = await _reconciled(deps, connection_id, outcome, len(state.links) > 1)
+        feed = await _planned(deps, state, outcome)
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -70,36 +86,114 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
             resume_at=resume_at,
             tries_before=tries_before,
             relink=deps.relink,
+            feed=feed,
         )
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
+        if feed is not None:
+            await deps.feed_index.record(connection_id, recorded)
         # The event first, the timer after: the command is acknowledged only once
         # both are done, so a crash between them brings the command back (above).
         for event in recorded:
             if isinstance(event, SyncDeferred):
                 await deps.deferrals.defer(cmd, tries=event.tries, resume_at=event.resume_at)
-        return msgspec.structs.replace(result_for(outcome, cmd), deferred_until=resume_at)
+        return _answer(cmd, outcome, recorded, resume_at, account_id=state.account_id)
     # Another delivery of this command got there first: answer what it recorded.
     fresh = await deps.store.get_connection(connection_id)
     assert fresh is not None
     if cmd.command_id in fresh.recent_results:
-        return as_duplicate(fresh.recent_results[cmd.command_id])
-    return as_duplicate(fresh.deferred[cmd.command_id].result)
+        return await _answer_again(deps, fresh, fresh.recent_results[cmd.command_id])
+    if cmd.command_id in fresh.deferred:
+        return as_duplicate(fresh.deferred[cmd.command_id].result)
+    raise SyncRaceError(f"account {cmd.account_id!r}: another sync appended to its feed first")
 
 
-async def _reconciled(
-    deps: Dependencies, connection_id: UUID, outcome: Outcome, multi_homed: bool
-) -> Outcome:
-    """Give every transaction its stable syncyard id; hold back purchases upstream
-    already received through another provider, so a failover never doubles one."""
-    if deps.ledger is None or outcome.data is None or outcome.provider is None:
-        return outcome
-    data, reconciled = await deps.ledger.reconcile(
-        connection_id, outcome.provider, outcome.data, multi_homed=multi_homed
+async def _planned(
+    deps: Dependencies, state: ConnectionState, outcome: Outcome
+) -> FeedDraft | None:
+    """The walk's changes reconciled into feed entries, against the feed as it stands."""
+    data, provider = outcome.data, outcome.provider
+    if data is None or provider is None:
+        return None
+    added, modified = data.get("added", []), data.get("modified", [])
+    removed = [str(r) for r in data.get("removed", [])]
+    incoming = [*added, *modified]
+    ids = [str(t["transaction_id"]) for t in incoming] + removed
+    ids += [str(t["pending_transaction_id"]) for t in incoming if t.get("pending_transaction_id")]
+    dates = [date.fromisoformat(str(t["date"])[:10]) for t in incoming]
+    window = timedelta(days=deps.tolerance.days)
+    known = await deps.feed_index.known(
+        state.id,
+        upto_version=state.version,
+        provider=provider,
+        provider_ids=ids,
+        around=(min(dates) - window, max(dates) + window) if dates else None,
     )
-    summary = {**outcome.summary, "added": len(data["added"]), "reconciled": reconciled}
-    return msgspec.structs.replace(outcome, data=data, summary=summary)
+    plan = plan_page(
+        str(state.id),
+        PageOfChanges(provider=provider, added=added, modified=modified, removed=removed),
+        known,
+        next_position=state.feed_position + 1,
+        tolerance=deps.tolerance,
+    )
+    return FeedDraft(
+        provider=provider,
+        cursor=str(data.get("next_cursor", "")),
+        has_more=bool(data.get("has_more", False)),
+        base_position=state.feed_position,
+        entries=tuple(plan.entries),
+        recognised=tuple(plan.recognised),
+    )
+
+
+def _answer(
+    cmd: Command,
+    outcome: Outcome,
+    recorded: list[DomainEvent],
+    resume_at: datetime | None,
+    *,
+    account_id: str,
+) -> CommandResult:
+    result = msgspec.structs.replace(result_for(outcome, cmd), deferred_until=resume_at)
+    appended = next((e for e in recorded if isinstance(e, FeedAppended)), None)
+    if appended is None:
+        return result
+    # Upstream gets the feed's entries, in syncyard ids, never the provider's page.
+    page = FeedPage(
+        account_id=account_id,
+        entries=appended.entries,
+        position=appended.entries[-1].position if appended.entries else _base(recorded),
+        has_more=appended.has_more,
+    )
+    return msgspec.structs.replace(result, data=msgspec.to_builtins(page))
+
+
+def _base(recorded: list[DomainEvent]) -> int:
+    completed = next(e for e in recorded if isinstance(e, SyncCompleted))
+    return int(completed.summary["feed_from"]) - 1
+
+
+async def _answer_again(
+    deps: Dependencies, state: ConnectionState, result: CommandResult
+) -> CommandResult:
+    """The original answer to a resent command: its feed entries read back, nothing called."""
+    summary = (result.data or {}).get("summary", {})
+    if "feed_from" not in summary:
+        return as_duplicate(result)
+    since, upto = int(summary["feed_from"]) - 1, int(summary["feed_to"])
+    entries = (
+        await deps.feed.read(state.id, since=since, limit=upto - since, reached=upto)
+        if upto > since
+        else []
+    )
+    page = FeedPage(
+        account_id=state.account_id,
+        entries=tuple(entries),
+        position=upto,
+        has_more=bool(summary.get("has_more", False)),
+    )
+    return as_duplicate(msgspec.structs.replace(result, data=msgspec.to_builtins(page)))
 
 
 def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:

@@ -73,6 +73,7 @@ ROUTES = [
     web.get("/v1/connections/{account_id}/status", read.connection_status_view),
     web.get("/v1/connections/{account_id}/syncs", read.connection_syncs_view),
     web.get("/v1/connections/{account_id}/reliability", read.connection_reliability_view),
+    web.get("/v1/accounts/{account_id}/transactions/changes", read.transaction_changes_view),
     web.get("/v1/admin/stats", read.admin_stats),
     web.get("/v1/metrics/overview", read.metrics_overview_view),
     web.get("/v1/sagas", read.sagas_view),

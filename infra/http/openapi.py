@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from events.asyncapi import asyncapi_document
+from events.feed import FeedPage
 from infra.http import responses as body
 from infra.http.params import MAX_DAYS, MAX_LIMIT
 from projections.overview import MetricsOverview
@@ -37,6 +38,7 @@ RESPONSE_TYPES: dict[str, type[msgspec.Struct]] = {
     "/v1/connections/{account_id}/status": body.ConnectionStatuses,
     "/v1/connections/{account_id}/syncs": body.ConnectionSyncs,
     "/v1/connections/{account_id}/reliability": body.ConnectionReliability,
+    "/v1/accounts/{account_id}/transactions/changes": FeedPage,
     "/v1/admin/stats": body.AdminStats,
     "/v1/metrics/overview": MetricsOverview,
     "/v1/sagas": body.Sagas,
@@ -58,8 +60,10 @@ _ERROR = {
 }
 
 
-def _q(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
+def _q(
+    name: str, description: str, schema: dict[str, Any], required: bool = False
+) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
             "schema": schema}  # fmt: skip
 
 
@@ -70,6 +74,12 @@ REGION = _q("region", "Only this region", {"type": "string", "pattern": "^[A-Za-
 PROVIDER = _q("provider", "Only this provider", {"type": "string", "pattern": "^[a-z0-9_]{1,32}$"})
 LIMIT = _q("limit", "Rows to return, newest first",
            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})  # fmt: skip
+FEED_SPACE = _q("space_id", "The account's space", {"type": "string", "maxLength": 128}, True)
+FEED_SINCE = _q("since", "The last position already folded; 0 for the whole feed",
+                {"type": "integer", "minimum": 0, "default": 0})  # fmt: skip
+FEED_LIMIT = _q("limit", "Entries to return, oldest first",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                 "default": 100})  # fmt: skip
 AS_OF = _q(
     "as_of",
     "The moment the windows and periods end at (ISO 8601 with offset, not in the future); "
@@ -148,6 +158,12 @@ OPERATIONS: dict[OperationKey, Operation] = {
         [ACCOUNT, SPACE, _days(7), AS_OF],
         "Connection reliability",
         not_found=True,
+    ),
+    ("get", "/v1/accounts/{account_id}/transactions/changes"): _get(
+        "The account's transaction feed after a position: added, modified and removed "
+        "transactions in syncyard ids, each with the provider that reported it",
+        [ACCOUNT, FEED_SPACE, FEED_SINCE, FEED_LIMIT],
+        "Feed entries and the position to go on from",
     ),
     ("get", "/v1/admin/stats"): _get(
         "Per provider: breaker, 24 h success rate, average response, last error; and each "

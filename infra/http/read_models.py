@@ -11,11 +11,14 @@ from typing import cast
 
 from aiohttp import web
 
+from events.feed import FeedPage
 from infra.http import responses as body
 from infra.http.context import CLOCK, EVENTS_TABLE, POOL, READ_SETTINGS, json_response
 from infra.http.params import (
+    InvalidParameterError,
     as_of_param,
     choice_param,
+    int_param,
     limit_param,
     period,
     provider_param,
@@ -25,6 +28,7 @@ from infra.http.params import (
 )
 from projections.connection_attempts import connection_history
 from projections.connection_status import connection_status
+from projections.feed import last_position, read_feed
 from projections.overview import metrics_overview, projection_lag
 from projections.provider_health_query import provider_health
 from projections.reliability import connection_reliability, failover_rates, provider_reliability
@@ -36,6 +40,7 @@ from projections.saga_status import (
     sagas_by_status,
 )
 from projections.sync_log import sync_log
+from services.connections.state import connection_id_for
 
 DEFAULT_DAYS = 7
 
@@ -113,6 +118,29 @@ async def connection_syncs_view(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await sync_log(conn, account_id, space_id, limit)
     return json_response(body.ConnectionSyncs(account_id=account_id, syncs=rows))
+
+
+async def transaction_changes_view(request: web.Request) -> web.Response:
+    """The account's feed after `since`: what `feed.read` answers, over HTTP."""
+    reject_unknown(request.query, ("space_id", "since", "limit"))
+    account_id, space_id = _account(request)
+    if space_id is None:
+        raise InvalidParameterError("space_id is required: an account's feed is per space")
+    since = int_param(request.query, "since", 0, 0, 2**62)
+    limit = limit_param(request.query, default=100)
+    connection_id = connection_id_for(space_id, account_id)
+    async with request.app[POOL].acquire() as conn:
+        entries = await read_feed(conn, connection_id, since=since, limit=limit)
+        last = await last_position(conn, connection_id)
+    position = entries[-1].position if entries else since
+    return json_response(
+        FeedPage(
+            account_id=account_id,
+            entries=tuple(entries),
+            position=position,
+            has_more=position < last,
+        )
+    )
 
 
 async def connection_reliability_view(request: web.Request) -> web.Response:

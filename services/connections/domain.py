@@ -25,6 +25,7 @@ from events.connection import (
     SyncFailed,
 )
 from events.errors import ErrorInfo
+from events.feed import FeedAppended, FeedEntry, Recognition
 from events.results import CommandResult
 from services.connections.evolve import evolve, fold
 from services.connections.link_health import RelinkPolicy, link_health_events
@@ -33,6 +34,7 @@ from services.connections.state import (
     Attempt,
     ConnectionState,
     Deferral,
+    FeedDraft,
     Link,
     Outcome,
     connection_id_for,
@@ -130,16 +132,22 @@ def decide_outcome(
     resume_at: datetime | None = None,
     tries_before: int = 0,
     relink: RelinkPolicy = DEFAULT_RELINK,
+    feed: FeedDraft | None = None,
 ) -> list[DomainEvent]:
     """Record every attempt, every provider failure and the command's end.
 
     A failure with `resume_at` is not an end: it is recorded as SyncDeferred.
     `tries_before` is how many tries the caller saw recorded when it started:
     if another delivery recorded this try meanwhile, this one decides nothing.
+    A sync's `feed` was planned against the feed at its `base_position`: if
+    another sync of the account appended meanwhile, this one decides nothing
+    (it is planned again on the new feed).
     """
     if cmd.command_id in state.recent_results:
         return []
     if state.tries_made(cmd.command_id) != tries_before:
+        return []
+    if feed is not None and feed.base_position != state.feed_position:
         return []
     meta = {**trace, "command_id": cmd.command_id}
     events: list[DomainEvent] = []
@@ -195,6 +203,18 @@ def decide_outcome(
         )
     )
     if outcome.success and outcome.provider is not None:
+        summary = outcome.summary
+        if feed is not None:
+            appended = feed_appended(state, cmd, feed, now=now, meta=meta, version=version())
+            events.append(appended)
+            # Where the sync's entries sit in the feed: a resent command is answered
+            # from there, with the same entries, whenever it comes.
+            summary = {
+                **summary,
+                "feed_from": feed.base_position + 1,
+                "feed_to": feed.base_position + len(feed.entries),
+                "has_more": feed.has_more,
+            }
         events.append(
             SyncCompleted(
                 originator_id=state.id,
@@ -207,7 +227,7 @@ def decide_outcome(
                 failover_used=outcome.failover_used,
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
-                summary=outcome.summary,
+                summary=summary,
             )
         )
     else:
@@ -246,6 +266,52 @@ def decide_outcome(
             )
         )
     return events
+
+
+def feed_appended(
+    state: ConnectionState,
+    cmd: Command,
+    feed: FeedDraft,
+    *,
+    now: datetime,
+    meta: dict[str, str],
+    version: int,
+) -> FeedAppended:
+    """The draft's entries at the feed's next positions, and the link's new cursor."""
+    return FeedAppended(
+        originator_id=state.id,
+        originator_version=version,
+        timestamp=now,
+        metadata=meta,
+        command_id=cmd.command_id,
+        provider=feed.provider,
+        cursor=feed.cursor,
+        has_more=feed.has_more,
+        entries=tuple(
+            FeedEntry(
+                position=state.feed_position + number,
+                change=planned.change,
+                syncyard_transaction_id=planned.syncyard_id,
+                provider=feed.provider,
+                provider_transaction_id=planned.provider_id,
+                transaction=planned.transaction,
+                match=planned.match,
+                candidates=planned.candidates,
+            )
+            for number, planned in enumerate(feed.entries, start=1)
+        ),
+        recognised=tuple(
+            Recognition(
+                provider_transaction_id=seen.provider_id,
+                syncyard_transaction_id=seen.syncyard_id,
+                match=seen.match,
+                candidates=seen.candidates,
+                transaction=seen.transaction,
+                delivered_at=seen.delivered_at,
+            )
+            for seen in feed.recognised
+        ),
+    )
 
 
 def result_for(outcome: Outcome, cmd: Command) -> CommandResult:

@@ -22,6 +22,7 @@ from events.connection import (
     SyncDeferred,
     SyncFailed,
 )
+from events.feed import FeedAppended
 from events.results import CommandResult
 from services.connections.link_health import OUTAGE_TYPES
 from services.connections.state import (
@@ -75,11 +76,19 @@ def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
         data={"connection_id": str(state.id), "providers": sorted(links)},
     )
     # A fresh link (or an update-mode relink) is a clean slate for that provider,
-    # and answers any standing suggestion to link elsewhere.
+    # and answers any standing suggestion to link elsewhere. A cursor belongs to
+    # one item: a new item at the provider starts its history from the beginning.
+    earlier = state.links.get(event.provider)
+    cursors = (
+        state.cursors
+        if earlier is not None and earlier.item_id == event.item_id
+        else _without(state.cursors, event.provider)
+    )
     return msgspec.structs.replace(
         state,
         version=event.originator_version,
         links=links,
+        cursors=cursors,
         recent_results=_remember(state, result),
         reauth=state.reauth - {event.provider},
         maintenance_until=_without(state.maintenance_until, event.provider),
@@ -106,6 +115,18 @@ def _(event: SyncCompleted, state: ConnectionState | None) -> ConnectionState:
         version=event.originator_version,
         recent_results=_remember(state, result),
         deferred=_settled(state, event.command_id),
+    )
+
+
+@_apply.register
+def _(event: FeedAppended, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    position = event.entries[-1].position if event.entries else state.feed_position
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        cursors={**state.cursors, event.provider: event.cursor},
+        feed_position=position,
     )
 
 
@@ -218,6 +239,7 @@ def _(event: ProviderUnlinked, state: ConnectionState | None) -> ConnectionState
         version=event.originator_version,
         links=_without(state.links, event.provider),
         reauth=state.reauth - {event.provider},
+        cursors=_without(state.cursors, event.provider),
     )
 
 

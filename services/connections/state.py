@@ -11,6 +11,7 @@ import msgspec
 
 from events.errors import ErrorInfo
 from events.results import CommandResult
+from services.reconciliation.feed import Planned, Recognised
 
 # Enough to recognise any redelivery JetStream could still make (its
 # duplicate window and max deliveries are far shorter than 512 commands).
@@ -63,6 +64,17 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_s: float | None = None  # the provider's own word on when to come back
 
 
+class FeedDraft(msgspec.Struct, frozen=True, kw_only=True):
+    """A sync's reconciled changes, planned against the feed as it stood at `base_position`."""
+
+    provider: str
+    cursor: str
+    has_more: bool
+    base_position: int
+    entries: tuple[Planned, ...] = ()
+    recognised: tuple[Recognised, ...] = ()
+
+
 class Deferral(msgspec.Struct, frozen=True, kw_only=True):
     tries: int
     resume_at: datetime
@@ -86,6 +98,10 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_until: dict[str, datetime] = {}
     down_since: dict[str, datetime] = {}
     relink_suggested: frozenset[str] = frozenset()
+    # provider → its link's cursor: syncyard's, never the caller's (contract v2).
+    cursors: dict[str, str] = {}
+    # The last position of the account's feed (one per entry, only grows).
+    feed_position: int = 0
 
     def usable_links(self, now: datetime) -> list[str]:
         """Providers worth calling: not awaiting re-authentication, not in maintenance."""

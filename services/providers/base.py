@@ -25,11 +25,14 @@ class LinkCredentials(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     item_id: str
     access_token: str
+    # Where this link's transaction sync stands: syncyard keeps it per link, so a
+    # sync that fails over resumes the backup from the backup's own cursor.
+    cursor: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"LinkCredentials(provider={self.provider!r}, item_id={self.item_id!r}, "
-            "access_token='***')"
+            f"access_token='***', cursor={self.cursor!r})"
         )
 
     __str__ = __repr__

@@ -28,6 +28,9 @@ _SPACES = re.compile(r"\s+")
 class Tolerance(msgspec.Struct, frozen=True, kw_only=True):
     days: int = 3
     min_similarity: float = 0.6
+    # While either side is pending its amount may still change (a tip, a hold):
+    # then only descriptions this alike let amounts differ.
+    pending_similarity: float = 0.8
 
 
 class Seen(msgspec.Struct, frozen=True, kw_only=True):

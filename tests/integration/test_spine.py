@@ -35,7 +35,18 @@ async def test_a_command_comes_out_as_events_in_the_store_on_the_stream_and_in_r
     result = await upstream.send(sync("acct-1", "sync-1", count=10))
 
     assert result.success and result.provider == "plaid" and not result.failover_used
-    assert result.data is not None and len(result.data["added"]) > 0
+    assert result.data is not None and len(result.data["entries"]) > 0
+    entries = result.data["entries"]
+    assert [e["position"] for e in entries] == list(range(1, len(entries) + 1))
+    assert result.data["position"] == len(entries)
+    # A change to a transaction names the syncyard id its addition gave, even within one walk.
+    added = {e["syncyard_transaction_id"] for e in entries if e["change"] == "added"}
+    assert all(e["syncyard_transaction_id"] in added for e in entries if e["change"] != "added")
+    assert any(e["change"] == "removed" for e in entries)
+    # syncyard keeps the cursor: syncing again brings nothing already delivered.
+    again = await upstream.send(sync("acct-1", "sync-2", count=10))
+    assert again.success and again.data is not None and again.data["entries"] == []
+    assert again.data["position"] == len(entries)
     topics = [
         topic
         for _, topic, _ in await stored_events(database_url)
@@ -46,16 +57,22 @@ async def test_a_command_comes_out_as_events_in_the_store_on_the_stream_and_in_r
         "ProviderLinked",
         "CredentialStored",
         "ConnectionAttempted",
+        "FeedAppended",
+        "SyncCompleted",
+        "ConnectionAttempted",
+        "FeedAppended",
         "SyncCompleted",
     ]
 
     async def connection_events() -> list[Any]:
         return [m for m in await stream_messages(nats_url) if ".evt.connection." in m.subject]
 
-    published = await eventually(connection_events, lambda msgs: len(msgs) == 4)
+    published = await eventually(connection_events, lambda msgs: len(msgs) == 6)
     assert [m.subject for m in published] == [
         "syncyard.evt.connection.ConnectionRegistered",
         "syncyard.evt.connection.ProviderLinked",
+        "syncyard.evt.connection.ConnectionAttempted",
+        "syncyard.evt.connection.SyncCompleted",
         "syncyard.evt.connection.ConnectionAttempted",
         "syncyard.evt.connection.SyncCompleted",
     ]
@@ -69,15 +86,15 @@ async def test_a_command_comes_out_as_events_in_the_store_on_the_stream_and_in_r
             async with http.get(url) as resp:
                 return list((await resp.json())["attempts"])
 
-        attempts = await eventually(history, lambda rows: len(rows) == 1)
-        assert attempts[0]["provider"] == "plaid" and attempts[0]["outcome"] == "success"
+        attempts = await eventually(history, lambda rows: len(rows) == 2)
+        assert all(a["provider"] == "plaid" and a["outcome"] == "success" for a in attempts)
 
         async def health() -> list[dict[str, object]]:
             async with http.get(f"{syncyard.http_url}/v1/providers/health?region=US") as resp:
                 return list((await resp.json())["providers"])
 
         rows = await eventually(health, lambda rows: len(rows) == 1)
-        assert rows[0]["provider"] == "plaid" and rows[0]["successes"] == 1
+        assert rows[0]["provider"] == "plaid" and rows[0]["successes"] == 2
 
 
 async def test_the_rpc_path_returns_the_result_envelope(
@@ -115,10 +132,11 @@ async def test_a_retryable_primary_error_fails_over_to_the_backup_link_and_recor
     assert result.success and result.provider == "mx" and result.failover_used
     assert result.attempts == 2
     topics = [t for _, t, _ in await stored_events(database_url)]
-    assert topics[-4:] == [
+    assert topics[-5:] == [
         "ConnectionAttempted",
         "ProviderFailed",
         "ConnectionAttempted",
+        "FeedAppended",
         "SyncCompleted",
     ]
 
@@ -195,6 +213,8 @@ async def test_the_same_command_id_sent_twice_has_one_effect(
     assert first.success and not first.duplicate
     second = both[1]
     assert second.duplicate and second.success and second.provider == first.provider  # type: ignore[attr-defined]
+    # The original answer, entries and all: read back from the feed, no provider called.
+    assert second.data == first.data  # type: ignore[attr-defined]
     completed = [t for _, t, _ in await stored_events(database_url) if t == "SyncCompleted"]
     assert len(completed) == 1
 

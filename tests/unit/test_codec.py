@@ -17,6 +17,26 @@ def test_a_well_formed_command_decodes() -> None:
     assert isinstance(cmd, SyncTransactions) and cmd.count == 5 and cmd.region == "US"
 
 
+def test_a_contract_v1_sync_with_a_cursor_is_read_as_v2_without_it() -> None:
+    v1 = (
+        b'{"command_id":"c1","space_id":"s","account_id":"a","cursor":"plaid-cursor-9",'
+        b'"start_date":"2025-01-01","end_date":"2025-01-31","count":50}'
+    )
+
+    cmd = decode_command("sync.transactions", v1)
+
+    assert cmd == SyncTransactions(command_id="c1", space_id="s", account_id="a", count=50)
+
+
+def test_a_v1_field_does_not_excuse_another_unknown_one() -> None:
+    with pytest.raises(CommandDecodeError) as refused:
+        decode_command(
+            "sync.transactions",
+            b'{"command_id":"c","space_id":"s","account_id":"a","cursor":"x","surprise":1}',
+        )
+    assert refused.value.code == "invalid_command" and "surprise" in refused.value.reason
+
+
 @pytest.mark.parametrize(
     ("op", "payload", "code", "says"),
     [

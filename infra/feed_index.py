@@ -1,0 +1,214 @@
+"""The feed index: which provider transaction is which syncyard transaction, per account.
+
+A table derived from the connection's `FeedAppended` events alone, kept by the
+sync handler itself so reconciliation reads it without waiting for a
+projector: after a sync commits, its events are indexed; before a sync plans,
+the index catches up with any feed event it has not indexed (one a crash cut
+off before it was indexed). `syncyard_feed_index_version` holds, per
+connection, the stream version the index has applied, so applying is
+idempotent and nothing is indexed that was not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import date
+from uuid import UUID
+
+import asyncpg
+
+from events.base import DomainEvent
+from events.feed import FeedAppended, FeedTransaction
+from services.ports import EventStorePort, FeedIndexPort
+from services.reconciliation.feed import Known, fingerprint
+from services.reconciliation.matcher import cents, normalise
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS syncyard_feed_index (
+    connection_id uuid NOT NULL,
+    provider text NOT NULL,
+    provider_txn_id text NOT NULL,
+    syncyard_id text NOT NULL,
+    amount_cents bigint NOT NULL,
+    posted date NOT NULL,
+    description text NOT NULL,
+    pending boolean NOT NULL,
+    fingerprint text NOT NULL,
+    gone boolean NOT NULL DEFAULT false,
+    withdrawn boolean NOT NULL DEFAULT false,
+    position bigint NOT NULL,
+    PRIMARY KEY (connection_id, provider, provider_txn_id)
+);
+CREATE INDEX IF NOT EXISTS syncyard_feed_index_by_day
+    ON syncyard_feed_index (connection_id, posted);
+CREATE TABLE IF NOT EXISTS syncyard_feed_index_version (
+    connection_id uuid PRIMARY KEY,
+    version bigint NOT NULL
+);
+"""
+_SETUP_LOCK = 0x5_FEED_1
+
+_KNOWN = """
+SELECT provider, provider_txn_id, syncyard_id, amount_cents, posted, description, pending,
+       fingerprint, gone, withdrawn, position
+FROM syncyard_feed_index
+WHERE connection_id = $1
+  AND ((provider = $2 AND provider_txn_id = ANY($3::text[])) OR posted BETWEEN $4 AND $5)
+"""
+_UPSERT = """
+INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
+    amount_cents, posted, description, pending, fingerprint, position)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
+                         $7::text[], $8::boolean[], $9::text[], $10::bigint[])
+ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
+    syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
+    posted = EXCLUDED.posted, description = EXCLUDED.description,
+    pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
+    position = LEAST(i.position, EXCLUDED.position)
+"""
+_WITHDRAW = """
+UPDATE syncyard_feed_index SET withdrawn = true,
+    gone = gone OR (provider = $2 AND provider_txn_id = ANY($4::text[]))
+WHERE connection_id = $1 AND syncyard_id = ANY($3::text[])
+"""
+_ADVANCE = """
+INSERT INTO syncyard_feed_index_version VALUES ($1, $2)
+ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
+WHERE syncyard_feed_index_version.version < EXCLUDED.version
+"""
+_Row = tuple[str, str, str, int, date, str, bool, str, int]
+
+
+class PostgresFeedIndex(FeedIndexPort):
+    def __init__(self, pool: asyncpg.Pool, store: EventStorePort) -> None:
+        self.pool = pool
+        self.store = store
+        # One connection's syncs run one at a time in a worker; this keeps a
+        # catch-up and a record of the same connection from interleaving.
+        self._locks: dict[UUID, asyncio.Lock] = {}
+
+    async def setup(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
+            await conn.execute(SCHEMA)
+
+    async def known(
+        self,
+        connection_id: UUID,
+        *,
+        upto_version: int,
+        provider: str,
+        provider_ids: Sequence[str],
+        around: tuple[date, date] | None,
+    ) -> list[Known]:
+        await self._catch_up(connection_id, upto_version)
+        first, last = around if around is not None else (None, None)
+        rows = await self.pool.fetch(
+            _KNOWN, connection_id, provider, list(provider_ids), first, last
+        )
+        return [
+            Known(
+                syncyard_id=r["syncyard_id"],
+                provider=r["provider"],
+                provider_id=r["provider_txn_id"],
+                amount_cents=r["amount_cents"],
+                posted=r["posted"],
+                description=r["description"],
+                pending=r["pending"],
+                fingerprint=r["fingerprint"],
+                gone=r["gone"],
+                withdrawn=r["withdrawn"],
+                position=r["position"],
+            )
+            for r in rows
+        ]
+
+    async def record(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
+        async with self._lock(connection_id):
+            await self._apply(connection_id, events)
+
+    async def _catch_up(self, connection_id: UUID, version: int) -> None:
+        async with self._lock(connection_id):
+            indexed = await self.pool.fetchval(
+                "SELECT version FROM syncyard_feed_index_version WHERE connection_id = $1",
+                connection_id,
+            )
+            if indexed is not None and indexed >= version:
+                return
+            missed = await self.store.events_after(connection_id, int(indexed or 0))
+            await self._apply(connection_id, [e for e in missed if e.originator_version <= version])
+
+    def _lock(self, connection_id: UUID) -> asyncio.Lock:
+        lock = self._locks.get(connection_id)
+        if lock is None:
+            lock = self._locks[connection_id] = asyncio.Lock()
+            if len(self._locks) > 10_000:  # forget idle ones: a lock is cheap to remake
+                for key in [k for k, v in self._locks.items() if not v.locked()][:5_000]:
+                    self._locks.pop(key, None)
+        return lock
+
+    async def _apply(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
+        feed = [e for e in events if isinstance(e, FeedAppended)]
+        if not events:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            for event in feed:
+                rows: list[_Row] = []
+                for entry in event.entries:
+                    if entry.transaction is not None:
+                        rows.append(
+                            _row(
+                                event.provider,
+                                entry.provider_transaction_id,
+                                entry.syncyard_transaction_id,
+                                entry.transaction,
+                                entry.position,
+                            )
+                        )
+                for seen in event.recognised:
+                    rows.append(
+                        _row(
+                            event.provider,
+                            seen.provider_transaction_id,
+                            seen.syncyard_transaction_id,
+                            seen.transaction,
+                            seen.delivered_at,
+                        )
+                    )
+                if rows:
+                    # One id twice in a walk (added, then modified on a later page):
+                    # the last content stands, the first position is where it began.
+                    latest: dict[tuple[str, str], _Row] = {}
+                    for row in rows:
+                        earlier = latest.get((row[0], row[1]))
+                        position = row[8] if earlier is None else min(earlier[8], row[8])
+                        latest[(row[0], row[1])] = (*row[:8], position)
+                    columns = [list(column) for column in zip(*latest.values(), strict=True)]
+                    await conn.execute(_UPSERT, connection_id, *columns)
+                removed = [e for e in event.entries if e.change == "removed"]
+                if removed:
+                    await conn.execute(
+                        _WITHDRAW,
+                        connection_id,
+                        event.provider,
+                        [e.syncyard_transaction_id for e in removed],
+                        [e.provider_transaction_id for e in removed],
+                    )
+            await conn.execute(_ADVANCE, connection_id, events[-1].originator_version)
+
+
+def _row(
+    provider: str, provider_id: str, syncyard_id: str, txn: FeedTransaction, position: int
+) -> _Row:
+    return (
+        provider,
+        provider_id,
+        syncyard_id,
+        cents(txn.amount),
+        txn.date,
+        normalise(txn.merchant_name or txn.name),
+        txn.pending,
+        fingerprint(txn),
+        position,
+    )

@@ -1,0 +1,185 @@
+"""Reconciling a link's changes into the account's feed (services/reconciliation/feed.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.reconciliation.feed import Known, PageOfChanges, Plan, plan_page
+
+pytestmark = pytest.mark.unit
+
+ACCOUNT = "space/acct"
+
+
+def txn(tid: str, amount: str, day: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "transaction_id": tid,
+        "account_id": "acc-1",
+        "amount": amount,
+        "iso_currency_code": "USD",
+        "date": day,
+        "name": name,
+        "pending": False,
+        **extra,
+    }
+
+
+def plan(provider: str, known: list[Known], next_position: int = 1, **changes: Any) -> Plan:
+    return plan_page(
+        ACCOUNT,
+        PageOfChanges(provider=provider, **changes),
+        known,
+        next_position=next_position,
+    )
+
+
+def test_new_transactions_are_added_with_ids_that_a_redelivery_gives_again() -> None:
+    page = [
+        txn("p1", "4.50", "2025-01-10", "Blue Bottle Coffee"),
+        txn("p2", "30", "2025-01-11", "Shell"),
+    ]
+    first = plan("plaid", [], added=page)
+    again = plan("plaid", [], added=page)
+
+    assert [e.change for e in first.entries] == ["added", "added"]
+    assert [e.match for e in first.entries] == ["new", "new"]
+    assert [e.syncyard_id for e in first.entries] == [e.syncyard_id for e in again.entries]
+    assert [row.position for row in first.index] == [1, 2]
+
+
+def test_the_same_id_again_is_nothing_and_a_changed_one_is_a_modification() -> None:
+    first = plan("plaid", [], added=[txn("p1", "4.50", "2025-01-10", "Blue Bottle Coffee")])
+
+    repeat = plan(
+        "plaid",
+        first.index,
+        next_position=2,
+        modified=[txn("p1", "4.50", "2025-01-10", "Blue Bottle Coffee")],
+    )
+    changed = plan(
+        "plaid",
+        first.index,
+        next_position=2,
+        modified=[txn("p1", "5.00", "2025-01-10", "Blue Bottle Coffee")],
+    )
+
+    assert repeat.entries == []
+    assert [(e.change, e.match) for e in changed.entries] == [("modified", "same_id")]
+    assert changed.entries[0].syncyard_id == first.entries[0].syncyard_id
+
+
+def test_plaids_posted_transaction_replaces_its_pending_one_as_a_modification() -> None:
+    pending = plan("plaid", [], added=[txn("pend-1", "12.00", "2025-01-10", "Uber", pending=True)])
+
+    posted = plan(
+        "plaid",
+        pending.index,
+        next_position=2,
+        added=[txn("post-1", "14.00", "2025-01-11", "Uber", pending_transaction_id="pend-1")],
+        removed=["pend-1"],
+    )
+
+    assert [(e.change, e.match) for e in posted.entries] == [("modified", "pending_posted")]
+    entry = posted.entries[0]
+    assert entry.syncyard_id == pending.entries[0].syncyard_id
+    assert entry.transaction is not None and not entry.transaction.pending
+    assert entry.transaction.amount == "14.00"
+
+
+def test_a_purchase_the_backup_delivered_is_not_delivered_again_by_the_primary() -> None:
+    backup = plan(
+        "mx", [], added=[txn("MX-1", "4.50", "2025-01-11", "SQ *BLUE BOTTLE #12 OAKLAND")]
+    )
+
+    primary = plan(
+        "plaid",
+        backup.index,
+        next_position=2,
+        added=[txn("p1", "4.50", "2025-01-10", "Blue Bottle", merchant_name="Blue Bottle")],
+    )
+
+    assert primary.entries == []
+    assert [(r.syncyard_id, r.match) for r in primary.recognised] == [
+        (backup.entries[0].syncyard_id, "cross_provider")
+    ]
+    assert primary.index[0].syncyard_id == backup.entries[0].syncyard_id
+
+
+def test_a_pending_charge_at_the_backup_posting_with_a_tip_at_the_primary_is_one_transaction() -> (
+    None
+):
+    backup = plan(
+        "mx", [], added=[txn("MX-1", "40.00", "2025-01-10", "Delta Air Lines", pending=True)]
+    )
+
+    primary = plan(
+        "plaid",
+        backup.index,
+        next_position=2,
+        added=[txn("p9", "46.00", "2025-01-12", "Delta Air Lines")],
+    )
+
+    assert [(e.change, e.match) for e in primary.entries] == [("modified", "cross_provider")]
+    assert primary.entries[0].syncyard_id == backup.entries[0].syncyard_id
+
+
+def test_two_identical_coffees_match_two_different_transactions_and_say_they_were_ambiguous() -> (
+    None
+):
+    coffee = "SQ *BLUE BOTTLE #12 OAKLAND"
+    backup = plan(
+        "mx",
+        [],
+        added=[
+            txn("MX-1", "4.50", "2025-01-10", coffee),
+            txn("MX-2", "4.50", "2025-01-10", coffee),
+        ],
+    )
+
+    primary = plan(
+        "plaid",
+        backup.index,
+        next_position=3,
+        added=[
+            txn("p1", "4.50", "2025-01-10", "Blue Bottle"),
+            txn("p2", "4.50", "2025-01-10", "Blue Bottle"),
+        ],
+    )
+
+    assert primary.entries == []
+    assert [r.candidates for r in primary.recognised] == [2, 1]
+    # The rule takes the one the feed delivered first, then the other.
+    assert [r.syncyard_id for r in primary.recognised] == [e.syncyard_id for e in backup.entries]
+
+
+def test_a_removed_transaction_is_removed_once_and_stays_removed() -> None:
+    first = plan("plaid", [], added=[txn("p1", "9.99", "2025-01-10", "Netflix")])
+
+    removal = plan("plaid", first.index, next_position=2, removed=["p1"])
+    listed_again = plan(
+        "plaid",
+        removal.index,
+        next_position=3,
+        modified=[txn("p1", "9.99", "2025-01-10", "Netflix")],
+    )
+
+    assert [(e.change, e.syncyard_id) for e in removal.entries] == [
+        ("removed", first.entries[0].syncyard_id)
+    ]
+    assert listed_again.entries == []
+
+
+def test_a_different_purchase_at_another_provider_is_a_new_transaction() -> None:
+    backup = plan("mx", [], added=[txn("MX-1", "4.50", "2025-01-10", "Blue Bottle Coffee")])
+
+    primary = plan(
+        "plaid",
+        backup.index,
+        next_position=2,
+        added=[txn("p1", "61.20", "2025-01-10", "Whole Foods Market")],
+    )
+
+    assert [(e.change, e.match) for e in primary.entries] == [("added", "new")]
+    assert primary.entries[0].syncyard_id != backup.entries[0].syncyard_id
