@@ -36,7 +36,6 @@ from typing import Any
 
 import asyncpg
 
-from bench.eventgen import create_events_table
 from bench.spine import CIPHER_KEY, fresh_database, pct
 from events.base import DomainEvent
 from events.connection import (
@@ -54,6 +53,7 @@ from projections.engine import POSITIONS, Projection, migrate
 from projections.registry import all_projections
 from services.connections.state import connection_id_for
 from services.ports import DbConnection, Notification
+from tests.support.eventgen import create_events_table
 
 EVENTS_PER_SAVE = 4
 CONNECTIONS = 100
