@@ -36,7 +36,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.spine import CIPHER_KEY, fresh_database, pct
+from bench.report import pct
+from bench.servers import CIPHER_KEY, fresh_database
 from events.base import DomainEvent
 from events.connection import (
     CONNECTION_EVENT_TYPES,

@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.spine import CIPHER_KEY, fresh_database
+from bench.servers import CIPHER_KEY, fresh_database
 from infra.embedded import EmbeddedPostgres
 from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
