@@ -9,18 +9,18 @@ connection linked at both, with the same concurrency.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
 import aiohttp
 
-from bench.spine import pct, sandbox
+from bench.cli import run
+from bench.report import pct
+from bench.servers import provider_settings, sandbox
 from events.commands import SyncTransactions
 from services.orchestrator import Orchestrator
 from services.providers.base import LinkCredentials
 from services.providers.registry import build_providers
-from services.providers.settings import ProviderSettings
 from services.resilience.hedging import HedgePolicy
 
 LINKS = [
@@ -30,12 +30,7 @@ LINKS = [
 
 
 async def run_mode(sandbox_url: str, *, hedged: bool, n: int, concurrency: int) -> dict[str, float]:
-    settings = {
-        name: ProviderSettings(
-            name=name, base_url=f"{sandbox_url}/{name}", client_id="b", secret="b"
-        )
-        for name in ("plaid", "mx")
-    }
+    settings = provider_settings(sandbox_url)
     latencies: list[float] = []
     calls = 0
     failures = 0
@@ -85,6 +80,4 @@ async def main(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    run(main, "python -m bench.hedging", quick="100 syncs per mode instead of 400")

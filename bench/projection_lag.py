@@ -36,8 +36,8 @@ from typing import Any
 
 import asyncpg
 
-from bench.eventgen import create_events_table
-from bench.spine import CIPHER_KEY, fresh_database, pct
+from bench.report import pct
+from bench.servers import CIPHER_KEY, fresh_database
 from events.base import DomainEvent
 from events.connection import (
     CONNECTION_EVENT_TYPES,
@@ -54,6 +54,7 @@ from projections.engine import POSITIONS, Projection, migrate
 from projections.registry import all_projections
 from services.connections.state import connection_id_for
 from services.ports import DbConnection, Notification
+from tests.support.eventgen import create_events_table
 
 EVENTS_PER_SAVE = 4
 CONNECTIONS = 100

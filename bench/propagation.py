@@ -10,54 +10,37 @@ LISTEN/NOTIFY, then a page read).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-from bench.resilience import attempt_event
-from bench.spine import CIPHER_KEY, bench_settings, fresh_database, pct, servers
-from infra.bootstrap import Runtime, open_runtime, run_components
-
-REGION = "US"
-
-
-@contextlib.asynccontextmanager
-async def replica(nats_url: str, db_url: str) -> AsyncIterator[Runtime]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    settings = bench_settings("http://127.0.0.1:9")  # no provider is called here
-    async with open_runtime(settings, nats_url, db_url, cipher_key=CIPHER_KEY) as runtime:
-        task = asyncio.create_task(
-            run_components(runtime, {"worker"}, stop, on_ready=lambda _: ready.set())
-        )
-        await ready.wait()
-        try:
-            yield runtime
-        finally:
-            stop.set()
-            await task
+from bench.cli import run
+from bench.parts import REGION, attempt_event
+from bench.report import pct
+from bench.servers import bench_settings, fresh_database, servers
+from tests.support.harness import running_syncyard
 
 
 async def main(quick: bool) -> None:
     n = 20 if quick else 100
     delays: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
-        async with servers(Path(tmp)) as (nats_url, pg_url):
-            db = await fresh_database(pg_url)
-            async with replica(nats_url, db) as a, replica(nats_url, db) as b:
-                for i in range(n):
-                    provider = f"bench{i}"
-                    for k in range(5):  # the default threshold: 5 failures
-                        await a.board.observe(attempt_event(provider, f"c{i}-{k}", ok=False))
-                    assert a.board.status(provider, REGION) == "open"
-                    started = time.perf_counter()
-                    # Polling is the measurement: B has no hook to await.
-                    while b.board.status(provider, REGION) != "open":  # noqa: ASYNC110
-                        await asyncio.sleep(0.0005)
-                    delays.append((time.perf_counter() - started) * 1000)
+    settings = bench_settings("http://127.0.0.1:9")  # no provider is called here
+    replica = frozenset({"worker"})  # a board and its log follower
+    async with servers() as (nats_url, pg_url):
+        db = await fresh_database(pg_url)
+        async with (
+            running_syncyard(settings, nats_url, db, components=replica) as a,
+            running_syncyard(settings, nats_url, db, components=replica) as b,
+        ):
+            for i in range(n):
+                provider = f"bench{i}"
+                for k in range(5):  # the default threshold: 5 failures
+                    await a.board.observe(attempt_event(provider, f"c{i}-{k}", ok=False))
+                assert a.board.status(provider, REGION) == "open"
+                started = time.perf_counter()
+                # Polling is the measurement: B has no hook to await.
+                while b.board.status(provider, REGION) != "open":  # noqa: ASYNC110
+                    await asyncio.sleep(0.0005)
+                delays.append((time.perf_counter() - started) * 1000)
     print(f"\nbreaker transition propagation — {n} transitions\n")
     print("| measure | p50 | p99 | max |\n| --- | --- | --- | --- |")
     print(
@@ -67,6 +50,4 @@ async def main(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    run(main, "python -m bench.propagation", quick="20 transitions instead of 100")

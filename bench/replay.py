@@ -2,7 +2,7 @@
 
 `python -m bench.replay [--events N] [--quick]` (goal, issue #6: ≥ 50,000
 events/s on 1,000,000 events). The events are generated and COPYed straight
-into the store's table (`bench/eventgen.py`), encrypted as the mapper does.
+into the store's table (`tests/support/eventgen.py`), encrypted as the mapper does.
 Measured in the same run, on the same rows:
 
 - (r1) raw PostgreSQL: page through the table with asyncpg, nothing decoded;
@@ -31,14 +31,14 @@ from typing import Any
 
 import asyncpg
 
-from bench.eventgen import write_events
-from bench.spine import CIPHER_KEY, fresh_database
+from bench.servers import CIPHER_KEY, fresh_database
 from infra.embedded import EmbeddedPostgres
 from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
 from projections.engine import Projection, migrate
 from projections.rebuild import REPLAY_PAGE_SIZE, build, drop_schema
 from projections.registry import all_projections
+from tests.support.eventgen import write_events
 
 DEFAULT_EVENTS = 200_000
 GOAL = 50_000

@@ -16,42 +16,35 @@ from __future__ import annotations
 import asyncio
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 
-from bench.spine import (
-    CIPHER_KEY,
-    bench_settings,
-    fresh_database,
-    pct,
-    sandbox,
-    servers,
-)
+from bench.cli import run
+from bench.report import pct
+from bench.servers import bench_settings, fresh_database, sandbox, servers
 from events.commands import CompleteLink, StartLink
-from infra.bootstrap import Runtime, open_runtime, run_components
+from infra.bootstrap import Runtime
 from infra.saga_store import PostgresSagaStore
 from sagas.flows import LINK_FLOW
 from sagas.state import SagaState, saga_id_for
 from services.providers.base import LinkRequest
 from services.providers.plaid.adapter import PlaidAdapter
+from tests.support.harness import running_syncyard
+from tests.support.sandbox_admin import SandboxAdmin
 
 SPACE = "bench"
 POLL_S = 0.005
 
 
-async def _person(http: aiohttp.ClientSession, sandbox_url: str, link_token: str) -> str:
-    url = f"{sandbox_url}/_admin/links/plaid/complete"
-    async with http.post(url, json={"link_token": link_token}) as resp:
-        return str((await resp.json())["public_token"])
+async def _person(admin: SandboxAdmin, link_token: str) -> str:
+    return str((await admin.complete_link("plaid", link_token))["public_token"])
 
 
-async def bare_flow(plaid: PlaidAdapter, http: aiohttp.ClientSession, sandbox_url: str) -> None:
+async def bare_flow(plaid: PlaidAdapter, admin: SandboxAdmin) -> None:
     token = await plaid.create_link(LinkRequest(user_ref="bench"), timeout_s=5)
-    linked = await plaid.exchange_token(await _person(http, sandbox_url, token.token), timeout_s=5)
+    linked = await plaid.exchange_token(await _person(admin, token.token), timeout_s=5)
     await plaid.get_accounts(linked, timeout_s=5)
     await plaid.sync_transactions(linked, cursor=None, count=100, timeout_s=5)
 
@@ -65,16 +58,12 @@ async def _until(store: PostgresSagaStore, command_id: str, done: str) -> SagaSt
         await asyncio.sleep(POLL_S)
 
 
-async def saga_flow(
-    runtime: Runtime, http: aiohttp.ClientSession, sandbox_url: str, n: int
-) -> SagaState:
+async def saga_flow(runtime: Runtime, admin: SandboxAdmin, n: int) -> SagaState:
     assert runtime.sagas is not None
     command_id, account = f"link-{n}", f"acct-{n}"
     await runtime.execute(StartLink(command_id=command_id, space_id=SPACE, account_id=account))
     created = await _until(runtime.sagas, command_id, "create_link")
-    public_token = await _person(
-        http, sandbox_url, str(created.outputs["create_link"]["link_token"])
-    )
+    public_token = await _person(admin, str(created.outputs["create_link"]["link_token"]))
     await runtime.execute(
         CompleteLink(
             command_id=f"done-{n}",
@@ -114,36 +103,30 @@ async def _rate(flow: Flow, count: int, concurrency: int, offset: int) -> float:
 async def main(quick: bool) -> None:
     serial, count, concurrency = (20, 100, 16) if quick else (60, 400, 32)
     steps = len(LINK_FLOW.steps)
-    with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
-        async with servers(Path(tmp)) as (nats_url, pg_url), sandbox() as sandbox_url:
-            db = await fresh_database(pg_url)
-            settings = bench_settings(sandbox_url)
-            async with (
-                aiohttp.ClientSession() as http,
-                open_runtime(settings, nats_url, db, cipher_key=CIPHER_KEY) as runtime,
-            ):
-                plaid = PlaidAdapter(
-                    http, base_url=f"{sandbox_url}/plaid", client_id="b", secret="b"
-                )
+    async with servers() as (nats_url, pg_url), sandbox() as sandbox_url:
+        db = await fresh_database(pg_url)
+        async with (
+            aiohttp.ClientSession() as http,
+            running_syncyard(
+                bench_settings(sandbox_url), nats_url, db, components=frozenset({"worker"})
+            ) as runtime,
+        ):
+            plaid = PlaidAdapter(
+                http, base_url=f"{sandbox_url}/plaid", client_id="bench", secret="b"
+            )
+            admin = SandboxAdmin(http, sandbox_url)
 
-                async def bare(_: int) -> None:
-                    await bare_flow(plaid, http, sandbox_url)
+            async def bare(_: int) -> None:
+                await bare_flow(plaid, admin)
 
-                async def engine(i: int) -> None:
-                    state = await saga_flow(runtime, http, sandbox_url, i)
-                    assert state.status == "completed", state
+            async def engine(i: int) -> None:
+                state = await saga_flow(runtime, admin, i)
+                assert state.status == "completed", state
 
-                stop, ready = asyncio.Event(), asyncio.Event()
-                task = asyncio.create_task(
-                    run_components(runtime, {"worker"}, stop, on_ready=lambda _: ready.set())
-                )
-                await ready.wait()
-                bare_ms = await _timed_serial(bare, serial)
-                saga_ms = await _timed_serial(engine, serial)
-                bare_rate = await _rate(bare, count, concurrency, 0)
-                saga_rate = await _rate(engine, count, concurrency, 10_000)
-                stop.set()
-                await task
+            bare_ms = await _timed_serial(bare, serial)
+            saga_ms = await _timed_serial(engine, serial)
+            bare_rate = await _rate(bare, count, concurrency, 0)
+            saga_rate = await _rate(engine, count, concurrency, 10_000)
     bare_p50, saga_p50 = statistics.median(bare_ms), statistics.median(saga_ms)
     print(f"\n## Link sagas ({platform.machine()}, {platform.python_version()})\n")
     print("| measure | bare provider calls (baseline) | link saga | ")
@@ -162,8 +145,8 @@ async def main(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m bench.sagas")
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    run(
+        main,
+        "python -m bench.sagas",
+        quick="20 serial and 100 concurrent flows (16 at a time) instead of 60, 400 and 32",
+    )

@@ -8,19 +8,14 @@ docs/BENCHMARKS.md keeps a copy with the machine it ran on.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import statistics
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,66 +24,18 @@ import nats
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from bench.cli import run
+from bench.report import machine, pct, render
+from bench.servers import CIPHER_KEY, bench_settings, fresh_database, sandbox, servers
 from events.codec import decode_result, encode
 from events.commands import RegisterConnection, SyncTransactions
 from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
-from infra.bootstrap import ALL_COMPONENTS, open_runtime, pg_parts, run_components
-from infra.config import Settings
-from infra.embedded import EmbeddedNats, EmbeddedPostgres, find_free_port, wait_for_tcp
+from infra.bootstrap import ALL_COMPONENTS, pg_parts
 from infra.eventstore import library_env
 from services.orchestrator import Orchestrator
-from services.providers.base import LinkCredentials
 from services.providers.registry import build_providers
-from services.providers.settings import ProviderSettings
-
-CIPHER_KEY = "0" * 43 + "="  # a fixed 32-byte key: benchmarks store nothing secret
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-@contextlib.asynccontextmanager
-async def servers(state: Path) -> AsyncIterator[tuple[str, str]]:
-    async with contextlib.AsyncExitStack() as stack:
-        nats_url = (
-            os.environ.get("NATS_URL") or (await stack.enter_async_context(EmbeddedNats(state))).url
-        )
-        pg_url = (
-            os.environ.get("DATABASE_URL")
-            or (await stack.enter_async_context(EmbeddedPostgres(state))).url
-        )
-        yield nats_url, pg_url
-
-
-async def fresh_database(pg_url: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@contextlib.asynccontextmanager
-async def sandbox(scenario: str = "none") -> AsyncIterator[str]:
-    """The sandbox in its own process, as a real provider is: its CPU is not ours.
-
-    No scenario by default: the sandbox's own default (`calm`) adds 35 ms median
-    latency to every call, which would swamp what these benchmarks measure.
-    """
-    port = find_free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sandbox", "--port", str(port), "--scenario", scenario
-    )
-    try:
-        await wait_for_tcp("127.0.0.1", port, 15.0)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        await proc.wait()
+from tests.support.harness import Component, running_syncyard
+from tests.support.links import link_for
 
 
 # -- (a) baselines -----------------------------------------------------------
@@ -146,22 +93,6 @@ def library_saves(db_url: str, threads: int, per_thread: int, db_functions: bool
 
 
 # -- (b) end to end ----------------------------------------------------------
-def bench_settings(sandbox_url: str) -> Settings:
-    return Settings(
-        nats_url=None,
-        database_url=None,
-        state_dir=Path(tempfile.gettempdir()),
-        http_port=0,
-        cipher_key=CIPHER_KEY,
-        providers={
-            name: ProviderSettings(
-                name=name, base_url=f"{sandbox_url}/{name}", client_id="b", secret="b"
-            )
-            for name in ("plaid", "mx")
-        },
-    )
-
-
 @contextlib.asynccontextmanager
 async def syncyard_running(
     nats_url: str, db_url: str, sandbox_url: str, split: bool
@@ -169,19 +100,11 @@ async def syncyard_running(
     """One process with every component (as `make run`), or a worker process and a
     relay+projector process (as a deployment would), the client staying here."""
     if not split:
-        stop = asyncio.Event()
-        ready = asyncio.Event()
         settings = bench_settings(sandbox_url)
-        async with open_runtime(settings, nats_url, db_url, cipher_key=CIPHER_KEY) as runtime:
-            task = asyncio.create_task(
-                run_components(
-                    runtime, ALL_COMPONENTS - {"api"}, stop, on_ready=lambda _: ready.set()
-                )
-            )
-            await ready.wait()
+        async with running_syncyard(
+            settings, nats_url, db_url, components=ALL_COMPONENTS - {"api"}
+        ):
             yield
-            stop.set()
-            await task
         return
     env = {
         **os.environ,
@@ -191,29 +114,14 @@ async def syncyard_running(
         "SYNCYARD_PLAID_BASE_URL": f"{sandbox_url}/plaid",
         "SYNCYARD_MX_BASE_URL": f"{sandbox_url}/mx",
     }
-    procs = []
-    for components in ("worker", "relay,projector"):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "serve",
-            "--components",
-            components,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        assert proc.stdout is not None
-        while (line := await proc.stdout.readline()) and line.strip() != b"ready":
-            pass
-        procs.append(proc)
+    procs = [Component(components, env) for components in ("worker", "relay,projector")]
     try:
+        for proc in procs:
+            await proc.start()
         yield
     finally:
         for proc in procs:
-            proc.terminate()
-            await proc.wait()
+            await proc.stop()
 
 
 async def end_to_end(
@@ -292,9 +200,9 @@ async def end_to_end(
 async def call_overhead(sandbox_url: str, n: int) -> tuple[float, float]:
     """Median µs of a bare HTTP call to the sandbox, and of the same call orchestrated."""
     settings = bench_settings(sandbox_url)
-    link = LinkCredentials(provider="plaid", item_id="item-o", access_token="access-sandbox-o")
+    link = link_for("plaid", "o")
     cmd = SyncTransactions(command_id="o", space_id="bench", account_id="o", count=5)
-    body = {"client_id": "b", "secret": "b", "access_token": link.access_token, "count": 5}
+    body = {"client_id": "bench", "secret": "b", "access_token": link.access_token, "count": 5}
     async with aiohttp.ClientSession() as session:
         orch = Orchestrator(
             build_providers(session, settings.providers), hierarchy=settings.hierarchy
@@ -318,36 +226,35 @@ async def call_overhead(sandbox_url: str, n: int) -> tuple[float, float]:
 async def main(quick: bool) -> None:
     scale = 0.25 if quick else 1.0
     e2e: dict[bool, tuple[float, list[float], list[float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
-        async with servers(Path(tmp)) as (nats_url, pg_url), sandbox() as sandbox_url:
-            db = await fresh_database(pg_url)
-            js_rate = await raw_jetstream_publish(nats_url, int(3000 * scale))
-            pg_rate = await raw_postgres_commits(db, int(3000 * scale))
-            lib_plain = await asyncio.to_thread(
-                library_saves, await fresh_database(pg_url), 4, int(500 * scale), False
+    async with servers() as (nats_url, pg_url), sandbox() as sandbox_url:
+        db = await fresh_database(pg_url)
+        js_rate = await raw_jetstream_publish(nats_url, int(3000 * scale))
+        pg_rate = await raw_postgres_commits(db, int(3000 * scale))
+        lib_plain = await asyncio.to_thread(
+            library_saves, await fresh_database(pg_url), 4, int(500 * scale), False
+        )
+        lib_fast = await asyncio.to_thread(
+            library_saves, await fresh_database(pg_url), 4, int(500 * scale), True
+        )
+        for split in (False, True):
+            rate, unpaced = await end_to_end(
+                nats_url,
+                await fresh_database(pg_url),
+                sandbox_url,
+                int(4000 * scale),
+                None,
+                split=split,
             )
-            lib_fast = await asyncio.to_thread(
-                library_saves, await fresh_database(pg_url), 4, int(500 * scale), True
+            _, paced = await end_to_end(
+                nats_url,
+                await fresh_database(pg_url),
+                sandbox_url,
+                int(5000 * scale),
+                500.0,
+                split=split,
             )
-            for split in (False, True):
-                rate, unpaced = await end_to_end(
-                    nats_url,
-                    await fresh_database(pg_url),
-                    sandbox_url,
-                    int(4000 * scale),
-                    None,
-                    split=split,
-                )
-                _, paced = await end_to_end(
-                    nats_url,
-                    await fresh_database(pg_url),
-                    sandbox_url,
-                    int(5000 * scale),
-                    500.0,
-                    split=split,
-                )
-                e2e[split] = (rate, unpaced, paced)
-            bare_us, through_us = await call_overhead(sandbox_url, int(1000 * scale))
+            e2e[split] = (rate, unpaced, paced)
+        bare_us, through_us = await call_overhead(sandbox_url, int(1000 * scale))
     rows = [
         ("(a) JetStream publish, awaiting each ack", f"{js_rate:,.0f} msg/s", "baseline"),
         ("(a) PostgreSQL single-row commit, 1 connection", f"{pg_rate:,.0f} tx/s", "baseline"),
@@ -376,16 +283,9 @@ async def main(quick: bool) -> None:
             f"overhead {through_us - bare_us:.0f} µs ({through_us / bare_us:.2f}×)",
         )
     )
-    print(
-        f"\nsyncyard spine benchmark — {platform.node()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, scale {scale}\n"
-    )
-    print("| measure | result | against the baseline |\n| --- | --- | --- |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    heading = f"syncyard spine benchmark — {machine()}, scale {scale}"
+    print(render(heading, rows))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="a quarter of the work")
-    asyncio.run(main(parser.parse_args().quick))
+    run(main, "python -m bench.spine")

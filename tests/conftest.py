@@ -12,16 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import asyncpg
 import nats
 import pytest
 
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from tests.support.databases import create_database, drop_database
 
 NATS_URL_ENV = "SYNCYARD_TEST_NATS_URL"
 DATABASE_URL_ENV = "SYNCYARD_TEST_DATABASE_URL"
@@ -71,22 +69,11 @@ async def pg_url(state_dir: Path) -> AsyncIterator[str]:
 @pytest.fixture
 async def database_url(pg_url: str) -> AsyncIterator[str]:
     """URL of a fresh database made for this test alone, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(pg_url)
+    url = await create_database(pg_url, "test")
     try:
-        # The name is ours (hex), so interpolating it cannot inject anything.
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url
     finally:
-        await admin.close()
-    try:
-        yield urlsplit(pg_url)._replace(path=f"/{name}").geturl()
-    finally:
-        admin = await asyncpg.connect(pg_url)
-        try:
-            # FORCE: a test that leaked a connection must not make the next one fail.
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(pg_url, url)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from infra.bootstrap import Runtime
 from sandbox.app import create_sandbox_app
-from tests.integration.harness import (
+from tests.support.harness import (
     CIPHER_KEY,
     Client,
     client,

@@ -10,7 +10,8 @@ import aiohttp
 from events.commands import CompleteLink, StartLink
 from infra.saga_store import PostgresSagaStore
 from sagas.state import SagaState, saga_id_for
-from tests.integration.harness import Client, eventually
+from tests.support.harness import Client, eventually
+from tests.support.sandbox_admin import SandboxAdmin
 
 SPACE = "space-1"
 
@@ -64,9 +65,8 @@ async def sandbox_post(sandbox: str, path: str, body: dict[str, Any]) -> dict[st
 
 async def person_finishes(sandbox: str, provider: str, link_token: str) -> dict[str, Any]:
     """The sandbox plays the person: finishes the link UI and sends the provider's webhook."""
-    return await sandbox_post(
-        sandbox, f"/_admin/links/{provider}/complete", {"link_token": link_token}
-    )
+    async with aiohttp.ClientSession() as http:
+        return await SandboxAdmin(http, sandbox).complete_link(provider, link_token)
 
 
 async def idempotency(sandbox: str) -> dict[str, dict[str, dict[str, int]]]:

@@ -12,7 +12,9 @@ from infra.audit import UnknownAggregateError, breaker_as_of, connection_as_of
 from infra.bootstrap import Runtime
 from services.connections.state import ConnectionState, connection_id_for
 from services.resilience.policy import BreakerPolicy, PolicyBook
-from tests.integration.harness import (
+from tests.integration.test_cli import syncyard_cli
+from tests.integration.test_replay import cli_env
+from tests.support.harness import (
     client,
     eventually,
     inject_fault,
@@ -21,8 +23,6 @@ from tests.integration.harness import (
     settings_for,
     sync,
 )
-from tests.integration.test_cli import syncyard_cli
-from tests.integration.test_replay import cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ async def _status(live: Runtime) -> str:
 
 async def test_audit_refuses_unknown_ids_and_unreadable_times_clearly(database_url: str) -> None:
     env = cli_env(database_url)
-    from bench.eventgen import create_events_table  # noqa: PLC0415
+    from tests.support.eventgen import create_events_table  # noqa: PLC0415
 
     await asyncio.to_thread(create_events_table, database_url, env["SYNCYARD_CIPHER_KEY"])
     code, out = await syncyard_cli("audit", "connection", "space-1/nobody", env=env)

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from tests.integration.harness import (
+from tests.support.harness import (
     Component,
     client,
     eventually,

@@ -7,7 +7,7 @@ import collections
 import asyncpg
 import pytest
 
-from tests.integration.harness import (
+from tests.support.harness import (
     Component,
     client,
     decode_json,

@@ -6,7 +6,7 @@ import pytest
 
 from events.commands import CreateLink
 from infra.bootstrap import Runtime
-from tests.integration.harness import Client, inject_fault, stored_events
+from tests.support.harness import Client, inject_fault, stored_events
 
 pytestmark = pytest.mark.integration
 

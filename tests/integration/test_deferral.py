@@ -7,7 +7,7 @@ import pytest
 
 from events.results import CommandResult
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
-from tests.integration.harness import (
+from tests.support.harness import (
     Client,
     client,
     eventually,

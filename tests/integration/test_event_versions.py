@@ -11,9 +11,9 @@ from events.connection import ConnectionAttempted
 from events.upcasting import topic_name
 from infra.bootstrap import Runtime
 from services.connections.state import connection_id_for
-from tests.integration.harness import Client, eventually, register, stream_messages
 from tests.integration.test_cli import syncyard_cli
 from tests.integration.test_replay import caught_up, cli_env
+from tests.support.harness import Client, eventually, register, stream_messages
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from infra.bootstrap import Runtime
 from infra.credential_keys import is_sealed
 from sagas.ports import SagaConflictError
 from services.ports import StreamConflictError
-from tests.integration.harness import register
+from tests.support.harness import register
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from services.resilience.hedging import HedgePolicy
-from tests.integration.harness import (
+from tests.support.harness import (
     client,
     inject_fault,
     register,

@@ -23,7 +23,7 @@ from infra.institution_store import PostgresInstitutionStore, open_institutions
 from services.institutions.domain import mapping_id_for
 from services.institutions.handlers import Institutions, map_institution
 from services.institutions.seed import load_seed
-from tests.integration.harness import eventually, stored_events
+from tests.support.harness import eventually, stored_events
 
 pytestmark = pytest.mark.integration
 

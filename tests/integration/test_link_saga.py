@@ -17,14 +17,6 @@ from infra.bootstrap import Runtime
 from infra.saga_store import PostgresSagaStore
 from sandbox.webhooks import plaid_headers, plaid_signing_key
 from services.connections.domain import connection_id_for
-from tests.integration.harness import (
-    CIPHER_KEY,
-    MX_WEBHOOK_CREDENTIALS,
-    Client,
-    eventually,
-    inject_fault,
-    stream_messages,
-)
 from tests.integration.saga_helpers import (
     SPACE,
     complete_link,
@@ -40,6 +32,14 @@ from tests.integration.saga_helpers import (
     start_link,
 )
 from tests.integration.test_cli import syncyard_cli
+from tests.support.harness import (
+    CIPHER_KEY,
+    MX_WEBHOOK_CREDENTIALS,
+    Client,
+    eventually,
+    inject_fault,
+    stream_messages,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
-from tests.integration.harness import (
+from tests.support.harness import (
     Client,
     client,
     decode_json,

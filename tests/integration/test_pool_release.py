@@ -13,7 +13,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from infra import bootstrap
 from infra.eventlog.listening import listening
-from tests.integration.harness import eventually
+from tests.support.harness import eventually
 
 pytestmark = pytest.mark.integration
 

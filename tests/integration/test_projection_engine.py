@@ -13,7 +13,6 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from bench.eventgen import write_events
 from events.connection import CONNECTION_EVENT_TYPES
 from infra.eventlog.projector import Projector
 from infra.eventlog.reader import NotificationLogReader
@@ -27,8 +26,9 @@ from projections.engine import (
 )
 from projections.rebuild import build
 from services.ports import DbConnection, Notification
-from tests.integration.harness import CIPHER_KEY, eventually, gauge_values
 from tests.integration.projector_process import CountingProjection
+from tests.support.eventgen import write_events
+from tests.support.harness import CIPHER_KEY, eventually, gauge_values
 
 pytestmark = pytest.mark.integration
 

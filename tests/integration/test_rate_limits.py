@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from services.resilience.rate_limit import RateLimit
-from tests.integration.harness import (
+from tests.support.harness import (
     client,
     register,
     running_syncyard,

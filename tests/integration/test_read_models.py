@@ -38,7 +38,6 @@ from projections.saga_status import (
     sagas_by_status,
 )
 from projections.sync_log import SyncLogProjection
-from tests.integration.harness import gauge_values
 from tests.integration.read_model_events import (
     HOUR,
     MIN,
@@ -50,6 +49,7 @@ from tests.integration.read_model_events import (
     health_log,
     status_log,
 )
+from tests.support.harness import gauge_values
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from infra.bootstrap import Runtime
-from tests.integration.harness import Client, eventually, inject_fault, register, sync
+from tests.support.harness import Client, eventually, inject_fault, register, sync
 
 pytestmark = pytest.mark.integration
 

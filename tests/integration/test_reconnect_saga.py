@@ -7,20 +7,20 @@ import pytest
 from events.commands import ReconnectConnection
 from infra.bootstrap import Runtime
 from services.connections.domain import connection_id_for
-from tests.integration.harness import (
-    Client,
-    eventually,
-    inject_fault,
-    sandbox_calls,
-    stream_messages,
-    sync,
-)
 from tests.integration.saga_helpers import (
     SPACE,
     link_token_of,
     person_finishes,
     saga_ended,
     start_and_complete,
+)
+from tests.support.harness import (
+    Client,
+    eventually,
+    inject_fault,
+    sandbox_calls,
+    stream_messages,
+    sync,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bench.eventgen import write_events
 from infra.bootstrap import Runtime
 from infra.eventlog.reader import NotificationLogReader
 from infra.eventstore import EVENTS_TABLE, store_mapper
@@ -18,8 +17,9 @@ from projections.engine import projection_lag
 from projections.rebuild import as_of
 from projections.registry import all_projections
 from services.ports import DbConnection
-from tests.integration.harness import CIPHER_KEY, Client, eventually, inject_fault, register, sync
 from tests.integration.test_cli import syncyard_cli
+from tests.support.eventgen import write_events
+from tests.support.harness import CIPHER_KEY, Client, eventually, inject_fault, register, sync
 
 pytestmark = pytest.mark.integration
 

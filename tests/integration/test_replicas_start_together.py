@@ -20,7 +20,7 @@ from infra.eventstore import (
     library_env,
     open_application,
 )
-from tests.integration.harness import CIPHER_KEY
+from tests.support.harness import CIPHER_KEY
 
 pytestmark = pytest.mark.integration
 

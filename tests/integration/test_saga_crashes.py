@@ -16,14 +16,6 @@ import pytest
 from infra.bootstrap import open_runtime
 from infra.saga_store import PostgresSagaStore
 from sagas.state import SagaState
-from tests.integration.harness import (
-    CIPHER_KEY,
-    Client,
-    Component,
-    client,
-    inject_fault,
-    settings_for,
-)
 from tests.integration.saga_helpers import (
     complete_link,
     idempotency,
@@ -34,6 +26,14 @@ from tests.integration.saga_helpers import (
     saga_id,
     saga_reaches,
     start_link,
+)
+from tests.support.harness import (
+    CIPHER_KEY,
+    Client,
+    Component,
+    client,
+    inject_fault,
+    settings_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(90)]

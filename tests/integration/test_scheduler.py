@@ -14,7 +14,7 @@ import pytest
 from events.results import CommandResult
 from infra.scheduler import Scheduler, Timer, timer_of
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
-from tests.integration.harness import (
+from tests.support.harness import (
     client,
     eventually,
     inject_fault,

@@ -13,7 +13,7 @@ from events.codec import decode_result, encode
 from events.commands import GetAccounts
 from events.subjects import rpc_subject
 from infra.bootstrap import Runtime
-from tests.integration.harness import (
+from tests.support.harness import (
     Client,
     decode_json,
     eventually,

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from infra.bootstrap import Runtime
-from tests.integration.harness import Client, eventually, register, stream_messages, sync
+from tests.support.harness import Client, eventually, register, stream_messages, sync
 
 pytestmark = pytest.mark.integration
 

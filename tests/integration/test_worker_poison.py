@@ -12,7 +12,7 @@ from events.commands import Command
 from events.results import CommandResult
 from infra.streams import WORKER_CONSUMER, declare_streams
 from infra.worker import CommandWorker
-from tests.integration.harness import client, decode_json, eventually, stream_messages, sync
+from tests.support.harness import client, decode_json, eventually, stream_messages, sync
 
 pytestmark = pytest.mark.integration
 

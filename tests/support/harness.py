@@ -1,4 +1,5 @@
-"""What integration tests share: a running syncyard on real NatsClient, PostgreSQL and HTTP."""
+"""What integration tests and benchmarks share: syncyard running in this process on real
+NATS and PostgreSQL, an upstream service that sends it commands, links the sandbox accepts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,8 +26,11 @@ from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
 from infra.config import Settings
 from services.providers.settings import ProviderSettings
+from tests.support.links import link_for
+from tests.support.sandbox_admin import SandboxAdmin
 
 CIPHER_KEY = AESCipher.create_key(32)
+SPACE = "space-1"
 T = TypeVar("T")
 
 
@@ -36,7 +41,7 @@ def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64)
     return Settings(
         nats_url=None,
         database_url=None,
-        state_dir=__import__("pathlib").Path("/nonexistent"),
+        state_dir=Path("/nonexistent"),
         http_port=http_port,
         cipher_key=CIPHER_KEY,
         worker_concurrency=concurrency,
@@ -63,13 +68,19 @@ async def running_syncyard(
     database_url: str,
     components: frozenset[str] = ALL_COMPONENTS,
 ) -> AsyncIterator[Runtime]:
+    """`components` of syncyard in this process, ready when this yields; stopped on exit."""
     stop = asyncio.Event()
     ready = asyncio.Event()
-    async with open_runtime(settings, nats_url, database_url, cipher_key=CIPHER_KEY) as runtime:
+    # The key the settings name, as `syncyard serve` does: a caller that reads the
+    # store itself or starts processes on it uses the key it configured.
+    cipher_key = settings.cipher_key or CIPHER_KEY
+    async with open_runtime(settings, nats_url, database_url, cipher_key=cipher_key) as runtime:
         task = asyncio.create_task(
             run_components(runtime, components, stop, on_ready=lambda _: ready.set())
         )
-        await asyncio.wait_for(ready.wait(), 10)
+        # Generous: on a shared two-core machine under a benchmark's load, starting
+        # every component (read models migrated, followers caught up) can take seconds.
+        await asyncio.wait_for(ready.wait(), 30)
         try:
             yield runtime
         finally:
@@ -92,25 +103,40 @@ async def eventually(
 
 
 class Client:
-    """An upstream service: sends commands over JetStream, collects result envelopes."""
+    """An upstream service: sends commands over JetStream, collects result envelopes.
+
+    It also keeps when each command was first published and when its first
+    result arrived, so benchmarks time commands end to end with it.
+    """
 
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.results: dict[str, list[CommandResult]] = {}
+        self.finals: dict[str, CommandResult] = {}  # the first result without deferred_until
+        self.sent_at: dict[str, float] = {}  # perf_counter() at the first publish
+        self.first_at: dict[str, float] = {}  # perf_counter() at the first result
+        self._arrived = asyncio.Condition()
         self._subs: list[Any] = []
 
     async def start(self) -> None:
         self._subs.append(await self.nc.subscribe("syncyard.result.>", cb=self._on_result))
 
     async def _on_result(self, msg: Any) -> None:
+        arrived = time.perf_counter()
         result = decode_result(msg.data)
         key = (msg.headers or {}).get(HEADER_COMMAND_ID) or result.command_id
         self.results.setdefault(key, []).append(result)
+        self.first_at.setdefault(key, arrived)
+        if result.deferred_until is None:
+            self.finals.setdefault(key, result)
+        async with self._arrived:
+            self._arrived.notify_all()
 
     async def publish(
         self, cmd: Command, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> bool:
+        self.sent_at.setdefault(cmd.command_id, time.perf_counter())
         ack = await self.js.publish(
             command_subject(cmd.op),
             encode(cmd),
@@ -121,15 +147,34 @@ class Client:
     async def publish_raw(self, op: str, payload: bytes, msg_id: str) -> None:
         await self.js.publish(command_subject(op), payload, headers={HEADER_MSG_ID: msg_id})
 
-    async def result(self, command_id: str, timeout: float = 15.0) -> CommandResult:
-        async def probe() -> list[CommandResult]:
-            return self.results.get(command_id, [])
+    async def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        # Woken by each result rather than polling: a benchmark's sequential
+        # commands go out as soon as the previous one is answered.
+        try:
+            async with asyncio.timeout(timeout), self._arrived:
+                await self._arrived.wait_for(done)
+        except TimeoutError:
+            return False
+        return True
 
-        return (await eventually(probe, bool, timeout))[0]
+    async def result(self, command_id: str, timeout: float = 15.0) -> CommandResult:
+        """The command's first result (a deferral counts)."""
+        if not await self._wait(lambda: command_id in self.results, timeout):
+            raise AssertionError(f"no result for {command_id} within {timeout}s")
+        return self.results[command_id][0]
 
     async def send(self, cmd: Command, timeout: float = 15.0) -> CommandResult:
         await self.publish(cmd)
         return await self.result(cmd.command_id, timeout)
+
+    def latency(self, command_id: str) -> float:
+        """Seconds from the command's first publish to its first result."""
+        return self.first_at[command_id] - self.sent_at[command_id]
+
+    async def wait_final(self, ids: Iterable[str], timeout: float) -> bool:
+        """Wait until every command has a final result; False if some had none in time."""
+        wanted = set(ids)
+        return await self._wait(lambda: wanted <= self.finals.keys(), timeout)
 
 
 @contextlib.asynccontextmanager
@@ -143,34 +188,34 @@ async def client(nats_url: str) -> AsyncIterator[Client]:
         await nc.drain()
 
 
-def register(account: str, provider: str, command_id: str | None = None) -> RegisterConnection:
-    token = f"access-sandbox-{account}" if provider == "plaid" else f"USR-{account}"
-    item = f"item-{account}" if provider == "plaid" else f"MBR-{account}"
+def register(
+    account: str, provider: str, command_id: str | None = None, *, space_id: str = SPACE
+) -> RegisterConnection:
+    link = link_for(provider, account)
     return RegisterConnection(
         command_id=command_id or f"reg-{provider}-{account}",
-        space_id="space-1",
+        space_id=space_id,
         account_id=account,
         provider=provider,
-        item_id=item,
-        access_token=token,
+        item_id=link.item_id,
+        access_token=link.access_token,
     )
 
 
-def sync(account: str, command_id: str, **fields: Any) -> SyncTransactions:
-    return SyncTransactions(command_id=command_id, space_id="space-1", account_id=account, **fields)
+def sync(
+    account: str, command_id: str, *, space_id: str = SPACE, **fields: Any
+) -> SyncTransactions:
+    return SyncTransactions(command_id=command_id, space_id=space_id, account_id=account, **fields)
 
 
 async def inject_fault(sandbox_url: str, **fault: Any) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{sandbox_url}/_admin/faults", json=fault) as resp,
-    ):
-        assert resp.status in (200, 201, 204), await resp.text()
+    async with aiohttp.ClientSession() as http:
+        await SandboxAdmin(http, sandbox_url).fault(**fault)
 
 
 async def sandbox_calls(sandbox_url: str) -> Any:
-    async with aiohttp.ClientSession() as http, http.get(f"{sandbox_url}/_admin/calls") as resp:
-        return await resp.json()
+    async with aiohttp.ClientSession() as http:
+        return await SandboxAdmin(http, sandbox_url).calls()
 
 
 async def stored_events(database_url: str) -> list[tuple[int, str, bytes]]:
