@@ -130,12 +130,10 @@ async def test_plaid_transactions_page_by_cursor_to_the_end(
     pages = await sync_to_the_end(providers["plaid"], PLAID_LINK, count=10)
 
     added = [t["transaction_id"] for p in pages for t in p.added]
-    modified = [t["transaction_id"] for p in pages for t in p.modified]
-    removed = [r for p in pages for r in p.removed]
+    # A first sync is the bank as Plaid first aggregated it: nothing to modify or remove yet.
     assert len(pages) >= 3
     assert len(added) == len(set(added)) >= 25
-    assert set(modified) <= set(added)
-    assert removed and set(removed) <= set(added)
+    assert [(p.modified, p.removed) for p in pages] == [([], [])] * len(pages)
     assert [p.has_more for p in pages] == [True] * (len(pages) - 1) + [False]
     again = await providers["plaid"].sync_transactions(
         PLAID_LINK, cursor=pages[-1].next_cursor, count=10, timeout_s=2.0
