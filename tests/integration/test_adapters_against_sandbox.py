@@ -150,7 +150,7 @@ async def test_the_same_token_and_seed_give_the_same_data(
     assert first == second
 
 
-async def test_mx_transactions_page_by_offset_cursor_to_the_end(
+async def test_mx_transactions_page_to_the_end_and_a_rerun_brings_nothing_already_seen(
     providers: dict[str, ProviderAdapter],
 ) -> None:
     pages = await sync_to_the_end(providers["mx"], MX_LINK, count=10)
@@ -164,7 +164,21 @@ async def test_mx_transactions_page_by_offset_cursor_to_the_end(
     rerun = await providers["mx"].sync_transactions(
         MX_LINK, cursor=pages[-1].next_cursor, count=10, timeout_s=2.0
     )
-    assert (rerun.added, rerun.has_more) == (pages[-1].added, False)
+    assert (rerun.added, rerun.modified, rerun.removed, rerun.has_more) == ([], [], [], False)
+
+
+async def test_mx_pages_stay_within_ten_to_a_hundred_records(
+    providers: dict[str, ProviderAdapter], http: aiohttp.ClientSession, sandbox_url: str
+) -> None:
+    person = MX_USER.removeprefix("USR-")
+    async with http.post(f"{sandbox_url}/_admin/truth/{person}/advance", json={"days": 90}):
+        pass
+
+    small = await providers["mx"].sync_transactions(MX_LINK, cursor=None, count=1, timeout_s=2.0)
+    large = await providers["mx"].sync_transactions(MX_LINK, cursor=None, count=500, timeout_s=2.0)
+
+    assert (len(small.added), small.has_more) == (10, True)
+    assert (len(large.added), large.has_more) == (100, True)
 
 
 async def test_an_mx_sync_run_from_a_stored_cursor_notices_a_member_needing_reauth(
