@@ -144,7 +144,8 @@ async def advance_truth(request: web.Request) -> web.Response:
     )
 
 
+# A person key may hold slashes (syncyard's user_ref is "<space>/<account>").
 TRUTH_ROUTES = [
-    web.get("/_admin/truth/{person}", show_truth),
-    web.post("/_admin/truth/{person}/advance", advance_truth),
+    web.get("/_admin/truth/{person:.+}", show_truth),
+    web.post("/_admin/truth/{person:.+}/advance", advance_truth),
 ]

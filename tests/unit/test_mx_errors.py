@@ -146,6 +146,13 @@ def test_no_cursor_starts_a_first_run_without_a_mark() -> None:
     assert decode_cursor(None).starts_run
 
 
+@pytest.mark.parametrize("stored", ["mx1.0.run", "mx1.250.more"])
+def test_a_page_offset_cursor_stored_before_the_change_feed_starts_a_first_run(
+    stored: str,
+) -> None:
+    assert decode_cursor(stored) == Cursor()
+
+
 def test_only_what_is_newer_than_the_mark_is_new() -> None:
     cursor = Cursor("2025-01-31T10:00:00Z", ("TRN-1",))
 
@@ -174,7 +181,8 @@ def test_a_run_that_saw_nothing_starts_the_next_where_it_started() -> None:
     "cursor",
     [
         "7",
-        "mx1.0.run",
+        "mx1.",
+        "mx1.3.maybe",
         "mx2.",
         "mx2.!!",
         "mx2." + base64.urlsafe_b64encode(b'["", [], 0, "", []]').decode(),

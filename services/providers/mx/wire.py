@@ -8,6 +8,12 @@ lists `from_updated_at=<the mark's date>` page by page and drops what is not
 newer than the mark (the date filter re-reads the mark's whole day); at the
 end of the run the newest record seen becomes the next mark. A first run,
 with no mark, lists the member's live transactions without the filter.
+
+A known limit of paging by number: a record updated while a run is between
+pages moves to the end of the `updated_at` order and shifts the records
+behind it one place forward, so the run can miss one of them, and the next
+run, starting after the moved record, misses it too. Runs take seconds and
+MX aggregates a member a few times a day; a run without a cursor repairs it.
 """
 
 from __future__ import annotations
@@ -154,9 +160,19 @@ def encode_cursor(cursor: Cursor) -> str:
     return "mx2." + base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode()
 
 
+def _legacy(cursor: str) -> bool:
+    """A page-offset cursor ("mx1.<offset>.<run|more>") from before the change feed."""
+    version, _, rest = cursor.partition(".")
+    offset, _, kind = rest.partition(".")
+    return version == "mx1" and offset.isdigit() and kind in {"run", "more"}
+
+
 def decode_cursor(cursor: str | None) -> Cursor:
     """A missing cursor starts a first run, which lists without a mark."""
     if not cursor:
+        return Cursor()
+    if _legacy(cursor):
+        # Stored before the change feed: a first run re-lists, and ids make that harmless.
         return Cursor()
     if not cursor.startswith("mx2."):
         raise ValueError("not an MX cursor")
