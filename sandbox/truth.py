@@ -25,7 +25,7 @@ import itertools
 import random
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import msgspec
 
@@ -214,7 +214,7 @@ class Bank:
         # Every provider first aggregated the bank here: what came before is
         # its history, what follows reaches it as changes.
         self.history = len(self.events)
-        self._views: dict[str, tuple[int, object]] = {}
+        self._views: dict[str, tuple[int, Any]] = {}
 
     # -- reading -----------------------------------------------------------
 
@@ -226,7 +226,7 @@ class Bank:
         """`build(self)`, remembered until the ledger changes (views are read on every call)."""
         cached = self._views.get(name)
         if cached is not None and cached[0] == self.version:
-            return cached[1]  # type: ignore[return-value]
+            return cast("T", cached[1])
         value = build(self)
         self._views[name] = (self.version, value)
         return value
