@@ -8,7 +8,7 @@ from aiohttp import web
 from sandbox.faults import Fault
 from sandbox.idempotency import IDEMPOTENCY
 from sandbox.links import LINKS
-from sandbox.middleware import FAULT_BOOK
+from sandbox.middleware import FAULT_BOOK, TRUTH
 from sandbox.scenarios import ScenarioError
 from sandbox.scenarios import available as available_scenarios
 from sandbox.scenarios import load as load_scenario
@@ -46,9 +46,10 @@ async def list_calls(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     """POST /_admin/reset: no faults, no counts, no links, no idempotency keys, the dice re-seeded,
-    and the sandbox's starting scenario restarted."""
+    every bank back to the end of its history, and the sandbox's starting scenario restarted."""
     request.app[FAULT_BOOK].reset()
     request.app[LINKS].reset()
+    request.app[TRUTH].reset()
     request.app[IDEMPOTENCY].reset()
     return web.json_response({"reset": True})
 

@@ -24,10 +24,12 @@ from sandbox.idempotency import (
 )
 from sandbox.link_admin import LINK_ADMIN_ROUTES
 from sandbox.links import LINKS, LinkBook
-from sandbox.middleware import FAULT_BOOK, SEED
+from sandbox.middleware import FAULT_BOOK, SEED, TRUTH
 from sandbox.mx_api import create_mx_app
 from sandbox.plaid_api import create_plaid_app
 from sandbox.scenarios import load as load_scenario
+from sandbox.truth import TruthBook
+from sandbox.truth_admin import TRUTH_ROUTES
 from sandbox.webhooks import PLAID_SIGNING_KEY, plaid_signing_key, webhook_session
 
 PLAID_PREFIX = "/plaid"
@@ -74,11 +76,13 @@ def create_sandbox_app(
     default = load_scenario(scenario) if scenario else None
     app[FAULT_BOOK] = FaultBook(seed, clock, default_scenario=default)
     app[LINKS] = LinkBook(seed)
+    app[TRUTH] = TruthBook(seed)
     app[PLAID_SIGNING_KEY] = plaid_signing_key(seed)
     app.cleanup_ctx.append(webhook_session)
     app.router.add_routes(ADMIN_ROUTES)
     app.router.add_routes(LINK_ADMIN_ROUTES)
     app.router.add_routes(IDEMPOTENCY_ROUTES)
+    app.router.add_routes(TRUTH_ROUTES)
     app.add_subapp(PLAID_PREFIX, create_plaid_app(PLAID_PREFIX))
     app.add_subapp(MX_PREFIX, create_mx_app(MX_PREFIX))
     app.add_subapp(BITSO_PREFIX, create_bitso_app(BITSO_PREFIX))

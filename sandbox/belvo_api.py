@@ -24,12 +24,14 @@ from sandbox.belvo_api_data import (
     institution_body,
     institution_name,
     institutions,
+    link_bank,
     link_id,
     paged,
     transaction_rows,
 )
 from sandbox.faults import Fault
-from sandbox.middleware import SEED, fault_middleware
+from sandbox.middleware import SEED, TRUTH, fault_middleware
+from sandbox.truth import Bank
 
 
 def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
@@ -59,6 +61,10 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
         return error_response(request, "invalid")
 
 
+def _bank(request: web.Request, link: BelvoLink) -> Bank:
+    return link_bank(request.config_dict[TRUTH], link)
+
+
 def _link(request: web.Request, link: str | None) -> BelvoLink | web.Response:
     found = request.config_dict[STATE].links.get(link or "")
     if found is None:
@@ -80,7 +86,9 @@ async def create_link(request: web.Request) -> web.Response:
     if body["password"] == BAD_LOGIN_PASSWORD:
         return error_response(request, "login_error")
     link = BelvoLink(
-        id=link_id(body["institution"], body["username"]), institution=body["institution"]
+        id=link_id(body["institution"], body["username"]),
+        institution=body["institution"],
+        username=body["username"],
     )
     request.config_dict[STATE].links[link.id] = link
     return web.json_response(_link_body(link, body.get("access_mode", "recurrent")), status=201)
@@ -130,7 +138,7 @@ async def list_accounts(request: web.Request) -> web.Response:
     link = refused or _link(request, request.query.get("link"))
     if isinstance(link, web.Response):
         return link
-    return paged(request, account_body(request.config_dict[SEED], link.id))
+    return paged(request, account_body(_bank(request, link), link.id))
 
 
 async def retrieve_transactions(request: web.Request) -> web.Response:
@@ -146,7 +154,7 @@ async def retrieve_transactions(request: web.Request) -> web.Response:
         return error_response(request, "invalid")
     if start > end:
         return error_response(request, "invalid")
-    rows = transaction_rows(request.config_dict[SEED], link.id)
+    rows = transaction_rows(_bank(request, link), link.id)
     chosen = [r for r in rows if start.isoformat() <= r["value_date"] <= end.isoformat()]
     return web.json_response(chosen, status=201 if body.get("save_data", True) else 200)
 
@@ -156,7 +164,7 @@ async def list_transactions(request: web.Request) -> web.Response:
     link = refused or _link(request, request.query.get("link"))
     if isinstance(link, web.Response):
         return link
-    rows = transaction_rows(request.config_dict[SEED], link.id)
+    rows = transaction_rows(_bank(request, link), link.id)
     after = request.query.get("created_at__gt")
     return paged(request, [r for r in rows if after is None or r["created_at"] > after])
 

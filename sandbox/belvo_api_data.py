@@ -1,21 +1,25 @@
 """The fake Belvo's data and shapes: links, institutions, accounts, transactions, errors.
 
 Belvo serves Latin America, so its institutions are the directory's Mexican
-banks, named as Belvo names them (`bancorebozo_mx_retail`).
+banks, named as Belvo names them (`bancorebozo_mx_retail`). A link reads its
+username's bank at its institution (`truth.py`): one row per transaction,
+whose id stays the same when it posts (`PENDING` → `PROCESSED`), dated
+`value_date` (when it happened) and `accounting_date` (when it posted),
+described as the bank words it, and stamped `created_at` when Belvo stored it.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from sandbox.data import ANCHOR_DATE, FakeItem, FakeTransaction, fake_item
 from sandbox.institutions import FakeInstitution, directory
+from sandbox.truth import Bank, BankTransaction, TruthBook, iso_time
+from sandbox.views import account_id, belvo_description, transaction_id
 
 # error code -> (HTTP status, Belvo's message), as Belvo documents them.
 BELVO_ERRORS: dict[str, tuple[int, str]] = {
@@ -54,12 +58,12 @@ _STATUS_CODES = {
 # Belvo's sandbox convention for a login the bank refuses; not a secret.
 BAD_LOGIN_PASSWORD = "invalid"  # noqa: S105
 _CATEGORIES = {"CHECKING": "CHECKING_ACCOUNT", "SAVINGS": "SAVINGS_ACCOUNT"}
-_ANCHOR = datetime.combine(ANCHOR_DATE, time(6), tzinfo=UTC)
 
 
 class BelvoLink(msgspec.Struct, kw_only=True):
     id: str
     institution: str
+    username: str
     status: str = "valid"
 
 
@@ -128,43 +132,50 @@ def institution_body(index: int, institution: FakeInstitution) -> dict[str, Any]
     }
 
 
-def item(seed: int, link: str) -> FakeItem:
-    return fake_item(seed, "belvo", link)
+def link_bank(truth: TruthBook, link: BelvoLink) -> Bank:
+    """The bank a link reads: its username's, at its institution."""
+    found = next(i for i in institutions(truth.seed) if institution_name(i) == link.institution)
+    return truth.bank(link.username, found)
 
 
-def account_body(seed: int, link: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, a.id)),
-            "link": link,
-            "category": _CATEGORIES.get(a.kind, "CREDIT_CARD"),
-            "type": a.name,
-            "name": a.name,
-            "number": a.number,
-            "currency": "MXN",
-            "balance": {"current": a.current, "available": a.available},
-        }
-        for a in item(seed, link).accounts
-    ]
+def account_body(bank: Bank, link: str) -> list[dict[str, Any]]:
+    rows = []
+    for a in bank.accounts:
+        current, available = bank.balances(a)
+        rows.append(
+            {
+                "id": account_id("belvo", bank, a),
+                "link": link,
+                "category": _CATEGORIES.get(a.kind, "CREDIT_CARD"),
+                "type": a.name,
+                "name": a.name,
+                "number": a.number,
+                "currency": bank.currency,
+                "balance": {"current": current, "available": available},
+            }
+        )
+    return rows
 
 
-def transaction_rows(seed: int, link: str) -> list[dict[str, Any]]:
-    """Oldest first; `created_at` grows a second per row, for watermark filters."""
-    return [_transaction(link, t, n) for n, t in enumerate(item(seed, link).current_transactions())]
+def transaction_rows(bank: Bank, link: str) -> list[dict[str, Any]]:
+    """In the order Belvo stored them (`created_at`), for watermark filters."""
+    live = sorted(bank.live(), key=lambda t: (t.created_at, t.id))
+    return [_transaction(bank, link, t) for t in live]
 
 
-def _transaction(link: str, t: FakeTransaction, n: int) -> dict[str, Any]:
-    created = _ANCHOR + timedelta(seconds=n)
+def _transaction(bank: Bank, link: str, t: BankTransaction) -> dict[str, Any]:
+    account = next(a for a in bank.accounts if a.id == t.account_id)
+    value = t.authorized_date or t.date
     return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, t.id)),
-        "account": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, t.account_id)), "link": link},
-        "created_at": created.isoformat().replace("+00:00", "Z"),
-        "value_date": t.date,
-        "accounting_date": t.date,
+        "id": transaction_id("belvo", bank, t.id),
+        "account": {"id": account_id("belvo", bank, account), "link": link},
+        "created_at": iso_time(t.created_at),
+        "value_date": value,
+        "accounting_date": t.posted_date,
         "amount": abs(t.amount),
-        "currency": "MXN",
-        "description": t.name,
-        "merchant": {"name": t.name},
+        "currency": bank.currency,
+        "description": belvo_description(t),
+        "merchant": {"name": t.merchant} if t.merchant else None,
         "type": "INFLOW" if t.amount < 0 else "OUTFLOW",
         "status": "PENDING" if t.pending else "PROCESSED",
     }

@@ -27,8 +27,8 @@ from sandbox.finicity_api_data import (
     institution_id,
     institutions,
     is_aggregation_code,
+    login_bank,
     login_ids,
-    login_item,
     transaction_body,
 )
 from sandbox.finicity_api_links import (
@@ -37,7 +37,8 @@ from sandbox.finicity_api_links import (
     find_customers,
     generate,
 )
-from sandbox.middleware import SEED, fault_middleware
+from sandbox.middleware import SEED, TRUTH, fault_middleware
+from sandbox.truth import Bank
 
 _AUTH = "/aggregation/v2/partners/authentication"
 # An aggregation status a fault put on this call's accounts.
@@ -70,20 +71,39 @@ def _customer(request: web.Request) -> str | web.Response:
     return customer_id
 
 
-def _live_logins(request: web.Request, customer_id: str) -> list[str]:
+def _live_logins(request: web.Request, customer_id: str) -> list[tuple[int, str]]:
+    """(index, login id) of the customer's logins not deleted."""
     deleted = request.config_dict[STATE].deleted_logins
-    return [x for x in login_ids(customer_id) if f"{customer_id}:{x}" not in deleted]
+    return [
+        (index, x)
+        for index, x in enumerate(login_ids(customer_id))
+        if f"{customer_id}:{x}" not in deleted
+    ]
+
+
+def _person(request: web.Request, customer_id: str) -> str:
+    """Whose banks a customer reads: the customer's username, or a bare id itself."""
+    for username, known in request.config_dict[STATE].customers.items():
+        if known == customer_id:
+            return username
+    return customer_id
+
+
+def _bank(request: web.Request, customer_id: str, index: int) -> Bank:
+    return login_bank(request.config_dict[TRUTH], _person(request, customer_id), index)
 
 
 async def accounts(request: web.Request) -> web.Response:
     customer_id = _customer(request)
     if isinstance(customer_id, web.Response):
         return customer_id
-    seed, status_code = request.config_dict[SEED], _aggregation_fault(request)
+    status_code = _aggregation_fault(request)
     rows = [
         row
-        for index, login in enumerate(_live_logins(request, customer_id))
-        for row in account_body(seed, customer_id, login, index, status_code=status_code)
+        for index, login in _live_logins(request, customer_id)
+        for row in account_body(
+            _bank(request, customer_id, index), customer_id, login, index, status_code=status_code
+        )
     ]
     return web.json_response({"accounts": rows})
 
@@ -98,13 +118,14 @@ async def transactions(request: web.Request) -> web.Response:
     start, limit = query_int(q.get("start"), 1), query_int(q.get("limit"), 25)
     if start < 1 or not 1 <= limit <= 1000:
         return error_response("10100", "start must be >= 1 and limit 1..1000")
-    seed = request.config_dict[SEED]
     rows = [
-        transaction_body(t, customer_id)
-        for login in _live_logins(request, customer_id)
-        for t in login_item(seed, customer_id, login).current_transactions()
+        transaction_body(bank, t, customer_id)
+        for index, _ in _live_logins(request, customer_id)
+        for bank in (_bank(request, customer_id, index),)
+        for t in bank.live()
     ]
-    window = [r for r in rows if int(q["fromDate"]) <= r["transactionDate"] <= int(q["toDate"])]
+    # Finicity's window is on the posted date; a pending one counts on its transaction date.
+    window = [r for r in rows if int(q["fromDate"]) <= r["postedDate"] <= int(q["toDate"])]
     window.sort(key=lambda r: (r["transactionDate"], r["id"]), reverse=q.get("sort") == "desc")
     page = window[start - 1 : start - 1 + limit]
     return web.json_response(
@@ -125,7 +146,7 @@ async def delete_login(request: web.Request) -> web.Response:
     if isinstance(customer_id, web.Response):
         return customer_id
     login = request.match_info["login_id"]
-    if login not in _live_logins(request, customer_id):
+    if login not in [x for _, x in _live_logins(request, customer_id)]:
         return error_response("38007", "Customer has no accounts for institutionLoginId.")
     request.config_dict[STATE].deleted_logins.add(f"{customer_id}:{login}")
     return web.Response(status=204)

@@ -1,18 +1,29 @@
 """The fake Finicity's data: customers' logins, accounts and transactions, in Finicity's shapes.
 
-Every customer id holds two institution logins, each a seeded fake item, so
-an adapter must pick its link's login out of the customer's accounts and
-transactions, as at Finicity. Ids are numeric, as Finicity's are.
+Every customer id holds two institution logins, each its person's bank at
+one institution (`truth.py`): the first at the person's usual bank, the
+second at another US bank. An adapter must pick its link's login out of the
+customer's accounts and transactions, as at Finicity. Ids are numeric, as
+Finicity's are, and a transaction keeps its id when it posts; descriptions
+are the card network's descriptors, with Finicity's cleaned payee name
+under `categorization`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, time
 from typing import Any
 
-from sandbox.data import ANCHOR_DATE, FakeItem, FakeTransaction, fake_item
 from sandbox.institutions import FakeInstitution, directory
+from sandbox.truth import (
+    ANCHOR_DATE,
+    Bank,
+    BankTransaction,
+    TruthBook,
+    default_institution,
+    second_institution,
+)
+from sandbox.views import account_id, numeric, transaction_id
 
 LOGINS_PER_CUSTOMER = 2
 _ACCOUNT_TYPES = {"CHECKING": "checking", "SAVINGS": "savings", "CREDIT_CARD": "creditCard"}
@@ -25,12 +36,6 @@ API_ERRORS: dict[str, int] = {
 }  # fmt: skip
 
 
-def numeric(key: str, digits: int = 10) -> str:
-    """A stable numeric id for `key`, Finicity-style."""
-    value = int(hashlib.sha256(key.encode()).hexdigest()[:15], 16) % (9 * 10 ** (digits - 1))
-    return str(value + 10 ** (digits - 1))
-
-
 def is_aggregation_code(code: str) -> bool:
     return code.isdigit() and len(code) <= 4 and code not in API_ERRORS
 
@@ -39,8 +44,10 @@ def login_ids(customer_id: str) -> list[str]:
     return [numeric(f"{customer_id}:login:{n}") for n in range(LOGINS_PER_CUSTOMER)]
 
 
-def login_item(seed: int, customer_id: str, login_id: str) -> FakeItem:
-    return fake_item(seed, "finicity", f"{customer_id}:{login_id}")
+def login_bank(truth: TruthBook, person: str, index: int) -> Bank:
+    """The bank behind the person's `index`th institution login."""
+    pick = default_institution if index == 0 else second_institution
+    return truth.bank(person, pick(truth.seed, person))
 
 
 def institution_id(institution: FakeInstitution) -> str:
@@ -71,43 +78,46 @@ def _epoch(day: str) -> int:
 
 
 def account_body(
-    seed: int, customer_id: str, login_id: str, index: int, *, status_code: int = 0
+    bank: Bank, customer_id: str, login_id: str, index: int, *, status_code: int = 0
 ) -> list[dict[str, Any]]:
-    item = login_item(seed, customer_id, login_id)
     created = _epoch(ANCHOR_DATE.isoformat()) - 86400 * (30 + 10 * index)
-    inst = institutions(seed)[int(login_id) % len(institutions(seed))]
-    return [
-        {
-            "id": numeric(a.id),
-            "number": a.number,
-            "accountNumberDisplay": a.number[-4:],
-            "name": a.name,
-            "balance": a.current,
-            "type": _ACCOUNT_TYPES.get(a.kind, "checking"),
-            "aggregationStatusCode": status_code,
-            "status": "active",
-            "customerId": customer_id,
-            "institutionId": institution_id(inst),
-            "institutionLoginId": int(login_id),
-            "currency": "USD",
-            "createdDate": created,
-            "detail": {"availableBalanceAmount": a.available} if a.available else {},
-        }
-        for a in item.accounts
-    ]
+    rows = []
+    for a in bank.accounts:
+        current, available = bank.balances(a)
+        rows.append(
+            {
+                "id": account_id("finicity", bank, a),
+                "number": a.number,
+                "accountNumberDisplay": a.number[-4:],
+                "name": a.name,
+                "balance": current,
+                "type": _ACCOUNT_TYPES.get(a.kind, "checking"),
+                "aggregationStatusCode": status_code,
+                "status": "active",
+                "customerId": customer_id,
+                "institutionId": institution_id(bank.institution),
+                "institutionLoginId": int(login_id),
+                "currency": bank.currency,
+                "createdDate": created,
+                "detail": {"availableBalanceAmount": available} if available else {},
+            }
+        )
+    return rows
 
 
-def transaction_body(t: FakeTransaction, customer_id: str) -> dict[str, Any]:
-    when = _epoch(t.date)
+def transaction_body(bank: Bank, t: BankTransaction, customer_id: str) -> dict[str, Any]:
+    account = next(a for a in bank.accounts if a.id == t.account_id)
+    transacted = t.authorized_at if t.authorized_at is not None else t.created_at
     return {
-        "id": int(numeric(t.id, 11)),
+        "id": int(transaction_id("finicity", bank, t.id)),
         "amount": -t.amount,
-        "accountId": int(numeric(t.account_id)),
+        "accountId": int(account_id("finicity", bank, account)),
         "customerId": int(customer_id),
         "status": "pending" if t.pending else "active",
-        "description": t.name.upper(),
-        "memo": t.name,
-        "postedDate": when,
-        "transactionDate": when,
-        "createdDate": when,
+        "description": t.description,
+        # Finicity dates a pending transaction's posting on its transaction date.
+        "postedDate": t.posted_at if t.posted_at is not None else transacted,
+        "transactionDate": transacted,
+        "createdDate": t.created_at,
+        "categorization": {"normalizedPayeeName": t.counterparty, "country": "USA"},
     }

@@ -7,8 +7,9 @@ import hashlib
 from aiohttp import web
 
 from sandbox.finicity_api_common import STATE, authorised, error_response, read_json
-from sandbox.finicity_api_data import login_ids, numeric
+from sandbox.finicity_api_data import login_ids
 from sandbox.middleware import SEED
+from sandbox.views import numeric
 
 
 async def authenticate(request: web.Request) -> web.Response:

@@ -94,7 +94,7 @@ async def _complete_plaid(request: web.Request, req: CompleteLink) -> web.Respon
         institution_id = req.institution_id or directory(seed)[0].plaid_id
         if by_id(seed, "plaid", institution_id) is None:
             return _not_found(f"no institution {institution_id!r}")
-        public_token = links.issue_plaid_public_token(institution_id)
+        public_token = links.issue_plaid_public_token(institution_id, session.user_ref)
         payload = {
             "webhook_type": "LINK",
             "webhook_code": "SESSION_FINISHED",
@@ -119,7 +119,7 @@ async def _complete_mx(request: web.Request, req: CompleteLink) -> web.Response:
     now = int(time.time())
     if widget is not None and widget.member_guid is not None:
         member_guid, action = widget.member_guid, "UPDATED"
-        code = links.mx_institution(member_guid).mx_code
+        code = links.mx_institution(user_guid, member_guid).mx_code
     else:
         chosen = req.institution_id or (widget.institution_code if widget else None)
         code = chosen or directory(seed)[0].mx_code

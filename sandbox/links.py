@@ -1,20 +1,27 @@
 """What the fake providers remember about links: tokens issued, exchanged and removed.
 
 Plaid: link tokens → sessions, one-time public tokens → the access token they
-exchange for, removed access tokens. MX: users by partner id, widget URLs →
-their user, members created by the widget, removed members. Tokens are drawn
-from a seeded generator, so a run repeats after `/_admin/reset`.
+exchange for, who each access token belongs to, removed access tokens. MX:
+users by partner id, widget URLs → their user, members created by the widget,
+removed members. Tokens are drawn from a seeded generator, so a run repeats
+after `/_admin/reset`.
+
+It also answers whose bank, at which institution, a link reads (`truth.py`):
+a token or user the link flow issued belongs to the person who linked (the
+`client_user_id` at Plaid, the user's partner id at MX); a bare one names its
+person: `access-sandbox-<person>`, `USR-<person>`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import msgspec
 from aiohttp import web
 
-from sandbox.data import fake_item
-from sandbox.institutions import FakeInstitution, by_id, default_for
+from sandbox.institutions import FakeInstitution, by_id
+from sandbox.truth import default_institution
 
 _ALPHABET = "abcdef0123456789"
 
@@ -45,6 +52,7 @@ class LinkBook:
         self.plaid_sessions: dict[str, PlaidSession] = {}
         self.plaid_public_tokens: dict[str, str] = {}
         self.plaid_institutions: dict[str, str] = {}
+        self.plaid_people: dict[str, str] = {}
         self.plaid_removed: set[str] = set()
         self.mx_users: dict[str, str] = {}
         self.mx_widgets: dict[str, MxWidget] = {}
@@ -55,27 +63,41 @@ class LinkBook:
         digits = "".join(self._rng.choice(_ALPHABET) for _ in range(32))
         return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
+    def plaid_person(self, access_token: str) -> str:
+        """Who an access token's Item belongs to."""
+        return self.plaid_people.get(access_token) or access_token.removeprefix("access-sandbox-")
+
     def plaid_institution(self, access_token: str) -> FakeInstitution:
-        """The institution an access token's Item is at (a bare token gets a default one)."""
+        """The institution an access token's Item is at (a bare token: its person's bank)."""
         chosen = self.plaid_institutions.get(access_token)
         found = by_id(self._seed, "plaid", chosen) if chosen else None
-        return found or default_for(self._seed, access_token)
+        return found or default_institution(self._seed, self.plaid_person(access_token))
 
-    def mx_institution(self, member_guid: str) -> FakeInstitution:
+    def mx_person(self, user_guid: str) -> str:
+        """Who an MX user is: the partner's id for a user made by `POST /users`."""
+        for user_ref, guid in self.mx_users.items():
+            if guid == user_guid:
+                return user_ref
+        return user_guid.removeprefix("USR-")
+
+    def mx_institution(self, user_guid: str, member_guid: str) -> FakeInstitution:
+        """The institution a member is at (a bare member: its person's bank)."""
         chosen = self.mx_members.get(member_guid)
         found = by_id(self._seed, "mx", chosen) if chosen else None
-        return found or default_for(self._seed, member_guid)
+        return found or default_institution(self._seed, self.mx_person(user_guid))
 
-    def issue_plaid_public_token(self, institution_id: str) -> str:
+    def issue_plaid_public_token(self, institution_id: str, person: str) -> str:
         """A public token that exchanges, once, for a fresh access token at `institution_id`."""
         public_token = f"public-sandbox-{self.uuid()}"
         access_token = f"access-sandbox-{self.uuid()}"
         self.plaid_public_tokens[public_token] = access_token
         self.plaid_institutions[access_token] = institution_id
+        self.plaid_people[access_token] = person
         return public_token
 
     def plaid_item_id(self, access_token: str) -> str:
-        return fake_item(self._seed, "plaid", access_token).item_id
+        """A stable Item id per access token, unrelated to it to the eye."""
+        return hashlib.sha256(f"{self._seed}:item:{access_token}".encode()).hexdigest()[:32]
 
     def mx_user(self, user_ref: str) -> tuple[str, bool]:
         """The guid of the user with partner id `user_ref`, and whether it was just created."""

@@ -1,4 +1,4 @@
-"""The fault middleware each fake provider runs behind, and the keys it shares."""
+"""The fault middleware each fake provider runs behind, and the app keys every route shares."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from sandbox.faults import Fault, FaultBook, RequestContext
+from sandbox.truth import TruthBook
 
 FAULT_BOOK = web.AppKey("fault_book", FaultBook)
 SEED = web.AppKey("seed", int)
+TRUTH = web.AppKey("truth", TruthBook)
 
 # What a provider answers for an armed fault, or None to serve the call normally
 # (a fault that only adds latency, or one aimed at another kind of call).

@@ -114,7 +114,7 @@ async def read_member(request: web.Request) -> web.Response:
     member = request.match_info["member_guid"]
     if not member.startswith("MBR-") or member in links.mx_removed:
         return error_response(404, "Member not found.")
-    institution = links.mx_institution(member)
+    institution = links.mx_institution(request.match_info["user_guid"], member)
     body = {
         "guid": member,
         "user_guid": request.match_info["user_guid"],
@@ -161,7 +161,9 @@ async def mx_context(request: web.Request) -> RequestContext:
     links, seed = request.config_dict[LINKS], request.config_dict[SEED]
     institution: FakeInstitution | None = None
     if "member_guid" in request.match_info:
-        institution = links.mx_institution(request.match_info["member_guid"])
+        institution = links.mx_institution(
+            request.match_info["user_guid"], request.match_info["member_guid"]
+        )
     elif "institution_code" in request.match_info:
         institution = by_id(seed, "mx", request.match_info["institution_code"])
     if institution is None:

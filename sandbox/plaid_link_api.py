@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from sandbox.data import fake_item
 from sandbox.faults import RequestContext
 from sandbox.institutions import FakeInstitution, by_id, directory, search
 from sandbox.links import LINKS, PlaidSession
@@ -113,9 +112,9 @@ async def public_token_exchange(request: web.Request) -> web.Response:
     access_token = links.plaid_public_tokens.pop(req.public_token, None)
     if access_token is None:
         return error_response(request, "INVALID_PUBLIC_TOKEN", "public token not found or used")
-    item = fake_item(request.config_dict[SEED], "plaid", access_token)
+    item_id = links.plaid_item_id(access_token)
     return web.json_response(
-        {"access_token": access_token, "item_id": item.item_id, "request_id": request_id(request)}
+        {"access_token": access_token, "item_id": item_id, "request_id": request_id(request)}
     )
 
 

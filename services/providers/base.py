@@ -48,11 +48,35 @@ class AccountsPage(msgspec.Struct, frozen=True, kw_only=True):
     accounts: list[dict[str, Any]]
 
 
+# The keys of every normalised transaction, whichever adapter made it (see README.md):
+# transaction_id, account_id (the provider's ids), amount (money out is positive),
+# iso_currency_code, date (ISO: the posted date, or the authorised date while
+# pending), authorized_date (or None), name (the provider's description),
+# merchant_name (or None), pending, and pending_transaction_id: the provider id of
+# the pending transaction a posted one replaces (Plaid), None where a posting keeps
+# the pending one's id (MX, Finicity, Belvo) or nothing was pending.
+TRANSACTION_KEYS = frozenset(
+    {
+        "transaction_id",
+        "account_id",
+        "amount",
+        "iso_currency_code",
+        "date",
+        "authorized_date",
+        "name",
+        "merchant_name",
+        "pending",
+        "pending_transaction_id",
+    }
+)
+
+
 class TransactionsPage(msgspec.Struct, frozen=True, kw_only=True):
     """One incremental page: what changed since `cursor`, and where to go on from.
 
-    Each transaction: transaction_id, account_id, amount, date (ISO), name,
-    pending, iso_currency_code.
+    `added` and `modified` hold normalised transactions (`TRANSACTION_KEYS`);
+    `removed` the provider ids of transactions gone (withdrawn, or, at Plaid,
+    a pending one that posted under a new id).
     """
 
     added: list[dict[str, Any]]

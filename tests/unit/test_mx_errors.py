@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import msgspec
 import pytest
 
@@ -12,7 +14,7 @@ from services.providers.mx.errors import (
     connection_status_error,
     mx_error,
 )
-from services.providers.mx.wire import Cursor, decode_cursor, encode_cursor
+from services.providers.mx.wire import Cursor, MxTransaction, decode_cursor, encode_cursor
 
 pytestmark = pytest.mark.unit
 
@@ -125,23 +127,68 @@ def test_the_user_guid_echoed_in_mx_s_message_is_masked() -> None:
     assert USER_GUID not in str(exc)
 
 
-@pytest.mark.parametrize("cursor", [Cursor(0, starts_run=True), Cursor(250, starts_run=False)])
+def _record(guid: str, updated_at: str, created_at: str = "2025-01-01T00:00:00Z") -> MxTransaction:
+    return MxTransaction(
+        guid=guid, account_guid="ACT-1", amount=1.0, updated_at=updated_at, created_at=created_at
+    )
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [Cursor(), Cursor("2025-01-31T10:00:00Z", ("TRN-1",), 3, "2025-02-01T00:00:00Z", ("TRN-2",))],
+)
 def test_a_cursor_round_trips(cursor: Cursor) -> None:
     assert decode_cursor(encode_cursor(cursor)) == cursor
 
 
-def test_no_cursor_starts_a_first_run_at_the_first_record() -> None:
-    assert decode_cursor(None) == Cursor(0, starts_run=True)
-    assert decode_cursor(None).page(25) == 1
+def test_no_cursor_starts_a_first_run_without_a_mark() -> None:
+    assert decode_cursor(None) == Cursor()
+    assert decode_cursor(None).starts_run
 
 
-def test_a_changed_page_size_re_reads_rather_than_skips() -> None:
-    cursor = Cursor(30, starts_run=False)
+@pytest.mark.parametrize("stored", ["mx1.0.run", "mx1.250.more"])
+def test_a_page_offset_cursor_stored_before_the_change_feed_starts_a_first_run(
+    stored: str,
+) -> None:
+    assert decode_cursor(stored) == Cursor()
 
-    assert (cursor.page(25) - 1) * 25 <= cursor.offset
+
+def test_only_what_is_newer_than_the_mark_is_new() -> None:
+    cursor = Cursor("2025-01-31T10:00:00Z", ("TRN-1",))
+
+    assert cursor.delivered(_record("TRN-0", "2025-01-31T09:59:59Z"))
+    assert cursor.delivered(_record("TRN-1", "2025-01-31T10:00:00Z"))
+    assert not cursor.delivered(_record("TRN-2", "2025-01-31T10:00:00Z"))
+    assert not cursor.delivered(_record("TRN-1", "2025-01-31T10:00:01Z"))
 
 
-@pytest.mark.parametrize("cursor", ["7", "mx1.", "mx1.-1.run", "mx1.3.maybe", "mx2.3.run", "Z3pz"])
+def test_the_next_run_starts_after_the_newest_record_the_run_saw() -> None:
+    cursor = Cursor("2025-01-31T10:00:00Z", ("TRN-1",))
+    for guid, when in [("TRN-5", "2025-02-01T08:00:00Z"), ("TRN-3", "2025-02-01T09:00:00Z")]:
+        cursor = cursor.seen(_record(guid, when))
+    cursor = cursor.next_page().seen(_record("TRN-4", "2025-02-01T09:00:00Z"))
+
+    assert cursor.next_run() == Cursor("2025-02-01T09:00:00Z", ("TRN-3", "TRN-4"))
+
+
+def test_a_run_that_saw_nothing_starts_the_next_where_it_started() -> None:
+    cursor = Cursor("2025-01-31T10:00:00Z", ("TRN-1",), page=2)
+
+    assert cursor.next_run() == Cursor("2025-01-31T10:00:00Z", ("TRN-1",))
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "7",
+        "mx1.",
+        "mx1.3.maybe",
+        "mx2.",
+        "mx2.!!",
+        "mx2." + base64.urlsafe_b64encode(b'["", [], 0, "", []]').decode(),
+        "mx2." + base64.urlsafe_b64encode(b'["yesterday", [], 1, "", []]').decode(),
+    ],
+)
 def test_a_cursor_that_is_not_ours_is_refused(cursor: str) -> None:
     with pytest.raises(ValueError, match="not an MX cursor"):
         decode_cursor(cursor)

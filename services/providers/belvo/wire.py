@@ -163,14 +163,22 @@ def normalise_transaction(t: _Transaction) -> dict[str, Any]:
     # Belvo amounts are unsigned with INFLOW/OUTFLOW; syncyard speaks Plaid's
     # sign (money out is positive).
     amount = -abs(t.amount) if (t.type or "").upper() == "INFLOW" else abs(t.amount)
+    pending = (t.status or "").upper() == "PENDING"
+    merchant = t.merchant.name if t.merchant else None
+    # Belvo's value_date is when it happened, accounting_date when it posted.
+    posted = None if pending else t.accounting_date
     return {
         "transaction_id": t.id,
         "account_id": t.account.id,
         "amount": amount,
-        "date": t.value_date or t.accounting_date or t.created_at[:10],
-        "name": t.description or (t.merchant.name if t.merchant else None) or "",
-        "pending": (t.status or "").upper() == "PENDING",
         "iso_currency_code": t.currency,
+        "date": posted or t.value_date or t.accounting_date or t.created_at[:10],
+        "authorized_date": t.value_date,
+        "name": t.description or merchant or "",
+        "merchant_name": merchant or None,
+        "pending": pending,
+        # Belvo keeps one id from pending to processed: nothing is replaced.
+        "pending_transaction_id": None,
     }
 
 

@@ -106,11 +106,14 @@ def normalise_entry(item_id: str, entry: LedgerEntry) -> list[dict[str, Any]]:
             "account_id": account_id(item_id, u.currency.lower()),
             # Our convention (Plaid's): money out is positive.
             "amount": -number(u.amount),
+            "iso_currency_code": u.currency.upper(),
             "date": entry.created_at[:10],
+            "authorized_date": None,
             "name": _name(entry),
+            "merchant_name": None,
             # The ledger lists settled movements only.
             "pending": False,
-            "iso_currency_code": u.currency.upper(),
+            "pending_transaction_id": None,
         }
         for u in entry.balance_updates
     ]

@@ -128,8 +128,12 @@ def normalise_tx(network: str, address: str, tx: Tx) -> dict[str, Any]:
         "account_id": account_id(network, address),
         # Our convention (Plaid's): money out is positive.
         "amount": (spent - received) / SATS_PER_BTC,
-        "date": when.date().isoformat(),
-        "name": "Sent bitcoin" if spent > received else "Received bitcoin",
-        "pending": not tx.status.confirmed,
         "iso_currency_code": "BTC",
+        "date": when.date().isoformat(),
+        "authorized_date": None,
+        "name": "Sent bitcoin" if spent > received else "Received bitcoin",
+        "merchant_name": None,
+        "pending": not tx.status.confirmed,
+        # A transaction keeps its txid from the mempool into a block.
+        "pending_transaction_id": None,
     }

@@ -62,6 +62,10 @@ class AccountsResponse(msgspec.Struct, frozen=True):
     accounts: list[FinicityAccount]
 
 
+class _Categorization(msgspec.Struct, frozen=True, rename="camel"):
+    normalized_payee_name: str | None = None
+
+
 class _Transaction(msgspec.Struct, frozen=True, rename="camel"):
     id: int | str
     account_id: int | str
@@ -71,6 +75,7 @@ class _Transaction(msgspec.Struct, frozen=True, rename="camel"):
     memo: str | None = None
     posted_date: int | None = None
     transaction_date: int | None = None
+    categorization: _Categorization | None = None
 
 
 class TransactionsResponse(msgspec.Struct, frozen=True, rename="camel"):
@@ -173,17 +178,29 @@ def normalise_account(a: FinicityAccount) -> dict[str, Any]:
     }
 
 
+def _day(epoch: int | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).date().isoformat() if epoch else None
+
+
 def normalise_transaction(t: _Transaction, currency: str | None) -> dict[str, Any]:
-    when = t.transaction_date or t.posted_date or 0
+    pending = (t.status or "").lower() == "pending"
+    authorized = _day(t.transaction_date)
+    # A pending transaction's postedDate is only a placeholder at Finicity.
+    posted = None if pending else _day(t.posted_date)
+    payee = t.categorization.normalized_payee_name if t.categorization else None
     return {
         "transaction_id": str(t.id),
         "account_id": str(t.account_id),
         # Finicity signs money out negative; syncyard speaks Plaid's sign.
         "amount": -t.amount,
-        "date": datetime.fromtimestamp(when, UTC).date().isoformat(),
-        "name": t.description or t.memo or "",
-        "pending": (t.status or "").lower() == "pending",
         "iso_currency_code": currency,
+        "date": posted or authorized or _day(t.posted_date) or "1970-01-01",
+        "authorized_date": authorized,
+        "name": t.description or t.memo or "",
+        "merchant_name": payee or None,
+        "pending": pending,
+        # Finicity keeps one id from pending to posted: nothing is replaced.
+        "pending_transaction_id": None,
     }
 
 

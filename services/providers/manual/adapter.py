@@ -49,10 +49,13 @@ def _transaction(entry: ManualEntry) -> dict[str, Any]:
         "transaction_id": entry.entry_id,
         "account_id": entry.account_id,
         "amount": entry.amount,
-        "date": entry.date,
-        "name": entry.name,
-        "pending": entry.pending,
         "iso_currency_code": entry.iso_currency_code,
+        "date": entry.date,
+        "authorized_date": None,
+        "name": entry.name,
+        "merchant_name": None,
+        "pending": entry.pending,
+        "pending_transaction_id": None,
     }
 
 

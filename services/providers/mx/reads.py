@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -20,15 +21,17 @@ from services.providers.base import (
 from services.providers.http import INVALID_INPUT, HttpReply, decode_json, send
 from services.providers.mx.errors import connection_status_error, mx_error
 from services.providers.mx.wire import (
-    MAX_RECORDS_PER_PAGE,
+    MAX_TRANSACTIONS_PER_PAGE,
     MEMBER_PATH,
+    MIN_TRANSACTIONS_PER_PAGE,
     MX_ACCEPT,
     AccountsResponse,
-    Cursor,
     MemberStatusResponse,
+    MxTransaction,
     TransactionsResponse,
     decode_cursor,
     encode_cursor,
+    instant,
     normalise_account,
     normalise_transaction,
 )
@@ -38,6 +41,12 @@ T = TypeVar("T")
 
 def member_path(user_guid: str, member_guid: str) -> str:
     return f"/users/{quote(user_guid, safe='')}/members/{quote(member_guid, safe='')}"
+
+
+def _existed_at(t: MxTransaction, mark: str) -> bool:
+    """Whether MX had `t` when the mark was taken (so its change is a modification)."""
+    created, since = instant(t.created_at), instant(mark)
+    return created is not None and since is not None and created <= since
 
 
 class MxReads(ProviderAdapter):
@@ -68,8 +77,9 @@ class MxReads(ProviderAdapter):
         accounts: list[dict[str, Any]] = []
         page, total_pages = 1, 1
         while page <= total_pages:
+            params = {"page": str(page), "records_per_page": "100"}
             parsed = await self._member_get(
-                link, "/accounts", AccountsResponse, timeout_s, page=page, per_page=100
+                link, "/accounts", AccountsResponse, timeout_s, params=params
             )
             accounts.extend(normalise_account(a) for a in parsed.accounts)
             page, total_pages = page + 1, parsed.pagination.total_pages
@@ -78,30 +88,50 @@ class MxReads(ProviderAdapter):
     async def sync_transactions(
         self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
     ) -> TransactionsPage:
+        """One page of what changed since the cursor's mark (see `wire.py`).
+
+        A record that existed at the last run's mark is `modified`, one made
+        since is `added`, one MX marks deleted is `removed`.
+        """
         try:
             position = decode_cursor(cursor)
         except ValueError:
             raise INVALID_INPUT.error(
-                self.name, "invalid_cursor", "cursor is not an MX page cursor"
+                self.name, "invalid_cursor", "cursor is not an MX change cursor"
             ) from None
         # A broken login only shows in the member's status; once per sync run
         # is enough to catch it without doubling every page's calls.
         if position.starts_run:
             await self._check_member(link, timeout_s)
-        per_page = max(1, min(count, MAX_RECORDS_PER_PAGE))
-        page = position.page(per_page)
+        per_page = max(MIN_TRANSACTIONS_PER_PAGE, min(count, MAX_TRANSACTIONS_PER_PAGE))
+        params = {"page": str(position.page), "records_per_page": str(per_page)}
+        since = instant(position.mark)
+        if since is not None:
+            params["from_updated_at"] = since.astimezone(UTC).date().isoformat()
         parsed = await self._member_get(
-            link, "/transactions", TransactionsResponse, timeout_s, page=page, per_page=per_page
+            link, "/transactions", TransactionsResponse, timeout_s, params=params
         )
-        has_more = page < parsed.pagination.total_pages
-        # MX has no change feed: the next run starts over at this last page, so
-        # records appended to it are picked up (ids make the re-read harmless).
-        next_offset = page * per_page if has_more else (page - 1) * per_page
+        added: list[dict[str, Any]] = []
+        modified: list[dict[str, Any]] = []
+        removed: list[str] = []
+        after = position
+        for t in parsed.transactions:
+            after = after.seen(t)
+            if position.delivered(t):
+                continue
+            if t.is_deleted:
+                removed.append(t.guid)
+            elif _existed_at(t, position.mark):
+                modified.append(normalise_transaction(t))
+            else:
+                added.append(normalise_transaction(t))
+        has_more = position.page < parsed.pagination.total_pages
+        after = after.next_page() if has_more else after.next_run()
         return TransactionsPage(
-            added=[normalise_transaction(t) for t in parsed.transactions],
-            modified=[],
-            removed=[],
-            next_cursor=encode_cursor(Cursor(next_offset, starts_run=not has_more)),
+            added=added,
+            modified=modified,
+            removed=removed,
+            next_cursor=encode_cursor(after),
             has_more=has_more,
         )
 
@@ -118,12 +148,8 @@ class MxReads(ProviderAdapter):
         type_: type[T],
         timeout_s: float,
         *,
-        page: int | None = None,
-        per_page: int | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> T:
-        params = None
-        if page is not None and per_page is not None:
-            params = {"page": str(page), "records_per_page": str(per_page)}
         return await self._call(
             "GET",
             member_path(link.access_token, link.item_id) + suffix,

@@ -33,10 +33,13 @@ class _Transaction(msgspec.Struct, frozen=True):
     account_id: str
     amount: float
     date: str
+    authorized_date: str | None = None
     name: str | None = None
     merchant_name: str | None = None
     pending: bool = False
+    pending_transaction_id: str | None = None
     iso_currency_code: str | None = None
+    unofficial_currency_code: str | None = None
 
 
 class _RemovedTransaction(msgspec.Struct, frozen=True):
@@ -112,14 +115,21 @@ def account(a: _Account) -> dict[str, Any]:
 
 
 def transaction(t: _Transaction) -> dict[str, Any]:
+    """Plaid's own shape is the normalised one; a posting keeps its pending id's link.
+
+    Plaid's `date` is the posted date (the authorised date while pending).
+    """
     return {
         "transaction_id": t.transaction_id,
         "account_id": t.account_id,
         "amount": t.amount,
+        "iso_currency_code": t.iso_currency_code or t.unofficial_currency_code,
         "date": t.date,
+        "authorized_date": t.authorized_date,
         "name": t.name or t.merchant_name or "",
+        "merchant_name": t.merchant_name,
         "pending": t.pending,
-        "iso_currency_code": t.iso_currency_code,
+        "pending_transaction_id": t.pending_transaction_id,
     }
 
 
