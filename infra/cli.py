@@ -15,10 +15,13 @@ from pathlib import Path
 
 import msgspec
 import nats
+import nats.errors
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
 
 from events.asyncapi import write_asyncapi
 from events.codec import CommandDecodeError, decode_command, decode_result, encode
+from events.commands import Command
 from events.results import CommandResult
 from events.schema import write_schemas
 from events.subjects import (
@@ -47,6 +50,8 @@ from infra.telemetry import setup_logging, setup_metrics, setup_tracing
 log = logging.getLogger("syncyard")
 
 EXAMPLE_ACCOUNT = "acct-demo-1"
+# The sandbox person behind the demo links (the Plaid and MX keys name them).
+EXAMPLE_PERSON = "demo-1"
 DEFAULT_SCENARIO = "calm"
 
 
@@ -83,22 +88,30 @@ async def _serve_sandbox(stack: contextlib.AsyncExitStack, port: int) -> str:
 
 
 def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str) -> str:
-    register = (
-        f'{{"command_id":"reg-{uuid.uuid4().hex[:8]}","space_id":"demo",'
-        f'"account_id":"{EXAMPLE_ACCOUNT}","provider":"plaid","item_id":"item-demo-1",'
-        f'"access_token":"access-sandbox-demo-1"}}'
+    run = uuid.uuid4().hex[:6]  # fresh command ids on every start
+    account = f'"space_id":"demo","account_id":"{EXAMPLE_ACCOUNT}"'
+    at_plaid = (
+        f'{{"command_id":"reg-plaid-{run}",{account},"provider":"plaid",'
+        f'"item_id":"item-{EXAMPLE_PERSON}","access_token":"access-sandbox-{EXAMPLE_PERSON}"}}'
     )
-    sync = (
-        f'{{"command_id":"sync-{uuid.uuid4().hex[:8]}","space_id":"demo",'
-        f'"account_id":"{EXAMPLE_ACCOUNT}"}}'
+    at_mx = (
+        f'{{"command_id":"reg-mx-{run}",{account},"provider":"mx",'
+        f'"item_id":"MBR-{EXAMPLE_PERSON}","access_token":"USR-{EXAMPLE_PERSON}"}}'
     )
-    link_id = f"link-{uuid.uuid4().hex[:8]}"
+
+    def sync(n: int) -> str:
+        return f'{{"command_id":"sync-{n}-{run}",{account}}}'
+
+    link_id = f"link-{run}"
     link = (
         f'{{"command_id":"{link_id}","space_id":"demo","account_id":"acct-demo-2",'
         f'"institution_id":"ins_109508","region":"US"}}'
     )
     exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "syncyard"
     prefix = ".venv/bin/" if exe == "syncyard" and Path(".venv/bin/syncyard").exists() else ""
+    send = f"{prefix}syncyard send"
+    scenario = f"curl -X PUT {sandbox_url}/_admin/scenario -d"
+    feed = f"{runtime.http_url}/v1/accounts/{EXAMPLE_ACCOUNT}/transactions/changes?space_id=demo"
     return f"""
 syncyard is running.
   HTTP API      {runtime.http_url}/healthz · /readyz · /v1/providers/health?region=US
@@ -108,18 +121,28 @@ syncyard is running.
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
   PostgreSQL    {database_url}
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
-                scenario "{DEFAULT_SCENARIO}"; switch with, e.g.:
-                curl -X PUT {sandbox_url}/_admin/scenario -d '{{"name": "plaid-outage"}}'
-                (scenarios: {", ".join(_scenario_names())})
+                scenario "{DEFAULT_SCENARIO}" (others: {", ".join(_scenario_names())})
+                one bank per person behind every provider: {sandbox_url}/_admin/truth/<person>
   state         {runtime.settings.state_dir}
 
-In another terminal, register a connection and sync it:
-  {prefix}syncyard send connection.register '{register}'
-  {prefix}syncyard send sync.transactions '{sync}'
+In another terminal, keep one account's transactions coming through a Plaid
+outage: link it at Plaid and at MX (one person, "{EXAMPLE_PERSON}", behind both), sync,
+take Plaid down while the bank moves on, sync again (it fails over to MX and
+delivers only what is new), bring Plaid back, sync, and read the feed:
+  {send} connection.register '{at_plaid}'
+  {send} connection.register '{at_mx}'
+  {send} sync.transactions '{sync(1)}'
+  {scenario} '{{"name": "plaid-outage"}}'
+  curl -X POST {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}/advance -d '{{"days": 3}}'
+  {send} sync.transactions '{sync(2)}'
+  {scenario} '{{"name": "calm"}}'
+  {send} sync.transactions '{sync(3)}'
+  curl '{feed}&since=0'
+  curl {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}    (the bank itself, to compare)
 
 Or link an account end to end (the link saga), finish as the person would
 with the link_token that GET {runtime.http_url}/v1/sagas/<saga_id> shows, and audit it:
-  {prefix}syncyard send link.start '{link}'
+  {send} link.start '{link}'
   curl -X POST {sandbox_url}/_admin/links/plaid/complete -d '{{"link_token": "<link_token>"}}'
   {prefix}syncyard audit saga demo/{link_id}
   {prefix}syncyard audit connection demo/acct-demo-2 · {prefix}syncyard replay --verify
@@ -186,32 +209,50 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
         print(f"refused before sending: {exc}", file=sys.stderr)
         return 2
     nc = await nats.connect(settings.nats_url or _embedded_nats_url(settings))
-    result: CommandResult | None = None
     try:
-        if rpc:
-            reply = await nc.request(rpc_subject(op), encode(cmd), timeout=timeout)
-            result = decode_result(reply.data)
-        else:
-            answers = await nc.subscribe(result_subject(op))
-            ack = await nc.jetstream().publish(
-                command_subject(op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
-            )
-            note = " (a duplicate: NATS already had this command id)" if ack.duplicate else ""
-            print(f"accepted: stream {ack.stream} seq {ack.seq}{note}")
-            deadline = asyncio.get_running_loop().time() + timeout
-            while result is None:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    print("accepted, but no result within the timeout", file=sys.stderr)
-                    return 1
-                msg = await answers.next_msg(timeout=remaining)
-                if (msg.headers or {}).get(HEADER_COMMAND_ID) == cmd.command_id:
-                    result = decode_result(msg.data)
-        assert result is not None
-        print(msgspec.json.format(encode(result), indent=2).decode())
-        return 0 if result.success else 1
+        result = await (_request(nc, cmd, timeout) if rpc else _publish_and_wait(nc, cmd, timeout))
+    except nats.errors.NoRespondersError:
+        print(
+            f"nothing answers {rpc_subject(cmd.op)}: is syncyard running on this NATS?",
+            file=sys.stderr,
+        )
+        return 1
+    except (TimeoutError, nats.errors.TimeoutError):
+        print(
+            f"no result for {cmd.command_id} within {timeout:g} s: syncyard may be busy or "
+            "down; the command stays queued, and sending it again with the same command_id "
+            "answers its result once it has one",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         await nc.drain()
+    print(msgspec.json.format(encode(result), indent=2).decode())
+    return 0 if result.success else 1
+
+
+async def _request(nc: NatsClient, cmd: Command, timeout: float) -> CommandResult:
+    reply = await nc.request(rpc_subject(cmd.op), encode(cmd), timeout=timeout)
+    return decode_result(reply.data)
+
+
+async def _publish_and_wait(nc: NatsClient, cmd: Command, timeout: float) -> CommandResult:
+    answers = await nc.subscribe(result_subject(cmd.op))
+    ack = await nc.jetstream().publish(
+        command_subject(cmd.op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
+    )
+    if ack.duplicate:
+        # NATS dropped the resend inside its duplicate window, so no result will
+        # come on the queue: ask for the original one directly (nothing is redone).
+        print(f"already accepted (command id {cmd.command_id}): its original result follows")
+        await answers.unsubscribe()
+        return await _request(nc, cmd, timeout)
+    print(f"accepted: stream {ack.stream} seq {ack.seq}")
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await answers.next_msg(timeout=timeout)
+            if (msg.headers or {}).get(HEADER_COMMAND_ID) == cmd.command_id:
+                return decode_result(msg.data)
 
 
 def _embedded_nats_url(settings: Settings) -> str:

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS syncyard_feed_index (
     syncyard_id text NOT NULL,
     amount_cents bigint NOT NULL,
     posted date NOT NULL,
+    authorized date,
     description text NOT NULL,
     pending boolean NOT NULL,
     fingerprint text NOT NULL,
@@ -50,20 +51,22 @@ CREATE TABLE IF NOT EXISTS syncyard_feed_index_version (
 _SETUP_LOCK = 0x5_FEED_1
 
 _KNOWN = """
-SELECT provider, provider_txn_id, syncyard_id, amount_cents, posted, description, pending,
-       fingerprint, gone, withdrawn, position
+SELECT provider, provider_txn_id, syncyard_id, amount_cents, posted, authorized, description,
+       pending, fingerprint, gone, withdrawn, position
 FROM syncyard_feed_index
 WHERE connection_id = $1
-  AND ((provider = $2 AND provider_txn_id = ANY($3::text[])) OR posted BETWEEN $4 AND $5)
+  AND ((provider = $2 AND provider_txn_id = ANY($3::text[]))
+       OR posted BETWEEN $4 AND $5 OR authorized BETWEEN $4 AND $5)
 """
 _UPSERT = """
 INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
-    amount_cents, posted, description, pending, fingerprint, position)
+    amount_cents, posted, authorized, description, pending, fingerprint, position)
 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
-                         $7::text[], $8::boolean[], $9::text[], $10::bigint[])
+                         $7::date[], $8::text[], $9::boolean[], $10::text[], $11::bigint[])
 ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
     syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
-    posted = EXCLUDED.posted, description = EXCLUDED.description,
+    posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
+    description = EXCLUDED.description,
     pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
     position = LEAST(i.position, EXCLUDED.position)
 """
@@ -77,7 +80,7 @@ INSERT INTO syncyard_feed_index_version VALUES ($1, $2)
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
 WHERE syncyard_feed_index_version.version < EXCLUDED.version
 """
-_Row = tuple[str, str, str, int, date, str, bool, str, int]
+_Row = tuple[str, str, str, int, date, date | None, str, bool, str, int]
 
 
 class PostgresFeedIndex(FeedIndexPort):
@@ -114,6 +117,7 @@ class PostgresFeedIndex(FeedIndexPort):
                 provider_id=r["provider_txn_id"],
                 amount_cents=r["amount_cents"],
                 posted=r["posted"],
+                authorized=r["authorized"],
                 description=r["description"],
                 pending=r["pending"],
                 fingerprint=r["fingerprint"],
@@ -182,8 +186,8 @@ class PostgresFeedIndex(FeedIndexPort):
                     latest: dict[tuple[str, str], _Row] = {}
                     for row in rows:
                         earlier = latest.get((row[0], row[1]))
-                        position = row[8] if earlier is None else min(earlier[8], row[8])
-                        latest[(row[0], row[1])] = (*row[:8], position)
+                        position = row[9] if earlier is None else min(earlier[9], row[9])
+                        latest[(row[0], row[1])] = (*row[:9], position)
                     columns = [list(column) for column in zip(*latest.values(), strict=True)]
                     await conn.execute(_UPSERT, connection_id, *columns)
                 removed = [e for e in event.entries if e.change == "removed"]
@@ -207,6 +211,7 @@ def _row(
         syncyard_id,
         cents(txn.amount),
         txn.date,
+        txn.authorized_date,
         normalise(txn.merchant_name or txn.name),
         txn.pending,
         fingerprint(txn),

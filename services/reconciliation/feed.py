@@ -10,11 +10,15 @@ rules, tried in order:
    `modified`; the provider's removal of the pending id is then absorbed.
 3. **cross_provider**: another provider reported the same purchase, one this
    provider has not claimed yet: equal amounts to the cent, dates within
-   `Tolerance.days`, descriptions alike once normalised. While either side
-   is pending the amount may differ by up to a quarter (tips, holds) if the
-   descriptions are alike beyond `Tolerance.pending_similarity`. When several
-   qualify (two identical coffees on one day) the rule is: the closest date,
-   then the most alike description, then the one the feed delivered first.
+   `Tolerance.days`, descriptions alike once normalised (`matcher.similar`).
+   While either side is pending the amount may differ by up to a quarter
+   (tips, holds) if the descriptions are alike beyond
+   `Tolerance.pending_similarity`. Descriptions too unlike to compare (a
+   biller's code against its name) still match when nothing is ambiguous:
+   exactly one unclaimed transaction of that amount within a day, and one
+   of that amount in the page. When several qualify (two identical coffees
+   on one day) the rule is: the closest date, then the most alike
+   description, then the one the feed delivered first.
    The choice and the number of candidates are recorded either way. If the
    content is what upstream already has, no entry is made (a purchase is
    delivered once, whichever provider reported it first); otherwise
@@ -50,6 +54,7 @@ class Known(msgspec.Struct, frozen=True, kw_only=True):
     provider_id: str
     amount_cents: int
     posted: date
+    authorized: date | None  # when the card was used: the date providers agree on best
     description: str  # normalised
     pending: bool
     fingerprint: str  # of the content upstream last received for it
@@ -114,6 +119,7 @@ def _known(
         provider_id=provider_id,
         amount_cents=cents(txn.amount),
         posted=txn.date,
+        authorized=txn.authorized_date,
         description=normalise(txn.merchant_name or txn.name),
         pending=txn.pending,
         fingerprint=fingerprint(txn),
@@ -122,13 +128,23 @@ def _known(
 
 
 def _alike(known: Known, txn: Known, tolerance: Tolerance) -> tuple[int, float] | None:
-    """(date gap, similarity) if `known` may be the same purchase as `txn`, else None."""
-    gap = abs((known.posted - txn.posted).days)
+    """(date gap, similarity) if `known` may be the same purchase as `txn`, else None.
+
+    Equal amounts within the window always qualify here; how alike the
+    descriptions must be is `_Planner._cross_provider`'s call.
+    """
+    # A posting comes days after the card was used, and providers show either
+    # date (and their own lag): the closest pair of the two is the gap.
+    gap = min(
+        abs((a - b).days)
+        for a in (known.posted, known.authorized or known.posted)
+        for b in (txn.posted, txn.authorized or txn.posted)
+    )
     if gap > tolerance.days:
         return None
     score = similar(known.description, txn.description)
     if known.amount_cents == txn.amount_cents:
-        return (gap, score) if score >= tolerance.min_similarity else None
+        return gap, score
     if not (known.pending or txn.pending) or score < tolerance.pending_similarity:
         return None
     larger = max(abs(known.amount_cents), abs(txn.amount_cents))
@@ -161,6 +177,7 @@ def plan_page(
     would get (new transactions remember it as where they were first delivered).
     """
     planner = _Planner(connection_key, changes.provider, known, next_position, tolerance)
+    planner.page_amounts = [cents(t["amount"]) for t in [*changes.added, *changes.modified]]
     for raw in [*changes.added, *changes.modified]:
         planner.take(str(raw["transaction_id"]), raw)
     for provider_id in changes.removed:
@@ -193,6 +210,7 @@ class _Planner:
         self.recognised: list[Recognised] = []
         self.written: dict[str, Known] = {}
         self.reissued: set[str] = set()  # syncyard ids re-reported under a new provider id
+        self.page_amounts: list[int] = []
 
     def _row(self, provider_id: str) -> Known | None:
         return self.written.get(provider_id) or self.mine.get(provider_id)
@@ -257,8 +275,14 @@ class _Planner:
             and other.syncyard_id not in self.withdrawn
             and (alike := _alike(other, row, self.tolerance)) is not None
         ]
-        if not candidates:
-            return False
+        strong = [c for c in candidates if c[0][1] >= self.tolerance.min_similarity]
+        if not strong:
+            weak = [c for c in candidates if c[0][0] <= 1 and c[1].amount_cents == row.amount_cents]
+            # Nothing ambiguous on either side: the one transaction of this amount.
+            if len(weak) != 1 or self.page_amounts.count(row.amount_cents) != 1:
+                return False
+            strong = weak
+        candidates = strong
         # The documented rule: closest date, most alike, delivered first.
         _, twin = min(candidates, key=lambda c: (c[0][0], -c[0][1], c[1].position))
         self.claimed.add(twin.syncyard_id)

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import msgspec
+import nats
 import pytest
 
 from infra.bootstrap import Runtime
@@ -79,3 +81,53 @@ async def test_send_delivers_a_command_and_prints_its_result(
     )
     assert code == 0, out
     assert '"provider": "plaid"' in out
+
+
+async def test_send_of_a_command_id_already_accepted_prints_its_original_result_at_once(
+    syncyard: Runtime, nats_url: str
+) -> None:
+    env = {"NATS_URL": nats_url}
+    register = (
+        '{"command_id":"cli-reg-2","space_id":"s","account_id":"cli-acct-2","provider":"plaid",'
+        '"item_id":"i","access_token":"access-sandbox-cli-2"}'
+    )
+    assert (await syncyard_cli("send", "connection.register", register, env=env))[0] == 0
+    sync = '{"command_id":"cli-sync-2","space_id":"s","account_id":"cli-acct-2"}'
+    code, first = await syncyard_cli("send", "sync.transactions", sync, env=env)
+    assert code == 0, first
+
+    # Inside NATS's duplicate window the resend is dropped from the queue: the
+    # CLI asks for the original result instead of waiting for one that never comes.
+    code, again = await syncyard_cli("send", "sync.transactions", sync, "--timeout", "10", env=env)
+
+    assert code == 0, again
+    assert "already accepted" in again and '"duplicate": true' in again
+    entries = msgspec.json.decode(first[first.index("{") :])["data"]["entries"]
+    assert entries and msgspec.json.decode(again[again.index("{") :])["data"]["entries"] == entries
+
+
+async def test_send_that_gets_no_result_in_time_says_so_without_a_traceback(
+    nats_url: str,
+) -> None:
+    sync = '{"command_id":"cli-lonely","space_id":"s","account_id":"nobody"}'
+    env = {"NATS_URL": nats_url}
+    args = ("send", "sync.transactions", sync, "--rpc", "--timeout", "1")
+
+    code, out = await syncyard_cli(*args, env=env)
+    assert code == 1 and "nothing answers syncyard.rpc.sync.transactions" in out
+    assert "Traceback" not in out
+
+    # Someone listens but never answers (a stuck replica): the timeout, said plainly.
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.subscribe("syncyard.rpc.sync.transactions", cb=_never_answer)
+        await nc.flush()
+        code, out = await syncyard_cli(*args, env=env)
+    finally:
+        await nc.drain()
+    assert code == 1 and "no result for cli-lonely within 1 s" in out
+    assert "Traceback" not in out
+
+
+async def _never_answer(msg: object) -> None:
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from events.asyncapi import asyncapi_document
 from events.commands import COMMAND_TYPES
+from events.feed import FeedAppended, FeedEntry, FeedTransaction
 from events.saga import SagaNeedsAttention, SagaStarted
 from events.subjects import command_subject, dlq_subject, result_subject, rpc_subject
 from infra.http.api import ROUTES, create_app
@@ -21,6 +23,7 @@ from infra.http.openapi import RESPONSE_TYPES
 from infra.http.responses import ApiError
 from projections.engine import migrate
 from projections.registry import all_projections
+from services.connections.state import connection_id_for
 from tests.integration.read_model_events import MIN, T0, A, apply, health_log, status_log
 
 pytestmark = pytest.mark.integration
@@ -41,6 +44,33 @@ async def api(database_url: str) -> AsyncIterator[str]:
                         command_id="link-1", space_id="space-1", account_id="acct-a"))  # fmt: skip
     log.add(SagaNeedsAttention(**log.envelope(saga, T0 - 3 * MIN), compensation="remove_item",
                                reason="remove_item failed 6 times"))  # fmt: skip
+    # The account's feed: one transaction, as a sync appends it.
+    feed_stream = connection_id_for("space-1", "acct-a")
+    log.add(
+        FeedAppended(
+            **log.envelope(feed_stream, T0 - 40 * MIN),
+            command_id="c7",
+            provider="plaid",
+            cursor="cur-1",
+            has_more=False,
+            entries=(
+                FeedEntry(
+                    position=1,
+                    change="added",
+                    syncyard_transaction_id="st-1",
+                    provider="plaid",
+                    provider_transaction_id="p-1",
+                    transaction=FeedTransaction(
+                        provider_account_id="pa-1",
+                        amount="4.50",
+                        iso_currency_code="USD",
+                        date=date(2025, 1, 10),
+                        name="Blue Bottle Coffee",
+                    ),
+                ),
+            ),
+        )
+    )
     async with pool.acquire() as conn:
         await apply(conn, log)
     await migrate(pool, all_projections())
@@ -127,7 +157,8 @@ async def test_every_response_decodes_strictly_into_the_struct_its_schema_is_gen
         struct = RESPONSE_TYPES.get(route.path)
         if struct is None:
             continue  # the two descriptions: documents of their own standards
-        raw = await get_raw(f"{api}{route.path.format(**filled)}")
+        query = "?space_id=space-1" if "{account_id}" in route.path else ""
+        raw = await get_raw(f"{api}{route.path.format(**filled)}{query}")
         decoded = msgspec.json.decode(raw, type=struct, strict=True)
         # Encoded back, the struct gives the same JSON: no key served that it leaves out.
         served = msgspec.json.decode(raw)

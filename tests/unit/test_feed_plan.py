@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from services.reconciliation.feed import Known, PageOfChanges, Plan, plan_page
+from services.reconciliation.matcher import Tolerance, normalise, similar
 
 pytestmark = pytest.mark.unit
 
@@ -183,3 +184,52 @@ def test_a_different_purchase_at_another_provider_is_a_new_transaction() -> None
 
     assert [(e.change, e.match) for e in primary.entries] == [("added", "new")]
     assert primary.entries[0].syncyard_id != backup.entries[0].syncyard_id
+
+
+@pytest.mark.parametrize(
+    ("clean", "raw"),
+    [
+        ("Blue Bottle Coffee", "SQ *BLUE BOTTLE #38 OAKLAND CA"),
+        ("Whole Foods Market", "WHOLEFDS MKT #123 BERKELEY CA"),
+        ("Trader Joe's", "TRADER JOE S #552 OAKLAND CA"),
+        ("DoorDash", "DD *DOORDASH 123 SAN FRANCISCO CA"),
+        ("Netflix", "NETFLIX.COM LOS GATOS CA"),
+    ],
+)
+def test_a_clean_merchant_name_and_its_raw_descriptor_are_alike(clean: str, raw: str) -> None:
+    assert similar(normalise(clean), normalise(raw)) >= Tolerance().min_similarity
+
+
+def test_two_different_merchants_are_not_alike() -> None:
+    pairs = [("Blue Bottle Coffee", "WHOLEFDS MKT #123 BERKELEY CA"), ("Shell", "Chipotle")]
+    assert all(similar(normalise(a), normalise(b)) < Tolerance().min_similarity for a, b in pairs)
+
+
+def test_a_bill_too_unlike_to_compare_matches_when_it_is_the_only_one_of_its_amount() -> None:
+    backup = plan("mx", [], added=[txn("MX-7", "61.37", "2025-01-11", "VZWRLSS*APOCC VISE 12 NJ")])
+
+    primary = plan(
+        "plaid", backup.index, next_position=2, added=[txn("p7", "61.37", "2025-01-10", "Verizon")]
+    )
+
+    assert primary.entries == []
+    assert [(r.syncyard_id, r.candidates) for r in primary.recognised] == [
+        (backup.entries[0].syncyard_id, 1)
+    ]
+
+
+def test_an_unlike_description_with_two_of_its_amount_is_left_a_new_transaction() -> None:
+    backup = plan(
+        "mx",
+        [],
+        added=[
+            txn("MX-7", "20.00", "2025-01-10", "VZWRLSS*APOCC VISE 12 NJ"),
+            txn("MX-8", "20.00", "2025-01-10", "CON ED OF NY DES:INTELL"),
+        ],
+    )
+
+    primary = plan(
+        "plaid", backup.index, next_position=3, added=[txn("p7", "20.00", "2025-01-10", "Verizon")]
+    )
+
+    assert [(e.change, e.match) for e in primary.entries] == [("added", "new")]
