@@ -110,7 +110,11 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
     exe = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "syncyard"
     prefix = ".venv/bin/" if exe == "syncyard" and Path(".venv/bin/syncyard").exists() else ""
     send = f"{prefix}syncyard send"
-    scenario = f"curl -X PUT {sandbox_url}/_admin/scenario -d"
+    plaid_down = (
+        f"curl -X POST {sandbox_url}/_admin/faults -d "
+        """'{"provider": "plaid", "endpoint": "/transactions/sync", "status": 500, """
+        """"error_code": "INSTITUTION_DOWN"}'"""
+    )
     feed = f"{runtime.http_url}/v1/accounts/{EXAMPLE_ACCOUNT}/transactions/changes?space_id=demo"
     return f"""
 syncyard is running.
@@ -121,7 +125,8 @@ syncyard is running.
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
   PostgreSQL    {database_url}
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
-                scenario "{DEFAULT_SCENARIO}" (others: {", ".join(_scenario_names())})
+                scenario "{DEFAULT_SCENARIO}" (others: {", ".join(_scenario_names())}), e.g.
+                curl -X PUT {sandbox_url}/_admin/scenario -d '{{"name": "plaid-outage"}}'
                 one bank per person behind every provider: {sandbox_url}/_admin/truth/<person>
   state         {runtime.settings.state_dir}
 
@@ -132,10 +137,11 @@ delivers only what is new), bring Plaid back, sync, and read the feed:
   {send} connection.register '{at_plaid}'
   {send} connection.register '{at_mx}'
   {send} sync.transactions '{sync(1)}'
-  {scenario} '{{"name": "plaid-outage"}}'
+  {plaid_down}
   curl -X POST {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}/advance -d '{{"days": 3}}'
   {send} sync.transactions '{sync(2)}'
-  {scenario} '{{"name": "calm"}}'
+  curl -X DELETE {sandbox_url}/_admin/faults
+  curl -X POST {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}/advance -d '{{"days": 2}}'
   {send} sync.transactions '{sync(3)}'
   curl '{feed}&since=0'
   curl {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}    (the bank itself, to compare)

@@ -216,3 +216,26 @@ async def test_a_v1_sync_that_still_sends_a_cursor_is_served_from_syncyard_s_own
 
     assert second.success and second.data is not None and first.data is not None
     assert second.data["entries"] == [] and second.data["position"] == first.data["position"]
+
+
+async def test_a_resent_sync_gets_its_original_entries_over_rpc_after_the_duplicate_window(
+    syncyard: Runtime, upstream: Client, sandbox: str, nats_url: str, http: aiohttp.ClientSession
+) -> None:
+    account = "feed-dee"
+    assert (await upstream.send(register(account, "plaid"))).success
+    first = await synced(upstream, account, "dee-1")
+    await advance(http, sandbox, account, days=2)
+    await synced(upstream, account, "dee-2")  # the feed moves on meanwhile
+
+    # Past NATS's window the resend reaches syncyard, which answers from the feed.
+    nc = await nats.connect(nats_url)
+    try:
+        reply = await nc.request(
+            rpc_subject("sync.transactions"), encode(sync(account, "dee-1")), timeout=10
+        )
+    finally:
+        await nc.drain()
+    again = decode_result(reply.data)
+
+    assert again.duplicate and again.success and again.provider == first.provider
+    assert again.data == first.data

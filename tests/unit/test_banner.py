@@ -1,0 +1,49 @@
+"""The commands `make run`'s banner tells a newcomer to paste are ones syncyard accepts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from events.codec import decode_command
+from infra import cli
+from infra.bootstrap import Runtime
+from infra.config import load_settings
+
+pytestmark = pytest.mark.unit
+
+_SEND = re.compile(r"syncyard send (\S+) '(\{.*\})'")
+
+
+def _banner() -> str:
+    runtime = Runtime.__new__(Runtime)  # only the fields the banner reads
+    runtime.http_url = "http://127.0.0.1:8080"
+    runtime.settings = load_settings({"SYNCYARD_STATE_DIR": str(Path("state"))})
+    return cli._banner(runtime, "nats://127.0.0.1:4222", "postgresql://db", "http://127.0.0.1:8099")
+
+
+def test_every_command_the_banner_shows_decodes_as_a_command_of_its_operation() -> None:
+    sends = _SEND.findall(_banner())
+
+    assert [op for op, _ in sends] == [
+        "connection.register",
+        "connection.register",
+        "sync.transactions",
+        "sync.transactions",
+        "sync.transactions",
+        "link.start",
+    ]
+    for op, payload in sends:
+        assert decode_command(op, payload.encode()).op == op
+
+
+def test_the_multi_homed_demo_links_one_person_at_plaid_and_at_mx() -> None:
+    banner = _banner()
+    person = cli.EXAMPLE_PERSON
+
+    assert f'"access_token":"access-sandbox-{person}"' in banner
+    assert f'"access_token":"USR-{person}"' in banner
+    assert f"/_admin/truth/{person}" in banner
+    assert "/v1/accounts/acct-demo-1/transactions/changes?space_id=demo&since=0" in banner
