@@ -30,6 +30,7 @@ from services.connections.domain import (
 from services.create_link import request_link
 from services.providers.base import ProviderCallError
 from services.providers.http import idempotency_key
+from services.sync_connection import plan_feed
 
 
 async def create_link(ctx: StepContext) -> StepResult:
@@ -105,6 +106,7 @@ async def exchange_token(ctx: StepContext) -> StepResult:
 
 
 async def _read(ctx: StepContext, cmd: GetAccounts | SyncTransactions) -> StepResult:
+    """One call at the new link, recorded on the connection; a sync's page goes to the feed."""
     provider = str(ctx.state.outputs.get("exchange_token", ctx.state.params)["provider"])
     link = await ctx.link(provider)
     if link is None:
@@ -116,9 +118,15 @@ async def _read(ctx: StepContext, cmd: GetAccounts | SyncTransactions) -> StepRe
     with idempotency_key(ctx.key):
         outcome = await ctx.deps.orchestrator.execute_with_failover(cmd, [link], region)
 
+    feed = None
+    if isinstance(cmd, SyncTransactions) and outcome.success:
+        connection = await ctx.deps.store.get_connection(ctx.state.connection_id)
+        if connection is not None:
+            feed = await plan_feed(ctx.deps, connection, outcome)
+
     def record(fresh: ConnectionState | None) -> list[Any]:
         assert fresh is not None
-        return decide_outcome(fresh, cmd, outcome, now=ctx.now, trace={})
+        return decide_outcome(fresh, cmd, outcome, now=ctx.now, trace={}, feed=feed)
 
     if not outcome.success:
         error = outcome.error or ErrorInfo(

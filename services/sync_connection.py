@@ -71,7 +71,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
         outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
     feed = None
     if isinstance(cmd, SyncTransactions) and outcome.success:
-        feed = await _planned(deps, state, outcome)
+        feed = await plan_feed(deps, state, outcome)
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -109,10 +109,14 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
     raise SyncRaceError(f"account {cmd.account_id!r}: another sync appended to its feed first")
 
 
-async def _planned(
+async def plan_feed(
     deps: Dependencies, state: ConnectionState, outcome: Outcome
 ) -> FeedDraft | None:
-    """The walk's changes reconciled into feed entries, against the feed as it stands."""
+    """The walk's changes reconciled into feed entries, against the feed as it stands.
+
+    The sync handler and the link saga's first sync both plan here, so a link's
+    transactions reach the feed one way.
+    """
     data, provider = outcome.data, outcome.provider
     if data is None or provider is None:
         return None

@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from events.commands import ResumeSaga
+from events.commands import ReadFeed, ResumeSaga
 from events.credentials import CredentialStored
 from events.saga import LinkAborted, LinkCompleted
 from infra.bootstrap import Runtime
@@ -39,6 +39,7 @@ from tests.support.harness import (
     eventually,
     inject_fault,
     stream_messages,
+    sync,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -426,3 +427,20 @@ async def test_after_failing_over_to_mx_the_link_completes_by_mx_s_own_webhook(
     assert done.status == "completed", done
     assert done.outputs["exchange_token"]["provider"] == "mx"
     assert isinstance((await _store(syncyard).events(saga_id("link-mx")))[-1], LinkCompleted)
+
+
+async def test_the_link_s_first_sync_fills_the_account_s_feed_and_the_next_sync_adds_nothing(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-feed", "link-feed")
+    assert state.status == "completed", state
+    delivered = state.outputs["sync_transactions"]["added"]
+    assert delivered > 0
+
+    read = await upstream.send(
+        ReadFeed(command_id="read-feed-1", space_id=state.space_id, account_id="acct-feed")
+    )
+    assert read.success and read.data is not None
+    assert len(read.data["entries"]) == delivered
+    again = await upstream.send(sync("acct-feed", "sync-after-link", space_id=state.space_id))
+    assert again.success and again.data is not None and again.data["entries"] == []
