@@ -94,7 +94,12 @@ async def _complete_plaid(request: web.Request, req: CompleteLink) -> web.Respon
         institution_id = req.institution_id or directory(seed)[0].plaid_id
         if by_id(seed, "plaid", institution_id) is None:
             return _not_found(f"no institution {institution_id!r}")
-        public_token = links.issue_plaid_public_token(institution_id, session.user_ref)
+        public_token = links.issue_plaid_public_token(
+            institution_id,
+            session.user_ref,
+            webhook=session.webhook,
+            products=session.products or ("transactions",),
+        )
         payload = {
             "webhook_type": "LINK",
             "webhook_code": "SESSION_FINISHED",

@@ -32,6 +32,28 @@ class PlaidSession(msgspec.Struct, kw_only=True):
     user_ref: str
     webhook: str | None
     access_token: str | None = None
+    products: tuple[str, ...] = ()
+
+
+# How far Plaid's transaction pulls for a new Item have come (`transactions_update_status`).
+NOT_READY = "NOT_READY"
+INITIAL_UPDATE_COMPLETE = "INITIAL_UPDATE_COMPLETE"
+HISTORICAL_UPDATE_COMPLETE = "HISTORICAL_UPDATE_COMPLETE"
+
+
+class PlaidItem(msgspec.Struct, kw_only=True):
+    """An Item the link flow made: its webhook, its products, how far Plaid's pulls are.
+
+    A new Item's transactions are not ready at first; the first
+    `/transactions/sync` answers NOT_READY, later ones the last 30 days
+    (INITIAL_UPDATE_COMPLETE) until a caller has paged to their end, then the
+    whole history (HISTORICAL_UPDATE_COMPLETE). A bare token's Item has none
+    of this: it was made long ago.
+    """
+
+    webhook: str | None
+    products: tuple[str, ...]
+    update_status: str = NOT_READY
 
 
 class MxWidget(msgspec.Struct, kw_only=True):
@@ -54,6 +76,7 @@ class LinkBook:
         self.plaid_institutions: dict[str, str] = {}
         self.plaid_people: dict[str, str] = {}
         self.plaid_removed: set[str] = set()
+        self.plaid_items: dict[str, PlaidItem] = {}
         self.mx_users: dict[str, str] = {}
         self.mx_widgets: dict[str, MxWidget] = {}
         self.mx_members: dict[str, str] = {}
@@ -86,13 +109,21 @@ class LinkBook:
         found = by_id(self._seed, "mx", chosen) if chosen else None
         return found or default_institution(self._seed, self.mx_person(user_guid))
 
-    def issue_plaid_public_token(self, institution_id: str, person: str) -> str:
+    def issue_plaid_public_token(
+        self,
+        institution_id: str,
+        person: str,
+        *,
+        webhook: str | None = None,
+        products: tuple[str, ...] = ("transactions",),
+    ) -> str:
         """A public token that exchanges, once, for a fresh access token at `institution_id`."""
         public_token = f"public-sandbox-{self.uuid()}"
         access_token = f"access-sandbox-{self.uuid()}"
         self.plaid_public_tokens[public_token] = access_token
         self.plaid_institutions[access_token] = institution_id
         self.plaid_people[access_token] = person
+        self.plaid_items[access_token] = PlaidItem(webhook=webhook, products=products)
         return public_token
 
     def plaid_item_id(self, access_token: str) -> str:

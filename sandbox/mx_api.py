@@ -29,10 +29,11 @@ from sandbox.truth import Bank, BankTransaction, iso_date, iso_time
 from sandbox.views import account_id, merchant_guid, mx_posted_at, transaction_id
 
 MX_ACCEPT = "application/vnd.mx.api.v1+json"
+# MX's documented range for `records_per_page`: 10 to 1000 (users, accounts,
+# transactions) or 10 to 100 (institutions); above the top it falls back to its
+# default of 25. Below 10 the sandbox refuses the call.
+MIN_RECORDS_PER_PAGE = 10
 MAX_RECORDS_PER_PAGE = 1000
-# MX's documented range for transactions: 10 to 1000 a page; above 1000 it
-# falls back to its default of 25.
-MIN_TRANSACTIONS_PER_PAGE = 10
 DEFAULT_RECORDS_PER_PAGE = 25
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MEMBER = "/users/{user_guid}/members/{member_guid}"
@@ -148,16 +149,20 @@ def _member(request: web.Request) -> Bank | web.Response:
 
 
 def paged(
-    request: web.Request, key: str, rows: Sequence[dict[str, Any]], *, min_per_page: int = 1
+    request: web.Request,
+    key: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    max_per_page: int = MAX_RECORDS_PER_PAGE,
 ) -> web.Response:
     try:
         page = int(request.query.get("page", "1"))
         per_page = int(request.query.get("records_per_page", str(DEFAULT_RECORDS_PER_PAGE)))
     except ValueError:
         return error_response(400, "page and records_per_page must be integers.")
-    if per_page > MAX_RECORDS_PER_PAGE:
+    if per_page > max_per_page:
         per_page = DEFAULT_RECORDS_PER_PAGE
-    if page < 1 or per_page < min_per_page:
+    if page < 1 or per_page < MIN_RECORDS_PER_PAGE:
         return error_response(400, "page or records_per_page is out of range.")
     start = (page - 1) * per_page
     return web.json_response(
@@ -258,7 +263,7 @@ async def list_transactions(request: web.Request) -> web.Response:
     else:
         chosen = [r for r in records if not r.deleted]
     rows = [_transaction(request, bank, r) for r in chosen]
-    return paged(request, "transactions", rows, min_per_page=MIN_TRANSACTIONS_PER_PAGE)
+    return paged(request, "transactions", rows)
 
 
 def create_mx_app(prefix: str = "/mx") -> web.Application:

@@ -13,6 +13,9 @@ from sandbox.links import LINKS, MxWidget
 from sandbox.middleware import SEED
 from sandbox.mx_api import MX_ACCEPT, check_headers, error_response, paged
 
+# MX lists institutions 10 to 100 a page (other lists: to 1000).
+MAX_INSTITUTIONS_PER_PAGE = 100
+
 _USER = "/users/{user_guid}"
 _MEMBER = _USER + "/members/{member_guid}"
 
@@ -47,6 +50,7 @@ def _institution(i: FakeInstitution) -> dict[str, Any]:
     return {
         "code": i.mx_code,
         "name": i.name,
+        "iso_country_code": i.country,
         "url": i.url,
         "supports_account_identification": "identity" in i.products,
         "supports_account_statement": False,
@@ -143,7 +147,8 @@ async def list_institutions(request: web.Request) -> web.Response:
     seed = request.config_dict[SEED]
     name = request.query.get("name")
     rows = search(seed, name) if name else list(directory(seed))
-    return paged(request, "institutions", [_institution(i) for i in rows])
+    rows_out = [_institution(i) for i in rows]
+    return paged(request, "institutions", rows_out, max_per_page=MAX_INSTITUTIONS_PER_PAGE)
 
 
 async def read_institution(request: web.Request) -> web.Response:

@@ -7,6 +7,15 @@ reports them: an authorisation is `added` pending; its posting removes the
 pending id and adds the posted transaction under a new id whose
 `pending_transaction_id` is the pending one; a release or reversal is
 `removed`; a correction is `modified`. A cursor is an offset into that log.
+
+The first aggregation lists the last 30 days first, then the older history:
+an Item the link flow just made is not ready at first (`NOT_READY`, no
+transactions, an empty cursor), then serves only those 30 days
+(`INITIAL_UPDATE_COMPLETE`) until a caller has paged to their end, then the
+rest (`HISTORICAL_UPDATE_COMPLETE`), as Plaid's initial and historical pulls
+land one after the other (`links.PlaidItem`). Bodies carry every field
+Plaid's OpenAPI document requires (tests/specs), null where the bank does
+not say.
 """
 
 from __future__ import annotations
@@ -20,9 +29,16 @@ import msgspec
 from aiohttp import web
 
 from sandbox.faults import Fault
-from sandbox.links import LINKS
+from sandbox.institutions import FakeInstitution
+from sandbox.links import (
+    HISTORICAL_UPDATE_COMPLETE,
+    INITIAL_UPDATE_COMPLETE,
+    LINKS,
+    NOT_READY,
+    PlaidItem,
+)
 from sandbox.middleware import TRUTH, fault_middleware
-from sandbox.truth import Bank, BankTransaction
+from sandbox.truth import DAY_S, HISTORY_END, Bank, BankTransaction, iso_date, iso_time
 from sandbox.views import account_id, plaid_ids
 
 # Plaid's documented sandbox token prefix, not a secret.
@@ -59,6 +75,25 @@ PLAID_ERRORS: dict[str, tuple[str, int]] = {
 }
 
 _REQUEST_IDS: web.AppKey[itertools.count[int]] = web.AppKey("plaid_request_ids")
+# Plaid's initial pull after a link: the most recent 30 days.
+INITIAL_PULL_DAYS = 30
+_INITIAL_FROM = iso_date(HISTORY_END + 1 - INITIAL_PULL_DAYS * DAY_S)
+# A bare token's Item, made long before: its products, what a link made without any gets.
+_DEFAULT_PRODUCTS = ("transactions",)
+_PAYMENT_META_KEYS = (
+    "reference_number", "ppd_id", "payee", "by_order_of", "payer",
+    "payment_method", "payment_processor", "reason",
+)  # fmt: skip
+_LOCATION_KEYS = (
+    "address",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "lat",
+    "lon",
+    "store_number",
+)
 
 
 class PlaidChange(msgspec.Struct, frozen=True):
@@ -67,10 +102,12 @@ class PlaidChange(msgspec.Struct, frozen=True):
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True):
-    """An access token's Item: its id and the bank it reads."""
+    """An access token's Item: its id, the bank it reads, and its link-flow state if any."""
 
     item_id: str
     bank: Bank
+    institution: FakeInstitution
+    linked: PlaidItem | None = None
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -134,7 +171,29 @@ def item_of(request: web.Request, access_token: str) -> Item:
     links = request.config_dict[LINKS]
     person, institution = links.plaid_person(access_token), links.plaid_institution(access_token)
     bank = request.config_dict[TRUTH].bank(person, institution)
-    return Item(item_id=links.plaid_item_id(access_token), bank=bank)
+    return Item(
+        item_id=links.plaid_item_id(access_token),
+        bank=bank,
+        institution=institution,
+        linked=links.plaid_items.get(access_token),
+    )
+
+
+def _payment_channel(t: BankTransaction) -> str:
+    if t.kind != "card":
+        return "other"
+    # An online merchant's descriptor names its web site ("AMZN.COM/BILL", "HELP.UBER.COM").
+    return "online" if ".COM" in t.description else "in store"
+
+
+def _payment_meta(t: BankTransaction) -> dict[str, str | None]:
+    """Plaid's ACH details: who paid a payroll credit, whom a bill paid; null for cards."""
+    meta: dict[str, str | None] = dict.fromkeys(_PAYMENT_META_KEYS)
+    if t.kind == "payroll":
+        meta.update(payer=t.counterparty, payment_method="ACH")
+    elif t.kind == "bill":
+        meta.update(payee=t.counterparty, payment_method="ACH")
+    return meta
 
 
 def _transaction(bank: Bank, t: BankTransaction) -> dict[str, Any]:
@@ -144,15 +203,23 @@ def _transaction(bank: Bank, t: BankTransaction) -> dict[str, Any]:
         "transaction_id": transaction_id,
         "pending_transaction_id": pending_transaction_id,
         "account_id": account_id("plaid", bank, account),
+        "account_owner": None,
         "amount": t.amount,
         "iso_currency_code": bank.currency,
         "unofficial_currency_code": None,
         "date": t.date,
+        "datetime": iso_time(t.posted_at) if t.posted_at is not None else None,
         "authorized_date": t.authorized_date,
+        "authorized_datetime": (iso_time(t.authorized_at) if t.authorized_at is not None else None),
         "name": t.counterparty,
         "merchant_name": t.merchant,
         "pending": t.pending,
-        "payment_channel": "in store" if t.kind == "card" else "other",
+        "payment_channel": _payment_channel(t),
+        "payment_meta": _payment_meta(t),
+        # The bank gives no place: every key, all null, as Plaid sends it then.
+        "location": dict.fromkeys(_LOCATION_KEYS),
+        # Plaid fills transaction codes for European institutions only.
+        "transaction_code": None,
     }
 
 
@@ -163,12 +230,25 @@ def _removed(bank: Bank, t: BankTransaction, pending: bool) -> dict[str, Any]:
     return {"transaction_id": gone, "account_id": account_id("plaid", bank, account)}
 
 
-def sync_log(bank: Bank) -> list[PlaidChange]:
-    """Plaid's change log for the bank: its first aggregation, then every change since."""
+def _first_aggregation(bank: Bank) -> tuple[list[BankTransaction], list[BankTransaction]]:
+    """What Plaid first aggregated: (the last 30 days, the older history), oldest first."""
     first = sorted(
         (t for t in bank.at_history_end().values() if t.live), key=lambda t: (t.date, t.id)
     )
-    log = [PlaidChange("added", _transaction(bank, t)) for t in first]
+    recent = [t for t in first if t.date >= _INITIAL_FROM]
+    return recent, [t for t in first if t.date < _INITIAL_FROM]
+
+
+def initial_pull_size(bank: Bank) -> int:
+    """How many entries open the log with the initial pull (the last 30 days)."""
+    return len(_first_aggregation(bank)[0])
+
+
+def sync_log(bank: Bank) -> list[PlaidChange]:
+    """Plaid's change log for the bank: its first aggregation (the last 30 days, then the
+    older history), then every change since."""
+    recent, older = _first_aggregation(bank)
+    log = [PlaidChange("added", _transaction(bank, t)) for t in (*recent, *older)]
     for event in bank.events[bank.history :]:
         t = event.transaction
         if event.kind in ("authorized", "posted"):
@@ -198,12 +278,7 @@ def decode_cursor(item: Item, cursor: str, length: int) -> int | None:
     return int(offset)
 
 
-async def accounts_get(request: web.Request) -> web.Response:
-    found = await _authorised(request)
-    if isinstance(found, web.Response):
-        return found
-    req, item = found
-    bank = item.bank
+def _accounts(bank: Bank) -> list[dict[str, Any]]:
     accounts = []
     for a in bank.accounts:
         current, available = bank.balances(a)
@@ -226,11 +301,33 @@ async def accounts_get(request: web.Request) -> web.Response:
                 },
             }
         )
-    institution = request.config_dict[LINKS].plaid_institution(req.access_token)
-    item_body = {"item_id": item.item_id, "institution_id": institution.plaid_id}
-    return web.json_response(
-        {"accounts": accounts, "item": item_body, "request_id": request_id(request)}
-    )
+    return accounts
+
+
+def _item(item: Item) -> dict[str, Any]:
+    """Plaid's Item: every field its schema requires; no error, no consent expiry."""
+    billed = sorted(item.linked.products if item.linked else _DEFAULT_PRODUCTS)
+    return {
+        "item_id": item.item_id,
+        "institution_id": item.institution.plaid_id,
+        "institution_name": item.institution.name,
+        "webhook": item.linked.webhook if item.linked else None,
+        "error": None,
+        "available_products": sorted(set(item.institution.products) - set(billed)),
+        "billed_products": billed,
+        "products": billed,
+        "consent_expiration_time": None,
+        "update_type": "background",
+    }
+
+
+async def accounts_get(request: web.Request) -> web.Response:
+    found = await _authorised(request)
+    if isinstance(found, web.Response):
+        return found
+    _, item = found
+    body = {"accounts": item.bank.view("plaid-accounts", _accounts), "item": _item(item)}
+    return web.json_response({**body, "request_id": request_id(request)})
 
 
 async def transactions_sync(request: web.Request) -> web.Response:
@@ -240,20 +337,47 @@ async def transactions_sync(request: web.Request) -> web.Response:
     req, item = found
     if not 1 <= req.count <= 500:
         return error_response(request, "INVALID_FIELD", "count must be between 1 and 500")
+    status = item.linked.update_status if item.linked else HISTORICAL_UPDATE_COMPLETE
+    if item.linked is not None and status == NOT_READY:
+        # Plaid's first pull lands before the caller comes back.
+        item.linked.update_status = INITIAL_UPDATE_COMPLETE
+        return _sync_answer(request, item, [], "", has_more=False, status=NOT_READY)
     log = item.bank.view("plaid", sync_log)
-    start = decode_cursor(item, req.cursor, len(log)) if req.cursor else 0
+    ready = len(log)
+    if status == INITIAL_UPDATE_COMPLETE:
+        ready = item.bank.view("plaid-initial", initial_pull_size)
+    start = decode_cursor(item, req.cursor, ready) if req.cursor else 0
     if start is None:
         return error_response(request, "INVALID_FIELD", "cursor not valid for this item")
-    page = log[start : start + req.count]
+    page = log[start : min(start + req.count, ready)]
     end = start + len(page)
+    if item.linked is not None and status == INITIAL_UPDATE_COMPLETE and end == ready:
+        # The caller has the last 30 days; the historical pull lands meanwhile.
+        item.linked.update_status = HISTORICAL_UPDATE_COMPLETE
+    cursor = encode_cursor(item, end)
+    return _sync_answer(request, item, page, cursor, has_more=end < ready, status=status)
+
+
+def _sync_answer(
+    request: web.Request,
+    item: Item,
+    page: list[PlaidChange],
+    next_cursor: str,
+    *,
+    has_more: bool,
+    status: str,
+) -> web.Response:
+    """A `/transactions/sync` body: the Item's accounts with it, once transactions are ready."""
+    accounts = [] if status == NOT_READY else item.bank.view("plaid-accounts", _accounts)
     return web.json_response(
         {
+            "accounts": accounts,
             "added": [c.body for c in page if c.kind == "added"],
             "modified": [c.body for c in page if c.kind == "modified"],
             "removed": [c.body for c in page if c.kind == "removed"],
-            "next_cursor": encode_cursor(item, end),
-            "has_more": end < len(log),
-            "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
+            "next_cursor": next_cursor,
+            "has_more": has_more,
+            "transactions_update_status": status,
             "request_id": request_id(request),
         }
     )

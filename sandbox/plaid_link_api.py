@@ -91,7 +91,10 @@ async def link_token_create(request: web.Request) -> web.Response:
         return error_response(request, "INVALID_ACCESS_TOKEN", "access token not found")
     token = f"link-sandbox-{links.uuid()}"
     links.plaid_sessions[token] = PlaidSession(
-        user_ref=req.user.client_user_id, webhook=req.webhook, access_token=req.access_token
+        user_ref=req.user.client_user_id,
+        webhook=req.webhook,
+        access_token=req.access_token,
+        products=tuple(req.products or ()),
     )
     expiration = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=4)
     return web.json_response(

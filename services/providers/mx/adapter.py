@@ -39,6 +39,7 @@ from services.providers.mx.links import (
 )
 from services.providers.mx.reads import MxReads, member_path
 from services.providers.mx.webhooks import BasicCredentials, normalise, verify_basic
+from services.providers.mx.wire import MAX_INSTITUTIONS_PER_PAGE, MIN_RECORDS_PER_PAGE
 
 _USER = "/users/{user_guid}"
 _MEMBER = _USER + "/members/{member_guid}"
@@ -78,7 +79,8 @@ class MxAdapter(MxReads):
         It proves the API answers and our keys work, without any person's data.
         """
         started = time.monotonic()
-        params = {"page": "1", "records_per_page": "1"}
+        # MX's smallest page: records_per_page runs from 10 (its spec).
+        params = {"page": "1", "records_per_page": str(MIN_RECORDS_PER_PAGE)}
         try:
             await self._send("GET", "/institutions", "/institutions", timeout_s, params=params)
         except ProviderCallError as exc:
@@ -165,8 +167,12 @@ class MxAdapter(MxReads):
     async def search_institutions(
         self, query: str, *, country_codes: tuple[str, ...], limit: int, timeout_s: float
     ) -> list[Institution]:
-        """`GET /institutions?name=`; MX's directory is not split by country."""
-        per_page = max(1, min(limit, 100))
+        """`GET /institutions?name=`, not filtered by country.
+
+        MX's spec documents an `iso_country_code` array filter, but not how an
+        array is written in the query; until that is known we filter nothing.
+        """
+        per_page = max(MIN_RECORDS_PER_PAGE, min(limit, MAX_INSTITUTIONS_PER_PAGE))
         params = {"name": query, "page": "1", "records_per_page": str(per_page)}
         parsed = await self._call(
             "GET", "/institutions", "/institutions", InstitutionsResponse, timeout_s, params=params

@@ -26,9 +26,13 @@ from typing import Any
 import msgspec
 
 MX_ACCEPT = "application/vnd.mx.api.v1+json"
-# MX serves 10 to 1000 transactions a page; we keep pages small enough that
-# one slow page does not eat a sync's deadline.
-MIN_TRANSACTIONS_PER_PAGE = 10
+# MX's `records_per_page` runs from 10 to 1000 (lists of users, accounts and
+# transactions) or to 100 (institutions); above the top MX falls back to 25.
+MIN_RECORDS_PER_PAGE = 10
+MAX_INSTITUTIONS_PER_PAGE = 100
+# We keep transaction pages small enough that one slow page does not eat a
+# sync's deadline.
+MIN_TRANSACTIONS_PER_PAGE = MIN_RECORDS_PER_PAGE
 MAX_TRANSACTIONS_PER_PAGE = 100
 MEMBER_PATH = "/users/{user_guid}/members/{member_guid}"
 

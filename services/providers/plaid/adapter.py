@@ -29,6 +29,7 @@ from services.providers.http import decode_json, send
 from services.providers.plaid.errors import plaid_error
 from services.providers.plaid.webhooks import PlaidWebhookVerifier, normalise
 from services.providers.plaid.wire import (
+    NOT_READY,
     AccountsResponse,
     ExchangeResponse,
     InstitutionResponse,
@@ -81,6 +82,12 @@ class PlaidAdapter(ProviderAdapter):
         body: dict[str, Any] = {"access_token": link.access_token, "cursor": cursor or ""}
         body["count"] = max(1, min(count, 500))
         parsed = await self._call("/transactions/sync", body, SyncResponse, timeout_s)
+        if parsed.transactions_update_status == NOT_READY:
+            # A new Item whose first pull has not landed: no transactions and an empty
+            # cursor. Not an error, and not "caught up": come back, from where we were.
+            return TransactionsPage(
+                added=[], modified=[], removed=[], next_cursor=cursor or "", has_more=True
+            )
         return TransactionsPage(
             added=[transaction(t) for t in parsed.added],
             modified=[transaction(t) for t in parsed.modified],

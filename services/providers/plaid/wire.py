@@ -46,12 +46,19 @@ class _RemovedTransaction(msgspec.Struct, frozen=True):
     transaction_id: str
 
 
+# Plaid's transaction pulls for a new Item have not landed: nothing yet, come back.
+NOT_READY = "NOT_READY"
+
+
 class SyncResponse(msgspec.Struct, frozen=True):
     added: list[_Transaction]
     modified: list[_Transaction]
     removed: list[_RemovedTransaction]
     next_cursor: str
     has_more: bool
+    # NOT_READY, INITIAL_UPDATE_COMPLETE (the last 30 days; older ones follow as
+    # added later), HISTORICAL_UPDATE_COMPLETE, TRANSACTIONS_UPDATE_STATUS_UNKNOWN.
+    transactions_update_status: str | None = None
 
 
 class LinkTokenResponse(msgspec.Struct, frozen=True):
