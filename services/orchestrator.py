@@ -352,7 +352,7 @@ class Orchestrator:
         added, modified, removed = list(page.added), list(page.modified), list(page.removed)
         for _ in range(MAX_PAGES_PER_SYNC - 1):
             remaining = deadline - self._clock()
-            if not page.has_more or remaining < MIN_CALL_BUDGET_S:
+            if not page.has_more or remaining < MIN_CALL_BUDGET_S or _not_ready(page, link):
                 break
             try:
                 page = await adapter.sync_transactions(
@@ -406,3 +406,10 @@ class Orchestrator:
             token = await adapter.create_link(request, timeout_s=timeout_s)
             return {"provider": link.provider, **msgspec.to_builtins(token)}, {}
         raise TypeError(f"{cmd.op} is not a provider call")
+
+
+def _not_ready(page: TransactionsPage, link: LinkCredentials) -> bool:
+    """A provider still preparing the item (Plaid's NOT_READY) answers an empty page that
+    says "more" without moving the cursor: asking again at once would only repeat it."""
+    empty = not (page.added or page.modified or page.removed)
+    return empty and page.next_cursor in ("", link.cursor)

@@ -10,7 +10,7 @@ import pytest
 from events.commands import GetAccounts, SyncTransactions
 from events.errors import ErrorInfo, ErrorType
 from services.failover import order_links
-from services.orchestrator import Orchestrator
+from services.orchestrator import MAX_PAGES_PER_SYNC, Orchestrator
 from services.providers.base import (
     AccountsPage,
     HealthStatus,
@@ -186,3 +186,75 @@ async def test_a_provider_that_is_down_is_not_retried_in_the_call_but_failed_ove
     orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY, in_call_pause_s=0.0)
     outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
     assert outcome.provider == "mx" and plaid.calls == 1
+
+
+class PagedProvider(FakeProvider):
+    """Pages `c0` → `c1` → … ; `fail_at` raises on that page; `stuck` answers Plaid's not-ready."""
+
+    def __init__(self, pages: int, *, fail_at: int | None = None, stuck: bool = False) -> None:
+        super().__init__("plaid")
+        self.pages, self.fail_at, self.stuck = pages, fail_at, stuck
+        self.cursors: list[str | None] = []
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        self.cursors.append(cursor)
+        if self.stuck:
+            return TransactionsPage(
+                added=[], modified=[], removed=[], next_cursor="", has_more=True
+            )
+        n = int((cursor or "c0")[1:])
+        if n == self.fail_at:
+            raise ProviderCallError(err("provider_down", True))
+        return TransactionsPage(
+            added=[{"transaction_id": f"t{n}"}],
+            modified=[],
+            removed=[],
+            next_cursor=f"c{n + 1}",
+            has_more=n + 1 < self.pages,
+        )
+
+
+async def test_a_sync_walks_the_link_from_its_own_cursor_until_the_provider_has_no_more() -> None:
+    plaid = PagedProvider(pages=5)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
+    start = LinkCredentials(provider="plaid", item_id="i", access_token="t", cursor="c2")
+
+    outcome = await orch.execute_with_failover(SYNC, [start], "US")
+
+    assert plaid.cursors == ["c2", "c3", "c4"]
+    assert outcome.data is not None and outcome.data["next_cursor"] == "c5"
+    assert [t["transaction_id"] for t in outcome.data["added"]] == ["t2", "t3", "t4"]
+    assert outcome.data["has_more"] is False
+
+
+async def test_a_walk_stops_at_its_bound_and_says_there_is_more() -> None:
+    plaid = PagedProvider(pages=50)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+
+    assert len(plaid.cursors) == MAX_PAGES_PER_SYNC
+    assert outcome.data is not None and outcome.data["has_more"] is True
+
+
+async def test_a_page_that_fails_after_the_first_keeps_the_pages_before_it() -> None:
+    plaid = PagedProvider(pages=5, fail_at=2)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+
+    assert outcome.success and outcome.data is not None
+    assert outcome.data["next_cursor"] == "c2" and outcome.data["has_more"] is True
+    assert [t["transaction_id"] for t in outcome.data["added"]] == ["t0", "t1"]
+
+
+async def test_an_item_the_provider_is_still_preparing_is_asked_once_per_sync() -> None:
+    plaid = PagedProvider(pages=5, stuck=True)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+
+    assert len(plaid.cursors) == 1
+    assert outcome.success and outcome.data is not None and outcome.data["has_more"] is True
