@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from infra.eventstore import (
 from infra.feed_index import PostgresFeedIndex
 from infra.feed_reader import ProjectedFeedReader
 from infra.http.api import create_app
+from infra.http.auth import ApiToken, local_admin
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from infra.institution_store import open_institutions
@@ -122,6 +124,34 @@ def cipher_key_for(settings: Settings) -> str:
         with os.fdopen(fd, "w") as handle:
             handle.write(AESCipher.create_key(32))
     return key_file.read_text().strip()
+
+
+API_TOKEN_FILE = "api-token"  # noqa: S105 - the file's name; the token is inside
+
+
+def api_tokens_for(settings: Settings) -> tuple[ApiToken, ...]:
+    """Who may call the HTTP API; the embedded mode makes a local admin token and keeps it.
+
+    Outside the embedded mode there is no fallback: an API with no token configured
+    would either serve everyone or no one, so it does not start (fail closed).
+    """
+    if settings.api_tokens:
+        return settings.api_tokens
+    if not settings.embedded:
+        raise ConfigurationError(
+            "the HTTP API needs API tokens when NATS_URL and DATABASE_URL are set: set "
+            "SYNCYARD_API_TOKENS (NAME:ROLE:SPACES:TOKEN, comma-separated; ROLE viewer, "
+            "operator, admin or auditor; SPACES a|b or *) or SYNCYARD_API_TOKENS_FILE (one "
+            "entry a line). It does not start without them"
+        )
+    token_file = settings.state_dir / API_TOKEN_FILE
+    if not token_file.exists():
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        # Created 0600 in one step: no moment where another user could read it.
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    return (local_admin(token_file.read_text().strip()),)
 
 
 @dataclass
@@ -263,6 +293,8 @@ async def run_components(
     if unknown:
         raise ConfigurationError(f"unknown components: {', '.join(sorted(unknown))}")
     settings = runtime.settings
+    # Before anything starts: a missing token stops the whole start, not the API alone.
+    api_tokens = api_tokens_for(settings) if "api" in components else ()
     async with contextlib.AsyncExitStack() as stack:
         tasks: dict[str, asyncio.Task[None]] = {}
         if "projector" in components:
@@ -314,6 +346,7 @@ async def run_components(
             web_app = create_app(
                 runtime.pool,
                 lambda: runtime.nc.is_connected,
+                tokens=api_tokens,
                 read_settings=settings.read_models,
                 events_table=EVENTS_TABLE,
             )

@@ -35,8 +35,10 @@ from infra import audit_cli, saga_audit
 from infra.audit import parse_time
 from infra.bootstrap import (
     ALL_COMPONENTS,
+    API_TOKEN_FILE,
     ConfigurationError,
     Runtime,
+    api_tokens_for,
     cipher_key_for,
     open_runtime,
     run_components,
@@ -116,12 +118,22 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
         """"error_code": "INSTITUTION_DOWN"}'"""
     )
     feed = f"{runtime.http_url}/v1/accounts/{EXAMPLE_ACCOUNT}/transactions/changes?space_id=demo"
+    # Every route but /healthz and /readyz takes a bearer token: `up` made a local admin
+    # one unless SYNCYARD_API_TOKENS(_FILE) names some (then the reader pastes their own).
+    if runtime.settings.api_tokens:
+        token_is = "export SYNCYARD_TOKEN=<a token of SYNCYARD_API_TOKENS>"  # noqa: S105
+    else:
+        token_file = runtime.settings.state_dir / API_TOKEN_FILE
+        token_is = f"export SYNCYARD_TOKEN=$(cat {token_file})   (local admin, 0600)"
+    auth = 'curl -H "Authorization: Bearer $SYNCYARD_TOKEN"'
     return f"""
 syncyard is running.
-  HTTP API      {runtime.http_url}/healthz · /readyz · /v1/providers/health?region=US
-                {runtime.http_url}/v1/connections/{EXAMPLE_ACCOUNT}/history
-                {runtime.http_url}/v1/metrics/overview · /v1/openapi.json (every route)
-                {runtime.http_url}/v1/sagas?status=needs_attention (clean-ups stuck)
+  HTTP API      {runtime.http_url}/healthz · /readyz (open); every other route takes a token:
+                {token_is}
+                {auth} '{runtime.http_url}/v1/providers/health?region=US'
+                {auth} '{runtime.http_url}/v1/connections/{EXAMPLE_ACCOUNT}/history?space_id=demo'
+                /v1/metrics/overview · /v1/openapi.json (every route, and who may call it)
+                /v1/sagas?status=needs_attention (clean-ups stuck)
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
   PostgreSQL    {database_url}
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
@@ -143,12 +155,14 @@ delivers only what is new), bring Plaid back, sync, and read the feed:
   curl -X DELETE {sandbox_url}/_admin/faults
   curl -X POST {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}/advance -d '{{"days": 2}}'
   {send} sync.transactions '{sync(3)}'
-  curl '{feed}&since=0'
+  {auth} '{feed}&since=0'
   curl {sandbox_url}/_admin/truth/{EXAMPLE_PERSON}    (the bank itself, to compare)
 
-Or link an account end to end (the link saga), finish as the person would
-with the link_token that GET {runtime.http_url}/v1/sagas/<saga_id> shows, and audit it:
+Or link an account end to end (the link saga): start it (its result names the
+saga_id), fetch the link_token the person's app would open (operators and admins of
+the space may), finish as the person would, and audit it:
   {send} link.start '{link}'
+  {auth} {runtime.http_url}/v1/sagas/<saga_id>/link
   curl -X POST {sandbox_url}/_admin/links/plaid/complete -d '{{"link_token": "<link_token>"}}'
   {prefix}syncyard audit saga demo/{link_id}
   {prefix}syncyard audit connection demo/acct-demo-2 · {prefix}syncyard replay --verify
@@ -196,6 +210,8 @@ async def _up(settings: Settings) -> None:
 async def _serve(settings: Settings, components: Sequence[str]) -> None:
     if not (settings.nats_url and settings.database_url):
         raise ConfigurationError("serve needs NATS_URL and DATABASE_URL; `syncyard up` embeds them")
+    if "api" in components:
+        api_tokens_for(settings)  # no token, no start: said before connecting to anything
     stop = asyncio.Event()
     _install_stop_signals(stop)
     setup_tracing(settings.otlp_endpoint)

@@ -10,6 +10,13 @@ from typing import Any
 
 import msgspec
 
+from infra.http.auth import (
+    ApiToken,
+    TokenSpecError,
+    parse_tokens,
+    tokens_from_env,
+    tokens_from_file,
+)
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
 from services.providers.settings import ProviderSettings
@@ -59,6 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     saga_lease_s: float = 30.0
     public_url: str | None = None
     link_deadline_s: float = 1800.0  # how long a person has to finish a link
+    # Who may call the HTTP API (only the tokens' SHA-256 is held). Empty: `syncyard up`
+    # makes a local admin token; outside the embedded mode the API refuses to start.
+    api_tokens: tuple[ApiToken, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -148,6 +158,17 @@ def _read_model_settings(env: Mapping[str, str]) -> ReadModelSettings:
     )
 
 
+def load_api_tokens(env: Mapping[str, str]) -> tuple[ApiToken, ...]:
+    """`SYNCYARD_API_TOKENS` and the entries of `SYNCYARD_API_TOKENS_FILE`, together."""
+    entries = tokens_from_env(env.get("SYNCYARD_API_TOKENS", ""))
+    if path := env.get("SYNCYARD_API_TOKENS_FILE"):
+        try:
+            entries += tokens_from_file(Path(path))
+        except OSError as exc:
+            raise TokenSpecError(f"SYNCYARD_API_TOKENS_FILE {path}: {exc.strerror}") from None
+    return parse_tokens(entries)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     settings = Settings(
@@ -164,6 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if op.strip()
         },
         read_models=_read_model_settings(env),
+        api_tokens=load_api_tokens(env),
         **_overridden(env, _SETTINGS_OVERRIDES),
     )
     # The providers' default address follows the sandbox port, set or not.

@@ -2,6 +2,10 @@
 
 Built straight from the saga's events (no read model to lag), as plain JSON
 for `GET /v1/sagas/{id}` and as text for `syncyard audit saga ID`.
+
+The view is for auditors and dashboards, so it names no token: a live link
+token (or MX's widget URL, which is one) would let whoever reads it finish
+someone else's link. `GET /v1/sagas/{id}/link` hands it to an operator instead.
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ from events.saga import (
     SagaTimerSet,
 )
 from sagas.state import fold
+
+# Keys whose values open or finish a provider link; dropped wherever they appear.
+SECRET_KEYS = frozenset({"link_token", "widget_url", "public_token", "access_token"})
+
+
+def without_secrets(value: Any) -> Any:
+    """`value` with every `SECRET_KEYS` entry dropped, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items() if k not in SECRET_KEYS}
+    if isinstance(value, list | tuple):
+        return [without_secrets(v) for v in value]
+    return value
 
 
 def _at(event: DomainEvent) -> str:
@@ -87,7 +103,10 @@ def saga_view(events: list[DomainEvent], schedule: dict[str, Any] | None = None)
         view["schedule"] = {
             k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in schedule.items()
         }
-    return view
+    # Over the whole view, not only the step outputs: a token a step, a result or a
+    # parameter might carry one day is dropped without anyone remembering to.
+    cleaned: dict[str, Any] = without_secrets(view)
+    return cleaned
 
 
 def _attempt_event(

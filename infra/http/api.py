@@ -1,20 +1,22 @@
 """The HTTP API: health, readiness, the read models, their OpenAPI description and the
 AsyncAPI description of the NATS interface.
 
-`ROUTES` is the route table; `infra/http/openapi.py` describes each entry. A
-bad parameter anywhere raises `InvalidParameterError`, answered here with a 400.
+`ROUTES` is the route table; `infra/http/openapi.py` describes each entry and
+`infra/http/auth.py` says who may call it. A bad parameter anywhere raises
+`InvalidParameterError`, answered here with a 400.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
 
 from infra.http import read_models as read
+from infra.http.auth import ACCESS, ACCESS_RULES, TOKENS, ApiToken, TokenBook, authorise
 from infra.http.context import (
     CLOCK,
     EVENTS_TABLE,
@@ -88,12 +90,18 @@ def create_app(
     pool: asyncpg.Pool,
     nats_ready: Callable[[], bool],
     *,
+    tokens: Iterable[ApiToken],
     read_settings: ReadModelSettings | None = None,
     events_table: str = DEFAULT_EVENTS_TABLE,
     clock: Clock = _utc_now,
 ) -> web.Application:
-    """The API over `pool`; `clock` is the query moment of every window (tests fix it)."""
-    app = web.Application(middlewares=[bad_parameters_are_400])
+    """The API over `pool`, for callers holding one of `tokens` (none: a ValueError, as
+    an API without tokens would be open or useless); `clock` is the query moment of
+    every window (tests fix it)."""
+    # Authorisation first: a caller without a token learns nothing, not even a 400.
+    app = web.Application(middlewares=[authorise, bad_parameters_are_400])
+    app[TOKENS] = TokenBook(tokens)
+    app[ACCESS_RULES] = dict(ACCESS)
     app[POOL] = pool
     app[NATS_READY] = nats_ready
     app[READ_SETTINGS] = read_settings or ReadModelSettings()

@@ -6,6 +6,8 @@ elsewhere (e.g. from infra/bootstrap.py) adds its own entry to the app's
 `OPENAPI_OPERATIONS`. `undocumented_routes` lists any route without one, and
 a test keeps that list empty. The response bodies' schemas are generated from
 the structs the handlers encode (`RESPONSE_TYPES`, `infra/http/responses.py`).
+Each operation's security (bearer token or none), roles and 401/403 answers
+come from `infra/http/auth.py`'s `ACCESS`, the same table the API enforces.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 from events.asyncapi import asyncapi_document
 from events.feed import FeedPage
 from infra.http import responses as body
+from infra.http.auth import ACCESS, Access
 from infra.http.params import MAX_DAYS, MAX_LIMIT
 from projections.overview import MetricsOverview
 from projections.saga_status import SAGA_STATUSES
@@ -69,12 +72,12 @@ def _q(
 
 ACCOUNT = {"name": "account_id", "in": "path", "required": True,
            "schema": {"type": "string", "minLength": 1, "maxLength": 128}}  # fmt: skip
-SPACE = _q("space_id", "Only the connection in this space", {"type": "string", "maxLength": 128})
+SPACE = _q("space_id", "The account's space: one of the token's",
+           {"type": "string", "minLength": 1, "maxLength": 128}, True)  # fmt: skip
 REGION = _q("region", "Only this region", {"type": "string", "pattern": "^[A-Za-z_-]{2,16}$"})
 PROVIDER = _q("provider", "Only this provider", {"type": "string", "pattern": "^[a-z0-9_]{1,32}$"})
 LIMIT = _q("limit", "Rows to return, newest first",
            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})  # fmt: skip
-FEED_SPACE = _q("space_id", "The account's space", {"type": "string", "maxLength": 128}, True)
 FEED_SINCE = _q("since", "The last position already folded; 0 for the whole feed",
                 {"type": "integer", "minimum": 0, "default": 0})  # fmt: skip
 FEED_LIMIT = _q("limit", "Entries to return, oldest first",
@@ -162,7 +165,7 @@ OPERATIONS: dict[OperationKey, Operation] = {
     ("get", "/v1/accounts/{account_id}/transactions/changes"): _get(
         "The account's transaction feed after a position: added, modified and removed "
         "transactions in syncyard ids, each with the provider that reported it",
-        [ACCOUNT, FEED_SPACE, FEED_SINCE, FEED_LIMIT],
+        [ACCOUNT, SPACE, FEED_SINCE, FEED_LIMIT],
         "Feed entries and the position to go on from",
     ),
     ("get", "/v1/admin/stats"): _get(
@@ -207,15 +210,61 @@ def _with_response_schemas(operations: dict[OperationKey, Operation]) -> None:
 _with_response_schemas(OPERATIONS)
 
 
+BEARER = "bearerToken"
+_SCOPES = {
+    "space": "only the space named by `space_id`, which must be one of the token's",
+    "saga": "only a saga of one of the token's spaces",
+    "listing": "only the sagas of the token's spaces, and their counts",
+    "provider": "provider-wide figures, the same for every space",
+    "fleet": "counts over every space: a token for every space (`*`) only",
+    "none": "no data of any space",
+}
+_UNAUTHORISED = {
+    "description": "No bearer token, or an unknown one (`WWW-Authenticate: Bearer`)",
+    "content": {"application/json": {"schema": _RESPONSE_SCHEMAS["error"]}},
+}
+_FORBIDDEN = {
+    "description": "The token's role may not call this route, or it does not reach the space",
+    "content": {"application/json": {"schema": _RESPONSE_SCHEMAS["error"]}},
+}
+
+
+def _secured(operation: Operation, access: Access | None) -> Operation:
+    """The operation with who may call it: open, or a bearer token of some roles."""
+    if access is None:  # served without a rule: `authorise` refuses every caller
+        return {**operation, "x-no-access-rule": True}
+    if access.scope == "open":
+        return {**operation, "security": []}
+    roles = sorted(role.value for role in access.roles)
+    return {
+        **operation,
+        "security": [{BEARER: []}],
+        "x-roles": roles,
+        "description": f"Roles: {', '.join(roles)}. Scope: {_SCOPES[access.scope]}.",
+        "responses": {**operation["responses"], "401": _UNAUTHORISED, "403": _FORBIDDEN},
+    }
+
+
 def openapi_document(operations: dict[OperationKey, Operation]) -> dict[str, Any]:
     paths: dict[str, dict[str, Operation]] = {}
-    for (method, path), operation in sorted(operations.items(), key=lambda kv: kv[0][1]):
-        paths.setdefault(path, {})[method] = operation
+    for key, operation in sorted(operations.items(), key=lambda kv: kv[0][1]):
+        paths.setdefault(key[1], {})[key[0]] = _secured(operation, ACCESS.get(key))
     return {
         "openapi": "3.1.0",
         "info": {"title": "syncyard", "version": "1"},
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "security": [{BEARER: []}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token from SYNCYARD_API_TOKENS(_FILE), or the "
+                    "local admin token `syncyard up` writes to its state folder (api-token)",
+                }
+            },
+        },
     }
 
 

@@ -1,6 +1,9 @@
 """HTTP routes of the sagas: what a saga did, and the providers' webhooks for it.
 
-`GET /v1/sagas/{id}`: the saga's steps, attempts, timers and compensations.
+`GET /v1/sagas/{id}`: the saga's steps, attempts, timers and compensations (no
+link token: `sagas/view.py` leaves them out, so auditors may read it).
+`GET /v1/sagas/{id}/link`: the link token the person's app opens the provider's
+UI with, for an operator (or admin) of the saga's space, while the saga waits.
 `POST /v1/sagas/{id}/webhook`: the webhook URL a saga gives the provider when
 it creates the link (one URL per saga, so the receiver knows which flow and
 which provider's signature to check); a verified "link finished" webhook
@@ -16,6 +19,7 @@ import uuid
 
 from aiohttp import web
 
+from infra.http.auth import CALLER, space_refusal
 from infra.http.openapi import Operation, OperationKey
 from infra.saga_store import PostgresSagaStore
 from sagas.commands import CompletionRefusedError, receive_completion
@@ -46,7 +50,43 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
         events = await store.events(saga_id)
         if not events:
             return web.json_response({"error": f"no saga {saga_id}"}, status=404)
-        return web.json_response(saga_view(events, await store.scheduled(saga_id)))
+        view = saga_view(events, await store.scheduled(saga_id))
+        if (refused := space_refusal(request[CALLER], str(view["space_id"]))) is not None:
+            return refused
+        return web.json_response(view)
+
+    async def link(request: web.Request) -> web.Response:
+        saga_id = _saga_id(request)
+        state = await store.load(saga_id)
+        if state is None:
+            raise _refuse(web.HTTPNotFound, f"no saga {saga_id}")
+        caller = request[CALLER]
+        if (refused := space_refusal(caller, state.space_id)) is not None:
+            return refused
+        # The token is handed out only while the person may still use it: once they
+        # finished (or the saga stopped waiting), it opens nothing and need not leak.
+        if state.status != "running" or state.completion_received:
+            raise _refuse(
+                web.HTTPConflict, f"the saga no longer waits for the person ({state.status})"
+            )
+        created = next((state.outputs[s] for s in _LINK_STEPS if s in state.outputs), None)
+        if created is None:
+            raise web.HTTPConflict(
+                text=json.dumps({"error": "the link is not created yet: retry shortly"}),
+                content_type="application/json",
+                headers={"Retry-After": "1"},
+            )
+        # Who fetched a live link token, by the token's name (never the token itself).
+        log.info("saga %s: link token handed to %s (%s)", saga_id, caller.name, caller.role)
+        return web.json_response(
+            {
+                "saga_id": str(saga_id),
+                "kind": state.kind,
+                "provider": created.get("provider"),
+                "link_token": created.get("link_token"),
+                "expires_at": created.get("expires_at"),
+            }
+        )
 
     async def webhook(request: web.Request) -> web.Response:
         saga_id = _saga_id(request)
@@ -93,6 +133,7 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
 
     return [
         web.get("/v1/sagas/{saga_id}", show),
+        web.get("/v1/sagas/{saga_id}/link", link),
         web.post("/v1/sagas/{saga_id}/webhook", webhook),
     ]
 
@@ -111,6 +152,37 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
             "404": _NOT_FOUND,
+        },
+    },
+    ("get", "/v1/sagas/{saga_id}/link"): {
+        "summary": "The link token (Plaid) or widget URL (MX) the person's app opens the "
+        "provider's UI with, while the saga waits for the person: for an operator or admin "
+        "of the saga's space (the app's backend fetches it and hands it to the app)",
+        "parameters": [_SAGA_ID],
+        "responses": {
+            "200": {
+                "description": "The provider and its link token, with when it expires",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["saga_id", "kind", "provider", "link_token"],
+                            "properties": {
+                                "saga_id": {"type": "string", "format": "uuid"},
+                                "kind": {"type": "string", "enum": ["link", "reconnect"]},
+                                "provider": {"type": "string"},
+                                "link_token": {"type": "string"},
+                                "expires_at": {"type": ["string", "null"]},
+                            },
+                        }
+                    }
+                },
+            },
+            "404": _NOT_FOUND,
+            "409": {
+                "description": "Not created yet (retry after Retry-After), or the saga no longer "
+                "waits for the person (finished, compensating, or the person already came back)"
+            },
         },
     },
     ("post", "/v1/sagas/{saga_id}/webhook"): {

@@ -12,6 +12,7 @@ from aiohttp import web
 from infra.bootstrap import Runtime
 from sandbox.app import create_sandbox_app
 from tests.support.harness import (
+    API_TOKENS_ENV,
     CIPHER_KEY,
     Client,
     client,
@@ -67,6 +68,7 @@ async def component_env(
         "NATS_URL": nats_url,
         "DATABASE_URL": database_url,
         "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
+        "SYNCYARD_API_TOKENS": API_TOKENS_ENV,
         "SYNCYARD_PLAID_BASE_URL": f"{sandbox}/plaid",
         "SYNCYARD_MX_BASE_URL": f"{sandbox}/mx",
         "SYNCYARD_HTTP_PORT": "0",

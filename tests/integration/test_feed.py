@@ -23,6 +23,7 @@ from events.subjects import rpc_subject
 from infra.bootstrap import Runtime
 from services.connections.state import connection_id_for
 from tests.support.harness import (
+    AUTH,
     SPACE,
     Client,
     inject_fault,
@@ -195,11 +196,12 @@ async def test_a_caller_that_lost_its_results_catches_up_from_its_position(
 
     assert syncyard.http_url is not None
     url = f"{syncyard.http_url}/v1/accounts/{account}/transactions/changes"
-    async with http.get(url, params={"space_id": SPACE, "since": "0", "limit": "1000"}) as response:
+    params = {"space_id": SPACE, "since": "0", "limit": "1000"}
+    async with http.get(url, params=params, headers=AUTH) as response:
         assert response.status == 200, await response.text()
         page = await response.json()
     assert page["entries"] == delivered
-    async with http.get(url, params={"since": "0"}) as response:
+    async with http.get(url, params={"since": "0"}, headers=AUTH) as response:
         assert response.status == 400 and "space_id" in (await response.json())["error"]["message"]
 
 

@@ -33,6 +33,7 @@ from tests.integration.saga_helpers import (
 )
 from tests.integration.test_cli import syncyard_cli
 from tests.support.harness import (
+    AUTH,
     CIPHER_KEY,
     MX_WEBHOOK_CREDENTIALS,
     Client,
@@ -48,7 +49,7 @@ SANDBOX_SEED = 7  # create_sandbox_app's default: the seed of the `sandbox` fixt
 
 
 async def get_json(url: str) -> Any:
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.get(url) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
@@ -190,8 +191,11 @@ async def test_the_saga_api_shows_steps_attempts_timers_and_404_for_unknown_ids(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
     await start_and_complete(upstream, _store(syncyard), sandbox, "acct-5", "link-5")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{syncyard.http_url}/v1/sagas/{saga_id('link-5')}") as resp:
+    shown = f"{syncyard.http_url}/v1/sagas/{saga_id('link-5')}"
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(shown) as resp:
+        assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.get(shown) as resp:
             assert resp.status == 200
             view = await resp.json()
         async with http.get(f"{syncyard.http_url}/v1/sagas/{saga_id('nope')}") as missing:
@@ -200,8 +204,14 @@ async def test_the_saga_api_shows_steps_attempts_timers_and_404_for_unknown_ids(
             assert bad.status == 404
         async with http.get(f"{syncyard.http_url}/v1/openapi.json") as described:
             paths = (await described.json())["paths"]
-    for path in ("/v1/sagas/{saga_id}", "/v1/sagas/{saga_id}/webhook"):
+    for path in ("/v1/sagas/{saga_id}", "/v1/sagas/{saga_id}/link", "/v1/sagas/{saga_id}/webhook"):
         assert not any("x-undocumented" in op for op in paths[path].values()), path
+    # The view is for auditors too: no token that would open or finish the link.
+    # (The step `await_public_token` and `with_public_token` name no token, only wait for one.)
+    assert '"link_token"' not in json.dumps(view) and '"public_token"' not in json.dumps(view)
+    stored = await _store(syncyard).load(saga_id("link-5"))
+    assert stored is not None
+    assert str(stored.outputs["create_link"]["link_token"]) not in json.dumps(view)
 
     assert view["status"] == "completed"
     assert [s["name"] for s in view["steps"]] == [
@@ -316,7 +326,7 @@ async def test_a_compensation_that_keeps_failing_needs_attention_until_an_operat
     # token an operator needs to remove the item by hand.
     assert state.compensated == ()
     url = f"{syncyard.http_url}/v1/sagas/{saga_id('link-8')}"
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.get(url) as resp:
         view = await resp.json()
     assert view["status"] == "needs_attention"
     assert "remove_item" in view["attention"]
@@ -348,7 +358,7 @@ async def test_a_compensation_that_keeps_failing_needs_attention_until_an_operat
     assert set(state.compensated) == {"remove_item", "forget_token", "mark_connection_aborted"}
     removed = keys_for(await idempotency(sandbox), "/plaid/item/remove", saga_id("link-8"))
     assert sum(use["effects"] for use in removed.values()) == 1
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.get(url) as resp:
         view = await resp.json()
     assert view["resumed"][0]["note"] == "plaid's /item/remove is back"
     assert view["result"]["event"] == "LinkAborted"

@@ -2,99 +2,33 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from datetime import date
 from typing import Any
 
 import aiohttp
-import asyncpg
 import msgspec
 import pytest
-from aiohttp import web
 
 from events.asyncapi import asyncapi_document
 from events.commands import COMMAND_TYPES
-from events.feed import FeedAppended, FeedEntry, FeedTransaction
-from events.saga import SagaNeedsAttention, SagaStarted
 from events.subjects import command_subject, dlq_subject, result_subject, rpc_subject
-from infra.http.api import ROUTES, create_app
+from infra.http.api import ROUTES
 from infra.http.openapi import RESPONSE_TYPES
 from infra.http.responses import ApiError
-from projections.engine import migrate
-from projections.registry import all_projections
-from services.connections.state import connection_id_for
-from tests.integration.read_model_events import MIN, T0, A, apply, health_log, status_log
+from tests.integration.read_api_server import read_api
+from tests.support.harness import API_TOKENS, AUTH
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[str]:
-    """The API on a free port over a database holding both known sequences, clock at T0."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert pool is not None
-    log = status_log()
-    for note in health_log().notes[1:]:  # acct-a is registered once already
-        log.add(note.event)
-    log.call(A, T0 - 50 * MIN, "plaid", "failure", command="c6", attempt=1)
-    log.call(A, T0 - 50 * MIN, "mx", "success", command="c6", attempt=2, failover=True)
-    saga = uuid.UUID(int=200)
-    log.add(SagaStarted(**log.envelope(saga, T0 - 9 * MIN), kind="link", connection_id=A,
-                        command_id="link-1", space_id="space-1", account_id="acct-a"))  # fmt: skip
-    log.add(SagaNeedsAttention(**log.envelope(saga, T0 - 3 * MIN), compensation="remove_item",
-                               reason="remove_item failed 6 times"))  # fmt: skip
-    # The account's feed: one transaction, as a sync appends it.
-    feed_stream = connection_id_for("space-1", "acct-a")
-    log.add(
-        FeedAppended(
-            **log.envelope(feed_stream, T0 - 40 * MIN),
-            command_id="c7",
-            provider="plaid",
-            cursor="cur-1",
-            has_more=False,
-            entries=(
-                FeedEntry(
-                    position=1,
-                    change="added",
-                    syncyard_transaction_id="st-1",
-                    provider="plaid",
-                    provider_transaction_id="p-1",
-                    transaction=FeedTransaction(
-                        provider_account_id="pa-1",
-                        amount="4.50",
-                        iso_currency_code="USD",
-                        date=date(2025, 1, 10),
-                        name="Blue Bottle Coffee",
-                    ),
-                ),
-            ),
-        )
-    )
-    async with pool.acquire() as conn:
-        await apply(conn, log)
-    await migrate(pool, all_projections())
-    # The event store's table, as the API reads it: only the newest notification id matters.
-    await pool.execute(
-        "CREATE TABLE syncyard_events (notification_id bigint PRIMARY KEY);"
-        "INSERT INTO syncyard_events VALUES (42);"
-        "UPDATE syncyard_projection_position SET position = 40, updated_at = now() "
-        "WHERE projection = 'sync_log'"
-    )
-    runner = web.AppRunner(create_app(pool, lambda: True, clock=lambda: T0), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-        await pool.close()
+    async with read_api(database_url, API_TOKENS) as url:
+        yield url
 
 
 async def get_raw(url: str, status: int = 200) -> bytes:
-    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+    async with aiohttp.ClientSession(headers=AUTH) as http, http.get(url) as resp:
         body = await resp.read()
         assert resp.status == status, body
         return body
@@ -111,14 +45,14 @@ async def test_every_read_model_route_answers_with_its_numbers(api: str) -> None
     earlier = await get(f"{api}/v1/providers/health?provider=plaid&as_of=2026-03-02T11:58:00Z")
     assert earlier["providers"][0]["window_5m"]["successes"] == 1
 
-    status = await get(f"{api}/v1/connections/acct-a/status")
+    status = await get(f"{api}/v1/connections/acct-a/status?space_id=space-1")
     assert status["connections"][0]["consecutive_failures"] == 2
-    history = await get(f"{api}/v1/connections/acct-a/history?limit=2")
+    history = await get(f"{api}/v1/connections/acct-a/history?limit=2&space_id=space-1")
     assert [a["failover_from"] for a in history["attempts"]] == ["plaid", None]
     assert [a["failover_to"] for a in history["attempts"]] == [None, "mx"]
-    syncs = await get(f"{api}/v1/connections/acct-a/syncs")
+    syncs = await get(f"{api}/v1/connections/acct-a/syncs?space_id=space-1")
     assert [s["outcome"] for s in syncs["syncs"]] == ["deferred", "failure", "success"]
-    reliability = await get(f"{api}/v1/connections/acct-a/reliability?days=1")
+    reliability = await get(f"{api}/v1/connections/acct-a/reliability?days=1&space_id=space-1")
     assert reliability["connections"][0]["total"] == 3
 
     providers = await get(f"{api}/v1/providers/reliability?days=1")
@@ -168,7 +102,10 @@ async def test_every_response_decodes_strictly_into_the_struct_its_schema_is_gen
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{struct.__name__}"}, route.path
         assert struct.__name__ in document["components"]["schemas"]
-    for path, status in (("/v1/sagas?status=stuck", 400), ("/v1/connections/nobody/status", 404)):
+    for path, status in (
+        ("/v1/sagas?status=stuck", 400),
+        ("/v1/connections/nobody/status?space_id=space-1", 404),
+    ):
         msgspec.json.decode(await get_raw(f"{api}{path}", status), type=ApiError, strict=True)
 
 
@@ -191,10 +128,13 @@ async def test_the_served_asyncapi_description_is_the_contract_s_with_every_comm
         ("/v1/providers/reliability?days=366", "days must be between 1 and 90"),
         ("/v1/providers/health?region=U$A", "region must be"),
         ("/v1/providers/failover-rates?region=x", "region must be"),
-        ("/v1/connections/acct-a/syncs?limit=0", "limit must be between 1 and 1000"),
-        ("/v1/connections/acct-a/history?limit=ten", "limit must be an integer"),
+        (
+            "/v1/connections/acct-a/syncs?limit=0&space_id=space-1",
+            "limit must be between 1 and 1000",
+        ),
+        ("/v1/connections/acct-a/history?limit=ten&space_id=space-1", "limit must be an integer"),
         ("/v1/metrics/overview?as_of=yesterday", "as_of must be an ISO 8601 time"),
-        ("/v1/connections/acct-a/status?as_of=2026-03-02T11:00:00", "UTC offset"),
+        ("/v1/connections/acct-a/status?space_id=space-1&as_of=2026-03-02T11:00:00", "UTC offset"),
         ("/v1/providers/health?as_of=2026-03-02T12:00:01Z", "must not be in the future"),
         ("/v1/providers/health?regoin=US", "unknown query parameter(s) regoin"),
         ("/v1/sagas?status=stuck", "status must be one of running, compensating, completed"),
@@ -208,6 +148,6 @@ async def test_bad_query_parameters_get_a_400_that_says_what_is_wrong(
 
 
 async def test_an_unknown_account_is_a_404_for_status_and_reliability(api: str) -> None:
-    body = await get(f"{api}/v1/connections/nobody/status", status=404)
+    body = await get(f"{api}/v1/connections/nobody/status?space_id=space-1", status=404)
     assert "nobody" in body["error"]["message"]
-    await get(f"{api}/v1/connections/nobody/reliability", status=404)
+    await get(f"{api}/v1/connections/nobody/reliability?space_id=space-1", status=404)

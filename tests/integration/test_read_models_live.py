@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from infra.bootstrap import Runtime
-from tests.support.harness import Client, eventually, inject_fault, register, sync
+from tests.support.harness import AUTH, SPACE, Client, eventually, inject_fault, register, sync
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ async def test_a_failover_sync_shows_in_status_history_reliability_and_overview(
     )  # fmt: skip
     assert (await upstream.send(sync("acct-live", "sync-live"))).failover_used
     base = f"{syncyard.http_url}/v1"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
 
         async def fetch(path: str) -> Any:
             async with http.get(f"{base}{path}") as resp:
@@ -32,11 +32,12 @@ async def test_a_failover_sync_shows_in_status_history_reliability_and_overview(
                 return await resp.json()
 
         syncs = await eventually(
-            lambda: fetch("/connections/acct-live/syncs"), lambda body: len(body["syncs"]) == 1
+            lambda: fetch(f"/connections/acct-live/syncs?space_id={SPACE}"),
+            lambda body: len(body["syncs"]) == 1,
         )
         assert syncs["syncs"][0]["provider"] == "mx" and syncs["syncs"][0]["failover_used"]
         history = await eventually(
-            lambda: fetch("/connections/acct-live/history"),
+            lambda: fetch(f"/connections/acct-live/history?space_id={SPACE}"),
             lambda body: any(a["op"] == "sync.transactions" for a in body["attempts"]),
         )
         failed, served = [a for a in history["attempts"] if a["op"] == "sync.transactions"][::-1]
@@ -46,7 +47,7 @@ async def test_a_failover_sync_shows_in_status_history_reliability_and_overview(
         assert (served["failover_from"], served["attempt_type"]) == ("plaid", "sync")
 
         status = await eventually(
-            lambda: fetch("/connections/acct-live/status"),
+            lambda: fetch(f"/connections/acct-live/status?space_id={SPACE}"),
             lambda body: body["connections"][0]["last_successful_sync_at"] is not None,
         )
         (connection,) = status["connections"]

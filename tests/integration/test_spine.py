@@ -14,6 +14,8 @@ from events.commands import GetAccounts
 from events.subjects import rpc_subject
 from infra.bootstrap import Runtime
 from tests.support.harness import (
+    AUTH,
+    SPACE,
     Client,
     decode_json,
     eventually,
@@ -78,10 +80,10 @@ async def test_a_command_comes_out_as_events_in_the_store_on_the_stream_and_in_r
     assert all(b"access-sandbox" not in m.data for m in published)
 
     assert syncyard.http_url is not None
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=AUTH) as http:
 
         async def history() -> list[dict[str, object]]:
-            url = f"{syncyard.http_url}/v1/connections/acct-1/history?limit=10"
+            url = f"{syncyard.http_url}/v1/connections/acct-1/history?limit=10&space_id={SPACE}"
             async with http.get(url) as resp:
                 return list((await resp.json())["attempts"])
 
@@ -283,10 +285,12 @@ async def test_a_dead_lettered_registration_keeps_no_access_token(
 
 async def test_readiness_reports_both_dependencies(syncyard: Runtime) -> None:
     async with aiohttp.ClientSession() as http:
+        # Open: a load balancer's probe carries no token.
         async with http.get(f"{syncyard.http_url}/readyz") as resp:
             assert resp.status == 200
             assert (await resp.json())["checks"] == {"postgres": "ok", "nats": "ok"}
-        async with http.get(f"{syncyard.http_url}/v1/connections/x/history?limit=zero") as resp:
+        url = f"{syncyard.http_url}/v1/connections/x/history?limit=zero&space_id={SPACE}"
+        async with http.get(url, headers=AUTH) as resp:
             assert resp.status == 400
             assert "limit" in (await resp.json())["error"]["message"]
 

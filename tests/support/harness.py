@@ -25,6 +25,7 @@ from events.results import CommandResult
 from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
 from infra.config import Settings
+from infra.http.auth import parse_tokens
 from services.providers.settings import ProviderSettings
 from tests.support.links import link_for
 from tests.support.sandbox_admin import SandboxAdmin
@@ -36,6 +37,39 @@ T = TypeVar("T")
 
 MX_WEBHOOK_CREDENTIALS = "mx-webhooks:sandbox-password"
 
+# The HTTP API's tokens in tests, as SYNCYARD_API_TOKENS writes them: name → (role,
+# spaces). `test-admin` (every space) is what tests send unless they test access;
+# the others give every role, for every space and bound to one, to the access tests.
+TEST_TOKENS: dict[str, tuple[str, str]] = {
+    "test-admin": ("admin", "*"),
+    "viewer": ("viewer", "*"),
+    "operator": ("operator", "*"),
+    "auditor": ("auditor", "*"),
+    "admin-1": ("admin", SPACE),
+    "viewer-1": ("viewer", SPACE),
+    "operator-1": ("operator", SPACE),
+    "auditor-1": ("auditor", SPACE),
+    "viewer-2": ("viewer", "space-2"),
+    "operator-2": ("operator", "space-2"),
+    "auditor-2": ("auditor", "space-2"),
+}
+
+
+def token_of(name: str) -> str:
+    return f"{name}-token-0123456789abcdef"
+
+
+def auth(name: str = "test-admin") -> dict[str, str]:
+    """The Authorization header of one of `TEST_TOKENS`."""
+    return {"Authorization": f"Bearer {token_of(name)}"}
+
+
+API_TOKENS_ENV = ",".join(
+    f"{name}:{role}:{spaces}:{token_of(name)}" for name, (role, spaces) in TEST_TOKENS.items()
+)
+API_TOKENS = parse_tokens([("tests", entry) for entry in API_TOKENS_ENV.split(",")])
+AUTH = auth()
+
 
 def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64) -> Settings:
     return Settings(
@@ -46,6 +80,7 @@ def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64)
         cipher_key=CIPHER_KEY,
         worker_concurrency=concurrency,
         call_timeout_s=2.0,
+        api_tokens=API_TOKENS,
         providers={
             name: ProviderSettings(
                 name=name,

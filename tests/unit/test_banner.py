@@ -47,3 +47,24 @@ def test_the_multi_homed_demo_links_one_person_at_plaid_and_at_mx() -> None:
     assert f'"access_token":"USR-{person}"' in banner
     assert f"/_admin/truth/{person}" in banner
     assert "/v1/accounts/acct-demo-1/transactions/changes?space_id=demo&since=0" in banner
+
+
+def test_every_api_call_the_banner_shows_sends_the_local_token_and_the_link_comes_from_link() -> (
+    None
+):
+    banner = _banner()
+    api_calls = [line for line in banner.splitlines() if "curl" in line and ":8080/v1/" in line]
+
+    assert api_calls and all('-H "Authorization: Bearer $SYNCYARD_TOKEN"' in c for c in api_calls)
+    assert f"export SYNCYARD_TOKEN=$(cat {Path('state').resolve()}/api-token)" in banner
+    assert "/v1/sagas/<saga_id>/link" in banner
+    assert "?space_id=demo" in banner.split("/v1/connections/acct-demo-1/history")[1][:15]
+
+
+def test_with_tokens_configured_the_banner_names_no_token_file() -> None:
+    runtime = Runtime.__new__(Runtime)
+    runtime.http_url = "http://127.0.0.1:8080"
+    runtime.settings = load_settings({"SYNCYARD_API_TOKENS": "ops:admin:*:" + "t" * 32})
+    banner = cli._banner(runtime, "nats://n", "postgresql://db", "http://127.0.0.1:8099")
+
+    assert "api-token" not in banner and "<a token of SYNCYARD_API_TOKENS>" in banner

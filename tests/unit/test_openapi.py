@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from infra.http.api import create_app
+from infra.http.auth import local_admin
 from infra.http.openapi import (
     DOCUMENTS,
     OPERATIONS,
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.unit
 
 
 def routes_only() -> web.Application:
-    return create_app(None, lambda: True)  # type: ignore[arg-type]  # no request reaches a pool
+    # No request reaches the pool, and no token is sent.
+    return create_app(None, lambda: True, tokens=[local_admin("t" * 32)])  # type: ignore[arg-type]
 
 
 def test_every_route_the_api_registers_is_described() -> None:
