@@ -1,9 +1,9 @@
 """`python -m bench [--quick]` (`make bench`): every benchmark, one after the other.
 
 The spine (#2), resilience, hedging and breaker propagation (#4), sagas (#5),
-replay and projection lag (#6). Each starts its own embedded servers (or uses
-NATS_URL / DATABASE_URL) and prints its own table beside its baseline;
-docs/BENCHMARKS.md keeps copies.
+replay and projection lag (#6), the feed (#10). Each starts its own embedded
+servers (or uses NATS_URL / DATABASE_URL) and prints its own table beside its
+baseline; docs/BENCHMARKS.md keeps copies.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import hedging, projection_lag, propagation, replay, resilience, sagas, spine
+from bench import feed, hedging, projection_lag, propagation, replay, resilience, sagas, spine
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
@@ -28,3 +28,4 @@ if __name__ == "__main__":
     asyncio.run(sagas.main(quick))
     asyncio.run(replay.main(quick, args.replay_events))
     asyncio.run(projection_lag.main(quick))
+    asyncio.run(feed.main(quick))

@@ -8,7 +8,8 @@ import aiohttp
 
 
 class SandboxAdmin:
-    """Faults, scenarios, resets and call counts of one sandbox, over a session the caller owns."""
+    """Faults, scenarios, resets, the bank's clock and call counts of one sandbox, over a
+    session the caller owns."""
 
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
         self.session = session
@@ -39,6 +40,13 @@ class SandboxAdmin:
             "POST", f"/_admin/links/{provider}/complete", {"link_token": link_token}
         )
         return answer
+
+    async def advance(
+        self, person: str, *, days: float | None = None, transactions: int | None = None
+    ) -> Any:
+        """Run the person's bank forward `days`, or by its next `transactions` events."""
+        body = {"days": days} if transactions is None else {"transactions": transactions}
+        return await self._send("POST", f"/_admin/truth/{person}/advance", body)
 
     async def calls(self) -> Any:
         """Calls received per provider and endpoint, as the sandbox counts them."""
