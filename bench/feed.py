@@ -64,7 +64,15 @@ from infra.embedded import find_free_port
 from services.connections.state import connection_id_for
 from services.orchestrator import MAX_PAGES_PER_SYNC
 from services.providers.plaid.adapter import PlaidAdapter
-from tests.support.harness import Client, Component, client, register, sync
+from tests.support.harness import (
+    API_TOKENS_ENV,
+    AUTH,
+    Client,
+    Component,
+    client,
+    register,
+    sync,
+)
 from tests.support.links import link_for
 from tests.support.sandbox_admin import SandboxAdmin
 
@@ -344,7 +352,7 @@ async def reads(bench: Bench, nats_url: str, http_url: str, scale: Scale, result
                 await nc.request(rpc_subject("feed.read"), read, timeout=TIMEOUT_S)
 
             async def route() -> None:
-                async with http.get(url, params=params) as response:
+                async with http.get(url, params=params, headers=AUTH) as response:
                     assert response.status == 200
                     await response.read()
 
@@ -383,6 +391,9 @@ def _env(nats_url: str, db_url: str, sandbox_url: str, http_port: int) -> dict[s
         "SYNCYARD_PLAID_BASE_URL": f"{sandbox_url}/plaid",
         "SYNCYARD_MX_BASE_URL": f"{sandbox_url}/mx",
         "SYNCYARD_HTTP_PORT": str(http_port),
+        "SYNCYARD_API_TOKENS": API_TOKENS_ENV,
+        # The sandbox speaks http on loopback; outside embedded mode that must be said.
+        "SYNCYARD_INSECURE_PROVIDERS": "1",
     }
 
 
