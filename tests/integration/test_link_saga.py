@@ -442,8 +442,12 @@ async def test_after_failing_over_to_mx_the_link_completes_by_mx_s_own_webhook(
 async def test_the_link_s_first_sync_fills_the_account_s_feed_and_the_next_sync_adds_nothing(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
-    state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-feed", "link-feed")
+    # At MX: a new Plaid item answers its first sync NOT_READY, with nothing to deliver.
+    state = await start_and_complete(
+        upstream, _store(syncyard), sandbox, "acct-feed", "link-feed", preferred_provider="mx"
+    )
     assert state.status == "completed", state
+    assert state.outputs["exchange_token"]["provider"] == "mx"
     delivered = state.outputs["sync_transactions"]["added"]
     assert delivered > 0
 
