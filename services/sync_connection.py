@@ -117,7 +117,9 @@ async def _planned(
     if data is None or provider is None:
         return None
     added, modified = data.get("added", []), data.get("modified", [])
-    removed = [str(r) for r in data.get("removed", [])]
+    # The link's last walk held some pending ids' removals for this one to decide.
+    removed = [*state.held.get(provider, ()), *(str(r) for r in data.get("removed", []))]
+    has_more = bool(data.get("has_more", False))
     incoming = [*added, *modified]
     ids = [str(t["transaction_id"]) for t in incoming] + removed
     ids += [str(t["pending_transaction_id"]) for t in incoming if t.get("pending_transaction_id")]
@@ -132,7 +134,9 @@ async def _planned(
     )
     plan = plan_page(
         str(state.id),
-        PageOfChanges(provider=provider, added=added, modified=modified, removed=removed),
+        PageOfChanges(
+            provider=provider, added=added, modified=modified, removed=removed, has_more=has_more
+        ),
         known,
         next_position=state.feed_position + 1,
         tolerance=deps.tolerance,
@@ -140,10 +144,11 @@ async def _planned(
     return FeedDraft(
         provider=provider,
         cursor=str(data.get("next_cursor", "")),
-        has_more=bool(data.get("has_more", False)),
+        has_more=has_more,
         base_position=state.feed_position,
         entries=tuple(plan.entries),
         recognised=tuple(plan.recognised),
+        held=tuple(plan.held),
     )
 
 

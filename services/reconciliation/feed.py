@@ -31,8 +31,13 @@ rules, tried in order:
 A removal is a `removed` entry for a transaction the feed still holds, unless
 rule 2 absorbed it: only the pending id a posted transaction of the walk
 named gives way; the posted id's own removal (a reversal) is a removal. A
-removed transaction stays removed: a provider still listing it later
-changes nothing.
+provider need not report a posting on the page that removes its pending id
+(Plaid promises only the same update), and a walk may end between the two:
+so a pending id's removal in a walk the provider has more for is *held*,
+neither a removal nor forgotten, and planned again with the link's next
+walk, until a posting names it or the update ends (`has_more` false) and it
+is a removal. A removed transaction stays removed: a provider still listing
+it later changes nothing.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[Planned]
     recognised: list[Recognised]
     index: list[Known]  # the index rows this page writes (new or changed)
+    held: list[str] = []  # pending ids removed before the update ended: plan them again
 
 
 def feed_transaction(txn: dict[str, Any]) -> FeedTransaction:
@@ -168,7 +174,8 @@ class PageOfChanges(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     added: Sequence[dict[str, Any]] = ()
     modified: Sequence[dict[str, Any]] = ()
-    removed: Sequence[str] = ()
+    removed: Sequence[str] = ()  # the removals held by the link's last walk first
+    has_more: bool = False  # the provider's update goes on past this walk
 
 
 def plan_page(
@@ -187,6 +194,7 @@ def plan_page(
     would get (new transactions remember it as where they were first delivered).
     """
     planner = _Planner(connection_key, changes.provider, known, next_position, tolerance)
+    planner.has_more = changes.has_more
     planner.page_amounts = [cents(t["amount"]) for t in [*changes.added, *changes.modified]]
     for raw in [*changes.added, *changes.modified]:
         planner.take(str(raw["transaction_id"]), raw)
@@ -196,6 +204,7 @@ def plan_page(
         entries=planner.entries,
         recognised=planner.recognised,
         index=list(planner.written.values()),
+        held=planner.held,
     )
 
 
@@ -222,6 +231,8 @@ class _Planner:
         # Pending ids a posted transaction of this walk named: their removal is no removal.
         self.replaced: set[str] = set()
         self.page_amounts: list[int] = []
+        self.has_more = False
+        self.held: list[str] = []
 
     def _row(self, provider_id: str) -> Known | None:
         return self.written.get(provider_id) or self.mine.get(provider_id)
@@ -329,6 +340,11 @@ class _Planner:
         if provider_id in self.replaced:
             # The pending id gave way to its posted one: not a removal upstream.
             self.written[provider_id] = msgspec.structs.replace(earlier, gone=True)
+            return
+        if earlier.pending and self.has_more:
+            # Its posting may be on a page still to come: decide once it has come.
+            if provider_id not in self.held:
+                self.held.append(provider_id)
             return
         self.written[provider_id] = msgspec.structs.replace(earlier, gone=True, withdrawn=True)
         self.withdrawn.add(earlier.syncyard_id)

@@ -398,3 +398,50 @@ def test_a_coffee_of_the_same_amount_is_taken_before_a_tipped_one_of_the_same_da
     assert seen["TRN-2"].syncyard_id == primary.entries[1].syncyard_id
     assert by_id["TRN-1"].syncyard_id == primary.entries[0].syncyard_id
     assert by_id["TRN-1"].match == "cross_provider"
+
+
+def test_a_pending_id_removed_at_the_end_of_a_walk_waits_for_its_posting_in_the_next() -> None:
+    # Found by tests/integration/test_feed_properties.py (ana, page size 2, the
+    # bank advanced 4 days, syncs until done): Plaid's update removed an Uber
+    # ride's pending id on one page and added the posted ride on the next (Plaid
+    # does not promise the same page, only the same update), and the sync's walk
+    # of ten pages ended between them. The feed said "removed", then "added" a
+    # new transaction. A pending id's removal in a walk the provider has more
+    # for is held until the update ends: a posting that names it absorbs it.
+    first = plan("plaid", [], added=[txn("pend-1", "41.56", "2025-02-03", "Uber", pending=True)])
+
+    cut = plan("plaid", first.index, next_position=2, removed=["pend-1"], has_more=True)
+    rest = plan(
+        "plaid",
+        [*first.index, *cut.index],
+        next_position=2,
+        added=[txn("post-1", "41.56", "2025-02-04", "Uber", pending_transaction_id="pend-1")],
+        removed=cut.held,
+    )
+
+    assert cut.entries == [] and cut.held == ["pend-1"]
+    assert [(e.change, e.match) for e in rest.entries] == [("modified", "pending_posted")]
+    assert rest.entries[0].syncyard_id == first.entries[0].syncyard_id
+    assert rest.held == []
+
+
+def test_a_held_pending_removal_with_no_posting_by_the_end_of_the_update_is_a_removal() -> None:
+    first = plan("plaid", [], added=[txn("pend-1", "18.20", "2025-02-03", "Lyft", pending=True)])
+
+    cut = plan("plaid", first.index, next_position=2, removed=["pend-1"], has_more=True)
+    still = plan("plaid", first.index, next_position=2, removed=cut.held, has_more=True)
+    end = plan("plaid", first.index, next_position=2, removed=still.held)
+
+    assert still.entries == [] and still.held == ["pend-1"]
+    assert [(e.change, e.syncyard_id) for e in end.entries] == [
+        ("removed", first.entries[0].syncyard_id)
+    ]
+    assert end.held == []
+
+
+def test_a_posted_id_removed_in_a_walk_with_more_to_come_is_removed_at_once() -> None:
+    first = plan("plaid", [], added=[txn("post-1", "9.99", "2025-02-03", "Netflix")])
+
+    walk = plan("plaid", first.index, next_position=2, removed=["post-1"], has_more=True)
+
+    assert [e.change for e in walk.entries] == ["removed"] and walk.held == []
