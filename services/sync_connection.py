@@ -72,6 +72,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
     feed = None
     if isinstance(cmd, SyncTransactions) and outcome.success:
         feed = await _planned(deps, state, outcome)
+        deps.checkpoint("after_provider")  # the provider's pages planned, nothing recorded
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -91,6 +92,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
+        deps.checkpoint("after_commit")  # recorded; not indexed, relayed or answered yet
         if feed is not None:
             await deps.feed_index.record(connection_id, recorded)
         # The event first, the timer after: the command is acknowledged only once
