@@ -79,6 +79,10 @@ class FeedAppended(DomainEvent, frozen=True, kw_only=True):
     has_more: bool
     entries: tuple[FeedEntry, ...] = ()
     recognised: tuple[Recognition, ...] = ()
+    # The provider's removals of pending ids in a walk that ended before its
+    # update did: the posting that replaces one may come on a later page, so the
+    # link's next walk plans them again (services/reconciliation/feed.py).
+    held: tuple[str, ...] = ()
 
 
 class FeedPage(Message, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +71,37 @@ ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
 
 class ConfigurationError(RuntimeError):
     """Settings that syncyard refuses to start with."""
+
+
+SYNC_CRASH_ENV = "SYNCYARD_SYNC_CRASH_AT"
+SYNC_CRASH_POINTS = ("after_provider", "after_commit")
+
+
+def _no_crash(_point: str) -> None:
+    """The sync path's checkpoints, unarmed."""
+
+
+def sync_crash_hook(env: Mapping[str, str] | None = None) -> Callable[[str], None]:
+    """Fault injection for crash tests, as `SYNCYARD_SAGA_CRASH_AT` is for sagas.
+
+    `SYNCYARD_SYNC_CRASH_AT=after_provider` SIGKILLs this process when a sync has
+    the provider's pages and nothing is recorded yet; `after_commit` when its
+    events are committed but not yet indexed, relayed or answered. Unset: inert.
+    """
+    point = (os.environ if env is None else env).get(SYNC_CRASH_ENV)
+    if not point:
+        return _no_crash
+    if point not in SYNC_CRASH_POINTS:
+        raise ConfigurationError(
+            f"{SYNC_CRASH_ENV}={point!r}: write one of {', '.join(SYNC_CRASH_POINTS)}"
+        )
+
+    def crash(at: str) -> None:
+        if at == point:
+            log.warning("fault injection: SIGKILL at sync %s", at)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:
@@ -263,6 +295,7 @@ async def open_runtime(
             feed_index=feed_index,
             feed=ProjectedFeedReader(query_pool),
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),
+            checkpoint=sync_crash_hook(),
         )
         yield Runtime(
             settings=settings,

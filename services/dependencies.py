@@ -34,6 +34,10 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     institutions: Institutions | None = None
     # How alike two providers' reports of one purchase must be (reconciliation).
     tolerance: Tolerance = msgspec.field(default_factory=Tolerance)
+    # Fault injection for crash tests: called at named points of a sync
+    # ("after_provider", "after_commit"); infra/bootstrap.py arms it from
+    # SYNCYARD_SYNC_CRASH_AT. Unarmed, it does nothing.
+    checkpoint: Callable[[str], None] = lambda _point: None
 
 
 Handler = Callable[[Dependencies, Any, dict[str, str]], Awaitable[CommandResult]]

@@ -72,6 +72,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
     feed = None
     if isinstance(cmd, SyncTransactions) and outcome.success:
         feed = await plan_feed(deps, state, outcome)
+        deps.checkpoint("after_provider")  # the provider's pages planned, nothing recorded
     now = deps.now()
     resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
 
@@ -91,6 +92,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
+        deps.checkpoint("after_commit")  # recorded; not indexed, relayed or answered yet
         if feed is not None:
             await deps.feed_index.record(connection_id, recorded)
         # The event first, the timer after: the command is acknowledged only once
@@ -121,7 +123,9 @@ async def plan_feed(
     if data is None or provider is None:
         return None
     added, modified = data.get("added", []), data.get("modified", [])
-    removed = [str(r) for r in data.get("removed", [])]
+    # The link's last walk held some pending ids' removals for this one to decide.
+    removed = [*state.held.get(provider, ()), *(str(r) for r in data.get("removed", []))]
+    has_more = bool(data.get("has_more", False))
     incoming = [*added, *modified]
     ids = [str(t["transaction_id"]) for t in incoming] + removed
     ids += [str(t["pending_transaction_id"]) for t in incoming if t.get("pending_transaction_id")]
@@ -136,7 +140,9 @@ async def plan_feed(
     )
     plan = plan_page(
         str(state.id),
-        PageOfChanges(provider=provider, added=added, modified=modified, removed=removed),
+        PageOfChanges(
+            provider=provider, added=added, modified=modified, removed=removed, has_more=has_more
+        ),
         known,
         next_position=state.feed_position + 1,
         tolerance=deps.tolerance,
@@ -144,10 +150,11 @@ async def plan_feed(
     return FeedDraft(
         provider=provider,
         cursor=str(data.get("next_cursor", "")),
-        has_more=bool(data.get("has_more", False)),
+        has_more=has_more,
         base_position=state.feed_position,
         entries=tuple(plan.entries),
         recognised=tuple(plan.recognised),
+        held=tuple(plan.held),
     )
 
 

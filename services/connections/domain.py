@@ -311,6 +311,7 @@ def feed_appended(
             )
             for seen in feed.recognised
         ),
+        held=feed.held,
     )
 
 

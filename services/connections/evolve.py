@@ -79,16 +79,15 @@ def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
     # and answers any standing suggestion to link elsewhere. A cursor belongs to
     # one item: a new item at the provider starts its history from the beginning.
     earlier = state.links.get(event.provider)
-    cursors = (
-        state.cursors
-        if earlier is not None and earlier.item_id == event.item_id
-        else _without(state.cursors, event.provider)
-    )
+    same_item = earlier is not None and earlier.item_id == event.item_id
+    cursors = state.cursors if same_item else _without(state.cursors, event.provider)
+    held = state.held if same_item else _without(state.held, event.provider)
     return msgspec.structs.replace(
         state,
         version=event.originator_version,
         links=links,
         cursors=cursors,
+        held=held,
         recent_results=_remember(state, result),
         reauth=state.reauth - {event.provider},
         maintenance_until=_without(state.maintenance_until, event.provider),
@@ -122,10 +121,15 @@ def _(event: SyncCompleted, state: ConnectionState | None) -> ConnectionState:
 def _(event: FeedAppended, state: ConnectionState | None) -> ConnectionState:
     assert state is not None
     position = event.entries[-1].position if event.entries else state.feed_position
+    # What the walk held replaces what the link's last walk held (it planned those again).
+    held = _without(state.held, event.provider)
+    if event.held:
+        held[event.provider] = event.held
     return msgspec.structs.replace(
         state,
         version=event.originator_version,
         cursors={**state.cursors, event.provider: event.cursor},
+        held=held,
         feed_position=position,
     )
 
@@ -240,6 +244,7 @@ def _(event: ProviderUnlinked, state: ConnectionState | None) -> ConnectionState
         links=_without(state.links, event.provider),
         reauth=state.reauth - {event.provider},
         cursors=_without(state.cursors, event.provider),
+        held=_without(state.held, event.provider),
     )
 
 

@@ -73,6 +73,7 @@ class FeedDraft(msgspec.Struct, frozen=True, kw_only=True):
     base_position: int
     entries: tuple[Planned, ...] = ()
     recognised: tuple[Recognised, ...] = ()
+    held: tuple[str, ...] = ()  # pending ids whose removal waits for the update's end
 
 
 class Deferral(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,6 +101,8 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     relink_suggested: frozenset[str] = frozenset()
     # provider → its link's cursor: syncyard's, never the caller's (contract v2).
     cursors: dict[str, str] = {}
+    # provider → pending ids its last walk removed before its update ended.
+    held: dict[str, tuple[str, ...]] = {}
     # The last position of the account's feed (one per entry, only grows).
     feed_position: int = 0
 

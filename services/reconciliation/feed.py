@@ -13,12 +13,15 @@ rules, tried in order:
    `Tolerance.days`, descriptions alike once normalised (`matcher.similar`).
    While either side is pending the amount may differ by up to a quarter
    (tips, holds) if the descriptions are alike beyond
-   `Tolerance.pending_similarity`. Descriptions too unlike to compare (a
+   `Tolerance.pending_similarity`, or merely alike when the card was used
+   on the same day at both (a clean name against a raw descriptor with its
+   city rarely scores higher). Descriptions too unlike to compare (a
    biller's code against its name) still match when nothing is ambiguous:
    exactly one unclaimed transaction of that amount within a day, and one
    of that amount in the page. When several qualify (two identical coffees
-   on one day) the rule is: the closest date, then the most alike
-   description, then the one the feed delivered first.
+   on one day) the rule is: the closest date, then the same amount before
+   a drifted one, then the most alike description, then the one the feed
+   delivered first.
    The choice and the number of candidates are recorded either way. If the
    content is what upstream already has, no entry is made (a purchase is
    delivered once, whichever provider reported it first); otherwise
@@ -26,8 +29,15 @@ rules, tried in order:
 4. **new**: none of the above: a new syncyard transaction, `added`.
 
 A removal is a `removed` entry for a transaction the feed still holds, unless
-rule 2 absorbed it. A removed transaction stays removed: a provider still
-listing it later changes nothing.
+rule 2 absorbed it: only the pending id a posted transaction of the walk
+named gives way; the posted id's own removal (a reversal) is a removal. A
+provider need not report a posting on the page that removes its pending id
+(Plaid promises only the same update), and a walk may end between the two:
+so a pending id's removal in a walk the provider has more for is *held*,
+neither a removal nor forgotten, and planned again with the link's next
+walk, until a posting names it or the update ends (`has_more` false) and it
+is a removal. A removed transaction stays removed: a provider still listing
+it later changes nothing.
 """
 
 from __future__ import annotations
@@ -89,6 +99,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[Planned]
     recognised: list[Recognised]
     index: list[Known]  # the index rows this page writes (new or changed)
+    held: list[str] = []  # pending ids removed before the update ended: plan them again
 
 
 def feed_transaction(txn: dict[str, Any]) -> FeedTransaction:
@@ -145,7 +156,12 @@ def _alike(known: Known, txn: Known, tolerance: Tolerance) -> tuple[int, float] 
     score = similar(known.description, txn.description)
     if known.amount_cents == txn.amount_cents:
         return gap, score
-    if not (known.pending or txn.pending) or score < tolerance.pending_similarity:
+    if not (known.pending or txn.pending):
+        return None
+    # The day the card was used is the date providers agree on best: the same
+    # one at both lets a merely alike description carry a drifted amount.
+    same_day = (known.authorized or known.posted) == (txn.authorized or txn.posted)
+    if score < (tolerance.min_similarity if same_day else tolerance.pending_similarity):
         return None
     larger = max(abs(known.amount_cents), abs(txn.amount_cents))
     drift = Decimal(abs(known.amount_cents - txn.amount_cents)) / larger
@@ -158,7 +174,8 @@ class PageOfChanges(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     added: Sequence[dict[str, Any]] = ()
     modified: Sequence[dict[str, Any]] = ()
-    removed: Sequence[str] = ()
+    removed: Sequence[str] = ()  # the removals held by the link's last walk first
+    has_more: bool = False  # the provider's update goes on past this walk
 
 
 def plan_page(
@@ -177,6 +194,7 @@ def plan_page(
     would get (new transactions remember it as where they were first delivered).
     """
     planner = _Planner(connection_key, changes.provider, known, next_position, tolerance)
+    planner.has_more = changes.has_more
     planner.page_amounts = [cents(t["amount"]) for t in [*changes.added, *changes.modified]]
     for raw in [*changes.added, *changes.modified]:
         planner.take(str(raw["transaction_id"]), raw)
@@ -186,6 +204,7 @@ def plan_page(
         entries=planner.entries,
         recognised=planner.recognised,
         index=list(planner.written.values()),
+        held=planner.held,
     )
 
 
@@ -209,8 +228,11 @@ class _Planner:
         self.entries: list[Planned] = []
         self.recognised: list[Recognised] = []
         self.written: dict[str, Known] = {}
-        self.reissued: set[str] = set()  # syncyard ids re-reported under a new provider id
+        # Pending ids a posted transaction of this walk named: their removal is no removal.
+        self.replaced: set[str] = set()
         self.page_amounts: list[int] = []
+        self.has_more = False
+        self.held: list[str] = []
 
     def _row(self, provider_id: str) -> Known | None:
         return self.written.get(provider_id) or self.mine.get(provider_id)
@@ -241,7 +263,7 @@ class _Planner:
         pending_id = raw.get("pending_transaction_id")
         pending = self._row(str(pending_id)) if pending_id else None
         if pending is not None and pending.syncyard_id not in self.withdrawn:
-            self.reissued.add(pending.syncyard_id)
+            self.replaced.add(pending.provider_id)
             row = msgspec.structs.replace(
                 row, syncyard_id=pending.syncyard_id, position=pending.position
             )
@@ -283,8 +305,16 @@ class _Planner:
                 return False
             strong = weak
         candidates = strong
-        # The documented rule: closest date, most alike, delivered first.
-        _, twin = min(candidates, key=lambda c: (c[0][0], -c[0][1], c[1].position))
+        # The documented rule: closest date, same amount, most alike, delivered first.
+        _, twin = min(
+            candidates,
+            key=lambda c: (
+                c[0][0],
+                c[1].amount_cents != row.amount_cents,
+                -c[0][1],
+                c[1].position,
+            ),
+        )
         self.claimed.add(twin.syncyard_id)
         row = msgspec.structs.replace(row, syncyard_id=twin.syncyard_id, position=twin.position)
         self.written[row.provider_id] = row
@@ -307,9 +337,14 @@ class _Planner:
         earlier = self._row(provider_id)
         if earlier is None or earlier.gone or earlier.syncyard_id in self.withdrawn:
             return
-        if earlier.syncyard_id in self.reissued:
+        if provider_id in self.replaced:
             # The pending id gave way to its posted one: not a removal upstream.
             self.written[provider_id] = msgspec.structs.replace(earlier, gone=True)
+            return
+        if earlier.pending and self.has_more:
+            # Its posting may be on a page still to come: decide once it has come.
+            if provider_id not in self.held:
+                self.held.append(provider_id)
             return
         self.written[provider_id] = msgspec.structs.replace(earlier, gone=True, withdrawn=True)
         self.withdrawn.add(earlier.syncyard_id)

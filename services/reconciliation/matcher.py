@@ -31,7 +31,8 @@ class Tolerance(msgspec.Struct, frozen=True, kw_only=True):
     days: int = 3
     min_similarity: float = 0.6
     # While either side is pending its amount may still change (a tip, a hold):
-    # then only descriptions this alike let amounts differ.
+    # then only descriptions this alike let amounts differ, unless the card was
+    # used on the same day at both (then `min_similarity` is enough).
     pending_similarity: float = 0.8
 
 
