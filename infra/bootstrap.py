@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import aiohttp
 import asyncpg
@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 
 from events.commands import Command
 from events.results import CommandResult
-from infra.config import Settings
+from infra.config import TLS_PARAMETERS, Settings
 from infra.credential_keys import CredentialKeys, store_key
 from infra.deferral_timer import ScheduledDeferrals
 from infra.eventlog.breaker_follower import BreakerFollower
@@ -94,15 +94,30 @@ async def close_pool(pool: asyncpg.Pool, name: str) -> None:
         )
 
 
+# libpq parameters of DATABASE_URL's query that the event store's connections
+# keep besides TLS: they change how, not where, syncyard connects.
+_KEPT_PARAMETERS = TLS_PARAMETERS | {"application_name", "connect_timeout", "target_session_attrs"}
+
+
 def pg_parts(database_url: str) -> dict[str, str]:
-    """libpq URL → the separate keys the eventsourcing library reads."""
+    """libpq URL → the separate keys the eventsourcing library reads.
+
+    `params` keeps the URL's TLS settings (`sslmode`, `sslrootcert`, ...) as a
+    query string: the library builds its connections from separate keys, and
+    without them a `?sslmode=verify-full` would silently connect without TLS.
+    """
     url = urlsplit(database_url)
+    query = parse_qsl(url.query, keep_blank_values=True)
+    dropped = sorted({name for name, _ in query if name not in _KEPT_PARAMETERS})
+    if dropped:
+        log.warning("DATABASE_URL: parameters not passed to the event store: %s", dropped)
     return {
         "host": url.hostname or "127.0.0.1",
         "port": str(url.port or 5432),
         "user": unquote(url.username or "postgres"),
         "password": unquote(url.password or ""),
-        "dbname": url.path.lstrip("/") or "postgres",
+        "dbname": unquote(url.path.lstrip("/")) or "postgres",
+        "params": urlencode([(k, v) for k, v in query if k in _KEPT_PARAMETERS]),
     }
 
 
@@ -112,7 +127,7 @@ def cipher_key_for(settings: Settings) -> str:
         return settings.cipher_key
     if not settings.embedded:
         raise ConfigurationError(
-            "SYNCYARD_CIPHER_KEY is required when NATS_URL and DATABASE_URL are set: access "
+            "SYNCYARD_CIPHER_KEY is required when NATS_URL or DATABASE_URL is set: access "
             "tokens are stored encrypted, and a production key must not be generated on the fly"
         )
     key_file = settings.state_dir / "cipher.key"
