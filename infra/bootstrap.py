@@ -179,7 +179,7 @@ async def open_runtime(
         nc = await nats.connect(nats_url, name="syncyard", max_reconnect_attempts=-1)
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await declare_streams(js)
+        await declare_streams(js, dead_letter_max_age_s=settings.dead_letter_max_age_s)
 
         # Reads for every command, the relay, projector, breaker follower and API share it.
         # Followers (relay, projector, breakers, timer) and the API: they LISTEN and

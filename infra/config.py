@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from infra.streams import DEAD_LETTER_MAX_AGE_S
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
 from services.providers.settings import ProviderSettings
@@ -65,6 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     saga_lease_s: float = 30.0
     public_url: str | None = None
     link_deadline_s: float = 1800.0  # how long a person has to finish a link
+    dead_letter_max_age_s: float = DEAD_LETTER_MAX_AGE_S  # how long a dead letter is kept
 
     @property
     def embedded(self) -> bool:
@@ -92,7 +94,16 @@ _SETTINGS_OVERRIDES: _Overrides = {
     "call_timeout_s": ("SYNCYARD_CALL_TIMEOUT_S", float),
     "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
     "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
+    "dead_letter_max_age_s": ("SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS", lambda d: _days(d) * 86_400),
 }
+
+
+def _days(text: str) -> float:
+    days = float(text)
+    if not days > 0:  # also refuses nan; 0 would mean "keep forever" to JetStream
+        raise ValueError(f"a number of days > 0 is needed, got {text!r}")
+    return days
+
 
 _HEALTH_OVERRIDES: _Overrides = {
     "degraded_error_rate": ("SYNCYARD_HEALTH_DEGRADED_ERROR_RATE", float),

@@ -10,9 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from events.subjects import DLQ_STREAM
 from infra.bootstrap import pg_parts
 from infra.config import load_settings, mask_url, refusals
 from infra.eventstore import SyncyardPostgresFactory, library_env
+from infra.streams import stream_configs
 from infra.telemetry import MaskingFormatter
 from services.providers.base import WebhookRejectedError
 from services.providers.registry import build_providers
@@ -242,3 +244,14 @@ def test_a_database_url_keeps_its_tls_settings_for_the_event_store() -> None:
     assert isinstance(kwargs, dict)
     assert (kwargs["sslmode"], kwargs["sslrootcert"]) == ("verify-full", "/etc/ca.pem")
     assert (kwargs["host"], kwargs["dbname"], kwargs["password"]) == ("db", "sy", "pw")
+
+
+def test_dead_letters_are_kept_thirty_days_unless_told_otherwise() -> None:
+    assert load_settings({}).dead_letter_max_age_s == 30 * 86_400
+    dlq = next(c for c in stream_configs() if c.name == DLQ_STREAM)
+    assert dlq.max_age == 30 * 86_400
+
+    settings = load_settings({"SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS": "7"})
+    assert settings.dead_letter_max_age_s == 7 * 86_400
+    with pytest.raises(ValueError, match="days > 0"):
+        load_settings({"SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS": "0"})
