@@ -74,6 +74,18 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """A no-op reset for pools whose users never change session state."""
 
 
+# Statement timeouts (server side, so a query stuck on a lock or a bad plan is
+# cancelled by PostgreSQL itself). The API answers people and dashboards: a query
+# that takes longer has gone wrong. Per-command queries are short too, but may
+# wait on a rate-limit row lock under load. The followers' pool has none: the
+# projector may apply a large page while catching up, as replays and migrations do.
+QUERY_STATEMENT_TIMEOUT_S = 30.0
+
+
+def _statement_timeout(seconds: float) -> dict[str, str]:
+    return {"statement_timeout": f"{round(seconds * 1000)}ms"}
+
+
 # By the time pools close every component has stopped, so a connection still out
 # is a leak; waiting for it (asyncpg's default) would hang the shutdown forever.
 POOL_CLOSE_TIMEOUT_S = 10.0
@@ -154,6 +166,8 @@ class Runtime:
     scheduler: Scheduler
     deferrals: ScheduledDeferrals
     institution_follower: InstitutionFollower | None = None
+    # The HTTP API's own pool (None: it shares `pool`, as tests building a Runtime do).
+    api_pool: asyncpg.Pool | None = None
     http_url: str | None = None
     relay: EventRelay | None = None
     sagas: PostgresSagaStore | None = None
@@ -189,9 +203,23 @@ async def open_runtime(
         # Per-command queries leave no session state behind: skipping the reset
         # saves a round trip on every release (see ../shared/LIMITS.md).
         query_pool = await asyncpg.create_pool(
-            database_url, min_size=2, max_size=16, reset=_keep_session
+            database_url,
+            min_size=2,
+            max_size=16,
+            reset=_keep_session,
+            server_settings=_statement_timeout(QUERY_STATEMENT_TIMEOUT_S),
         )
         stack.push_async_callback(close_pool, query_pool, "queries")
+        # The HTTP API's own small pool: a burst of requests (or a slow query)
+        # cannot take the connections the relay, projector and sagas need, nor
+        # they the API's. Empty until the API is served (min_size=0).
+        api_pool = await asyncpg.create_pool(
+            database_url,
+            min_size=0,
+            max_size=settings.api_pool_size,
+            server_settings=_statement_timeout(settings.api_statement_timeout_s),
+        )
+        stack.push_async_callback(close_pool, api_pool, "api")
 
         env = library_env(pg_parts(database_url), cipher_key)
         app = await open_application(database_url, env)
@@ -254,6 +282,7 @@ async def open_runtime(
             nc=nc,
             js=js,
             pool=pool,
+            api_pool=api_pool,
             store=store,
             deps=deps,
             reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
@@ -327,7 +356,7 @@ async def run_components(
                 )
         if "api" in components:
             web_app = create_app(
-                runtime.pool,
+                runtime.api_pool or runtime.pool,
                 lambda: runtime.nc.is_connected,
                 read_settings=settings.read_models,
                 events_table=EVENTS_TABLE,

@@ -67,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str | None = None
     link_deadline_s: float = 1800.0  # how long a person has to finish a link
     dead_letter_max_age_s: float = DEAD_LETTER_MAX_AGE_S  # how long a dead letter is kept
+    # The HTTP API's own connections, and how long one of its queries may run.
+    api_pool_size: int = 4
+    api_statement_timeout_s: float = 5.0
 
     @property
     def embedded(self) -> bool:
@@ -94,6 +97,8 @@ _SETTINGS_OVERRIDES: _Overrides = {
     "call_timeout_s": ("SYNCYARD_CALL_TIMEOUT_S", float),
     "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
     "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
+    "api_pool_size": ("SYNCYARD_API_POOL_SIZE", int),
+    "api_statement_timeout_s": ("SYNCYARD_API_STATEMENT_TIMEOUT_S", float),
     "dead_letter_max_age_s": ("SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS", lambda d: _days(d) * 86_400),
 }
 
