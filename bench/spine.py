@@ -113,6 +113,12 @@ async def syncyard_running(
         "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
         "SYNCYARD_PLAID_BASE_URL": f"{sandbox_url}/plaid",
         "SYNCYARD_MX_BASE_URL": f"{sandbox_url}/mx",
+        # The sandbox speaks http:// only, and holds no secret.
+        "SYNCYARD_INSECURE_PROVIDERS": "1",
+        "SYNCYARD_PLAID_CLIENT_ID": "sandbox-client",
+        "SYNCYARD_PLAID_SECRET": "sandbox-secret",
+        "SYNCYARD_MX_CLIENT_ID": "sandbox-client",
+        "SYNCYARD_MX_SECRET": "sandbox-secret",
     }
     procs = [Component(components, env) for components in ("worker", "relay,projector")]
     try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
+import contextlib
+import hashlib
 from datetime import datetime
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -12,18 +13,9 @@ from events.base import CommandId, Identifier, Message, ProviderName, Region
 
 SecretToken = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
-# The command fields typed SecretToken: never logged, published or dead-lettered as
-# they came (tests/unit/test_secret_fields.py keeps this list complete).
+# The command fields typed SecretToken: never logged, published or dead-lettered
+# (tests/unit/test_secret_fields.py keeps this list complete).
 SECRET_FIELDS = frozenset({"access_token", "public_token"})
-_SECRET_VALUE = re.compile(
-    r'("(?:' + "|".join(sorted(SECRET_FIELDS)) + r')"\s*:\s*)"(?:[^"\\]|\\.)*("?)'
-)
-
-
-def redact_secrets(payload: str) -> str:
-    """A command's text (valid JSON or not, whole or cut short) with every secret's
-    value replaced by "***"."""
-    return _SECRET_VALUE.sub(lambda m: m.group(1) + '"***"', payload)
 
 
 class Command(Message, frozen=True, kw_only=True):
@@ -215,3 +207,52 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         ResumeSaga,
     )
 }
+
+
+# What a dead letter keeps of its command: an allow-list, not a deny-list. A
+# deny-list misses what it did not foresee (`accessToken`, an escaped key name,
+# a token inside an array or an object); this keeps only fields the contract
+# defines, minus its secrets and the URLs a caller sends (a query may carry a
+# credential), and only plain values of them.
+_NEVER_KEPT = SECRET_FIELDS | {"webhook_url", "redirect_uri"}
+DEAD_LETTER_FIELDS = (
+    frozenset({"op"} | {name for cls in COMMAND_TYPES.values() for name in cls.__struct_fields__})
+    - _NEVER_KEPT
+)
+_MAX_KEPT_TEXT = 512
+_MAX_KEPT_ITEMS = 16
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= _MAX_KEPT_TEXT
+    return value is None or isinstance(value, bool | int | float)
+
+
+def _kept(value: Any) -> bool:
+    """A string, number, boolean or null, or a short list of them: nothing nested."""
+    if isinstance(value, list):
+        return len(value) <= _MAX_KEPT_ITEMS and all(_plain(item) for item in value)
+    return _plain(value)
+
+
+def dead_letter_payload(data: bytes, *, max_bytes: int | None = None) -> str:
+    """What a dead letter keeps of a command's bytes, as JSON text.
+
+    A JSON object keeps its allow-listed fields (`DEAD_LETTER_FIELDS`) holding
+    plain values, and the count of what was dropped; anything else (not JSON,
+    cut short, not an object, over `max_bytes`) keeps only its length and a
+    SHA-256, enough to match it with the sender's copy and nothing to read a
+    secret from.
+    """
+    decoded = None
+    if max_bytes is None or len(data) <= max_bytes:
+        with contextlib.suppress(msgspec.DecodeError):
+            decoded = msgspec.json.decode(data)
+    if not isinstance(decoded, dict):
+        digest = hashlib.sha256(data).hexdigest()
+        return msgspec.json.encode({"unreadable_bytes": len(data), "sha256": digest}).decode()
+    kept = {k: v for k, v in decoded.items() if k in DEAD_LETTER_FIELDS and _kept(v)}
+    if dropped := len(decoded) - len(kept):
+        kept["dropped_fields"] = dropped
+    return msgspec.json.encode(kept).decode()

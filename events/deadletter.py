@@ -10,8 +10,11 @@ from events.base import Message
 class DeadLetter(Message, frozen=True, kw_only=True):
     """A refused or abandoned command, with why, kept for a person to look at.
 
-    `payload` is the command as received (cut to the size limit), as text;
-    `deliveries` is how many times the worker tried before giving up.
+    `payload` is what may be kept of the command, as JSON text: its known,
+    non-secret fields (`events.commands.dead_letter_payload`), or, when it is
+    not a JSON object, only its length and SHA-256. Dead letters are kept for
+    a limited time (the DLQ stream's `max_age`). `deliveries` is how many times
+    the worker tried before giving up.
     """
 
     reason_code: str

@@ -11,7 +11,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import aiohttp
 import asyncpg
@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 
 from events.commands import Command
 from events.results import CommandResult
-from infra.config import Settings
+from infra.config import TLS_PARAMETERS, Settings
 from infra.credential_keys import CredentialKeys, store_key
 from infra.deferral_timer import ScheduledDeferrals
 from infra.eventlog.breaker_follower import BreakerFollower
@@ -108,6 +108,18 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     """A no-op reset for pools whose users never change session state."""
 
 
+# Statement timeouts (server side, so a query stuck on a lock or a bad plan is
+# cancelled by PostgreSQL itself). The API answers people and dashboards: a query
+# that takes longer has gone wrong. Per-command queries are short too, but may
+# wait on a rate-limit row lock under load. The followers' pool has none: the
+# projector may apply a large page while catching up, as replays and migrations do.
+QUERY_STATEMENT_TIMEOUT_S = 30.0
+
+
+def _statement_timeout(seconds: float) -> dict[str, str]:
+    return {"statement_timeout": f"{round(seconds * 1000)}ms"}
+
+
 # By the time pools close every component has stopped, so a connection still out
 # is a leak; waiting for it (asyncpg's default) would hang the shutdown forever.
 POOL_CLOSE_TIMEOUT_S = 10.0
@@ -128,15 +140,30 @@ async def close_pool(pool: asyncpg.Pool, name: str) -> None:
         )
 
 
+# libpq parameters of DATABASE_URL's query that the event store's connections
+# keep besides TLS: they change how, not where, syncyard connects.
+_KEPT_PARAMETERS = TLS_PARAMETERS | {"application_name", "connect_timeout", "target_session_attrs"}
+
+
 def pg_parts(database_url: str) -> dict[str, str]:
-    """libpq URL → the separate keys the eventsourcing library reads."""
+    """libpq URL → the separate keys the eventsourcing library reads.
+
+    `params` keeps the URL's TLS settings (`sslmode`, `sslrootcert`, ...) as a
+    query string: the library builds its connections from separate keys, and
+    without them a `?sslmode=verify-full` would silently connect without TLS.
+    """
     url = urlsplit(database_url)
+    query = parse_qsl(url.query, keep_blank_values=True)
+    dropped = sorted({name for name, _ in query if name not in _KEPT_PARAMETERS})
+    if dropped:
+        log.warning("DATABASE_URL: parameters not passed to the event store: %s", dropped)
     return {
         "host": url.hostname or "127.0.0.1",
         "port": str(url.port or 5432),
         "user": unquote(url.username or "postgres"),
         "password": unquote(url.password or ""),
-        "dbname": url.path.lstrip("/") or "postgres",
+        "dbname": unquote(url.path.lstrip("/")) or "postgres",
+        "params": urlencode([(k, v) for k, v in query if k in _KEPT_PARAMETERS]),
     }
 
 
@@ -146,7 +173,7 @@ def cipher_key_for(settings: Settings) -> str:
         return settings.cipher_key
     if not settings.embedded:
         raise ConfigurationError(
-            "SYNCYARD_CIPHER_KEY is required when NATS_URL and DATABASE_URL are set: access "
+            "SYNCYARD_CIPHER_KEY is required when NATS_URL or DATABASE_URL is set: access "
             "tokens are stored encrypted, and a production key must not be generated on the fly"
         )
     key_file = settings.state_dir / "cipher.key"
@@ -201,6 +228,8 @@ class Runtime:
     scheduler: Scheduler
     deferrals: ScheduledDeferrals
     institution_follower: InstitutionFollower | None = None
+    # The HTTP API's own pool (None: it shares `pool`, as tests building a Runtime do).
+    api_pool: asyncpg.Pool | None = None
     http_url: str | None = None
     relay: EventRelay | None = None
     sagas: PostgresSagaStore | None = None
@@ -226,7 +255,7 @@ async def open_runtime(
         nc = await nats.connect(nats_url, name="syncyard", max_reconnect_attempts=-1)
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await declare_streams(js)
+        await declare_streams(js, dead_letter_max_age_s=settings.dead_letter_max_age_s)
 
         # Reads for every command, the relay, projector, breaker follower and API share it.
         # Followers (relay, projector, breakers, timer) and the API: they LISTEN and
@@ -236,9 +265,23 @@ async def open_runtime(
         # Per-command queries leave no session state behind: skipping the reset
         # saves a round trip on every release (see ../shared/LIMITS.md).
         query_pool = await asyncpg.create_pool(
-            database_url, min_size=2, max_size=16, reset=_keep_session
+            database_url,
+            min_size=2,
+            max_size=16,
+            reset=_keep_session,
+            server_settings=_statement_timeout(QUERY_STATEMENT_TIMEOUT_S),
         )
         stack.push_async_callback(close_pool, query_pool, "queries")
+        # The HTTP API's own small pool: a burst of requests (or a slow query)
+        # cannot take the connections the relay, projector and sagas need, nor
+        # they the API's. Empty until the API is served (min_size=0).
+        api_pool = await asyncpg.create_pool(
+            database_url,
+            min_size=0,
+            max_size=settings.api_pool_size,
+            server_settings=_statement_timeout(settings.api_statement_timeout_s),
+        )
+        stack.push_async_callback(close_pool, api_pool, "api")
 
         env = library_env(pg_parts(database_url), cipher_key)
         app = await open_application(database_url, env)
@@ -302,6 +345,7 @@ async def open_runtime(
             nc=nc,
             js=js,
             pool=pool,
+            api_pool=api_pool,
             store=store,
             deps=deps,
             reader=NotificationLogReader(EVENTS_TABLE, app.mapper),
@@ -377,7 +421,7 @@ async def run_components(
                 )
         if "api" in components:
             web_app = create_app(
-                runtime.pool,
+                runtime.api_pool or runtime.pool,
                 lambda: runtime.nc.is_connected,
                 tokens=api_tokens,
                 read_settings=settings.read_models,

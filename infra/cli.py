@@ -8,10 +8,12 @@ import contextlib
 import logging
 import signal
 import sys
+import traceback
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 
 import msgspec
 import nats
@@ -43,7 +45,7 @@ from infra.bootstrap import (
     open_runtime,
     run_components,
 )
-from infra.config import Settings, load_settings
+from infra.config import Settings, load_settings, mask_url, mask_urls, refusals
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.replay_cli import UnknownProjectionError, run_replay
@@ -171,7 +173,20 @@ Ctrl-C stops everything.
 """
 
 
+def _refuse_unsafe(settings: Settings) -> None:
+    """Fail closed: outside the embedded mode, refuse settings that would leak or lose data."""
+    reasons = refusals(settings)
+    if reasons:
+        raise ConfigurationError(
+            "refusing to start outside the embedded mode (NATS_URL or DATABASE_URL is set):\n  - "
+            + "\n  - ".join(reasons)
+        )
+    if settings.allow_insecure_providers and not settings.embedded:
+        log.warning("SYNCYARD_INSECURE_PROVIDERS is set: http:// provider URLs are accepted")
+
+
 async def _up(settings: Settings) -> None:
+    _refuse_unsafe(settings)
     stop = asyncio.Event()
     _install_stop_signals(stop)
     setup_tracing(settings.otlp_endpoint)
@@ -202,7 +217,10 @@ async def _up(settings: Settings) -> None:
             runtime,
             ALL_COMPONENTS,
             stop,
-            on_ready=lambda rt: print(_banner(rt, nats_url, database_url, sandbox_url), flush=True),
+            # Masked: the banner is printed, and a URL's password must never be.
+            on_ready=lambda rt: print(
+                _banner(rt, mask_url(nats_url), mask_url(database_url), sandbox_url), flush=True
+            ),
         )
     print("syncyard stopped cleanly.", flush=True)
 
@@ -210,6 +228,7 @@ async def _up(settings: Settings) -> None:
 async def _serve(settings: Settings, components: Sequence[str]) -> None:
     if not (settings.nats_url and settings.database_url):
         raise ConfigurationError("serve needs NATS_URL and DATABASE_URL; `syncyard up` embeds them")
+    _refuse_unsafe(settings)
     if "api" in components:
         api_tokens_for(settings)  # no token, no start: said before connecting to anything
     stop = asyncio.Event()
@@ -340,8 +359,18 @@ def _time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _masking_excepthook(
+    kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """An unexpected crash's traceback, with every URL's password masked (a driver's
+    error may quote the URL it was given)."""
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    sys.stderr.write(mask_urls(text))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sys.excepthook = _masking_excepthook
     setup_logging()
     settings = load_settings()
     try:
@@ -366,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "audit":
             return asyncio.run(audit_cli.run_audit(settings, args.audit, args))
     except (ConfigurationError, StoreNotFoundError, UnknownProjectionError) as exc:
-        print(f"syncyard: {exc}", file=sys.stderr)
+        print(f"syncyard: {mask_urls(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

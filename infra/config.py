@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -17,6 +19,7 @@ from infra.http.auth import (
     tokens_from_env,
     tokens_from_file,
 )
+from infra.streams import DEAD_LETTER_MAX_AGE_S
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
 from services.providers.settings import ProviderSettings
@@ -35,12 +38,16 @@ DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything syncyard reads from its environment.
 
-    `nats_url` / `database_url` empty means: start the embedded servers.
+    `nats_url` / `database_url` empty means: start the embedded servers. Setting
+    either one leaves the embedded mode altogether (see `embedded`).
     """
 
     nats_url: str | None
     database_url: str | None
     state_dir: Path
+    # Outside the embedded mode: accept http:// provider URLs (tests and benchmarks
+    # against the local sandbox). Never for real providers: tokens would travel in clear.
+    allow_insecure_providers: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     sandbox_port: int = 8099
@@ -69,10 +76,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Who may call the HTTP API (only the tokens' SHA-256 is held). Empty: `syncyard up`
     # makes a local admin token; outside the embedded mode the API refuses to start.
     api_tokens: tuple[ApiToken, ...] = ()
+    dead_letter_max_age_s: float = DEAD_LETTER_MAX_AGE_S  # how long a dead letter is kept
+    # The HTTP API's own connections, and how long one of its queries may run.
+    api_pool_size: int = 4
+    api_statement_timeout_s: float = 5.0
 
     @property
     def embedded(self) -> bool:
-        return not (self.nats_url and self.database_url)
+        """No external server configured at all: the local, throwaway mode.
+
+        Only then may syncyard make its own cipher key and point providers at
+        the sandbox; one external server (say DATABASE_URL alone) already holds
+        data worth protecting, so it is held to the production rules (`refusals`).
+        """
+        return not (self.nats_url or self.database_url)
 
 
 # A field's environment variable and how its text is read.
@@ -90,7 +107,18 @@ _SETTINGS_OVERRIDES: _Overrides = {
     "call_timeout_s": ("SYNCYARD_CALL_TIMEOUT_S", float),
     "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
     "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
+    "api_pool_size": ("SYNCYARD_API_POOL_SIZE", int),
+    "api_statement_timeout_s": ("SYNCYARD_API_STATEMENT_TIMEOUT_S", float),
+    "dead_letter_max_age_s": ("SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS", lambda d: _days(d) * 86_400),
 }
+
+
+def _days(text: str) -> float:
+    days = float(text)
+    if not days > 0:  # also refuses nan; 0 would mean "keep forever" to JetStream
+        raise ValueError(f"a number of days > 0 is needed, got {text!r}")
+    return days
+
 
 _HEALTH_OVERRIDES: _Overrides = {
     "degraded_error_rate": ("SYNCYARD_HEALTH_DEGRADED_ERROR_RATE", float),
@@ -105,16 +133,39 @@ def _overridden(env: Mapping[str, str], overrides: _Overrides) -> dict[str, Any]
     return {field: read(env[name]) for field, (name, read) in overrides.items() if name in env}
 
 
-def _provider_settings(env: Mapping[str, str], sandbox_url: str) -> dict[str, ProviderSettings]:
+PROVIDERS_FROM_ENV = ("plaid", "mx")
+_PROVIDER_VARIABLES = ("BASE_URL", "CLIENT_ID", "SECRET", "WEBHOOK_SECRET")
+
+
+def provider_variable(name: str, field: str) -> str:
+    """`SYNCYARD_PLAID_BASE_URL` and the like."""
+    return f"SYNCYARD_{name.upper()}_{field}"
+
+
+def _provider_settings(
+    env: Mapping[str, str], sandbox_url: str, *, embedded: bool
+) -> dict[str, ProviderSettings]:
+    """The providers the environment names.
+
+    Embedded, every provider defaults to the sandbox and its test credentials.
+    Outside it nothing is filled in: a provider is configured when any of its
+    variables is set, and what it lacks is left empty for `refusals` to name
+    (a missing base URL must never fall back to the sandbox's local port, which
+    would send access tokens in clear to whatever listens there).
+    """
     providers = {}
-    for name in ("plaid", "mx"):
-        prefix = f"SYNCYARD_{name.upper()}_"
+    for name in PROVIDERS_FROM_ENV:
+        variables = {field: provider_variable(name, field) for field in _PROVIDER_VARIABLES}
+        if not embedded and not any(env.get(v) for v in variables.values()):
+            continue
         providers[name] = ProviderSettings(
             name=name,
-            base_url=env.get(prefix + "BASE_URL", f"{sandbox_url}/{name}"),
-            client_id=env.get(prefix + "CLIENT_ID", "sandbox-client"),
-            secret=env.get(prefix + "SECRET", "sandbox-secret"),
-            **_overridden(env, {"timeout_s": (prefix + "TIMEOUT_S", float)}),
+            base_url=env.get(variables["BASE_URL"])
+            or (f"{sandbox_url}/{name}" if embedded else ""),
+            client_id=env.get(variables["CLIENT_ID"]) or ("sandbox-client" if embedded else ""),
+            secret=env.get(variables["SECRET"]) or ("sandbox-secret" if embedded else ""),
+            webhook_secret=env.get(variables["WEBHOOK_SECRET"]) or None,
+            **_overridden(env, {"timeout_s": (provider_variable(name, "TIMEOUT_S"), float)}),
         )
     return providers
 
@@ -176,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("DATABASE_URL") or None,
         state_dir=Path(env.get("SYNCYARD_STATE_DIR", ".syncyard")).resolve(),
         cipher_key=env.get("SYNCYARD_CIPHER_KEY") or None,
+        allow_insecure_providers=env.get("SYNCYARD_INSECURE_PROVIDERS", "") in ("1", "true", "yes"),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         public_url=env.get("SYNCYARD_PUBLIC_URL") or None,
         rate_limits=parse_rate_limits(env.get("SYNCYARD_RATE_LIMITS", "")),
@@ -190,4 +242,99 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     # The providers' default address follows the sandbox port, set or not.
     sandbox_url = env.get("SYNCYARD_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
-    return msgspec.structs.replace(settings, providers=_provider_settings(env, sandbox_url))
+    providers = _provider_settings(env, sandbox_url, embedded=settings.embedded)
+    return msgspec.structs.replace(settings, providers=providers)
+
+
+# libpq's TLS parameters: when DATABASE_URL says how to secure the connection,
+# every connection syncyard opens must obey it (asyncpg reads them from the URL;
+# the event store's psycopg pool gets them through `infra.eventstore`).
+TLS_PARAMETERS = frozenset(
+    {
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "sslnegotiation",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "channel_binding",
+        "requiressl",
+        "gssencmode",
+    }
+)
+
+
+def refusals(settings: Settings) -> list[str]:
+    """What stops syncyard from starting with these settings; empty when nothing does.
+
+    The embedded mode is local and throwaway, so nothing is asked of it. Outside
+    it (any external server configured), syncyard fails closed: every reason is
+    listed at once, naming the variable to set, and never printing a value.
+    """
+    if settings.embedded:
+        return []
+    reasons = []
+    if not settings.cipher_key:
+        reasons.append(
+            "SYNCYARD_CIPHER_KEY is not set: access tokens are stored encrypted, and outside "
+            "the embedded mode the key must be yours, not one generated on the fly"
+        )
+    if not settings.providers:
+        names = " or ".join(provider_variable(n, "BASE_URL") for n in PROVIDERS_FROM_ENV)
+        reasons.append(
+            f"no provider is configured: set {names}, with its _CLIENT_ID and _SECRET "
+            "(outside the embedded mode there is no fallback to the sandbox)"
+        )
+    for name, provider in sorted(settings.providers.items()):
+        reasons.extend(_provider_refusals(name, provider, settings.allow_insecure_providers))
+    return reasons
+
+
+def _provider_refusals(name: str, provider: ProviderSettings, insecure_ok: bool) -> list[str]:
+    reasons = []
+    base = provider_variable(name, "BASE_URL")
+    scheme = urlsplit(provider.base_url).scheme if provider.base_url else ""
+    if not provider.base_url:
+        reasons.append(f"{base} is not set: {name} is configured but has no address")
+    elif scheme != "https" and not (insecure_ok and scheme == "http"):
+        reasons.append(
+            f"{base} must be an https:// URL, got {mask_url(provider.base_url)!r}: access "
+            "tokens must not travel in clear (SYNCYARD_INSECURE_PROVIDERS=1 allows http:// "
+            "for tests against the sandbox)"
+        )
+    for field, value in (("CLIENT_ID", provider.client_id), ("SECRET", provider.secret)):
+        if not value:
+            reasons.append(f"{provider_variable(name, field)} is not set")
+    return reasons
+
+
+# scheme://userinfo@ : up to the last "@" of the authority (an unencoded "@" in a
+# password must not leave its tail behind).
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/]*)@")
+# libpq also takes a password in the query (`?password=` or `sslpassword=`).
+_QUERY_PASSWORD = re.compile(r"(?i)\b((?:ssl)?password=)[^&\s'\"]*")
+# A NATS URL's lone userinfo is a token, not a user name.
+_TOKEN_SCHEMES = frozenset({"nats://", "tls://", "ws://", "wss://"})
+
+
+def _masked_userinfo(match: re.Match[str]) -> str:
+    scheme, userinfo = match["scheme"], match["userinfo"]
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{scheme}{user}:***@"
+    return f"{scheme}***@" if scheme.lower() in _TOKEN_SCHEMES else match[0]
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the password (or NATS token) of every URL in it replaced by `***`."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_USERINFO.sub(_masked_userinfo, text))
+
+
+def mask_url(url: str) -> str:
+    """A URL fit to print: its password (in the userinfo or the query) is `***`."""
+    return mask_urls(url)

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 import asyncpg
@@ -23,6 +24,7 @@ import msgspec
 from eventsourcing.application import Application
 from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
+from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import Environment, get_topic
 
 from events.base import DomainEvent
@@ -113,10 +115,33 @@ def store_mapper(cipher_key: str) -> Mapper[UUID]:
     return MsgspecMapper(transcoder=_NoTranscoder(), cipher=cipher)
 
 
+# Our own key in the library's environment: libpq parameters (a query string)
+# that every connection of the library's pool is opened with.
+CONNECT_PARAMS = "POSTGRES_CONNECT_PARAMS"
+
+
+class SyncyardPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL factory, with DATABASE_URL's TLS settings kept.
+
+    The library connects with separate host/port/user/password/dbname keys and
+    has none for `sslmode` and its kin; they are added to its (not yet opened)
+    pool's connection arguments here.
+    """
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        params = dict(parse_qsl(self.env.get(CONNECT_PARAMS) or "", keep_blank_values=True))
+        if params:
+            kwargs = self.datastore.pool.kwargs
+            assert isinstance(kwargs, dict), "the library passes its connection arguments as a dict"
+            kwargs.update(params)
+
+
 def library_env(pg: dict[str, str], cipher_key: str) -> dict[str, str]:
     """The eventsourcing library's configuration keys for our PostgreSQL."""
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": get_topic(SyncyardPostgresFactory),
+        CONNECT_PARAMS: pg.get("params", ""),
         "POSTGRES_DBNAME": pg["dbname"],
         "POSTGRES_HOST": pg["host"],
         "POSTGRES_PORT": pg["port"],

@@ -37,9 +37,14 @@ EVENT_DUPLICATE_WINDOW_S = 3600.0
 # Short, so a crashed worker's commands come back quickly; long calls send in_progress.
 WORKER_ACK_WAIT_S = 10.0
 WORKER_MAX_DELIVER = 8
+# Dead letters are for a person to look at, not an archive: they go after this
+# long (SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS), however little they keep.
+DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
 
 
-def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+def stream_configs(
+    replicas: int = 1, *, dead_letter_max_age_s: float = DEAD_LETTER_MAX_AGE_S
+) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=COMMAND_STREAM,
@@ -62,6 +67,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             subjects=[f"{DLQ_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            max_age=dead_letter_max_age_s,
             num_replicas=replicas,
         ),
     ]
@@ -79,9 +85,18 @@ def worker_consumer_config() -> ConsumerConfig:
     )
 
 
-async def declare_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create or update every stream and the worker's durable consumer (idempotent)."""
-    for config in stream_configs(replicas):
+async def declare_streams(
+    js: JetStreamContext,
+    replicas: int = 1,
+    *,
+    dead_letter_max_age_s: float = DEAD_LETTER_MAX_AGE_S,
+) -> None:
+    """Create or update every stream and the worker's durable consumer (idempotent).
+
+    An existing stream is brought up to date, so a DLQ stream made before dead
+    letters had a maximum age gets one (and drops the letters already older).
+    """
+    for config in stream_configs(replicas, dead_letter_max_age_s=dead_letter_max_age_s):
         try:
             await js.add_stream(config)
         except BadRequestError:  # exists with older settings: bring it up to date

@@ -17,6 +17,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from infra.config import mask_urls
+
 log = logging.getLogger(__name__)
 
 
@@ -82,12 +84,20 @@ class TraceIdFilter(logging.Filter):
         return True
 
 
+class MaskingFormatter(logging.Formatter):
+    """Masks every URL's password in the whole line (message, arguments and traceback):
+    a library's log line or exception may quote a URL it was given."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_urls(super().format(record))
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """key=value lines with the trace id; the messages themselves never carry secrets."""
     handler = logging.StreamHandler()
     handler.addFilter(TraceIdFilter())
     handler.setFormatter(
-        logging.Formatter(
+        MaskingFormatter(
             "ts=%(asctime)s level=%(levelname)s logger=%(name)s trace_id=%(trace_id)s "
             "msg=%(message)r"
         )

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from opentelemetry import propagate, trace
 
 from events.codec import MAX_COMMAND_BYTES, CommandDecodeError, decode_command, encode
-from events.commands import Command, redact_secrets
+from events.commands import Command, dead_letter_payload
 from events.deadletter import DeadLetter
 from events.errors import ErrorInfo, ErrorType
 from events.results import CommandResult
@@ -235,8 +235,9 @@ class CommandWorker:
             command_id=_guess_command_id(msg),
             received_at=datetime.now(UTC),
             deliveries=deliveries,
-            # Kept for a person to read, for days: never with a token in it.
-            payload=redact_secrets(msg.data[:MAX_COMMAND_BYTES].decode("utf-8", errors="replace")),
+            # Kept for a person to read, for days: only the command's known,
+            # non-secret fields (an allow-list), never a token however it is spelt.
+            payload=dead_letter_payload(msg.data, max_bytes=MAX_COMMAND_BYTES),
         )
         # Awaited: the command is acked only once its dead letter is stored.
         await self.js.publish(dlq_subject(op or "unknown"), encode(letter))

@@ -18,6 +18,7 @@ from events.connection import ProviderLinked
 from sagas.link_steps import sync_transactions
 from sagas.steps import Executor, StepContext, StepFailedError, StepResult
 from services.connections.domain import ConnectionState
+from services.connections.state import pair_key
 from services.providers.base import LinkRequest, ProviderCallError
 from services.providers.http import idempotency_key
 
@@ -31,7 +32,7 @@ async def create_update_link(ctx: StepContext) -> StepResult:
             "link_missing", f"the connection holds no link at {provider} to reconnect"
         )
     request = LinkRequest(
-        user_ref=f"{ctx.state.space_id}/{ctx.state.account_id}",
+        user_ref=pair_key(ctx.state.space_id, ctx.state.account_id),
         webhook_url=params.get("webhook_url") or ctx.webhook_url,
         update_link=link,
     )

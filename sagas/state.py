@@ -33,6 +33,7 @@ from events.saga import (
     SagaTimerFired,
     SagaTimerSet,
 )
+from services.connections.state import pair_key
 
 _NAMESPACE = uuid.UUID("0b7f4a52-3c1e-4f0a-9d7e-5a2b8c6e1f43")
 
@@ -41,7 +42,8 @@ TERMINAL: frozenset[str] = frozenset({"completed", "aborted", "needs_attention"}
 
 
 def saga_id_for(space_id: str, command_id: str) -> uuid.UUID:
-    return uuid.uuid5(_NAMESPACE, f"saga/{space_id}/{command_id}")
+    # `pair_key`: a space or command id holding "/" must not share another's saga.
+    return uuid.uuid5(_NAMESPACE, f"saga/{pair_key(space_id, command_id)}")
 
 
 def public_token_stream_for(saga_id: uuid.UUID) -> uuid.UUID:

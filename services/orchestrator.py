@@ -21,6 +21,7 @@ from opentelemetry import trace
 from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
+from services.connections.state import pair_key
 from services.failover import DEADLINE_EXCEEDED, Answer, CallRun, exhausted_error, order_links
 from services.providers.base import (
     LinkCredentials,
@@ -396,7 +397,8 @@ class Orchestrator:
                     cmd.institution_id, link.provider
                 )
             request = LinkRequest(
-                user_ref=f"{cmd.space_id}/{cmd.account_id}",
+                # One provider user per account: colliding refs would share one.
+                user_ref=pair_key(cmd.space_id, cmd.account_id),
                 institution_id=institution,
                 products=cmd.products,
                 country_codes=cmd.country_codes,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 MAX_DAYS = 90
 MAX_LIMIT = 1000
@@ -16,6 +16,9 @@ _REGION = re.compile(r"^[A-Za-z_-]{2,16}$")
 _PROVIDER = re.compile(r"^[a-z0-9_]{1,32}$")
 _MAX_TEXT = 128
 _OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
+# Nothing syncyard records is older; earlier times would only reach date arithmetic
+# that overflows (as_of=0001-01-01 minus `days` is before year 1: a 500, not an answer).
+EARLIEST_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class InvalidParameterError(ValueError):
@@ -94,8 +97,16 @@ def as_of_param(query: Mapping[str, str], now: datetime) -> datetime:
         raise InvalidParameterError(
             f"as_of must carry a UTC offset (e.g. +00:00 or Z), got {raw!r}"
         )
-    if value > now:
-        raise InvalidParameterError(f"as_of must not be in the future, got {raw!r}")
+    try:
+        if value > now:
+            raise InvalidParameterError(f"as_of must not be in the future, got {raw!r}")
+        too_early = value < EARLIEST_AS_OF
+    except OverflowError:  # an offset that moves year 1 (or 9999) out of range
+        too_early = True
+    if too_early:
+        raise InvalidParameterError(
+            f"as_of must not be before {EARLIEST_AS_OF.isoformat()}, got {raw!r}"
+        )
     return value
 
 

@@ -19,10 +19,30 @@ RECENT_COMMANDS_KEPT = 512
 _NAMESPACE = uuid.UUID("5d3c2f7e-4a51-4be4-9a43-6f1c1a0b9e21")
 
 
+def pair_key(first: str, second: str) -> str:
+    """Two identifiers as one key, different for every different pair.
+
+    Plain `first/second` collides as soon as a part may hold a "/" (identifiers
+    may): space `acme/x` with account `y` and space `acme` with account `x/y`
+    would share one connection, and one person's link, feed and tokens. But ids
+    derived from it are stored: changing the derivation for every pair would
+    orphan every stored connection and saga. So the old form is kept where it
+    cannot collide, when neither part holds "/" (then the key has exactly one
+    "/", and the pair is read back unambiguously), and only pairs holding "/"
+    get a length-prefixed form, `v2/<len(first)>:<first>/<second>`: it has at
+    least two "/", so it never equals an old key, and the length says where
+    `first` ends. Such pairs' ids change once: any stored under the old,
+    ambiguous id (possibly mixing two pairs) are not found again by this id.
+    """
+    if "/" not in first and "/" not in second:
+        return f"{first}/{second}"
+    return f"v2/{len(first)}:{first}/{second}"
+
+
 @functools.lru_cache(maxsize=65536)
 def connection_id_for(space_id: str, account_id: str) -> uuid.UUID:
     """One connection per account within a space, addressable without a lookup."""
-    return uuid.uuid5(_NAMESPACE, f"connection/{space_id}/{account_id}")
+    return uuid.uuid5(_NAMESPACE, f"connection/{pair_key(space_id, account_id)}")
 
 
 def credential_id_for(command_id: str) -> uuid.UUID:

@@ -29,6 +29,12 @@ T = TypeVar("T")
 _MAX_MESSAGE_CHARS = 300
 _MIN_SECRET_CHARS = 6
 
+# The most of a provider's response body we read: more is a broken or hostile
+# answer, refused as `invalid_response` before it can fill the memory. An adapter
+# whose provider legitimately sends more passes its own `max_body_bytes`.
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+_READ_CHUNK_BYTES = 64 * 1024
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Set around a saga step's provider calls (a context variable, not a parameter
 # of every port method: the key belongs to the step, whichever adapter and
@@ -143,11 +149,14 @@ async def send(
     json_body: Any = None,
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
+    max_body_bytes: int = MAX_RESPONSE_BYTES,
 ) -> HttpReply:
     """Make one request and read its whole body within `timeout_s`.
 
     Raises ProviderCallError(type="network") for timeouts and connection
-    failures, and `invalid_response` for a body cut off in transit.
+    failures, and `invalid_response` for a body cut off in transit or larger
+    than `max_body_bytes` (refused on its Content-Length, or as soon as the
+    bytes read pass the cap: never held in full).
     """
     all_headers = {"Accept": "application/json", **(headers or {})}
     key = _idempotency_key.get()
@@ -167,7 +176,7 @@ async def send(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             allow_redirects=False,
         ) as response:
-            body = await response.read()
+            body = await _read_capped(response, max_body_bytes, provider, endpoint)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return HttpReply(status=response.status, body=body, retry_after_s=retry_after)
     # `from None`: aiohttp's exceptions carry the request URL, which may hold a token.
@@ -182,6 +191,28 @@ async def send(
         raise network_error(
             provider, endpoint, "network_error", f"{kind} talking to provider"
         ) from None
+
+
+async def _read_capped(
+    response: aiohttp.ClientResponse, limit: int, provider: str, endpoint: str
+) -> bytes:
+    """The body, read in chunks, refused as soon as it is known to exceed `limit` bytes."""
+
+    def too_large() -> ProviderCallError:
+        return invalid_response(
+            provider, endpoint, response.status, f"body larger than {limit} bytes"
+        )
+
+    if response.content_length is not None and response.content_length > limit:
+        raise too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(_READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def decode_json(reply: HttpReply, type_: type[T], *, provider: str, endpoint: str) -> T:

@@ -71,6 +71,12 @@ async def component_env(
         "SYNCYARD_API_TOKENS": API_TOKENS_ENV,
         "SYNCYARD_PLAID_BASE_URL": f"{sandbox}/plaid",
         "SYNCYARD_MX_BASE_URL": f"{sandbox}/mx",
+        # The sandbox speaks http:// only, and holds no secret.
+        "SYNCYARD_INSECURE_PROVIDERS": "1",
+        "SYNCYARD_PLAID_CLIENT_ID": "sandbox-client",
+        "SYNCYARD_PLAID_SECRET": "sandbox-secret",
+        "SYNCYARD_MX_CLIENT_ID": "sandbox-client",
+        "SYNCYARD_MX_SECRET": "sandbox-secret",
         "SYNCYARD_HTTP_PORT": "0",
         "SYNCYARD_WORKER_CONCURRENCY": "32",
     }

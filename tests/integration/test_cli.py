@@ -131,3 +131,40 @@ async def test_send_that_gets_no_result_in_time_says_so_without_a_traceback(
 
 async def _never_answer(msg: object) -> None:
     return None
+
+
+async def test_up_with_only_a_database_url_refuses_naming_what_is_missing_and_no_password(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://app:hunter2-s3cret@db.example:5432/sy?sslmode=verify-full",
+        "SYNCYARD_STATE_DIR": str(tmp_path),
+    }
+
+    code, out = await syncyard_cli("up", env=env)
+
+    assert code == 2, out
+    assert "SYNCYARD_CIPHER_KEY" in out
+    assert "SYNCYARD_PLAID_BASE_URL" in out  # no fallback to the sandbox
+    assert "hunter2" not in out
+    assert "Traceback" not in out
+    assert written_files(tmp_path) == {}  # nothing started, no key generated
+
+
+async def test_serve_refuses_an_http_provider_url_and_never_prints_the_database_password(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "NATS_URL": "nats://nats-token-s3cret@127.0.0.1:1",
+        "DATABASE_URL": "postgresql://app:hunter2-s3cret@127.0.0.1:1/sy",
+        "SYNCYARD_CIPHER_KEY": "k" * 44,
+        "SYNCYARD_PLAID_BASE_URL": "http://plaid.internal",
+        "SYNCYARD_PLAID_CLIENT_ID": "client",
+        "SYNCYARD_PLAID_SECRET": "secret",
+    }
+
+    code, out = await syncyard_cli("serve", env=env)
+
+    assert code == 2, out
+    assert "SYNCYARD_PLAID_BASE_URL must be an https:// URL" in out
+    assert "hunter2" not in out and "nats-token" not in out

@@ -136,6 +136,8 @@ async def test_the_served_asyncapi_description_is_the_contract_s_with_every_comm
         ("/v1/metrics/overview?as_of=yesterday", "as_of must be an ISO 8601 time"),
         ("/v1/connections/acct-a/status?space_id=space-1&as_of=2026-03-02T11:00:00", "UTC offset"),
         ("/v1/providers/health?as_of=2026-03-02T12:00:01Z", "must not be in the future"),
+        ("/v1/providers/reliability?as_of=0001-01-01T00:00:00Z", "as_of must not be before"),
+        ("/v1/metrics/overview?as_of=0001-01-01T00:00:00Z", "as_of must not be before"),
         ("/v1/providers/health?regoin=US", "unknown query parameter(s) regoin"),
         ("/v1/sagas?status=stuck", "status must be one of running, compensating, completed"),
     ],

@@ -3,11 +3,21 @@ left at the default the README documents."""
 
 from __future__ import annotations
 
+import base64
+import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from infra.config import load_settings
+from events.subjects import DLQ_STREAM
+from infra.bootstrap import pg_parts
+from infra.config import load_settings, mask_url, refusals
+from infra.eventstore import SyncyardPostgresFactory, library_env
+from infra.streams import stream_configs
+from infra.telemetry import MaskingFormatter
+from services.providers.base import WebhookRejectedError
+from services.providers.registry import build_providers
 from services.resilience.hedging import HedgePolicy
 from services.resilience.rate_limit import RateLimit
 
@@ -61,6 +71,10 @@ def test_every_variable_is_read_and_parsed(tmp_path: Path) -> None:
             "SYNCYARD_PLAID_CLIENT_ID": "client",
             "SYNCYARD_PLAID_SECRET": "secret",
             "SYNCYARD_PLAID_TIMEOUT_S": "3",
+            "SYNCYARD_MX_BASE_URL": "https://api.mx.com",
+            "SYNCYARD_MX_CLIENT_ID": "mx-client",
+            "SYNCYARD_MX_SECRET": "mx-key",
+            "SYNCYARD_MX_WEBHOOK_SECRET": "mx-hooks:hook-password",
         }
     )
 
@@ -88,8 +102,10 @@ def test_every_variable_is_read_and_parsed(tmp_path: Path) -> None:
         "secret",
     )
     assert plaid.timeout_s == 3.0
-    assert mx.base_url == "http://127.0.0.1:9099/mx"
+    assert (mx.base_url, mx.client_id, mx.secret) == ("https://api.mx.com", "mx-client", "mx-key")
+    assert mx.webhook_secret == "mx-hooks:hook-password"
     assert mx.timeout_s == 10.0
+    assert refusals(settings) == []
 
 
 def test_a_sandbox_url_wins_over_the_sandbox_port() -> None:
@@ -113,3 +129,129 @@ def test_empty_server_urls_mean_the_embedded_servers() -> None:
 def test_a_number_that_is_not_one_is_refused(variable: str) -> None:
     with pytest.raises(ValueError, match=r"could not convert|invalid literal"):
         load_settings({variable: "ten"})
+
+
+SAFE_SERVERS = {
+    "NATS_URL": "nats://nats:4222",
+    "DATABASE_URL": "postgresql://db/syncyard?sslmode=verify-full",
+    "SYNCYARD_CIPHER_KEY": "k" * 44,
+}
+PLAID = {
+    "SYNCYARD_PLAID_BASE_URL": "https://production.plaid.com",
+    "SYNCYARD_PLAID_CLIENT_ID": "client",
+    "SYNCYARD_PLAID_SECRET": "secret",
+}
+
+
+@pytest.mark.parametrize("server", ["NATS_URL", "DATABASE_URL"])
+def test_one_external_server_alone_already_leaves_the_embedded_mode(server: str) -> None:
+    settings = load_settings({server: SAFE_SERVERS[server]})
+
+    assert not settings.embedded
+    assert any("SYNCYARD_CIPHER_KEY" in reason for reason in refusals(settings))
+
+
+def test_outside_the_embedded_mode_no_provider_falls_back_to_the_sandbox() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://db/syncyard"})
+
+    assert settings.providers == {}
+    reasons = refusals(settings)
+    assert any("SYNCYARD_PLAID_BASE_URL" in r and "no provider" in r for r in reasons)
+
+
+def test_a_provider_named_without_its_address_or_secrets_is_refused_by_name() -> None:
+    settings = load_settings({**SAFE_SERVERS, **PLAID, "SYNCYARD_MX_CLIENT_ID": "mx-client"})
+
+    assert settings.providers["mx"].base_url == ""
+    assert refusals(settings) == [
+        "SYNCYARD_MX_BASE_URL is not set: mx is configured but has no address",
+        "SYNCYARD_MX_SECRET is not set",
+    ]
+
+
+def test_an_http_provider_url_outside_the_embedded_mode_is_refused() -> None:
+    env = {**SAFE_SERVERS, **PLAID, "SYNCYARD_PLAID_BASE_URL": "http://u:pw@plaid.internal"}
+
+    [reason] = refusals(load_settings(env))
+
+    assert reason.startswith("SYNCYARD_PLAID_BASE_URL must be an https:// URL")
+    assert "pw" not in reason.replace("https", "")
+    # The sandbox's own tests opt in, loudly; nothing else relaxes the rule.
+    assert refusals(load_settings({**env, "SYNCYARD_INSECURE_PROVIDERS": "1"})) == []
+
+
+def test_the_embedded_mode_asks_for_nothing() -> None:
+    assert refusals(load_settings({})) == []
+
+
+async def test_mx_webhooks_are_let_in_with_the_configured_secret() -> None:
+    env = {
+        **SAFE_SERVERS,
+        "SYNCYARD_MX_BASE_URL": "https://api.mx.com",
+        "SYNCYARD_MX_CLIENT_ID": "mx-client",
+        "SYNCYARD_MX_SECRET": "mx-key",
+        "SYNCYARD_MX_WEBHOOK_SECRET": "mx-hooks:hook-password",
+    }
+    async with aiohttp.ClientSession() as session:
+        mx = build_providers(session, load_settings(env).providers)["mx"]
+        basic = base64.b64encode(b"mx-hooks:hook-password").decode()
+        body = b'{"type": "AGGREGATION", "action": "member_data_updated", "member_guid": "MBR-1"}'
+
+        event = await mx.handle_webhook(
+            {"Authorization": f"Basic {basic}"}, body, now=0.0, timeout_s=1.0
+        )
+        assert event.provider == "mx"
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"mx-hooks:guess").decode()}
+        with pytest.raises(WebhookRejectedError, match="wrong webhook credentials"):
+            await mx.handle_webhook(wrong, body, now=0.0, timeout_s=1.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (
+            "postgresql://app:s3cret@db:5432/sy?sslmode=require",
+            "postgresql://app:***@db:5432/sy?sslmode=require",
+        ),
+        ("postgresql://app:p@ss@db/sy", "postgresql://app:***@db/sy"),
+        (
+            "postgresql://app@db/sy?password=s3cret&sslpassword=k3y",
+            "postgresql://app@db/sy?password=***&sslpassword=***",
+        ),
+        ("nats://t0ken@nats:4222", "nats://***@nats:4222"),
+        ("nats://nats:4222", "nats://nats:4222"),
+    ],
+)
+def test_a_url_is_printed_without_its_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_log_lines_mask_a_url_password_wherever_it_appears() -> None:
+    formatter = MaskingFormatter("%(message)s")
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "connecting to %s", ("postgresql://a:s3cret@db/x",), None
+    )
+
+    assert formatter.format(record) == "connecting to postgresql://a:***@db/x"
+
+
+def test_a_database_url_keeps_its_tls_settings_for_the_event_store() -> None:
+    url = "postgresql://app:pw@db:5432/sy?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+
+    factory = SyncyardPostgresFactory(library_env(pg_parts(url), "k" * 44))
+
+    kwargs = factory.datastore.pool.kwargs
+    assert isinstance(kwargs, dict)
+    assert (kwargs["sslmode"], kwargs["sslrootcert"]) == ("verify-full", "/etc/ca.pem")
+    assert (kwargs["host"], kwargs["dbname"], kwargs["password"]) == ("db", "sy", "pw")
+
+
+def test_dead_letters_are_kept_thirty_days_unless_told_otherwise() -> None:
+    assert load_settings({}).dead_letter_max_age_s == 30 * 86_400
+    dlq = next(c for c in stream_configs() if c.name == DLQ_STREAM)
+    assert dlq.max_age == 30 * 86_400
+
+    settings = load_settings({"SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS": "7"})
+    assert settings.dead_letter_max_age_s == 7 * 86_400
+    with pytest.raises(ValueError, match="days > 0"):
+        load_settings({"SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS": "0"})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import uuid
 
 import jwt
 import msgspec
@@ -11,7 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from services.providers.base import WebhookRejectedError
-from services.providers.plaid.webhooks import PlaidWebhookVerifier, normalise
+from services.providers.plaid.webhooks import (
+    FAILED_KID_BACKOFF_S,
+    NEW_KID_FETCHES_PER_WINDOW,
+    PlaidWebhookVerifier,
+    normalise,
+)
 from services.providers.plaid.wire import Jwk
 
 pytestmark = pytest.mark.unit
@@ -213,3 +220,43 @@ def test_a_webhook_about_no_link_session_names_none() -> None:
 def test_a_verified_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
     with pytest.raises(WebhookRejectedError):
         normalise("plaid", body)
+
+
+async def _forged(verifier: PlaidWebhookVerifier, kid: str, now: float = NOW) -> None:
+    with pytest.raises(WebhookRejectedError):
+        await verifier.verify(signed(kid=kid, iat=now), BODY, now=now, timeout_s=1.0)
+
+
+async def test_a_burst_of_random_kids_makes_at_most_one_key_fetch_per_kid_per_backoff() -> None:
+    plaid = FakePlaidKeys(public_jwk(PLAID_KEY))
+    verifier = PlaidWebhookVerifier(plaid)
+    kids = [str(uuid.uuid4()) for _ in range(5)]
+
+    # Twenty concurrent webhooks per forged kid: one fetch each, shared.
+    await asyncio.gather(*(_forged(verifier, kid) for kid in kids * 20))
+    assert plaid.fetches == len(kids)
+
+    # Within the backoff window, no kid is asked again.
+    later = NOW + FAILED_KID_BACKOFF_S - 1
+    await asyncio.gather(*(_forged(verifier, kid, later) for kid in kids * 5))
+    assert plaid.fetches == len(kids)
+
+    # After it, once more each; then the backoff has doubled.
+    after = NOW + FAILED_KID_BACKOFF_S + 1
+    await asyncio.gather(*(_forged(verifier, kid, after) for kid in kids * 5))
+    assert plaid.fetches == 2 * len(kids)
+    await asyncio.gather(
+        *(_forged(verifier, kid, after + FAILED_KID_BACKOFF_S + 1) for kid in kids)
+    )
+    assert plaid.fetches == 2 * len(kids)
+
+
+async def test_fresh_random_kids_cost_plaid_a_bounded_number_of_calls() -> None:
+    plaid = FakePlaidKeys(public_jwk(PLAID_KEY))
+    verifier = PlaidWebhookVerifier(plaid)
+    await verifier.verify(signed(), BODY, now=NOW, timeout_s=1.0)
+
+    await asyncio.gather(*(_forged(verifier, str(uuid.uuid4())) for _ in range(200)))
+
+    assert plaid.fetches <= 1 + NEW_KID_FETCHES_PER_WINDOW
+    await verifier.verify(signed(), BODY, now=NOW, timeout_s=1.0)  # cached: no fetch needed

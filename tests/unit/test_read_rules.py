@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from infra.config import load_settings, parse_call_prices
-from infra.http.params import InvalidParameterError, as_of_param, days_param, region_param
+from infra.http.params import (
+    InvalidParameterError,
+    as_of_param,
+    days_param,
+    period,
+    region_param,
+)
 from projections.attempt_types import attempt_type
 from projections.health_rules import (
     HISTOGRAM_SIZE,
@@ -134,6 +140,14 @@ def test_bad_parameters_are_refused_with_a_message_naming_them() -> None:
         as_of_param({"as_of": "2026-03-02T13:00:00Z"}, NOW)
     # An unencoded "+" reaches us as a space; the offset is still understood.
     assert as_of_param({"as_of": "2026-03-02T11:00:00 00:00"}, NOW) == NOW - H
+
+
+@pytest.mark.parametrize(
+    "as_of", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "1999-12-31T23:59:59Z"]
+)
+def test_an_as_of_before_anything_was_recorded_is_refused_not_an_overflow(as_of: str) -> None:
+    with pytest.raises(InvalidParameterError, match="as_of must not be before 2000-01-01"):
+        period({"as_of": as_of, "days": "90"}, NOW, 7)
 
 
 def test_thresholds_and_prices_come_from_the_environment_over_the_defaults() -> None:

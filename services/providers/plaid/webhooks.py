@@ -2,15 +2,19 @@
 
 Plaid signs each webhook with an ES256 JWT whose header names the key (`kid`)
 and whose claims carry `iat` and `request_body_sha256`. We fetch the public
-key from `/webhook_verification_key/get` (cached by kid), refuse any other
+key from `/webhook_verification_key/get` (cached by kid; a kid Plaid does not
+know is cached as a failure with a backoff, and fresh kids are fetched at a
+bounded rate, so forged webhooks cannot make us call Plaid), refuse any other
 algorithm, verify the signature, refuse tokens issued more than five minutes
 from `now`, and compare the body's SHA-256 with the claim in constant time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -26,6 +30,18 @@ MAX_AGE_S = 5 * 60
 # A cached key is asked for again after this long, so a key Plaid has since
 # expired stops verifying within the hour.
 KEY_TTL_S = 60 * 60
+# A kid Plaid does not know is remembered as such: asked again only after this
+# long, doubling on each further miss up to FAILED_KID_MAX_BACKOFF_S, so a
+# webhook forged with a random kid cannot make us call Plaid every time.
+FAILED_KID_BACKOFF_S = 60.0
+FAILED_KID_MAX_BACKOFF_S = 60 * 60.0
+FAILED_KIDS_KEPT = 4096
+# And kids never seen before are fetched at most this often: a burst of fresh
+# random kids costs Plaid a handful of calls, not one per webhook. Plaid itself
+# rotates keys rarely, and retries a webhook we refuse.
+NEW_KID_FETCHES_PER_WINDOW = 10
+NEW_KID_WINDOW_S = 60.0
+MAX_KID_CHARS = 128
 
 KeyFetcher = Callable[[str, float], Awaitable[Jwk]]
 
@@ -36,6 +52,11 @@ class PlaidWebhookVerifier:
     def __init__(self, fetch_key: KeyFetcher) -> None:
         self._fetch_key = fetch_key
         self._keys: dict[str, tuple[Jwk, float]] = {}
+        # kid -> (when it may be asked again, the backoff that set it); bounded.
+        self._failed: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # One fetch per kid at a time: concurrent webhooks with one kid share it.
+        self._in_flight: dict[str, asyncio.Future[Jwk]] = {}
+        self._new_kid_fetches: list[float] = []
 
     async def verify(
         self, headers: Mapping[str, str], body: bytes, *, now: float, timeout_s: float
@@ -53,6 +74,8 @@ class PlaidWebhookVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise WebhookRejectedError("plaid webhook: JWT header names no key id")
+        if len(kid) > MAX_KID_CHARS:
+            raise WebhookRejectedError("plaid webhook: JWT key id is too long")
         key = await self._key(kid, now=now, timeout_s=timeout_s)
         if key.expired_at is not None:
             raise WebhookRejectedError("plaid webhook: signed with a key Plaid has expired")
@@ -73,10 +96,44 @@ class PlaidWebhookVerifier:
         cached = self._keys.get(kid)
         if cached is not None and now - cached[1] < KEY_TTL_S:
             return cached[0]
-        # Only keys Plaid actually returned are cached: a forged kid is not.
-        key = await self._fetch_key(kid, timeout_s)
+        failed = self._failed.get(kid)
+        if failed is not None and now < failed[0]:
+            raise WebhookRejectedError("plaid webhook: Plaid knows no such key id")
+        pending = self._in_flight.get(kid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if cached is None and failed is None:
+            self._take_new_kid_budget(now)
+        fetch = asyncio.ensure_future(self._fetch_key(kid, timeout_s))
+        self._in_flight[kid] = fetch
+        try:
+            key = await asyncio.shield(fetch)
+        except WebhookRejectedError:
+            # Plaid said it knows no such key: remembered, with a growing backoff.
+            backoff = FAILED_KID_BACKOFF_S if failed is None else failed[1] * 2
+            backoff = min(backoff, FAILED_KID_MAX_BACKOFF_S)
+            self._failed[kid] = (now + backoff, backoff)
+            self._failed.move_to_end(kid)
+            while len(self._failed) > FAILED_KIDS_KEPT:
+                self._failed.popitem(last=False)
+            raise
+        finally:
+            self._in_flight.pop(kid, None)
+        # Only keys Plaid actually returned are cached as keys.
         self._keys[kid] = (key, now)
+        self._failed.pop(kid, None)
         return key
+
+    def _take_new_kid_budget(self, now: float) -> None:
+        """Count one fetch of a never-seen kid, or refuse it if the window's budget is spent."""
+        recent = [t for t in self._new_kid_fetches if now - t < NEW_KID_WINDOW_S]
+        if len(recent) >= NEW_KID_FETCHES_PER_WINDOW:
+            self._new_kid_fetches = recent
+            raise WebhookRejectedError(
+                "plaid webhook: too many unknown key ids lately; not asking Plaid now"
+            )
+        recent.append(now)
+        self._new_kid_fetches = recent
 
 
 def _verified_claims(token: str, key: Jwk) -> dict[str, Any]:
