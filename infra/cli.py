@@ -40,7 +40,6 @@ from infra.bootstrap import (
     API_TOKEN_FILE,
     ConfigurationError,
     Runtime,
-    api_tokens_for,
     cipher_key_for,
     open_runtime,
     run_components,
@@ -173,9 +172,17 @@ Ctrl-C stops everything.
 """
 
 
-def _refuse_unsafe(settings: Settings) -> None:
-    """Fail closed: outside the embedded mode, refuse settings that would leak or lose data."""
+def _refuse_unsafe(settings: Settings, *, serves_api: bool = True) -> None:
+    """Fail closed: outside the embedded mode, refuse settings that would leak or lose data.
+
+    Every reason is said at once, the API's tokens included, before anything connects.
+    """
     reasons = refusals(settings)
+    if serves_api and not settings.embedded and not settings.api_tokens:
+        reasons.append(
+            "the HTTP API needs API tokens: set SYNCYARD_API_TOKENS (NAME:ROLE:SPACES:TOKEN, "
+            "comma-separated) or SYNCYARD_API_TOKENS_FILE (one entry a line)"
+        )
     if reasons:
         raise ConfigurationError(
             "refusing to start outside the embedded mode (NATS_URL or DATABASE_URL is set):\n  - "
@@ -228,9 +235,7 @@ async def _up(settings: Settings) -> None:
 async def _serve(settings: Settings, components: Sequence[str]) -> None:
     if not (settings.nats_url and settings.database_url):
         raise ConfigurationError("serve needs NATS_URL and DATABASE_URL; `syncyard up` embeds them")
-    _refuse_unsafe(settings)
-    if "api" in components:
-        api_tokens_for(settings)  # no token, no start: said before connecting to anything
+    _refuse_unsafe(settings, serves_api="api" in components)
     stop = asyncio.Event()
     _install_stop_signals(stop)
     setup_tracing(settings.otlp_endpoint)
