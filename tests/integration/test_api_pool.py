@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from infra.bootstrap import Runtime
+from tests.support.harness import AUTH
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,10 @@ async def test_the_api_answers_while_the_followers_pool_is_exhausted(syncyard: R
 
         timeout = aiohttp.ClientTimeout(total=10)
         url = f"{syncyard.http_url}/v1/providers/health?region=US"
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(url, headers=AUTH) as resp,
+        ):
             assert resp.status == 200, await resp.text()
             msgspec.json.decode(await resp.read())
 
