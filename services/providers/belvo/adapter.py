@@ -141,11 +141,27 @@ class BelvoAdapter(ProviderAdapter):
         link = await checked_link(self._client, public_token, timeout_s=timeout_s)
         return LinkCredentials(provider=self.name, item_id=link.id, access_token=link.id)
 
+    async def belongs_to(
+        self, public_token: str, *, user_ref: str, timeout_s: float
+    ) -> bool | None:
+        """Whether the link's `external_id` is `user_ref`, as the widget opened for the
+        person set it (`link.widget_link`); a link without one is nobody's we know."""
+        link = await checked_link(self._client, public_token, timeout_s=timeout_s)
+        return link.external_id == user_ref
+
     async def register_link(
-        self, institution: str, username: str, password: str, *, timeout_s: float
+        self,
+        institution: str,
+        username: str,
+        password: str,
+        *,
+        user_ref: str | None = None,
+        timeout_s: float,
     ) -> LinkCredentials:
         """`POST /api/links/`: a recurrent link from the person's bank credentials."""
-        link_id = await register(self._client, institution, username, password, timeout_s=timeout_s)
+        link_id = await register(
+            self._client, institution, username, password, external_id=user_ref, timeout_s=timeout_s
+        )
         return LinkCredentials(provider=self.name, item_id=link_id, access_token=link_id)
 
     async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
