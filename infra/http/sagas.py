@@ -7,6 +7,7 @@ UI with, for an operator (or admin) of the saga's space, while the saga waits.
 `POST /v1/sagas/{id}/webhook`: the webhook URL a saga gives the provider when
 it creates the link (one URL per saga, so the receiver knows which flow and
 which provider's signature to check); a verified "link finished" webhook
+that names this saga's link session (`sagas.commands.webhook_completion`)
 completes the saga as `link.complete` would.
 """
 
@@ -192,7 +193,7 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
         "responses": {
             "200": {
                 "description": "Applied, or ignored (a kind the saga does not wait for, "
-                "or a webhook about another link session)"
+                "or a webhook that names no link session of this saga's)"
             },
             "401": {"description": "The signature is missing, forged or stale"},
             "404": _NOT_FOUND,

@@ -5,7 +5,8 @@ are both the link id (Belvo authenticates us with HTTP Basic, secret id :
 secret password, so the link id is what must stay out of logs). The link flow
 opens Belvo's hosted widget with a short-lived access token from
 `POST /api/token/`; the widget hands the new link id to the app, and that id
-is the public token `exchange_token` checks. `register_link` creates a link
+is the public token `exchange_token` checks (and `belongs_to`, by the
+link's `external_id`, that it is the person's). `register_link` creates a link
 from credentials directly (`POST /api/links/`), as Belvo's API allows.
 
 Configured through `ProviderSettings`: `client_id` is the secret id, `secret`
