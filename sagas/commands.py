@@ -29,7 +29,9 @@ from sagas.flows import FLOWS
 from sagas.ports import SagaConflictError, SagaStore
 from sagas.state import SagaState, fold, public_token_stream_for, saga_id_for
 from services.connections.domain import connection_id_for
+from services.connections.state import pair_key
 from services.dependencies import Dependencies, Handler, refused
+from services.providers.base import ProviderAdapter, WebhookEvent
 
 
 class CompletionRefusedError(Exception):
@@ -193,6 +195,45 @@ async def receive_completion(
         await store.wake(saga_id)
         return False
     raise CompletionRefusedError("busy", "the saga kept moving; send the completion again")
+
+
+async def webhook_completion(
+    state: SagaState,
+    created: dict[str, Any],
+    event: WebhookEvent,
+    adapter: ProviderAdapter,
+    *,
+    timeout_s: float,
+) -> tuple[str | None, str | None]:
+    """(public token, None) when a verified webhook completes this saga, else (None, why).
+
+    A signature proves the provider sent the body, not that it is about this
+    saga: a webhook counts only when it names this saga's link session, by its
+    link token (Plaid's LINK webhooks) or by what the saga's link is at the
+    provider. A reconnect knows its item; a new link knows only its person, so
+    the provider-side user, customer or link the webhook names must be the one
+    made for this person (`belongs_to`). A webhook that names none of these
+    (MX, Finicity and Belvo carry no link token, Plaid's ITEM webhooks neither)
+    completes nothing. Raises ProviderCallError when the provider cannot say.
+    """
+    if event.link_token is not None and event.link_token != created.get("link_token"):
+        return None, "link_token_mismatch"
+    session = event.link_token is not None
+    if state.kind == "link" and event.kind == "public_token" and event.public_token:
+        if not session:
+            user_ref = pair_key(state.space_id, state.account_id)
+            owned = await adapter.belongs_to(
+                event.public_token, user_ref=user_ref, timeout_s=timeout_s
+            )
+            if owned is not True:
+                return None, "not_this_link_session"
+        return event.public_token, None
+    repaired = event.raw.get("webhook_code") == "LOGIN_REPAIRED"
+    if state.kind == "reconnect" and (repaired or event.kind == "public_token"):
+        if not session and (event.item_id is None or event.item_id != created.get("item_id")):
+            return None, "not_this_link_session"
+        return None, None
+    return None, event.kind
 
 
 def _check_open(state: SagaState | None, public_token: str | None, account_id: str | None) -> None:

@@ -27,6 +27,7 @@ from services.connections.domain import (
     decide_outcome,
     decide_register,
 )
+from services.connections.state import pair_key
 from services.create_link import request_link
 from services.providers.base import ProviderCallError
 from services.providers.http import idempotency_key
@@ -73,8 +74,13 @@ async def exchange_token(ctx: StepContext) -> StepResult:
     adapter = ctx.adapter(provider)
     try:
         with idempotency_key(ctx.key):
-            linked = await adapter.exchange_token(
-                public_token, timeout_s=ctx.deps.orchestrator.call_timeout_s
+            # Bound to the person the link was created for (the same `user_ref` as
+            # create_link's): a token naming another person's provider-side user,
+            # customer or link is refused, however the completion arrived.
+            linked = await adapter.exchange_token_for(
+                public_token,
+                user_ref=pair_key(ctx.state.space_id, ctx.state.account_id),
+                timeout_s=ctx.deps.orchestrator.call_timeout_s,
             )
     except ProviderCallError as exc:
         raise StepFailedError.from_provider(exc) from None

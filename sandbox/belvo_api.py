@@ -89,6 +89,7 @@ async def create_link(request: web.Request) -> web.Response:
         id=link_id(body["institution"], body["username"]),
         institution=body["institution"],
         username=body["username"],
+        external_id=body.get("external_id") if isinstance(body.get("external_id"), str) else None,
     )
     request.config_dict[STATE].links[link.id] = link
     return web.json_response(_link_body(link, body.get("access_mode", "recurrent")), status=201)
@@ -102,7 +103,7 @@ def _link_body(link: BelvoLink, access_mode: str = "recurrent") -> dict[str, Any
         "access_mode": access_mode,
         "created_at": "2025-01-31T06:00:00Z",
         "refresh_rate": "24h",
-        "external_id": None,
+        "external_id": link.external_id,
     }
 
 

@@ -65,6 +65,8 @@ class BelvoLink(msgspec.Struct, kw_only=True):
     institution: str
     username: str
     status: str = "valid"
+    # Belvo keeps the partner's id for the person (widget or POST /api/links/).
+    external_id: str | None = None
 
 
 class BelvoState(msgspec.Struct, kw_only=True):

@@ -7,6 +7,7 @@ UI with, for an operator (or admin) of the saga's space, while the saga waits.
 `POST /v1/sagas/{id}/webhook`: the webhook URL a saga gives the provider when
 it creates the link (one URL per saga, so the receiver knows which flow and
 which provider's signature to check); a verified "link finished" webhook
+that names this saga's link session (`sagas.commands.webhook_completion`)
 completes the saga as `link.complete` would.
 """
 
@@ -22,7 +23,7 @@ from aiohttp import web
 from infra.http.auth import CALLER, space_refusal
 from infra.http.openapi import Operation, OperationKey
 from infra.saga_store import PostgresSagaStore
-from sagas.commands import CompletionRefusedError, receive_completion
+from sagas.commands import CompletionRefusedError, receive_completion, webhook_completion
 from sagas.view import saga_view
 from services.dependencies import Dependencies
 from services.providers.base import ProviderCallError, WebhookRejectedError
@@ -109,20 +110,21 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
             raise _refuse(web.HTTPUnauthorized, str(exc)) from None
         except ProviderCallError as exc:
             raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
-        if event.link_token is not None and event.link_token != created.get("link_token"):
+        try:
+            token, ignored = await webhook_completion(
+                state, created, event, adapter, timeout_s=WEBHOOK_TIMEOUT_S
+            )
+        except ProviderCallError as exc:
+            # Whose link the webhook names is unknown yet: the provider retries later.
+            raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
+        if ignored in ("link_token_mismatch", "not_this_link_session"):
             # Signed by the provider, but about another link session: a misrouted
             # or replayed webhook must not hand this saga someone else's item.
             log.warning(
                 "saga %s: %s webhook for another link session ignored", saga_id, event.provider
             )
-            return web.json_response({"ignored": "link_token_mismatch"})
-        repaired = event.raw.get("webhook_code") == "LOGIN_REPAIRED"
-        if state.kind == "link" and event.kind == "public_token" and event.public_token:
-            token: str | None = event.public_token
-        elif state.kind == "reconnect" and (repaired or event.kind == "public_token"):
-            token = None
-        else:
-            return web.json_response({"ignored": event.kind})
+        if ignored is not None:
+            return web.json_response({"ignored": ignored})
         try:
             duplicate = await receive_completion(deps, store, saga_id, token, "webhook")
         except CompletionRefusedError as exc:
@@ -191,7 +193,7 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
         "responses": {
             "200": {
                 "description": "Applied, or ignored (a kind the saga does not wait for, "
-                "or a webhook about another link session)"
+                "or a webhook that names no link session of this saga's)"
             },
             "401": {"description": "The signature is missing, forged or stale"},
             "404": _NOT_FOUND,

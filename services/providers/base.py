@@ -19,6 +19,10 @@ FAILOVER_TYPES: frozenset[ErrorType] = frozenset(
 )
 
 
+# The error code of a completion whose public token names another person's link.
+COMPLETION_NOT_FOR_THIS_PERSON = "completion_not_for_this_person"
+
+
 class LinkCredentials(msgspec.Struct, frozen=True, kw_only=True):
     """A connection's link at one provider: what a call needs to reach the item."""
 
@@ -209,6 +213,42 @@ class ProviderAdapter(abc.ABC):
     @abc.abstractmethod
     async def exchange_token(self, public_token: str, *, timeout_s: float) -> LinkCredentials:
         """Trade the link flow's public token for a long-lived item id and access token."""
+
+    async def belongs_to(
+        self, public_token: str, *, user_ref: str, timeout_s: float
+    ) -> bool | None:
+        """Whether the provider-side user, customer or link `public_token` names was made
+        for the person `user_ref` (True / False), or None where the provider itself binds
+        its public tokens to the link session that issued them (Plaid: the token is
+        handed only to that session, and its webhooks say which session by link token).
+
+        Adapters whose public token is a bare id (MX, Finicity, Belvo) must override
+        it: an id says nothing about who finished the link, and anyone who learned
+        another person's ids could otherwise attach that person's bank login.
+        """
+        return None
+
+    async def exchange_token_for(
+        self, public_token: str, *, user_ref: str, timeout_s: float
+    ) -> LinkCredentials:
+        """`exchange_token`, refused when the token names another person's link.
+
+        The link flow exchanges through here (the person's `link.complete` and the
+        provider's webhook alike), so a completion carrying someone else's ids gets
+        no credential: a validation error, never retried, and the flow aborts.
+        """
+        if await self.belongs_to(public_token, user_ref=user_ref, timeout_s=timeout_s) is False:
+            raise ProviderCallError(
+                ErrorInfo(
+                    code=COMPLETION_NOT_FOR_THIS_PERSON,
+                    message="the public token names a link made for another person",
+                    type="validation",
+                    retryable=False,
+                    provider=self.name,
+                ),
+                failover_helps=False,
+            )
+        return await self.exchange_token(public_token, timeout_s=timeout_s)
 
     @abc.abstractmethod
     async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:

@@ -294,3 +294,25 @@ async def test_the_registry_builds_belvo_from_settings(
     assert isinstance(adapter, BelvoAdapter)
     link = await register(adapter, institution, "dora")
     assert (await adapter.get_accounts(link, timeout_s=2.0)).accounts
+
+
+async def test_a_link_made_for_another_person_is_refused_at_exchange(
+    belvo: BelvoAdapter, institution: str
+) -> None:
+    theirs = await belvo.register_link(
+        institution, "zoe-bound", BANK_PASSWORD, user_ref="person-theirs", timeout_s=2.0
+    )
+    unowned = await register(belvo, institution, "ana-unbound")
+
+    for link_id in (theirs.item_id, unowned.item_id):
+        with pytest.raises(ProviderCallError) as caught:
+            await belvo.exchange_token_for(link_id, user_ref="person-mine", timeout_s=2.0)
+        error = caught.value.error
+        assert (error.code, error.type, error.retryable) == (
+            "completion_not_for_this_person",
+            "validation",
+            False,
+        )
+        assert_no_secrets(caught.value, link_id)
+    owned = await belvo.exchange_token_for(theirs.item_id, user_ref="person-theirs", timeout_s=2.0)
+    assert owned == theirs

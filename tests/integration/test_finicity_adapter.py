@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import msgspec
@@ -316,3 +317,26 @@ async def test_the_registry_builds_finicity_from_settings(
     assert (await adapter.health_check(timeout_s=2.0)).healthy
     link = await adapter.exchange_token(CUSTOMER, timeout_s=2.0)
     assert (await adapter.get_accounts(link, timeout_s=2.0)).accounts
+
+
+async def test_a_customer_id_made_for_another_person_is_refused_at_exchange(
+    finicity: FinicityAdapter,
+) -> None:
+    await finicity.create_link(LinkRequest(user_ref="person-mine"), timeout_s=2.0)
+    theirs = await finicity.create_link(LinkRequest(user_ref="person-theirs"), timeout_s=2.0)
+    # The Connect URL names the customer it was made for, as Finicity's does.
+    their_customer = parse_qs(urlsplit(theirs.token).query)["customerId"][0]
+
+    for token in (their_customer, f"{their_customer}:1007302745"):
+        with pytest.raises(ProviderCallError) as caught:
+            await finicity.exchange_token_for(token, user_ref="person-mine", timeout_s=2.0)
+        error = caught.value.error
+        assert (error.code, error.type, error.retryable) == (
+            "completion_not_for_this_person",
+            "validation",
+            False,
+        )
+        assert_no_secrets(caught.value, their_customer)
+    assert await finicity.belongs_to(their_customer, user_ref="person-theirs", timeout_s=2.0)
+    # A customer no person of ours was given (the bare seeded one) is nobody's.
+    assert not await finicity.belongs_to(CUSTOMER, user_ref="person-mine", timeout_s=2.0)

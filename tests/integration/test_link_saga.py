@@ -14,9 +14,10 @@ from events.commands import ReadFeed, ResumeSaga
 from events.credentials import CredentialStored
 from events.saga import LinkAborted, LinkCompleted
 from infra.bootstrap import Runtime
+from infra.eventstore import EVENTS_TABLE
 from infra.saga_store import PostgresSagaStore
-from sandbox.webhooks import plaid_headers, plaid_signing_key
-from services.connections.domain import connection_id_for
+from sandbox.webhooks import mx_headers, plaid_headers, plaid_signing_key
+from services.connections.domain import connection_id_for, credential_id_for
 from tests.integration.saga_helpers import (
     SPACE,
     complete_link,
@@ -458,3 +459,91 @@ async def test_the_link_s_first_sync_fills_the_account_s_feed_and_the_next_sync_
     assert len(read.data["entries"]) == delivered
     again = await upstream.send(sync("acct-feed", "sync-after-link", space_id=state.space_id))
     assert again.success and again.data is not None and again.data["entries"] == []
+
+
+async def topics_of(runtime: Runtime, stream: uuid.UUID) -> list[str]:
+    rows = await runtime.pool.fetch(
+        f'SELECT topic FROM "{EVENTS_TABLE}" WHERE originator_id = $1',  # noqa: S608 - ours
+        stream,
+    )
+    return [str(row["topic"]) for row in rows]
+
+
+async def test_a_link_complete_carrying_another_person_s_mx_ids_is_refused_and_links_nothing(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    for account, command_id in (("acct-mine", "link-mine"), ("acct-theirs", "link-theirs")):
+        assert (
+            await upstream.send(start_link(account, command_id, preferred_provider="mx"))
+        ).success
+    # The other person finishes MX's widget: their USR:MBR ids exist and are valid at MX.
+    theirs = await person_finishes(sandbox, "mx", await link_token_of(store, "link-theirs"))
+    await link_token_of(store, "link-mine")
+
+    sent = await upstream.send(complete_link("acct-mine", "link-mine", theirs["public_token"]))
+    assert sent.success, sent.error  # accepted for the saga; the exchange says whose it is
+    mine = await saga_ended(store, "link-mine")
+
+    assert mine.status == "aborted", mine
+    assert mine.compensating is not None
+    assert (mine.compensating.step, mine.compensating.reason) == (
+        "exchange_token",
+        "completion_not_for_this_person",
+    )
+    assert "exchange_token" not in mine.outputs
+    connection = await syncyard.store.get_connection(connection_id_for(SPACE, "acct-mine"))
+    assert connection is not None and dict(connection.links) == {}
+    topics = await topics_of(syncyard, connection_id_for(SPACE, "acct-mine"))
+    assert not [t for t in topics if t.endswith("ProviderLinked")], topics
+    credential = credential_id_for(f"saga:{saga_id('link-mine')}:exchange_token")
+    assert await topics_of(syncyard, credential) == []
+    assert await credential_keys_of(syncyard, credential) == 0
+
+    # The ids stay good for the person they were made for.
+    reply = await upstream.send(complete_link("acct-theirs", "link-theirs", theirs["public_token"]))
+    assert reply.success, reply.error
+    assert (await saga_ended(store, "link-theirs")).status == "completed"
+
+
+async def test_an_mx_webhook_naming_another_person_s_member_is_ignored_and_the_saga_waits(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    for account, command_id in (("acct-hook", "link-hook"), ("acct-else", "link-else")):
+        assert (
+            await upstream.send(start_link(account, command_id, preferred_provider="mx"))
+        ).success
+    theirs = await person_finishes(sandbox, "mx", await link_token_of(store, "link-else"))
+    own_token = await link_token_of(store, "link-hook")
+    user_guid, _, member_guid = str(theirs["public_token"]).partition(":")
+    # MX's MEMBER webhook carries no link token: only its user and member say whose it is.
+    body = json.dumps(
+        {"type": "MEMBER", "action": "CREATED", "guid": member_guid, "user_guid": user_guid}
+    ).encode()
+    username, _, password = MX_WEBHOOK_CREDENTIALS.partition(":")
+    url = f"{syncyard.http_url}/v1/sagas/{saga_id('link-hook')}/webhook"
+    headers = mx_headers(username, password)
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
+        assert r.status == 200
+        assert await r.json() == {"ignored": "not_this_link_session"}
+    waiting = await store.load(saga_id("link-hook"))
+    assert waiting is not None and waiting.status == "running"
+    assert not waiting.completion_received
+    assert await store.public_token(saga_id("link-hook")) is None
+
+    # Its own person's webhook still completes it.
+    delivered = await sandbox_post(
+        sandbox,
+        "/_admin/links/mx/complete",
+        {
+            "link_token": own_token,
+            "webhook_url": url,
+            "webhook_username": username,
+            "webhook_password": password,
+        },
+    )
+    assert delivered["webhook_status"] == 200, delivered
+    done = await saga_ended(store, "link-hook")
+    assert done.status == "completed", done
+    assert done.outputs["exchange_token"]["provider"] == "mx"

@@ -5,7 +5,8 @@ are both the link id (Belvo authenticates us with HTTP Basic, secret id :
 secret password, so the link id is what must stay out of logs). The link flow
 opens Belvo's hosted widget with a short-lived access token from
 `POST /api/token/`; the widget hands the new link id to the app, and that id
-is the public token `exchange_token` checks. `register_link` creates a link
+is the public token `exchange_token` checks (and `belongs_to`, by the
+link's `external_id`, that it is the person's). `register_link` creates a link
 from credentials directly (`POST /api/links/`), as Belvo's API allows.
 
 Configured through `ProviderSettings`: `client_id` is the secret id, `secret`
@@ -141,11 +142,27 @@ class BelvoAdapter(ProviderAdapter):
         link = await checked_link(self._client, public_token, timeout_s=timeout_s)
         return LinkCredentials(provider=self.name, item_id=link.id, access_token=link.id)
 
+    async def belongs_to(
+        self, public_token: str, *, user_ref: str, timeout_s: float
+    ) -> bool | None:
+        """Whether the link's `external_id` is `user_ref`, as the widget opened for the
+        person set it (`link.widget_link`); a link without one is nobody's we know."""
+        link = await checked_link(self._client, public_token, timeout_s=timeout_s)
+        return link.external_id == user_ref
+
     async def register_link(
-        self, institution: str, username: str, password: str, *, timeout_s: float
+        self,
+        institution: str,
+        username: str,
+        password: str,
+        *,
+        user_ref: str | None = None,
+        timeout_s: float,
     ) -> LinkCredentials:
         """`POST /api/links/`: a recurrent link from the person's bank credentials."""
-        link_id = await register(self._client, institution, username, password, timeout_s=timeout_s)
+        link_id = await register(
+            self._client, institution, username, password, external_id=user_ref, timeout_s=timeout_s
+        )
         return LinkCredentials(provider=self.name, item_id=link_id, access_token=link_id)
 
     async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:

@@ -58,15 +58,27 @@ async def widget_link(
 
 
 async def register(
-    client: BelvoClient, institution: str, username: str, password: str, *, timeout_s: float
+    client: BelvoClient,
+    institution: str,
+    username: str,
+    password: str,
+    *,
+    external_id: str | None = None,
+    timeout_s: float,
 ) -> str:
-    """A recurrent link from the person's bank credentials; answers its id."""
+    """A recurrent link from the person's bank credentials; answers its id.
+
+    `external_id` is our `user_ref` for the person, as the widget sets it: the
+    link flow accepts only a link whose `external_id` is the person's.
+    """
     body = {
         "institution": institution,
         "username": username,
         "password": password,
         "access_mode": "recurrent",
     }
+    if external_id is not None:
+        body["external_id"] = external_id
     reply = await client.call(
         "POST",
         LINKS_PATH,

@@ -81,6 +81,8 @@ class Link(msgspec.Struct, frozen=True):
     id: str
     status: str
     institution: str | None = None
+    # Our `user_ref`, as the widget (or `register`) gave it: whose link this is.
+    external_id: str | None = None
 
 
 class WidgetToken(msgspec.Struct, frozen=True):

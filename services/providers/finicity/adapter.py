@@ -35,7 +35,7 @@ from services.providers.base import (
     WebhookEvent,
 )
 from services.providers.finicity.client import FinicityClient
-from services.providers.finicity.link import connect_url, ensure_customer
+from services.providers.finicity.link import connect_url, ensure_customer, find_customer
 from services.providers.finicity.reads import (
     customer_accounts,
     link_accounts,
@@ -154,6 +154,18 @@ class FinicityAdapter(ProviderAdapter):
         )
         of_login(accounts, link, self.name)
         return link
+
+    async def belongs_to(
+        self, public_token: str, *, user_ref: str, timeout_s: float
+    ) -> bool | None:
+        """Whether the token's customer is the one added for `user_ref`.
+
+        The login is then checked at exchange to be among that customer's accounts.
+        """
+        customer_id = public_token.partition(":")[0]
+        if not customer_id:
+            return False
+        return customer_id == await find_customer(self._client, user_ref, timeout_s=timeout_s)
 
     async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
         """Delete access to the login's accounts; a login Finicity no longer knows is gone."""

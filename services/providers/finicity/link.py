@@ -52,17 +52,23 @@ async def ensure_customer(
             raise
     else:
         return str(created.id)
+    customer_id = await find_customer(client, user_ref, timeout_s=timeout_s)
+    if customer_id is None:
+        message = f"{CUSTOMERS_PATH}: customer is taken but cannot be found"
+        raise coded_error("14001", message, provider=client.provider, http_status=404)
+    return customer_id
+
+
+async def find_customer(client: FinicityClient, user_ref: str, *, timeout_s: float) -> str | None:
+    """The id of the customer added for `user_ref` (by its username), if there is one."""
     found = await client.get_json(
         CUSTOMERS_PATH,
         CustomersResponse,
         endpoint=CUSTOMERS_PATH,
         timeout_s=timeout_s,
-        params={"username": username, "start": "1", "limit": "1"},
+        params={"username": customer_username(user_ref), "start": "1", "limit": "1"},
     )
-    if not found.customers:
-        message = f"{CUSTOMERS_PATH}: customer is taken but cannot be found"
-        raise coded_error("14001", message, provider=client.provider, http_status=404)
-    return str(found.customers[0].id)
+    return str(found.customers[0].id) if found.customers else None
 
 
 async def connect_url(

@@ -145,6 +145,19 @@ class MxAdapter(MxReads):
             provider=self.name, item_id=parsed.member.guid, access_token=user_guid
         )
 
+    async def belongs_to(
+        self, public_token: str, *, user_ref: str, timeout_s: float
+    ) -> bool | None:
+        """Whether the token's user is the MX user whose partner id is `user_ref`.
+
+        The member is read under that user at exchange, so the pair is the person's
+        when the user is; a token that is not ours at all belongs to nobody.
+        """
+        pair = parse_public_token(public_token)
+        if pair is None:
+            return False
+        return pair[0] == await self._user_guid(user_ref, timeout_s)
+
     async def remove_item(self, link: LinkCredentials, *, timeout_s: float) -> None:
         """DELETE the member; one MX no longer knows counts as removed."""
         path = member_path(link.access_token, link.item_id)
@@ -186,13 +199,19 @@ class MxAdapter(MxReads):
         verify_basic(headers, self._webhook_credentials)
         return normalise(self.name, body)
 
-    async def _ensure_user(self, user_ref: str, timeout_s: float) -> str:
-        """The guid of the MX user whose partner-defined id is `user_ref`, created if missing."""
+    async def _user_guid(self, user_ref: str, timeout_s: float) -> str | None:
+        """The guid of the MX user whose partner-defined id is `user_ref`, if there is one."""
         found = await self._call(
             "GET", "/users", "/users", UsersResponse, timeout_s, params={"id": user_ref}
         )
-        if found.users:
-            return found.users[0].guid
+        # MX filters by `id`; a row naming another id (a filter ignored) is not the person.
+        return next((u.guid for u in found.users if u.id in (None, user_ref)), None)
+
+    async def _ensure_user(self, user_ref: str, timeout_s: float) -> str:
+        """The guid of the MX user whose partner-defined id is `user_ref`, created if missing."""
+        guid = await self._user_guid(user_ref, timeout_s)
+        if guid is not None:
+            return guid
         created = await self._call(
             "POST",
             "/users",

@@ -5,6 +5,8 @@ its `mx/connect/memberConnected` postMessage and in the MEMBER webhook, each
 carrying `user_guid` and `member_guid`; syncyard's "public token" for MX is
 that pair written `USR-...:MBR-...`, and exchanging it checks the member
 exists and yields LinkCredentials(item_id=member_guid, access_token=user_guid).
+The pair says nothing about who sent it: the link flow also checks the user
+is the person's (`MxAdapter.belongs_to`).
 """
 
 from __future__ import annotations
