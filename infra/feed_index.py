@@ -11,7 +11,6 @@ idempotent and nothing is indexed that was not committed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import date
 from uuid import UUID
@@ -23,6 +22,7 @@ from events.feed import FeedAppended, FeedTransaction
 from services.ports import EventStorePort, FeedIndexPort
 from services.reconciliation.feed import Known, fingerprint
 from services.reconciliation.matcher import cents, normalise
+from services.resilience.keyed_lock import KeyedLocks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS syncyard_feed_index (
@@ -89,7 +89,7 @@ class PostgresFeedIndex(FeedIndexPort):
         self.store = store
         # One connection's syncs run one at a time in a worker; this keeps a
         # catch-up and a record of the same connection from interleaving.
-        self._locks: dict[UUID, asyncio.Lock] = {}
+        self._locks = KeyedLocks()
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -129,11 +129,11 @@ class PostgresFeedIndex(FeedIndexPort):
         ]
 
     async def record(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
-        async with self._lock(connection_id):
+        async with self._locks.hold(connection_id):
             await self._apply(connection_id, events)
 
     async def _catch_up(self, connection_id: UUID, version: int) -> None:
-        async with self._lock(connection_id):
+        async with self._locks.hold(connection_id):
             indexed = await self.pool.fetchval(
                 "SELECT version FROM syncyard_feed_index_version WHERE connection_id = $1",
                 connection_id,
@@ -142,15 +142,6 @@ class PostgresFeedIndex(FeedIndexPort):
                 return
             missed = await self.store.events_after(connection_id, int(indexed or 0))
             await self._apply(connection_id, [e for e in missed if e.originator_version <= version])
-
-    def _lock(self, connection_id: UUID) -> asyncio.Lock:
-        lock = self._locks.get(connection_id)
-        if lock is None:
-            lock = self._locks[connection_id] = asyncio.Lock()
-            if len(self._locks) > 10_000:  # forget idle ones: a lock is cheap to remake
-                for key in [k for k, v in self._locks.items() if not v.locked()][:5_000]:
-                    self._locks.pop(key, None)
-        return lock
 
     async def _apply(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
         feed = [e for e in events if isinstance(e, FeedAppended)]

@@ -29,9 +29,11 @@ class ProjectedFeedReader(FeedReaderPort):
         wanted = min(reached, since + limit)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.wait_s
-        async with self.pool.acquire() as conn:
-            while True:
+        while True:
+            # A connection per look, not one held across the wait: readers waiting
+            # for the projector must not take the pool from everyone else.
+            async with self.pool.acquire() as conn:
                 if await last_position(conn, connection_id) >= wanted or loop.time() >= give_up:
                     return await read_feed(conn, connection_id, since=since, limit=limit)
-                # The projector runs apart (NOTIFY would need a listener per read).
-                await asyncio.sleep(_POLL_S)
+            # The projector runs apart (NOTIFY would need a listener per read).
+            await asyncio.sleep(_POLL_S)

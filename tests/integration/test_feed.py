@@ -8,7 +8,6 @@ bank transaction exactly once, through failovers and back.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -17,11 +16,15 @@ import pytest
 
 from events.codec import decode_result, encode
 from events.commands import ReadFeed
-from events.feed import FeedAppended
 from events.results import CommandResult
 from events.subjects import rpc_subject
 from infra.bootstrap import Runtime
-from services.connections.state import connection_id_for
+from tests.integration.feed_helpers import (
+    assert_feed_is_the_bank,
+    bank_advances,
+    bank_truth,
+    provenance,
+)
 from tests.support.harness import (
     AUTH,
     SPACE,
@@ -34,64 +37,11 @@ from tests.support.sandbox_admin import SandboxAdmin
 
 pytestmark = pytest.mark.integration
 
-Truth = dict[str, Any]
-Feed = dict[str, dict[str, Any]]
-
 
 @pytest.fixture
 async def http(sandbox: str) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def truth(http: aiohttp.ClientSession, sandbox: str, person: str) -> Truth:
-    async with http.get(f"{sandbox}/_admin/truth/{person}") as response:
-        assert response.status == 200, await response.text()
-        body: Truth = await response.json()
-        return body
-
-
-async def advance(http: aiohttp.ClientSession, sandbox: str, person: str, days: float) -> None:
-    async with http.post(f"{sandbox}/_admin/truth/{person}/advance", json={"days": days}) as r:
-        assert r.status == 200, await r.text()
-
-
-async def clear_faults(http: aiohttp.ClientSession, sandbox: str) -> None:
-    await SandboxAdmin(http, sandbox).clear_faults()
-
-
-def fold(entries: list[dict[str, Any]], into: Feed | None = None) -> Feed:
-    """The feed as a consumer folds it: upsert added and modified, drop removed."""
-    folded = dict(into or {})
-    for entry in entries:
-        if entry["change"] == "removed":
-            folded.pop(entry["syncyard_transaction_id"], None)
-        else:
-            folded[entry["syncyard_transaction_id"]] = entry
-    return folded
-
-
-def assert_feed_is_the_bank(
-    folded: Feed, provenance: dict[tuple[str, str], str], bank: Truth
-) -> None:
-    """Every live bank transaction once, with the bank's amount and pending state."""
-    live = [t for t in bank["transactions"] if not t["withdrawn"]]
-    owners: dict[str, str] = {}  # syncyard id → bank id
-    for t in live:
-        ids = {
-            ("plaid", t["providers"]["plaid"]["transaction_id"]),
-            ("plaid", t["providers"]["plaid"]["pending_transaction_id"]),
-            ("mx", t["providers"]["mx"]["transaction_id"]),
-        }
-        syncyard_ids = {provenance[i] for i in ids if i in provenance}
-        assert len(syncyard_ids) == 1, f"bank transaction {t['id']} is {syncyard_ids} in the feed"
-        (syncyard_id,) = syncyard_ids
-        assert syncyard_id not in owners, f"{syncyard_id} is two bank transactions"
-        owners[syncyard_id] = t["id"]
-        entry = folded[syncyard_id]["transaction"]
-        assert Decimal(entry["amount"]) == Decimal(str(t["amount"])), t["id"]
-        assert entry["pending"] == t["pending"], t["id"]
-    assert set(folded) == set(owners), "the feed holds transactions the bank does not"
 
 
 async def synced(upstream: Client, account: str, command_id: str) -> CommandResult:
@@ -101,13 +51,6 @@ async def synced(upstream: Client, account: str, command_id: str) -> CommandResu
     return result
 
 
-def provenance_of(entries: list[dict[str, Any]], into: dict[tuple[str, str], str]) -> None:
-    for entry in entries:
-        into[(entry["provider"], entry["provider_transaction_id"])] = entry[
-            "syncyard_transaction_id"
-        ]
-
-
 async def test_the_feed_equals_the_bank_through_a_plaid_outage_and_back(
     syncyard: Runtime, upstream: Client, sandbox: str, http: aiohttp.ClientSession
 ) -> None:
@@ -115,7 +58,6 @@ async def test_the_feed_equals_the_bank_through_a_plaid_outage_and_back(
     assert (await upstream.send(register(account, "plaid"))).success
     assert (await upstream.send(register(account, "mx"))).success
     entries: list[dict[str, Any]] = []
-    provenance: dict[tuple[str, str], str] = {}
 
     first = await synced(upstream, account, "feed-1")
     assert first.provider == "plaid" and first.data is not None
@@ -130,39 +72,22 @@ async def test_the_feed_equals_the_bank_through_a_plaid_outage_and_back(
         status=500,
         error_code="INSTITUTION_DOWN",
     )
-    await advance(http, sandbox, account, days=3)
+    await bank_advances(http, sandbox, account, days=3)
     during = await synced(upstream, account, "feed-2")
     assert during.provider == "mx" and during.failover_used and during.data is not None
     entries += during.data["entries"]
     assert len(during.data["entries"]) < len(first.data["entries"])
 
     # Plaid recovers and resumes from its own cursor; what MX delivered is not repeated.
-    await clear_faults(http, sandbox)
-    await advance(http, sandbox, account, days=3)
+    await SandboxAdmin(http, sandbox).clear_faults()
+    await bank_advances(http, sandbox, account, days=3)
     after = await synced(upstream, account, "feed-3")
     assert after.provider == "plaid" and after.data is not None
     entries += after.data["entries"]
 
-    assert [e["position"] for e in entries] == list(range(1, len(entries) + 1))
-    provenance_of(entries, provenance)
     # MX's copies of what Plaid had delivered are known too (recognised, not delivered).
-    for seen in await _recognised(syncyard, account):
-        provenance[("mx", seen["provider_transaction_id"])] = seen["syncyard_transaction_id"]
-    bank = await truth(http, sandbox, account)
-    assert_feed_is_the_bank(fold(entries), provenance, bank)
-
-
-async def _recognised(runtime: Runtime, account: str) -> list[dict[str, Any]]:
-    events = await runtime.store.events_after(connection_id_for(SPACE, account), 0)
-    return [
-        {
-            "provider_transaction_id": r.provider_transaction_id,
-            "syncyard_transaction_id": r.syncyard_transaction_id,
-        }
-        for e in events
-        if isinstance(e, FeedAppended)
-        for r in e.recognised
-    ]
+    known = await provenance(syncyard.store, account)
+    assert_feed_is_the_bank(entries, known, await bank_truth(http, sandbox, account))
 
 
 async def test_a_caller_that_lost_its_results_catches_up_from_its_position(
@@ -172,7 +97,7 @@ async def test_a_caller_that_lost_its_results_catches_up_from_its_position(
     assert (await upstream.send(register(account, "plaid"))).success
     first = await synced(upstream, account, "ben-1")
     assert first.data is not None
-    await advance(http, sandbox, account, days=2)
+    await bank_advances(http, sandbox, account, days=2)
     second = await synced(upstream, account, "ben-2")
     assert second.data is not None
     delivered = [*first.data["entries"], *second.data["entries"]]
@@ -226,7 +151,7 @@ async def test_a_resent_sync_gets_its_original_entries_over_rpc_after_the_duplic
     account = "feed-dee"
     assert (await upstream.send(register(account, "plaid"))).success
     first = await synced(upstream, account, "dee-1")
-    await advance(http, sandbox, account, days=2)
+    await bank_advances(http, sandbox, account, days=2)
     await synced(upstream, account, "dee-2")  # the feed moves on meanwhile
 
     # Past NATS's window the resend reaches syncyard, which answers from the feed.
