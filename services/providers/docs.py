@@ -33,6 +33,10 @@ taxonomy (`events/errors.py`).
   provider (the bank's own maintenance, the person's bank password) or
   stays at this one (our credentials there, a request only its API refuses).
 - **reauth**: only the person can fix it, by relinking at this provider.
+- **blame**: whose failure it is, so whose health it counts against:
+  provider (its provider-wide breaker), institution (that provider at that
+  bank), person, caller or syncyard (none: a caller's mistake or ours never
+  shows a provider as down).
 
 A code missing from its table is `unknown`, not retryable, and failing over does
 not help. Replies that are not the provider's error shape are classified by HTTP
@@ -50,8 +54,8 @@ def _table(table: ErrorTable) -> str:
     title = f"## {table.provider}: by {table.key}\n\n"
     note = f"{table.note[0].upper()}{table.note[1:]}.\n\n" if table.note else ""
     lines = [
-        f"| provider | {table.key} | type | retryable | failover helps | reauth |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| provider | {table.key} | type | retryable | failover helps | reauth | blame |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows((table,)):
         cells = (
@@ -61,6 +65,7 @@ def _table(table: ErrorTable) -> str:
             _yes(row.retryable),
             _yes(row.failover_helps),
             _yes(row.reauth_required),
+            row.blame,
         )
         lines.append("| " + " | ".join(cells) + " |")
     return title + note + "\n".join(lines) + "\n"

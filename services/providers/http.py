@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from events.errors import ErrorInfo, ErrorType
+from events.errors import Blame, ErrorInfo, ErrorType, default_blame
 from services.providers.base import FAILOVER_TYPES, ProviderCallError
 
 T = TypeVar("T")
@@ -61,13 +61,15 @@ class ErrorRule:
     `failover_helps` (a link at another provider can serve the call) follows
     the type (`FAILOVER_TYPES`) unless the row says otherwise: the bank's own
     maintenance reaches every provider, while our credentials at one provider
-    are of no concern to another.
+    are of no concern to another. `blame` (whose failure it is, so whose health
+    it counts against) follows the type (`default_blame`) unless the row says.
     """
 
     type: ErrorType
     retryable: bool
     reauth_required: bool
     failover_helps: bool
+    blame: Blame
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class ErrorRule:
         reauth_required: bool = False,
         *,
         failover_helps: bool | None = None,
+        blame: Blame | None = None,
     ) -> None:
         # A frozen dataclass sets its fields through object.__setattr__.
         object.__setattr__(self, "type", type)
@@ -83,6 +86,7 @@ class ErrorRule:
         object.__setattr__(self, "reauth_required", reauth_required)
         helps = type in FAILOVER_TYPES if failover_helps is None else failover_helps
         object.__setattr__(self, "failover_helps", helps)
+        object.__setattr__(self, "blame", default_blame(type) if blame is None else blame)
 
     def error(
         self,
@@ -105,6 +109,7 @@ class ErrorRule:
                 type=self.type,
                 retryable=self.retryable,
                 provider=provider,
+                blame=self.blame,
             ),
             http_status=http_status,
             retry_after_s=retry_after_s,
