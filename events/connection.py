@@ -10,12 +10,30 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from events.base import DomainEvent
+from events.base import DomainEvent, Message
 from events.errors import ErrorInfo
 from events.feed import FeedAppended
 
 # "cancelled": a hedged call that lost the race; it says nothing about the provider.
 AttemptOutcome = Literal["success", "failure", "timeout", "cancelled"]
+
+
+class ProviderRanking(Message, frozen=True, kw_only=True):
+    """How one decision ordered its providers, and the live scores it compared.
+
+    `directory` is the order before health: the preferred provider, then the
+    institution's mapping (or the region's hierarchy). `order` is the order
+    tried: the first provider in `directory` whose live score (0-100, the
+    health score of `GET /v1/providers/health`, over the last minutes) is
+    within `margin` points of the best remaining score goes next, so a
+    provider is passed over only when another is clearly healthier, not for
+    noise (services/failover.py, `rank_by_health`).
+    """
+
+    directory: tuple[str, ...]
+    order: tuple[str, ...]
+    scores: dict[str, int]
+    margin: int
 
 
 class ConnectionRegistered(DomainEvent, frozen=True, kw_only=True):
@@ -73,6 +91,8 @@ class SyncCompleted(DomainEvent, frozen=True, kw_only=True):
     attempts: int
     response_time_ms: float
     summary: dict[str, Any] = {}
+    # The providers compared and their live scores, when there was a choice.
+    ranking: ProviderRanking | None = None
 
 
 class SyncFailed(DomainEvent, frozen=True, kw_only=True):
@@ -85,6 +105,7 @@ class SyncFailed(DomainEvent, frozen=True, kw_only=True):
     attempts: int
     response_time_ms: float
     error: ErrorInfo
+    ranking: ProviderRanking | None = None
 
 
 class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
@@ -101,6 +122,7 @@ class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
     resume_at: datetime
     error: ErrorInfo
     command: dict[str, Any]
+    ranking: ProviderRanking | None = None
 
 
 class ReauthRequired(DomainEvent, frozen=True, kw_only=True):

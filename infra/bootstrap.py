@@ -60,6 +60,7 @@ from services.handlers import HANDLERS, Dependencies
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.resilience.board import BreakerBoard
+from services.resilience.live_health import LiveHealth
 from services.resilience.bulkhead import Bulkhead
 from services.resilience.rate_limit import RateLimiter
 
@@ -313,6 +314,7 @@ async def open_runtime(
             limiter=limiter,
             hedging=settings.hedging,
         )
+        orchestrator.health = LiveHealth()
         institutions, institution_follower = await open_institutions(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
@@ -399,6 +401,7 @@ async def run_components(
                 runtime.reader,
                 runtime.board,
                 on_versions=runtime.store.observe_versions,
+                health=runtime.deps.orchestrator.health,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
             # Every worker fires durable timers: whichever claims a due one handles it.

@@ -22,7 +22,14 @@ from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
-from services.failover import DEADLINE_EXCEEDED, Answer, CallRun, exhausted_error, order_links
+from services.failover import (
+    DEADLINE_EXCEEDED,
+    Answer,
+    CallRun,
+    exhausted_error,
+    order_links,
+    rank_by_health,
+)
 from services.providers.base import (
     LinkCredentials,
     LinkRequest,
@@ -33,6 +40,7 @@ from services.providers.base import (
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
 from services.resilience.hedging import HedgePolicy, LatencyTracker
+from services.resilience.live_health import LiveHealth
 from services.resilience.rate_limit import RateLimiter
 
 tracer = trace.get_tracer("syncyard.orchestrator")
@@ -96,6 +104,8 @@ class Orchestrator:
         self._rng = rng or random.Random()
         # The institution mapping, when known, orders an institution's providers.
         self.directory: ProviderDirectory | None = None
+        # Every replica's calls, as the log reports them, reorder a choice of providers.
+        self.health: LiveHealth | None = None
         self.latencies = LatencyTracker()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -114,7 +124,14 @@ class Orchestrator:
             if self.directory is not None
             else self.hierarchy.get(region, ())
         )
-        run = CallRun(order_links(links, cmd.preferred_provider, order), self._clock)
+        candidates = order_links(links, cmd.preferred_provider, order)
+        ranking = None
+        if self.health is not None and len(candidates) > 1:
+            scores = self.health.scores(
+                (c.provider for c in candidates), region, self._wall_clock()
+            )
+            candidates, ranking = rank_by_health(candidates, scores)
+        run = CallRun(candidates, self._clock, ranking)
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner

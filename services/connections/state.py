@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.reconciliation.feed import Planned, Recognised
@@ -82,6 +83,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     skipped: tuple[str, ...] = ()  # providers not called, with why (e.g. breaker open)
     retry_after_s: float | None = None  # the provider's own word on when to come back
+    ranking: ProviderRanking | None = (
+        None  # how the providers were ordered, when there was a choice
+    )
 
 
 class FeedDraft(msgspec.Struct, frozen=True, kw_only=True):
