@@ -60,8 +60,8 @@ from services.handlers import HANDLERS, Dependencies
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.resilience.board import BreakerBoard
-from services.resilience.live_health import LiveHealth
 from services.resilience.bulkhead import Bulkhead
+from services.resilience.live_health import LiveHealth
 from services.resilience.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)

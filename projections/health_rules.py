@@ -15,7 +15,24 @@ from typing import Literal
 import msgspec
 
 # One score, shared with the orchestrator's live view of provider health.
-from services.resilience.live_health import health_score as health_score
+from services.resilience.live_health import health_score
+
+__all__ = [
+    "BUCKET",
+    "BUCKETS_PER_DOUBLING",
+    "HISTOGRAM_SIZE",
+    "WINDOW_5M",
+    "WINDOW_24H",
+    "BreakerState",
+    "HealthStatus",
+    "HealthThresholds",
+    "bucket_upper_ms",
+    "health_score",
+    "health_status",
+    "latency_bucket",
+    "percentile_ms",
+    "window_start",
+]
 
 HealthStatus = Literal["healthy", "degraded", "down"]
 BreakerState = Literal["closed", "open", "half_open"]

@@ -29,8 +29,8 @@ class CallRun:
     def __init__(
         self,
         candidates: list[LinkCredentials],
+        ranking: ProviderRanking | None,
         clock: Callable[[], float],
-        ranking: ProviderRanking | None = None,
     ) -> None:
         self.candidates = candidates
         self.ranking = ranking

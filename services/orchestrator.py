@@ -19,6 +19,7 @@ import msgspec
 from opentelemetry import trace
 
 from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
@@ -119,19 +120,8 @@ class Orchestrator:
     async def execute_with_failover(
         self, cmd: Command, links: Sequence[LinkCredentials], region: str
     ) -> Outcome:
-        order = (
-            self.directory.providers_for(cmd.institution_id, region)
-            if self.directory is not None
-            else self.hierarchy.get(region, ())
-        )
-        candidates = order_links(links, cmd.preferred_provider, order)
-        ranking = None
-        if self.health is not None and len(candidates) > 1:
-            scores = self.health.scores(
-                (c.provider for c in candidates), region, self._wall_clock()
-            )
-            candidates, ranking = rank_by_health(candidates, scores)
-        run = CallRun(candidates, self._clock, ranking)
+        candidates, ranking = self._ranked(cmd, links, region)
+        run = CallRun(candidates, ranking, self._clock)
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner
@@ -188,6 +178,21 @@ class Orchestrator:
             provider=run.attempts[-1].provider if run.attempts else None,
             error=exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
         )
+
+    def _ranked(
+        self, cmd: Command, links: Sequence[LinkCredentials], region: str
+    ) -> tuple[list[LinkCredentials], ProviderRanking | None]:
+        """The directory's order, adjusted by live health when there is a choice."""
+        order = (
+            self.directory.providers_for(cmd.institution_id, region)
+            if self.directory is not None
+            else self.hierarchy.get(region, ())
+        )
+        candidates = order_links(links, cmd.preferred_provider, order)
+        if self.health is None or len(candidates) < 2:
+            return candidates, None
+        scores = self.health.scores((c.provider for c in candidates), region, self._wall_clock())
+        return rank_by_health(candidates, scores)
 
     async def _retry_in_call(
         self,
