@@ -138,6 +138,36 @@ class ReauthRequired(DomainEvent, frozen=True, kw_only=True):
     error_code: str
 
 
+class ConsentExpiring(DomainEvent, frozen=True, kw_only=True):
+    """The provider says the person's consent for the link at `provider` ends soon.
+
+    Emitted once per notice (a redelivered webhook records nothing), ahead of
+    time: the link still works until `expires_at` (when the provider says;
+    Plaid's PENDING_DISCONNECT does not), and the person can renew it through
+    `connection.reconnect` before it breaks. `code` is the provider's own
+    (Plaid PENDING_EXPIRATION or PENDING_DISCONNECT, Belvo
+    openfinance_consent_about_to_expire), `reason` its reason when it gives one.
+    `command_id` names the webhook that said so (`webhook:<provider>:<digest>`).
+    """
+
+    command_id: str
+    provider: str
+    item_id: str
+    code: str
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+
+class LoginRepaired(DomainEvent, frozen=True, kw_only=True):
+    """The provider says the link at `provider` works again without a relink
+    (Plaid LOGIN_REPAIRED, MX back to CONNECTED): syncs through it resume."""
+
+    command_id: str
+    provider: str
+    item_id: str
+    code: str
+
+
 class MaintenanceDetected(DomainEvent, frozen=True, kw_only=True):
     """The institution is in maintenance at `provider`; `until` when the provider said."""
 
@@ -193,4 +223,6 @@ CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     RelinkSuggested,
     ProviderUnlinked,
     LinkAttemptAborted,
+    ConsentExpiring,
+    LoginRepaired,
 )

@@ -57,6 +57,14 @@ class Link(msgspec.Struct, frozen=True, kw_only=True):
     credential_id: uuid.UUID
 
 
+class ConsentNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's standing word that a link's consent ends soon (one per link)."""
+
+    item_id: str
+    code: str
+    expires_at: datetime | None = None
+
+
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """One provider call made by the orchestrator, as the aggregate records it."""
 
@@ -123,6 +131,8 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_until: dict[str, datetime] = {}
     down_since: dict[str, datetime] = {}
     relink_suggested: frozenset[str] = frozenset()
+    # provider → the consent notice its link had: the same notice again is a redelivery.
+    consent_expiring: dict[str, ConsentNotice] = {}
     # provider → its link's cursor: syncyard's, never the caller's (contract v2).
     cursors: dict[str, str] = {}
     # provider → pending ids its last walk removed before its update ended.
