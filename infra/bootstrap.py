@@ -44,7 +44,9 @@ from infra.http.api import create_app
 from infra.http.auth import ApiToken, local_admin
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
+from infra.http.webhooks import WEBHOOK_OPERATIONS, webhook_routes
 from infra.institution_store import open_institutions
+from infra.linked_items import ProjectedLinkedItems
 from infra.saga_store import PostgresSagaStore
 from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
@@ -360,6 +362,25 @@ async def open_runtime(
         )
 
 
+def _api_app(runtime: Runtime, api_tokens: tuple[ApiToken, ...]) -> web.Application:
+    """The HTTP API: read models, sagas, and the providers' webhooks."""
+    pool = runtime.api_pool or runtime.pool
+    web_app = create_app(
+        pool,
+        lambda: runtime.nc.is_connected,
+        tokens=api_tokens,
+        read_settings=runtime.settings.read_models,
+        events_table=EVENTS_TABLE,
+    )
+    items = ProjectedLinkedItems(pool, EVENTS_TABLE)
+    web_app.add_routes(webhook_routes(runtime.deps, items))
+    web_app[OPENAPI_OPERATIONS].update(WEBHOOK_OPERATIONS)
+    if runtime.sagas is not None:
+        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, items))
+        web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+    return web_app
+
+
 async def run_components(
     runtime: Runtime,
     components: Collection[str],
@@ -423,16 +444,7 @@ async def run_components(
                     supervise("institutions", runtime.institution_follower.run, stop)
                 )
         if "api" in components:
-            web_app = create_app(
-                runtime.api_pool or runtime.pool,
-                lambda: runtime.nc.is_connected,
-                tokens=api_tokens,
-                read_settings=settings.read_models,
-                events_table=EVENTS_TABLE,
-            )
-            if runtime.sagas is not None:
-                web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
-                web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+            web_app = _api_app(runtime, api_tokens)
             runner = web.AppRunner(web_app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

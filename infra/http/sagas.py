@@ -8,7 +8,10 @@ UI with, for an operator (or admin) of the saga's space, while the saga waits.
 it creates the link (one URL per saga, so the receiver knows which flow and
 which provider's signature to check); a verified "link finished" webhook
 that names this saga's link session (`sagas.commands.webhook_completion`)
-completes the saga as `link.complete` would.
+completes the saga as `link.complete` would. The item keeps that URL after
+the saga ends, so the provider's later word about the item (consent about to
+end, a login lost or repaired) comes here too, and goes to the connections
+holding the item (`infra/http/webhooks.py`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from aiohttp import web
 
 from infra.http.auth import CALLER, space_refusal
 from infra.http.openapi import Operation, OperationKey
+from infra.http.webhooks import apply_item_webhook
 from infra.saga_store import PostgresSagaStore
 from sagas.commands import CompletionRefusedError, receive_completion, webhook_completion
 from sagas.view import saga_view
 from services.dependencies import Dependencies
+from services.ports import LinkedItemsPort
 from services.providers.base import ProviderCallError, WebhookRejectedError
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,9 @@ def _saga_id(request: web.Request) -> uuid.UUID:
         raise _refuse(web.HTTPNotFound, "saga ids are UUIDs") from None
 
 
-def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteDef]:
+def saga_routes(
+    deps: Dependencies, store: PostgresSagaStore, items: LinkedItemsPort | None = None
+) -> list[web.RouteDef]:
     async def show(request: web.Request) -> web.Response:
         saga_id = _saga_id(request)
         events = await store.events(saga_id)
@@ -110,6 +117,9 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
             raise _refuse(web.HTTPUnauthorized, str(exc)) from None
         except ProviderCallError as exc:
             raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
+        # The provider's word about the item the saga linked (consent, login) is the
+        # connection's, whatever the saga does with the webhook, and long after it ended.
+        signalled = await apply_item_webhook(deps, items, event, body) if items else None
         try:
             token, ignored = await webhook_completion(
                 state, created, event, adapter, timeout_s=WEBHOOK_TIMEOUT_S
@@ -124,13 +134,13 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
                 "saga %s: %s webhook for another link session ignored", saga_id, event.provider
             )
         if ignored is not None:
-            return web.json_response({"ignored": ignored})
+            return web.json_response(signalled or {"ignored": ignored})
         try:
             duplicate = await receive_completion(deps, store, saga_id, token, "webhook")
         except CompletionRefusedError as exc:
             # Answered 200: the provider must not keep retrying a flow that has ended.
             log.info("saga %s: webhook not applied: %s", saga_id, exc)
-            return web.json_response({"ignored": exc.code})
+            return web.json_response(signalled or {"ignored": exc.code})
         return web.json_response({"accepted": True, "duplicate": duplicate})
 
     return [
