@@ -16,7 +16,7 @@ import asyncpg
 
 from projections.linked_items import LinkedItemsProjection, connections_holding
 from projections.schemas import POSITIONS
-from services.ports import LinkedItemsPort
+from services.ports import DbConnection, LinkedItemsPort
 
 CATCH_UP_WAIT_S = 5.0
 _POLL_S = 0.02
@@ -38,19 +38,31 @@ class ProjectedLinkedItems(LinkedItemsPort):
             # A connection per look: a webhook waiting for the projector must not
             # hold one of the API's few connections meanwhile.
             async with self.pool.acquire() as conn:
-                found = await connections_holding(conn, provider, item_id)
-                if found or loop.time() >= give_up:
+                try:
+                    found, caught_up = await self._look(conn, provider, item_id, head)
+                except asyncpg.UndefinedTableError:
+                    # The projector has not created the read model yet (it is starting).
+                    found, caught_up = [], False
+                if found or caught_up or loop.time() >= give_up:
                     return found
                 if head is None:
-                    head = int(
-                        await conn.fetchval(
-                            f'SELECT COALESCE(MAX(notification_id), 0) FROM "{self.events_table}"'  # noqa: S608 - our table
-                        )
-                    )
-                position = await conn.fetchval(
-                    f"SELECT position FROM {POSITIONS} WHERE projection = $1",  # noqa: S608 - our table
-                    LinkedItemsProjection.name,
-                )
-                if position is not None and int(position) >= head:
-                    return found
+                    head = await self._head(conn)
             await asyncio.sleep(_POLL_S)
+
+    async def _look(
+        self, conn: DbConnection, provider: str, item_id: str, head: int | None
+    ) -> tuple[list[UUID], bool]:
+        """The connections found, and whether the read model held everything up to `head`."""
+        found = await connections_holding(conn, provider, item_id)
+        if found or head is None:
+            return found, False
+        position = await conn.fetchval(
+            f"SELECT position FROM {POSITIONS} WHERE projection = $1",  # noqa: S608 - our table
+            LinkedItemsProjection.name,
+        )
+        return found, position is not None and int(position) >= head
+
+    async def _head(self, conn: DbConnection) -> int:
+        """The last notification stored: what the read model must have applied."""
+        query = f'SELECT COALESCE(MAX(notification_id), 0) FROM "{self.events_table}"'  # noqa: S608
+        return int(await conn.fetchval(query))

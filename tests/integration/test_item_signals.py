@@ -12,7 +12,7 @@ from events.connection import ConsentExpiring, LoginRepaired, ReauthRequired
 from infra.bootstrap import Runtime
 from services.connections.state import ConnectionState, connection_id_for
 from tests.integration.saga_helpers import person_finishes, saga_ended, saga_reaches, start_link
-from tests.support.harness import SPACE, Client, eventually, register
+from tests.support.harness import MX_WEBHOOK_CREDENTIALS, SPACE, Client, eventually, register
 from tests.support.sandbox_admin import SandboxAdmin
 
 pytestmark = pytest.mark.integration
@@ -127,3 +127,27 @@ async def test_an_item_linked_through_a_saga_gets_its_consent_notice_at_the_saga
         lambda: events_of(syncyard, "sig-s", ConsentExpiring), lambda found: len(found) == 1
     )
     assert recorded[0].reason == "INSTITUTION_TOKEN_EXPIRATION" and recorded[0].expires_at is None
+
+
+async def test_an_mx_member_challenged_then_connected_again_is_set_aside_then_restored(
+    syncyard: Runtime, upstream: Client, admin: SandboxAdmin
+) -> None:
+    assert (await upstream.send(register("sig-m", "mx"))).success
+    username, _, password = MX_WEBHOOK_CREDENTIALS.partition(":")
+    member = {
+        "user_guid": "USR-sig-m",
+        "webhook_url": f"{syncyard.http_url}/v1/webhooks/mx",
+        "webhook_username": username,
+        "webhook_password": password,
+    }
+    sent = await admin.item_webhook("mx", "MBR-sig-m", connection_status="CHALLENGED", **member)
+    assert delivered(sent) == [200]
+    assert (await state_of(syncyard, "sig-m")).reauth == {"mx"}
+    sent = await admin.item_webhook("mx", "MBR-sig-m", connection_status="CONNECTED", **member)
+    assert delivered(sent) == [200]
+    assert (await state_of(syncyard, "sig-m")).reauth == frozenset()
+    # Without MX's Basic credentials nothing is read from it.
+    forged = {**member, "webhook_password": "guessed"}
+    sent = await admin.item_webhook("mx", "MBR-sig-m", connection_status="CHALLENGED", **forged)
+    assert delivered(sent) == [401]
+    assert (await state_of(syncyard, "sig-m")).reauth == frozenset()
