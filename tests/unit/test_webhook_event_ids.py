@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pytest
 
@@ -19,7 +20,7 @@ PARTNER_SECRET = "partner-secret"
 BELVO_AUTH = "Bearer belvo-webhook-secret"
 
 
-def _finicity(event: dict[str, object]) -> str | None:
+def _finicity(event: Mapping[str, object]) -> str | None:
     body = json.dumps(event).encode()
     headers = {"X-Finicity-Signature": sign(body, PARTNER_SECRET)}
     return verify_finicity_webhook(
@@ -27,7 +28,7 @@ def _finicity(event: dict[str, object]) -> str | None:
     ).event_id
 
 
-def _belvo(event: dict[str, object]) -> str | None:
+def _belvo(event: Mapping[str, object]) -> str | None:
     body = json.dumps(event).encode()
     headers = {"Authorization": BELVO_AUTH}
     return verify_belvo_webhook(headers, body, expected=BELVO_AUTH, provider="belvo").event_id
