@@ -43,6 +43,8 @@ ALTER TABLE syncyard_credential_keys ALTER COLUMN wrapped_key DROP NOT NULL;
 ALTER TABLE syncyard_credential_keys ADD COLUMN IF NOT EXISTS shredded_at timestamptz;
 """
 
+_SETUP_LOCK = 0x5_CEED_5
+
 # Run by the event store's recorder in the transaction that records the
 # credentials' `CredentialForgotten` (psycopg placeholders, not asyncpg's).
 SHRED_IN_TRANSACTION = """
@@ -91,7 +93,11 @@ class CredentialKeys:
         self._store_key = store_key
 
     async def setup(self) -> None:
-        await self.pool.execute(SCHEMA)
+        # One replica at a time: replicas starting together would race in the
+        # catalog over the CREATE and the ALTERs that adopt an earlier table.
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
+            await conn.execute(SCHEMA)
 
     async def key_for_new(self, credential_id: UUID) -> bytes | None:
         """The credential's data key: made now, or the one a retried store already made.

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -14,9 +15,9 @@ from events.commands import RegisterConnection
 from events.connection import ProviderLinked
 from events.credentials import CredentialForgotten, CredentialStored
 from infra.bootstrap import Runtime
-from infra.credential_keys import is_sealed
+from infra.credential_keys import CredentialKeys, is_sealed, store_key
 from services.connections.domain import connection_id_for, credential_id_for
-from tests.support.harness import SPACE, register, sync
+from tests.support.harness import CIPHER_KEY, SPACE, register, sync
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +124,23 @@ async def test_a_replacement_racing_a_compensation_s_forget_both_succeed_and_for
     await syncyard.store.append([forget])
     assert len(await _stream(syncyard, old_id)) == 2
     assert await _tokens_read_afresh(syncyard, account) == [new.access_token]
+
+
+async def test_a_key_table_of_an_earlier_version_is_adopted_and_keeps_tombstones(
+    database_url: str,
+) -> None:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        # The table as the first sealing release made it: keys NOT NULL, no shredded_at.
+        await pool.execute(
+            "CREATE TABLE syncyard_credential_keys (credential_id uuid PRIMARY KEY, "
+            "wrapped_key bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        keys = CredentialKeys(pool, store_key(CIPHER_KEY))
+        await asyncio.gather(keys.setup(), keys.setup())  # two replicas starting together
+        credential_id = uuid.uuid4()
+        assert await keys.key_for_new(credential_id) is not None
+
+        await keys.shred(credential_id)
+
+        assert await keys.keys_for([credential_id]) == {}
+        assert await keys.key_for_new(credential_id) is None, "a shredded key never comes back"
