@@ -50,6 +50,7 @@ from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
 from infra.supervision import supervise
+from infra.webhook_log import WebhookLog
 from infra.worker import CommandWorker
 from projections.registry import all_projections
 from sagas.commands import saga_handlers
@@ -233,6 +234,7 @@ class Runtime:
     http_url: str | None = None
     relay: EventRelay | None = None
     sagas: PostgresSagaStore | None = None
+    webhooks: WebhookLog | None = None
     projector: Projector | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Every command's handler: the services' table joined with the sagas', bound to their store.
@@ -319,6 +321,8 @@ async def open_runtime(
         orchestrator.directory = institutions.directory
         scheduler = Scheduler(pool, lease_s=settings.saga_lease_s, now=lambda: datetime.now(UTC))
         await scheduler.setup()
+        webhooks = WebhookLog(pool)
+        await webhooks.setup()
         deferrals = ScheduledDeferrals(scheduler)
         sagas = PostgresSagaStore(
             app,
@@ -354,6 +358,7 @@ async def open_runtime(
             deferrals=deferrals,
             institution_follower=institution_follower,
             sagas=sagas,
+            webhooks=webhooks,
             handlers={**HANDLERS, **saga_handlers(sagas)},
         )
 
@@ -427,8 +432,8 @@ async def run_components(
                 read_settings=settings.read_models,
                 events_table=EVENTS_TABLE,
             )
-            if runtime.sagas is not None:
-                web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
+            if runtime.sagas is not None and runtime.webhooks is not None:
+                web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, runtime.webhooks))
                 web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
             runner = web.AppRunner(web_app, access_log=None)
             await runner.setup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,6 +168,10 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     `link_token` names the link session the webhook is about, for providers
     whose webhooks say (Plaid's LINK webhooks): a signature covers the body,
     not the URL it was posted to, so the receiver must check it is its own.
+    `event_id` names this webhook for deduplication: the provider's own id
+    where the verified bytes carry one (Finicity's `eventId`, Belvo's
+    `webhook_id`), else a digest of what was signed or authenticated
+    (`digest_event_id`); None only for webhooks that change nothing.
     """
 
     provider: str
@@ -175,7 +180,13 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     public_token: str | None = None
     link_token: str | None = None
     error_code: str | None = None
+    event_id: str | None = None
     raw: dict[str, Any] = {}
+
+
+def digest_event_id(signed: bytes) -> str:
+    """A webhook's id for deduplication when its provider sends none: the signed bytes' SHA-256."""
+    return "sha256:" + hashlib.sha256(signed).hexdigest()
 
 
 class WebhookRejectedError(Exception):

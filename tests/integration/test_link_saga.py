@@ -56,9 +56,11 @@ async def get_json(url: str) -> Any:
 
 
 async def credential_keys_of(runtime: Runtime, credential_id: uuid.UUID) -> int:
+    """Data keys kept for the credential (a shredded one keeps a tombstone, no key)."""
     return int(
         await runtime.pool.fetchval(
-            "SELECT count(*) FROM syncyard_credential_keys WHERE credential_id = $1",
+            "SELECT count(*) FROM syncyard_credential_keys "
+            "WHERE credential_id = $1 AND wrapped_key IS NOT NULL",
             credential_id,
         )
     )

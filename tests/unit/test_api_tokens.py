@@ -140,7 +140,7 @@ def test_serve_with_external_servers_and_no_token_exits_saying_what_to_set(
 
 def _served_keys() -> set[tuple[str, str]]:
     app = create_app(None, lambda: True, tokens=[local_admin(SECRET)])  # type: ignore[arg-type]
-    app.add_routes(saga_routes(None, None))  # type: ignore[arg-type]  # never called here
+    app.add_routes(saga_routes(None, None, None))  # type: ignore[arg-type]  # never called here
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -163,7 +163,7 @@ def test_only_health_readiness_and_the_webhooks_are_open() -> None:
 
 async def test_the_openapi_document_declares_the_bearer_scheme_and_each_route_s_roles() -> None:
     app = create_app(None, lambda: True, tokens=[local_admin(SECRET)])  # type: ignore[arg-type]
-    app.add_routes(saga_routes(None, None))  # type: ignore[arg-type]
+    app.add_routes(saga_routes(None, None, None))  # type: ignore[arg-type]
     from infra.http.openapi import OPENAPI_OPERATIONS  # noqa: PLC0415
 
     app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
