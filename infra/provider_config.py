@@ -138,15 +138,16 @@ def provider_settings(
             base_url = env.get(provider_variable(name, "BASE_URL")) or (
                 f"{sandbox_url}{spec.sandbox_path}" if embedded else ""
             )
-        timeout = env.get(provider_variable(name, "TIMEOUT_S"))
-        providers[name] = ProviderSettings(
+        provider = ProviderSettings(
             name=name,
             base_url=base_url,
             client_id=fields["client_id"] or "",
             secret=fields["secret"] or "",
             webhook_secret=fields.get("webhook_secret"),
-            **({"timeout_s": float(timeout)} if timeout else {}),
         )
+        if timeout := env.get(provider_variable(name, "TIMEOUT_S")):
+            provider = msgspec.structs.replace(provider, timeout_s=float(timeout))
+        providers[name] = provider
     return providers
 
 

@@ -46,9 +46,9 @@ async def test_the_embedded_mode_builds_every_provider_of_every_hierarchy_on_the
     for region, order in DEFAULT_HIERARCHY.items():
         for provider in order:
             assert adapters[provider].name == provider, region
-    for name, provider in settings.providers.items():
+    for name, configured in settings.providers.items():
         if name != "manual":
-            assert provider.base_url.startswith("http://127.0.0.1:9123/"), name
+            assert configured.base_url.startswith("http://127.0.0.1:9123/"), name
     assert refusals(settings) == []
 
 
