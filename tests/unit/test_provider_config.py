@@ -36,9 +36,7 @@ def test_the_table_covers_every_provider_of_the_hierarchies() -> None:
     assert in_hierarchies == set(PROVIDER_ENV) == set(REQUIRED)
 
 
-async def test_the_embedded_mode_builds_every_provider_of_every_hierarchy_on_the_sandbox() -> (
-    None
-):
+async def test_the_embedded_mode_builds_every_provider_of_every_hierarchy_on_the_sandbox() -> None:
     settings = load_settings({"SYNCYARD_SANDBOX_PORT": "9123"})
     async with aiohttp.ClientSession() as session:
         adapters = build_providers(session, settings.providers)
