@@ -11,6 +11,7 @@ from events.codec import decode_command
 from infra import cli
 from infra.bootstrap import Runtime
 from infra.config import DEFAULT_HIERARCHY, load_settings
+from infra.demos import region_demos
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +99,17 @@ def test_with_tokens_configured_the_banner_names_no_token_file() -> None:
     banner = cli._banner(runtime, "nats://n", "postgresql://db", "http://127.0.0.1:8099")
 
     assert "api-token" not in banner and "<a token of SYNCYARD_API_TOKENS>" in banner
+
+
+def test_the_readme_shows_the_banner_s_region_demos() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Every region")[1].split("\n## ")[0]
+    demos = region_demos(
+        send=".venv/bin/syncyard send",
+        auth='curl -H "Authorization: Bearer $SYNCYARD_TOKEN"',
+        api="http://localhost:8080",
+        sandbox="http://localhost:8099",
+        run="1",
+    )
+
+    assert _SEND.findall(section) == _SEND.findall(demos)
