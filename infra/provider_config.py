@@ -22,13 +22,15 @@ Field = Literal["client_id", "secret", "webhook_secret"]
 
 
 class Variable(msgspec.Struct, frozen=True):
-    """`SYNCYARD_<NAME>_<suffix>` fills `field`; `sandbox` is its embedded default."""
+    """`SYNCYARD_<NAME>_<suffix>` fills `field`; `sandbox` is its embedded default.
+
+    README.md ("Configuration") says what each one means to its provider.
+    """
 
     suffix: str
     field: Field
     required: bool = False
     sandbox: str = ""
-    meaning: str = ""
 
 
 class ProviderEnv(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +59,7 @@ PROVIDER_ENV: Mapping[str, ProviderEnv] = {
         sandbox_path="/mx",
         variables=(
             *_PLAID_LIKE,
-            Variable("WEBHOOK_SECRET", "webhook_secret", meaning="username:password"),
+            Variable("WEBHOOK_SECRET", "webhook_secret"),
         ),
     ),
     "finicity": ProviderEnv(
@@ -74,13 +76,13 @@ PROVIDER_ENV: Mapping[str, ProviderEnv] = {
         variables=(
             Variable("SECRET_ID", "client_id", True, "sandbox-secret-id"),
             Variable("SECRET_PASSWORD", "secret", True, "sandbox-secret-password"),
-            Variable("WEBHOOK_SECRET", "webhook_secret", meaning="the Authorization value"),
+            Variable("WEBHOOK_SECRET", "webhook_secret"),
         ),
     ),
     # Bitso authenticates each person's own key pair, carried by their link.
     "bitso": ProviderEnv(
         sandbox_path="/bitso",
-        variables=(Variable("WEBHOOK_KEYS", "webhook_secret", meaning="key_id:base64der,..."),),
+        variables=(Variable("WEBHOOK_KEYS", "webhook_secret"),),
     ),
     # A public Esplora needs no token; a gateway in front of one may want one.
     "blockchain": ProviderEnv(
@@ -92,7 +94,6 @@ PROVIDER_ENV: Mapping[str, ProviderEnv] = {
     ),
     "manual": ProviderEnv(sandbox_path=None, enable="ENABLED"),
 }
-PROVIDERS_FROM_ENV = tuple(PROVIDER_ENV)
 
 
 def provider_variable(name: str, field: str) -> str:
@@ -100,11 +101,14 @@ def provider_variable(name: str, field: str) -> str:
     return f"SYNCYARD_{name.upper()}_{field}"
 
 
-def _names(name: str, spec: ProviderEnv) -> list[str]:
+def _asked_for(env: Mapping[str, str], name: str, spec: ProviderEnv) -> bool:
+    """Whether the environment turns the provider on: any of its variables set (an
+    `enable` one only to a yes)."""
     suffixes = ["BASE_URL", "TIMEOUT_S"] if spec.sandbox_path is not None else ["TIMEOUT_S"]
     suffixes += [v.suffix for v in spec.variables]
-    suffixes += [spec.enable] if spec.enable else []
-    return [provider_variable(name, s) for s in suffixes]
+    if spec.enable and env.get(provider_variable(name, spec.enable), "") in ("1", "true", "yes"):
+        return True
+    return any(env.get(provider_variable(name, s)) for s in suffixes)
 
 
 def provider_settings(
@@ -120,7 +124,7 @@ def provider_settings(
     """
     providers = {}
     for name, spec in PROVIDER_ENV.items():
-        if not embedded and not any(env.get(v) for v in _names(name, spec)):
+        if not embedded and not _asked_for(env, name, spec):
             continue
         values = {
             v.suffix: env.get(provider_variable(name, v.suffix)) or (v.sandbox if embedded else "")

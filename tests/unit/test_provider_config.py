@@ -82,6 +82,13 @@ def test_a_provider_that_needs_no_secret_of_ours_is_not_refused_for_lacking_one(
     assert refusals(settings) == []
 
 
+def test_manual_entry_is_off_unless_enabled_with_a_yes() -> None:
+    assert load_settings({**SAFE_SERVERS, "SYNCYARD_MANUAL_ENABLED": "0"}).providers == {}
+    assert set(load_settings({**SAFE_SERVERS, "SYNCYARD_MANUAL_ENABLED": "1"}).providers) == {
+        "manual"
+    }
+
+
 def test_finicity_names_only_the_part_of_its_secret_that_is_missing() -> None:
     env = {
         **SAFE_SERVERS,
