@@ -13,7 +13,7 @@ recaptcha/ (RECAPTCHA_ERROR); the types themselves from `PlaidErrorType` in
 Plaid's OpenAPI document (plaid/plaid-openapi, 2020-09-14.yml). The pages of
 products syncyard never calls (Assets, Payment Initiation, Transfer, Income,
 Check, Signal, Virtual Accounts, Partner, Sandbox) are left out: their codes
-cannot answer our calls. tests/unit/test_plaid_error_coverage.py lists every
+cannot answer our calls. tests/unit/test_documented_error_codes.py lists every
 code this table answers for.
 
 Each row judges three things (see `ErrorRule`) and whose failure it is. Plaid's
