@@ -117,7 +117,7 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
     plaid_down = (
         f"curl -X POST {sandbox_url}/_admin/faults -d "
         """'{"provider": "plaid", "endpoint": "/transactions/sync", "status": 500, """
-        """"error_code": "INSTITUTION_DOWN"}'"""
+        """"error_code": "INTERNAL_SERVER_ERROR"}'"""
     )
     feed = f"{runtime.http_url}/v1/accounts/{EXAMPLE_ACCOUNT}/transactions/changes?space_id=demo"
     # Every route but /healthz and /readyz takes a bearer token: `up` made a local admin

@@ -97,6 +97,8 @@ class ProviderCallError(Exception):
     The message is safe to log: adapters never put tokens or secrets in it.
     `failover_helps` says whether a link at another provider can serve the
     call; left out, it follows the error's type (`FAILOVER_TYPES`).
+    `restarts_pagination` says the pages walked so far are void: the provider
+    wants the walk redone from its first cursor.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class ProviderCallError(Exception):
         retry_after_s: float | None = None,
         reauth_required: bool = False,
         failover_helps: bool | None = None,
+        restarts_pagination: bool = False,
     ) -> None:
         super().__init__(f"{error.provider}: {error.type}/{error.code}: {error.message}")
         self.error = error
@@ -116,6 +119,7 @@ class ProviderCallError(Exception):
         self.failover_helps = (
             error.type in FAILOVER_TYPES if failover_helps is None else failover_helps
         )
+        self.restarts_pagination = restarts_pagination
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -123,7 +123,7 @@ async def test_create_link_fails_over_to_the_backup_provider_inside_the_flow(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
     await inject_fault(
-        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INSTITUTION_DOWN"
+        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INTERNAL_SERVER_ERROR"
     )
     state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-2", "link-2")
 
@@ -415,7 +415,7 @@ async def test_after_failing_over_to_mx_the_link_completes_by_mx_s_own_webhook(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
     await inject_fault(
-        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INSTITUTION_DOWN"
+        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INTERNAL_SERVER_ERROR"
     )
     assert (await upstream.send(start_link("acct-mx", "link-mx"))).success
     state = await saga_reaches(_store(syncyard), "link-mx", lambda s: "create_link" in s.outputs)
