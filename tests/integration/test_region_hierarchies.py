@@ -97,7 +97,7 @@ async def test_us_plaid_down_is_served_by_mx_then_both_down_by_finicity(
     await register_all(upstream, account, "US", plaid, mx, finicity)
     admin = SandboxAdmin(http, sandbox)
     await admin.fault(provider="plaid", endpoint="/transactions/sync", status=500,
-                      error_code="INSTITUTION_DOWN")  # fmt: skip
+                      error_code="INTERNAL_SERVER_ERROR")  # fmt: skip
 
     during = await sync_to_the_end(upstream, account, "us-1")
     assert served_by(during) == {"mx"} and during[0].failover_used
