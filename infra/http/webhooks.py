@@ -11,6 +11,9 @@ Each webhook is verified with its provider's own scheme (the adapter's
 is then decided on every connection holding that item
 (`services/item_signals.py`): consent about to end (`ConsentExpiring`, once
 per notice), a login lost (`ReauthRequired`) or repaired (`LoginRepaired`).
+A webhook that already took effect (`infra/webhook_log.py`) is acknowledged
+and not acted on again: a replayed "login lost" must not set aside a link the
+person has since repaired.
 Anything else signed by the provider is answered 200 and ignored, so the
 provider does not retry it.
 """
@@ -20,12 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from infra.http.openapi import Operation, OperationKey
+from infra.webhook_log import WebhookLog
 from services.dependencies import Dependencies
 from services.item_signals import receive_signal, signal_of
 from services.ports import LinkedItemsPort
@@ -42,6 +46,35 @@ WEBHOOK_TIMEOUT_S = 5.0
 
 def _refuse(status: type[web.HTTPException], message: str) -> web.HTTPException:
     return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def acted_once(
+    webhooks: WebhookLog,
+    event: WebhookEvent,
+    act: Callable[[], Awaitable[tuple[web.Response, bool]]],
+) -> web.Response:
+    """`act` on a verified webhook unless it already took effect (a replay, or a provider's
+    resend, to this URL or any other): then it is acknowledged and not acted on again.
+
+    `act` answers the response and whether the webhook took effect; only then is
+    its event id kept (`infra/webhook_log.py`), so an ignored or failed one is
+    acted on when the provider sends it again.
+    """
+    if event.event_id is None:
+        response, _ = await act()
+        return response
+    if not await webhooks.claim(event.provider, event.event_id):
+        log.info("%s webhook %s already acted on: acknowledged", event.provider, event.event_id)
+        return web.json_response({"ignored": "duplicate_webhook"})
+    took_effect = False
+    try:
+        response, took_effect = await act()
+    finally:
+        if took_effect:
+            await webhooks.handled(event.provider, event.event_id)
+        else:
+            await webhooks.release(event.provider, event.event_id)
+    return response
 
 
 async def apply_item_webhook(
@@ -63,7 +96,9 @@ async def apply_item_webhook(
     }
 
 
-def webhook_routes(deps: Dependencies, items: LinkedItemsPort) -> list[web.RouteDef]:
+def webhook_routes(
+    deps: Dependencies, items: LinkedItemsPort, webhooks: WebhookLog
+) -> list[web.RouteDef]:
     async def receive(request: web.Request) -> web.Response:
         provider = request.match_info["provider"]
         adapter = deps.orchestrator.providers.get(provider)
@@ -79,8 +114,14 @@ def webhook_routes(deps: Dependencies, items: LinkedItemsPort) -> list[web.Route
             raise _refuse(web.HTTPUnauthorized, str(exc)) from None
         except ProviderCallError as exc:
             raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
-        answer = await apply_item_webhook(deps, items, event, body)
-        return web.json_response(answer or {"ignored": event.kind})
+
+        async def act() -> tuple[web.Response, bool]:
+            answer = await apply_item_webhook(deps, items, event, body)
+            if answer is None:
+                return web.json_response({"ignored": event.kind}), False
+            return web.json_response(answer), "accepted" in answer
+
+        return await acted_once(webhooks, event, act)
 
     return [web.post("/v1/webhooks/{provider}", receive)]
 
