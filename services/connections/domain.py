@@ -96,7 +96,7 @@ def decide_register(
             command_id=cmd.command_id,
             provider=cmd.provider,
             item_id=cmd.item_id,
-            credential_id=credential_id_for(cmd.command_id),
+            credential_id=credential_id_for(cmd.space_id, cmd.command_id),
         )
     )
     return events
