@@ -273,8 +273,9 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
             **connect_options(UPSTREAM, _upstream_credential(settings)),
         )
     except (nats.errors.Error, OSError) as exc:
+        said = str(exc) or type(exc).__name__
         print(
-            f"cannot connect to NATS at {mask_url(url)} as {UPSTREAM}: {str(exc) or type(exc).__name__}"
+            f"cannot connect to NATS at {mask_url(url)} as {UPSTREAM}: {said}"
             f" (its login: {credential_variable(UPSTREAM, 'USER')} and "
             f"{credential_variable(UPSTREAM, 'PASSWORD_FILE')} or _CREDS_FILE)",
             file=sys.stderr,

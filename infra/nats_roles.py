@@ -93,15 +93,12 @@ class Role:
     """One kind of NATS client: its user, its inbox and its permissions."""
 
     name: str
+    user: str
     purpose: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
     inbox_prefix: str
     deny_publish: tuple[str, ...] = (_EVENTS,)
-
-    @property
-    def user(self) -> str:
-        return self.name if self.name == UPSTREAM else f"syncyard-{self.name}"
 
     @property
     def password_variable(self) -> str:
@@ -113,6 +110,7 @@ ROLES: dict[str, Role] = {
     for role in (
         Role(
             name=WORKER,
+            user="syncyard-worker",
             purpose="syncyard's worker: the command queue, RPC answers, results, dead letters",
             publish=(
                 f"{COMMAND_PREFIX}.>",  # deferred commands go back into the queue
@@ -127,6 +125,7 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             name=RELAY,
+            user="syncyard-relay",
             purpose="syncyard's relay: the only publisher of events",
             publish=(_EVENTS,),
             subscribe=("_INBOX_relay.>",),
@@ -135,6 +134,7 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             name=UPSTREAM,
+            user="upstream",
             purpose="services sending commands: publish commands, read results and replies",
             publish=(f"{COMMAND_PREFIX}.>", f"{RPC_PREFIX}.>"),
             subscribe=(f"{RESULT_PREFIX}.>", f"{UPSTREAM_INBOX}.>"),
@@ -142,6 +142,7 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             name=ANALYTICS,
+            user="analytics",
             purpose="analytics and auditors: read the event stream, publish nothing",
             publish=_consume(EVENT_STREAM),
             subscribe=("_INBOX_analytics.>",),
@@ -150,6 +151,7 @@ ROLES: dict[str, Role] = {
         ),
         Role(
             name=ADMIN,
+            user="syncyard-admin",
             purpose="operators' tools: stream maintenance; never publishes events",
             publish=(">",),
             subscribe=(">",),
@@ -168,20 +170,29 @@ def is_upstream_inbox(subject: str) -> bool:
     return subject.startswith(prefix) and len(subject) > len(prefix)
 
 
-def _subjects(subjects: tuple[str, ...]) -> str:
-    return json.dumps(list(subjects))  # JSON strings are valid nats-server config strings
+def _subjects(key: str, subjects: tuple[str, ...], indent: str) -> str:
+    # JSON strings are valid nats-server configuration strings.
+    unique = dict.fromkeys(subjects)  # in order, each once
+    items = "".join(f"{indent}  {json.dumps(subject)}\n" for subject in unique)
+    return f"{indent}{key}: [\n{items}{indent}]\n"
 
 
 def _user_block(role: Role) -> str:
-    publish = f"allow: {_subjects(role.publish)}"
-    if role.deny_publish:
-        publish += f", deny: {_subjects(role.deny_publish)}"
+    deny = _subjects("deny", role.deny_publish, " " * 12) if role.deny_publish else ""
     return (
         f"      # {role.purpose}\n"
-        f'      {{user: "{role.user}", password: ${role.password_variable}, permissions: {{\n'
-        f"        publish: {{{publish}}},\n"
-        f"        subscribe: {{allow: {_subjects(role.subscribe)}}}\n"
-        "      }}"
+        "      {\n"
+        f'        user: "{role.user}"\n'
+        f"        password: ${role.password_variable}\n"
+        "        permissions: {\n"
+        "          publish: {\n"
+        f"{_subjects('allow', role.publish, ' ' * 12)}{deny}"
+        "          }\n"
+        "          subscribe: {\n"
+        f"{_subjects('allow', role.subscribe, ' ' * 12)}"
+        "          }\n"
+        "        }\n"
+        "      }"
     )
 
 
