@@ -77,7 +77,11 @@ API_TOKENS = parse_tokens([("tests", entry) for entry in API_TOKENS_ENV.split(",
 AUTH = auth()
 
 
-def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64) -> Settings:
+def settings_for(
+    sandbox_url: str, *, http_port: int = 0, concurrency: int = 64, nats_url: str | None = None
+) -> Settings:
+    """syncyard's settings against the sandbox; with `nats_url`, its logins to that NATS
+    (`running_syncyard` fills them in itself, a bare `open_runtime` needs them)."""
     return Settings(
         nats_url=None,
         database_url=None,
@@ -87,6 +91,7 @@ def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64)
         worker_concurrency=concurrency,
         call_timeout_s=2.0,
         api_tokens=API_TOKENS,
+        nats_credentials=bus.credentials(nats_url) if nats_url else {},
         providers={
             name: ProviderSettings(
                 name=name,
