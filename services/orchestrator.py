@@ -19,10 +19,18 @@ import msgspec
 from opentelemetry import trace
 
 from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
-from services.failover import DEADLINE_EXCEEDED, Answer, CallRun, exhausted_error, order_links
+from services.failover import (
+    DEADLINE_EXCEEDED,
+    Answer,
+    CallRun,
+    exhausted_error,
+    order_links,
+    rank_by_health,
+)
 from services.providers.base import (
     LinkCredentials,
     LinkRequest,
@@ -33,6 +41,7 @@ from services.providers.base import (
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
 from services.resilience.hedging import HedgePolicy, LatencyTracker
+from services.resilience.live_health import LiveHealth
 from services.resilience.rate_limit import RateLimiter
 
 tracer = trace.get_tracer("syncyard.orchestrator")
@@ -43,9 +52,6 @@ DEFAULT_DEADLINE_S = 30.0
 MIN_CALL_BUDGET_S = 0.05
 # Pages of one link walked per sync command; `has_more` sends the caller back.
 MAX_PAGES_PER_SYNC = 10
-# Errors after which a provider wants the whole walk redone from its first
-# cursor (Plaid: the item changed while we paged), so no page of it may be kept.
-RESTART_PAGINATION_CODES = frozenset({"TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"})
 
 
 class BreakerGate(Protocol):
@@ -96,6 +102,8 @@ class Orchestrator:
         self._rng = rng or random.Random()
         # The institution mapping, when known, orders an institution's providers.
         self.directory: ProviderDirectory | None = None
+        # Every replica's calls, as the log reports them, reorder a choice of providers.
+        self.health: LiveHealth | None = None
         self.latencies = LatencyTracker()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -109,12 +117,8 @@ class Orchestrator:
     async def execute_with_failover(
         self, cmd: Command, links: Sequence[LinkCredentials], region: str
     ) -> Outcome:
-        order = (
-            self.directory.providers_for(cmd.institution_id, region)
-            if self.directory is not None
-            else self.hierarchy.get(region, ())
-        )
-        run = CallRun(order_links(links, cmd.preferred_provider, order), self._clock)
+        candidates, ranking = self._ranked(cmd, links, region)
+        run = CallRun(candidates, ranking, self._clock)
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner
@@ -152,10 +156,10 @@ class Orchestrator:
             if answer is None:  # not sent (bulkhead full): try the next provider
                 continue
             if isinstance(answer, ErrorInfo):
-                # A login that broke at one provider says nothing of the person's
-                # link at another: that error is the link's, so try the next one.
-                link_specific = bool(run.attempts) and run.attempts[-1].reauth_required
-                if answer.retryable or link_specific:
+                # The error's table says whether a link at another provider can
+                # serve the call: our quota or credentials at one provider can be
+                # routed around, the bank's own outage cannot (retrying later can).
+                if _failover_helps(run, answer):
                     continue
                 if used is not run.candidates[-1]:
                     answer = msgspec.structs.replace(
@@ -171,6 +175,21 @@ class Orchestrator:
             provider=run.attempts[-1].provider if run.attempts else None,
             error=exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
         )
+
+    def _ranked(
+        self, cmd: Command, links: Sequence[LinkCredentials], region: str
+    ) -> tuple[list[LinkCredentials], ProviderRanking | None]:
+        """The directory's order, adjusted by live health when there is a choice."""
+        order = (
+            self.directory.providers_for(cmd.institution_id, region)
+            if self.directory is not None
+            else self.hierarchy.get(region, ())
+        )
+        candidates = order_links(links, cmd.preferred_provider, order)
+        if self.health is None or len(candidates) < 2:
+            return candidates, None
+        scores = self.health.scores((c.provider for c in candidates), region, self._wall_clock())
+        return rank_by_health(candidates, scores)
 
     async def _retry_in_call(
         self,
@@ -326,6 +345,7 @@ class Orchestrator:
                         timed_out=exc.error.code == "timeout",
                         retry_after_s=exc.retry_after_s,
                         reauth_required=exc.reauth_required,
+                        failover_helps=exc.failover_helps,
                     )
                 )
                 return exc.error
@@ -360,7 +380,7 @@ class Orchestrator:
                     link, cursor=page.next_cursor, count=count, timeout_s=remaining
                 )
             except ProviderCallError as exc:
-                if exc.error.code in RESTART_PAGINATION_CODES:
+                if exc.restarts_pagination:
                     raise  # the earlier pages are void: the next try starts over
                 break
             added.extend(page.added)
@@ -408,6 +428,19 @@ class Orchestrator:
             token = await adapter.create_link(request, timeout_s=timeout_s)
             return {"provider": link.provider, **msgspec.to_builtins(token)}, {}
         raise TypeError(f"{cmd.op} is not a provider call")
+
+
+def _failover_helps(run: CallRun, error: ErrorInfo) -> bool:
+    """Whether the call that failed with `error` may go on to the next link.
+
+    The attempt that recorded it carries its table's `failover_helps` (a hedged
+    pair's failures are told apart by identity). An error no provider call made
+    (a provider without an adapter) is ours to route around.
+    """
+    for attempt in reversed(run.attempts):
+        if attempt.error is error:
+            return attempt.failover_helps
+    return True
 
 
 def _not_ready(page: TransactionsPage, link: LinkCredentials) -> bool:

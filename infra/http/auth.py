@@ -179,12 +179,14 @@ ACCESS: dict[RouteKey, Access] = {
     ("get", "/v1/connections/{account_id}/syncs"): Access(READERS, "space"),
     ("get", "/v1/connections/{account_id}/reliability"): Access(READERS, "space"),
     ("get", "/v1/accounts/{account_id}/transactions/changes"): Access(READERS, "space"),
+    ("post", "/v1/accounts/{account_id}/manual-entries/{ledger_id}"): Access(OPERATORS, "space"),
     ("get", "/v1/admin/stats"): Access(ADMINS, "provider"),
     ("get", "/v1/metrics/overview"): Access(READERS, "fleet"),
     ("get", "/v1/sagas"): Access(AUDITORS, "listing"),
     ("get", "/v1/sagas/{saga_id}"): Access(AUDITORS, "saga"),
     ("get", "/v1/sagas/{saga_id}/link"): Access(OPERATORS, "saga"),
     ("post", "/v1/sagas/{saga_id}/webhook"): OPEN,
+    ("post", "/v1/webhooks/{provider}"): OPEN,
 }
 
 TOKENS: web.AppKey[TokenBook] = web.AppKey("api_tokens", TokenBook)

@@ -87,6 +87,11 @@ def decide_register(
                 region=cmd.region,
             )
         )
+    credential_id = credential_id_for(cmd.space_id, cmd.command_id)
+    # A new token for a provider the connection is linked at replaces the link:
+    # the event says which one, and the store forgets (and shreds) its credential.
+    earlier = state.links.get(cmd.provider) if state is not None else None
+    replaced = earlier if earlier is not None and earlier.credential_id != credential_id else None
     events.append(
         ProviderLinked(
             originator_id=cid,
@@ -96,7 +101,9 @@ def decide_register(
             command_id=cmd.command_id,
             provider=cmd.provider,
             item_id=cmd.item_id,
-            credential_id=credential_id_for(cmd.space_id, cmd.command_id),
+            credential_id=credential_id,
+            replaces_credential_id=replaced.credential_id if replaced else None,
+            replaces_item_id=replaced.item_id if replaced else None,
         )
     )
     return events
@@ -228,6 +235,7 @@ def decide_outcome(
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
                 summary=summary,
+                ranking=outcome.ranking,
             )
         )
     else:
@@ -247,6 +255,7 @@ def decide_outcome(
                     resume_at=resume_at,
                     error=error,
                     command=msgspec.to_builtins(cmd),
+                    ranking=outcome.ranking,
                 )
             )
             return events
@@ -263,6 +272,7 @@ def decide_outcome(
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
                 error=error,
+                ranking=outcome.ranking,
             )
         )
     return events

@@ -29,7 +29,7 @@ from events.subjects import (
     command_subject,
 )
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
-from infra.config import Settings
+from infra.config import Settings, load_settings
 from infra.http.auth import parse_tokens
 from services.providers.settings import ProviderSettings
 from tests.support import bus
@@ -105,6 +105,20 @@ def settings_for(
             for name in ("plaid", "mx")
         },
     )
+
+
+def product_settings(sandbox: str, state_dir: Path) -> Settings:
+    """What `syncyard up` loads with an empty environment, pointed at this test's sandbox,
+    with the tests' API tokens and key."""
+    settings = load_settings(
+        {
+            "SYNCYARD_SANDBOX_URL": sandbox,
+            "SYNCYARD_STATE_DIR": str(state_dir),
+            "SYNCYARD_HTTP_PORT": "0",
+        }
+    )
+    assert settings.embedded
+    return msgspec.structs.replace(settings, api_tokens=API_TOKENS, cipher_key=CIPHER_KEY)
 
 
 @contextlib.asynccontextmanager

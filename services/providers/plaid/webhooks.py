@@ -7,6 +7,13 @@ know is cached as a failure with a backoff, and fresh kids are fetched at a
 bounded rate, so forged webhooks cannot make us call Plaid), refuse any other
 algorithm, verify the signature, refuse tokens issued more than five minutes
 from `now`, and compare the body's SHA-256 with the claim in constant time.
+
+Plaid's webhooks carry no id of their own, and two of them may have the
+same body (`SYNC_UPDATES_AVAILABLE` for an item, `LOGIN_REPAIRED` after a
+second repair). What Plaid signs per delivery is the JWT's header and
+claims (its `iat` and the body's hash), so a webhook's `event_id` is their
+digest: the same delivery replayed is the same id, and replays older than
+the five minutes are refused by `iat` anyway.
 """
 
 from __future__ import annotations
@@ -21,7 +28,12 @@ from typing import Any
 import jwt
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.base import (
+    WebhookEvent,
+    WebhookRejectedError,
+    digest_event_id,
+    webhook_time,
+)
 from services.providers.plaid.wire import Jwk
 from services.providers.webhook_util import header_value
 
@@ -162,8 +174,23 @@ def _verified_claims(token: str, key: Jwk) -> dict[str, Any]:
     return claims
 
 
+def event_id(headers: Mapping[str, str]) -> str:
+    """A verified delivery's id for deduplication: the digest of what its JWT signs.
+
+    The JWT's header and claims, not the signature: an ECDSA signature can be
+    recomputed, or its `s` negated, into another valid one over the same
+    claims, which would make a replay look new.
+    """
+    header_and_claims, _, _ = (header_value(headers, HEADER) or "").rpartition(".")
+    return digest_event_id(header_and_claims.encode())
+
+
 _ITEM_REMOVED_CODES = frozenset({"USER_PERMISSION_REVOKED", "USER_ACCOUNT_REVOKED"})
-_LOGIN_ERRORS = frozenset({"ITEM_LOGIN_REQUIRED", "PENDING_EXPIRATION", "PENDING_DISCONNECT"})
+_LOGIN_ERRORS = frozenset({"ITEM_LOGIN_REQUIRED"})
+# Notices ahead of time, not errors: the Item still works until its consent ends
+# (PENDING_EXPIRATION: EU and UK, with `consent_expiration_time`, 7 days ahead;
+# PENDING_DISCONNECT: US and Canada, with a `reason`, 7 days ahead).
+_CONSENT_NOTICES = frozenset({"PENDING_EXPIRATION", "PENDING_DISCONNECT"})
 
 
 def normalise(provider: str, body: bytes) -> WebhookEvent:
@@ -184,6 +211,10 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         kind = "transactions_updated"
     elif kind_of[0] == "ITEM" and kind_of[1] in _ITEM_REMOVED_CODES:
         kind = "item_removed"
+    elif kind_of[0] == "ITEM" and kind_of[1] in _CONSENT_NOTICES:
+        kind, error_code = "consent_expiring", kind_of[1]
+    elif kind_of == ("ITEM", "LOGIN_REPAIRED"):
+        kind, error_code = "login_repaired", kind_of[1]
     elif kind_of[0] == "ITEM" and (kind_of[1] in _LOGIN_ERRORS or error_code in _LOGIN_ERRORS):
         kind = "login_required"
     elif kind_of == ("ITEM", "ERROR"):
@@ -201,5 +232,6 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         public_token=public_token,
         link_token=link_token if isinstance(link_token, str) and link_token else None,
         error_code=error_code,
+        expires_at=webhook_time(raw.get("consent_expiration_time")),
         raw=raw,
     )
