@@ -228,9 +228,9 @@ class Runtime:
     settings: Settings
     nc: NatsClient
     js: JetStreamContext
-    # The relay's own connection: the only one allowed to publish events, so the
-    # worker's (which answers requests naming their own reply subject) cannot.
-    relay_js: JetStreamContext
+    # Where the relay opens its own connection (`run_components`): the only one
+    # allowed to publish events, so the worker's, which answers requests, cannot.
+    nats_url: str
     # Keys the relay's `Nats-Msg-Id`s (an HMAC of each notification), so nobody
     # can predict one and have JetStream drop the real event as its duplicate.
     event_id_key: bytes
@@ -277,13 +277,6 @@ async def open_runtime(
             **connect_options(WORKER, credentials.get(WORKER)),
         )
         stack.push_async_callback(nc.drain)
-        relay_nc = await nats.connect(
-            nats_url,
-            name="syncyard-relay",
-            max_reconnect_attempts=-1,
-            **connect_options(RELAY, credentials.get(RELAY)),
-        )
-        stack.push_async_callback(relay_nc.drain)
         js = nc.jetstream()
         await declare_streams(js, dead_letter_max_age_s=settings.dead_letter_max_age_s)
 
@@ -379,7 +372,7 @@ async def open_runtime(
             settings=settings,
             nc=nc,
             js=js,
-            relay_js=relay_nc.jetstream(),
+            nats_url=nats_url,
             event_id_key=event_id_key(cipher_key),
             pool=pool,
             api_pool=api_pool,
@@ -442,8 +435,16 @@ async def run_components(
                 supervise("projector", runtime.projector.run, stop)
             )
         if "relay" in components:
+            # Only a process that runs the relay logs in as the relay.
+            relay_nc = await nats.connect(
+                runtime.nats_url,
+                name="syncyard-relay",
+                max_reconnect_attempts=-1,
+                **connect_options(RELAY, settings.nats_credentials.get(RELAY)),
+            )
+            stack.push_async_callback(relay_nc.drain)
             runtime.relay = EventRelay(
-                runtime.pool, runtime.relay_js, runtime.reader, msg_id_key=runtime.event_id_key
+                runtime.pool, relay_nc.jetstream(), runtime.reader, msg_id_key=runtime.event_id_key
             )
             tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
         if "worker" in components:

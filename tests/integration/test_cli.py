@@ -133,6 +133,25 @@ async def _never_answer(msg: object) -> None:
     return None
 
 
+async def test_send_with_a_wrong_nats_password_says_so_at_once_and_never_prints_it(
+    nats_url: str, tmp_path: Path
+) -> None:
+    if not bus.credentials(nats_url):
+        pytest.skip("this NATS lets anyone in: nothing to refuse")
+    wrong = tmp_path / "upstream.password"
+    wrong.write_text("not-the-password-s3cret\n")
+    env = {**bus.env(nats_url), "NATS_URL": nats_url}
+    env["SYNCYARD_NATS_UPSTREAM_PASSWORD_FILE"] = str(wrong)
+    sync = '{"command_id":"cli-wrong","space_id":"s","account_id":"nobody"}'
+
+    code, out = await syncyard_cli("send", "sync.transactions", sync, env=env)
+
+    assert code == 1, out
+    assert "cannot connect to NATS" in out and "as upstream" in out
+    assert "Authorization Violation" in out and "SYNCYARD_NATS_UPSTREAM_PASSWORD_FILE" in out
+    assert "Traceback" not in out and "s3cret" not in out
+
+
 async def test_up_with_only_a_database_url_refuses_naming_what_is_missing_and_no_password(
     tmp_path: Path,
 ) -> None:
