@@ -1,11 +1,13 @@
 """Deferred syncs on the one scheduler: set by the sync handler, fired back into the work queue.
 
 A deferral is a timer of kind `deferral`, one per try
-(`<command_id>:try<n>`), holding the command as received. When it is due,
-the scheduler publishes the command again to its JetStream subject with the
-message id `<command_id>:try<n+1>`: a firing repeated after a crash is dropped
-by NATS as a duplicate, and outside NATS's window the connection aggregate
-recognises a try it already made.
+(`<space>/<command_id>:try<n>`: command ids are unique only within a space, and
+two spaces' `sync-1` must not share, or overwrite, one timer), holding the
+command as received. When it is due, the scheduler publishes the command again
+to its JetStream subject with the message id `<space>/<command_id>:try<n+1>`: a
+firing repeated after a crash is dropped by NATS as a duplicate, and outside
+NATS's window the connection aggregate recognises a try it already made.
+Timers set before the scoping keep their key, and fire with it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from events.commands import Command
-from events.subjects import HEADER_MSG_ID, command_subject
+from events.subjects import HEADER_MSG_ID, command_msg_id, command_subject
 from infra.scheduler import Scheduler, Timer
 from services.ports import DeferralPort
 
@@ -40,7 +42,10 @@ class ScheduledDeferrals(DeferralPort):
             op=command.op, tries=tries, command=msgspec.Raw(msgspec.json.encode(command))
         )
         await self.scheduler.schedule(
-            KIND, f"{command.command_id}:try{tries}", resume_at, msgspec.json.encode(payload)
+            KIND,
+            f"{command_msg_id(command.space_id, command.command_id)}:try{tries}",
+            resume_at,
+            msgspec.json.encode(payload),
         )
 
     def fire_with(self, js: JetStreamContext) -> None:
@@ -48,11 +53,11 @@ class ScheduledDeferrals(DeferralPort):
 
         async def fire(timer: Timer) -> datetime | None:
             due = msgspec.json.decode(timer.payload, type=DeferredCommand)
-            command_id, _, _ = timer.key.rpartition(":try")
+            msg_id, _, _ = timer.key.rpartition(":try")
             await js.publish(
                 command_subject(due.op),
                 bytes(due.command),
-                headers={HEADER_MSG_ID: f"{command_id}:try{due.tries + 1}"},
+                headers={HEADER_MSG_ID: f"{msg_id}:try{due.tries + 1}"},
             )
             return None
 

@@ -87,7 +87,7 @@ def decide_register(
                 region=cmd.region,
             )
         )
-    credential_id = credential_id_for(cmd.command_id)
+    credential_id = credential_id_for(cmd.space_id, cmd.command_id)
     # A new token for a provider the connection is linked at replaces the link:
     # the event says which one, and the store forgets (and shreds) its credential.
     earlier = state.links.get(cmd.provider) if state is not None else None

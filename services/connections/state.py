@@ -46,9 +46,14 @@ def connection_id_for(space_id: str, account_id: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"connection/{pair_key(space_id, account_id)}")
 
 
-def credential_id_for(command_id: str) -> uuid.UUID:
-    """Deterministic, so a retried registration cannot store a second credential."""
-    return uuid.uuid5(_NAMESPACE, f"credential/{command_id}")
+def credential_id_for(space_id: str, command_id: str) -> uuid.UUID:
+    """Deterministic, so a retried registration cannot store a second credential.
+
+    Scoped by space: command ids are the sender's, unique only within its space,
+    and two spaces' registrations must never share one credential stream.
+    Stored links keep the id they were given, so the change orphans nothing.
+    """
+    return uuid.uuid5(_NAMESPACE, f"credential/{pair_key(space_id, command_id)}")
 
 
 class Link(msgspec.Struct, frozen=True, kw_only=True):
