@@ -339,6 +339,7 @@ async def open_runtime(
             feed=ProjectedFeedReader(query_pool),
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),
             checkpoint=sync_crash_hook(),
+            breakers=board,
         )
         yield Runtime(
             settings=settings,
