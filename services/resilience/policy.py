@@ -30,13 +30,16 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     Why these numbers: 50 % is where a provider fails more often than it works,
     and at that rate a retry elsewhere or later is the better bet; 20 calls is
     the least that tells 50 % from a provider's usual 30-40 % (the industry's
-    figure, `seed-failure-model`). A random 35 % mix over 20 calls reaches 50 %
-    about one time in six in a fresh window, so a busy breaker that starts
-    counting may still trip on noise, rarely: once the window holds the usual
-    volume, 35 % stays far from 50 %. The floor keeps a quiet bank's 5 failures
-    in 5 minutes opening its breaker, and a burst of 5 failures with no success
-    opening any breaker, without letting a busy provider's usual failures trip
-    it 5 at a time.
+    figure, `seed-failure-model`). Noise remains in a fresh window: a random
+    35 % mix reaches 50 % somewhere in its first 100 calls about one time in
+    five (tests/unit/test_breaker_rule.py), so a busy breaker that starts
+    counting may still trip on it, and then re-closes after one timeout; once
+    the window holds its usual volume (hundreds of calls), 35 % stays far from
+    50 %, and a provider's usual failures, split by blame between its breakers,
+    are further still. The floor keeps a quiet bank's 5 failures in 5 minutes
+    opening its breaker, and a burst of 5 failures with no success opening any
+    breaker, without letting a busy provider's usual failures trip it 5 at a
+    time.
 
     Then: open for `open_timeout_s` (60 s); one probe at a time; 2 successes
     close it; a failed probe re-opens it. As in resilience4j, a count-based
