@@ -42,6 +42,7 @@ from infra.feed_index import PostgresFeedIndex
 from infra.feed_reader import ProjectedFeedReader
 from infra.http.api import create_app
 from infra.http.auth import ApiToken, local_admin
+from infra.http.breakers import BREAKER_OPERATIONS, breaker_routes
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from infra.institution_store import open_institutions
@@ -431,6 +432,8 @@ async def run_components(
             if runtime.sagas is not None:
                 web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
                 web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+            web_app.add_routes(breaker_routes(runtime.execute))
+            web_app[OPENAPI_OPERATIONS].update(BREAKER_OPERATIONS)
             runner = web.AppRunner(web_app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from events.breaker import BreakerClosed, BreakerHalfOpened, BreakerOpened
+from events.breaker import (
+    BreakerClosed,
+    BreakerForced,
+    BreakerHalfOpened,
+    BreakerOpened,
+    BreakerReleased,
+)
 from events.connection import ConnectionAttempted, ProviderFailed
 from projections.engine import Projection
 from projections.health_rules import HISTOGRAM_SIZE, latency_bucket
@@ -122,12 +128,15 @@ class ProviderHealthProjection(Projection):
     tables = ("provider_health", "provider_health_minutes")
     version = 2
     # BreakerProbeAdmitted is left out: it does not change the breaker's state.
+    # A row's breaker is the provider-wide one; a bank's is in `breakers.py`.
     handles = (
         ConnectionAttempted,
         ProviderFailed,
         BreakerOpened,
         BreakerHalfOpened,
         BreakerClosed,
+        BreakerForced,
+        BreakerReleased,
     )
 
     async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
@@ -188,6 +197,9 @@ class _Tally:
                 self.last_fail = at
 
 
+_BREAKER_EVENTS = (BreakerOpened, BreakerHalfOpened, BreakerClosed, BreakerForced, BreakerReleased)
+
+
 class _PageFold:
     """One page folded in memory, so each row is written once per page."""
 
@@ -216,12 +228,19 @@ class _PageFold:
             tally.histogram[latency_bucket(event.response_time_ms)] += 1
         elif isinstance(event, ProviderFailed):
             self.errors[(event.provider, event.region)] = (note.id, event)  # log order: last wins
-        elif isinstance(event, BreakerOpened | BreakerHalfOpened | BreakerClosed):
+        elif isinstance(event, _BREAKER_EVENTS) and event.institution_id is None:
             state, until, reason = "closed", None, None
             if isinstance(event, BreakerOpened):
                 state, until, reason = "open", event.open_until, event.reason
             elif isinstance(event, BreakerHalfOpened):
                 state = "half_open"
+            elif isinstance(event, BreakerForced):
+                state = "open" if event.state == "open" else "closed"
+                until = event.until if event.state == "open" else None
+                reason = f"held {event.state} by {event.actor} until {event.until:%H:%M:%S}Z: "
+                reason += event.reason
+            elif isinstance(event, BreakerReleased):
+                reason = f"released by {event.actor}: {event.reason}"
             self.breakers[(event.provider, event.region)] = (
                 event.provider,
                 event.region,

@@ -28,6 +28,7 @@ from infra.http.auth import (
     parse_tokens,
     tokens_from_env,
 )
+from infra.http.breakers import breaker_routes
 from infra.http.openapi import openapi_view
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from sagas.view import saga_text, saga_view
@@ -141,6 +142,7 @@ def test_serve_with_external_servers_and_no_token_exits_saying_what_to_set(
 def _served_keys() -> set[tuple[str, str]]:
     app = create_app(None, lambda: True, tokens=[local_admin(SECRET)])  # type: ignore[arg-type]
     app.add_routes(saga_routes(None, None))  # type: ignore[arg-type]  # never called here
+    app.add_routes(breaker_routes(None))  # type: ignore[arg-type]  # never called here
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
