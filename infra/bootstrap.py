@@ -46,6 +46,7 @@ from infra.http.breakers import BREAKER_OPERATIONS, breaker_routes
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from infra.institution_store import open_institutions
+from infra.provider_status import ProviderStatusPoller
 from infra.saga_store import PostgresSagaStore
 from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
@@ -59,6 +60,7 @@ from services.connections.link_health import RelinkPolicy
 from services.dependencies import Handler
 from services.handlers import HANDLERS, Dependencies
 from services.orchestrator import Orchestrator
+from services.providers.plaid.adapter import PlaidAdapter
 from services.providers.registry import build_providers
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
@@ -66,7 +68,7 @@ from services.resilience.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
+ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api", "provider_status"})
 # Every command op's handler: the services' own and the saga flows'.
 
 
@@ -360,6 +362,46 @@ async def open_runtime(
         )
 
 
+async def _serve_api(
+    runtime: Runtime, stack: contextlib.AsyncExitStack, api_tokens: tuple[ApiToken, ...]
+) -> None:
+    settings = runtime.settings
+    web_app = create_app(
+        runtime.api_pool or runtime.pool,
+        lambda: runtime.nc.is_connected,
+        tokens=api_tokens,
+        read_settings=settings.read_models,
+        events_table=EVENTS_TABLE,
+    )
+    if runtime.sagas is not None:
+        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
+        web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+    web_app.add_routes(breaker_routes(runtime.execute))
+    web_app[OPENAPI_OPERATIONS].update(BREAKER_OPERATIONS)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    host, port = runner.addresses[0][:2]  # the real port when settings ask for 0
+    runtime.http_url = f"http://{host}:{port}"
+
+
+def status_pollers(runtime: Runtime) -> list[ProviderStatusPoller]:
+    """A poller per provider that publishes its banks' status (Plaid), unless turned off."""
+    interval = runtime.settings.provider_status_interval_s
+    institutions = runtime.deps.institutions
+    if interval <= 0 or institutions is None:
+        return []
+    return [
+        ProviderStatusPoller(
+            runtime.pool, runtime.board, institutions.directory, adapter, interval_s=interval
+        )
+        for adapter in runtime.deps.orchestrator.providers.values()
+        if isinstance(adapter, PlaidAdapter)
+    ]
+
+
 async def run_components(
     runtime: Runtime,
     components: Collection[str],
@@ -421,26 +463,17 @@ async def run_components(
                 tasks["institutions"] = asyncio.create_task(
                     supervise("institutions", runtime.institution_follower.run, stop)
                 )
-        if "api" in components:
-            web_app = create_app(
-                runtime.api_pool or runtime.pool,
-                lambda: runtime.nc.is_connected,
-                tokens=api_tokens,
-                read_settings=settings.read_models,
-                events_table=EVENTS_TABLE,
+        pollers = status_pollers(runtime) if "provider_status" in components else []
+        if pollers:
+
+            async def poll_all(stop: asyncio.Event) -> None:
+                await asyncio.gather(*(p.run(stop) for p in pollers))
+
+            tasks["provider_status"] = asyncio.create_task(
+                supervise("provider_status", poll_all, stop)
             )
-            if runtime.sagas is not None:
-                web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
-                web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
-            web_app.add_routes(breaker_routes(runtime.execute))
-            web_app[OPENAPI_OPERATIONS].update(BREAKER_OPERATIONS)
-            runner = web.AppRunner(web_app, access_log=None)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, settings.http_host, settings.http_port)
-            await site.start()
-            host, port = runner.addresses[0][:2]  # the real port when settings ask for 0
-            runtime.http_url = f"http://{host}:{port}"
+        if "api" in components:
+            await _serve_api(runtime, stack, api_tokens)
         if on_ready is not None:
             on_ready(runtime)
         stopper = asyncio.create_task(stop.wait())
@@ -450,6 +483,7 @@ async def run_components(
         # Worker first (it finishes in-flight commands), then the followers.
         for name in (
             "worker",
+            "provider_status",
             "timers",
             "breakers",
             "institutions",
