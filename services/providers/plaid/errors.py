@@ -15,7 +15,8 @@ from services.providers.base import ProviderCallError
 from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
 _RATE_LIMITED = ErrorRule("rate_limit", True)
-_INSTITUTION_DOWN = ErrorRule("provider_down", True)
+# The bank behind Plaid, not Plaid: its breaker at Plaid, not Plaid-wide.
+_INSTITUTION_DOWN = ErrorRule("provider_down", True, blame="institution")
 _USER_MUST_RELINK = ErrorRule("auth", False, reauth_required=True)
 _BAD_REQUEST = ErrorRule("validation", False)
 # Not a failure of Plaid, but the answer is "ask again later": retrying helps,
