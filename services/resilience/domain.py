@@ -142,6 +142,7 @@ def _probe_finished(
         reason = f"probe {call.command_id} failed ({call.error_code or call.outcome})"
         return [_open(breaker, reason, [call.counted()], policy, now)]
     if call.whose() is not None:
+        window.probe_results[call.command_id] = False  # no verdict, but no longer in flight
         return []
     window.probe_results[call.command_id] = True
     successes = sum(window.probe_results.values())

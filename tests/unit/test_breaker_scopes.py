@@ -188,3 +188,15 @@ async def test_the_providers_status_opens_a_banks_breaker_before_any_call_fails(
     assert opened.calls == [] and "item_logins DOWN" in opened.reason
     # Reported again while open: nothing more to record.
     assert not await b.provider_status("plaid", "US", "gingham_savings", reports, "institution")
+
+
+async def test_a_banks_probe_failing_for_plaids_own_reason_only_frees_its_slot() -> None:
+    b, recorder, clock = board()
+    await feed(b, clock, [attempt(clock, n) for n in range(5)])  # the bank's breaker opens
+    clock.advance(61)
+    assert (await b.permit("plaid", "US", "c100", institution_id="gingham_savings")).probe
+    # Plaid's own 5xx on the probe: the provider-wide breaker's business, not the bank's.
+    await b.observe(attempt(clock, 100, blame="provider", code="INTERNAL_SERVER_ERROR"))
+    assert b.status("plaid", "US", "gingham_savings") == "half_open"
+    assert (await b.permit("plaid", "US", "c101", institution_id="gingham_savings")).probe
+    assert recorder.recorded().count("BreakerOpened") == 1
