@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from events.commands import ForceBreaker, RegisterConnection
+from infra.audit import breaker_as_of, describe
 from infra.bootstrap import Runtime
 from tests.support.harness import (
     Client,
@@ -138,6 +139,12 @@ async def test_an_operator_holds_a_banks_breaker_open_by_command_until_it_expire
     assert (await upstream.send(sync(person, "released"))).success
     topics = [t for _, t, _ in await stored_events(database_url)]
     assert topics.count("BreakerForced") == 1 and topics.count("BreakerReleased") == 1
+    # `syncyard audit breaker plaid US --institution twill_river_bank` reads the same.
+    async with syncyard.pool.acquire() as conn:
+        audit = await breaker_as_of(conn, syncyard.reader, "plaid", "US", institution_id=bank)
+    forced, released = (describe(note.event) for note in audit.events)
+    assert forced["actor"] == "ops@example" and forced["reason"] == hold.reason
+    assert released["actor"] == "syncyard" and audit.state.status == "closed"
 
 
 async def test_only_operators_may_hold_a_breaker_over_http(syncyard: Runtime) -> None:
