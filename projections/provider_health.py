@@ -4,6 +4,9 @@ Two tables: running totals, last error and breaker state per provider and
 region, and one row per minute with counts and a latency histogram, from
 which the query builds the 5-minute and 24-hour windows and their p95 at
 query time (`now` is a parameter, never the clock: see health_rules.py).
+A failure that is a person's, a caller's or syncyard's own (its `blame`) says
+nothing of the provider's health and is left out of the counts; the last
+error still shows it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from events.breaker import (
     BreakerReleased,
 )
 from events.connection import ConnectionAttempted, ProviderFailed
+from events.errors import ERROR_TYPES, default_blame
 from projections.engine import Projection
 from projections.health_rules import HISTOGRAM_SIZE, latency_bucket
 from services.ports import DbConnection, Notification
@@ -126,7 +130,8 @@ class ProviderHealthProjection(Projection):
     name = "provider_health"
     schema = SCHEMA
     tables = ("provider_health", "provider_health_minutes")
-    version = 2
+    # 3: a failure that is not the provider's (nor its bank's) is not counted.
+    version = 3
     # BreakerProbeAdmitted is left out: it does not change the breaker's state.
     # A row's breaker is the provider-wide one; a bank's is in `breakers.py`.
     handles = (
@@ -197,6 +202,18 @@ class _Tally:
                 self.last_fail = at
 
 
+def _says_anything(event: ConnectionAttempted) -> bool:
+    """Whether a call tells of the provider's (or its banks') health: a success does;
+    a failure only when it was theirs (events/errors.py `blame`; an event recorded
+    before blame existed is judged by its error type)."""
+    if event.outcome != "failure":
+        return True  # a success, or a timeout (the provider did not answer in time)
+    if event.blame is not None:
+        return event.blame in ("provider", "institution")
+    kind = event.error_type if event.error_type in ERROR_TYPES else "unknown"
+    return default_blame(kind) in ("provider", "institution")
+
+
 _BREAKER_EVENTS = (BreakerOpened, BreakerHalfOpened, BreakerClosed, BreakerForced, BreakerReleased)
 
 
@@ -214,6 +231,8 @@ class _PageFold:
         if isinstance(event, ConnectionAttempted):
             if event.outcome == "cancelled":
                 return  # a hedge's loser was cut short by us: not a sample of the provider
+            if not _says_anything(event):
+                return  # the person's, the caller's or our own failure: not the provider's health
             key = (event.provider, event.region)
             minute_key = (*key, event.timestamp.replace(second=0, microsecond=0))
             # get-then-create: setdefault would build a tally (and its histogram) per event.
