@@ -63,6 +63,12 @@ class ErrorRule:
     maintenance reaches every provider, while our credentials at one provider
     are of no concern to another. `blame` (whose failure it is, so whose health
     it counts against) follows the type (`default_blame`) unless the row says.
+
+    Each row answers three questions: does trying again here help
+    (`retryable`)? does only the person fix it (`reauth_required`)? can a link
+    at another provider serve the call (`failover_helps`)? `restarts_pagination`
+    marks an error after which the provider wants a walk of pages redone from
+    its first cursor, so no page of it may be kept.
     """
 
     type: ErrorType
@@ -70,6 +76,7 @@ class ErrorRule:
     reauth_required: bool
     failover_helps: bool
     blame: Blame
+    restarts_pagination: bool
 
     def __init__(
         self,
@@ -79,6 +86,7 @@ class ErrorRule:
         *,
         failover_helps: bool | None = None,
         blame: Blame | None = None,
+        restarts_pagination: bool = False,
     ) -> None:
         # A frozen dataclass sets its fields through object.__setattr__.
         object.__setattr__(self, "type", type)
@@ -87,6 +95,7 @@ class ErrorRule:
         helps = type in FAILOVER_TYPES if failover_helps is None else failover_helps
         object.__setattr__(self, "failover_helps", helps)
         object.__setattr__(self, "blame", default_blame(type) if blame is None else blame)
+        object.__setattr__(self, "restarts_pagination", restarts_pagination)
 
     def error(
         self,
@@ -115,6 +124,7 @@ class ErrorRule:
             retry_after_s=retry_after_s,
             reauth_required=self.reauth_required,
             failover_helps=self.failover_helps,
+            restarts_pagination=self.restarts_pagination,
         )
 
 
