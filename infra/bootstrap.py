@@ -46,7 +46,9 @@ from infra.http.breakers import BREAKER_OPERATIONS, breaker_routes
 from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
+from infra.http.webhooks import WEBHOOK_OPERATIONS, webhook_routes
 from infra.institution_store import open_institutions
+from infra.linked_items import ProjectedLinkedItems
 from infra.manual_entries import PostgresManualEntries
 from infra.provider_status import ProviderStatusPoller
 from infra.saga_store import PostgresSagaStore
@@ -67,6 +69,7 @@ from services.providers.plaid.adapter import PlaidAdapter
 from services.providers.registry import build_providers
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
+from services.resilience.live_health import LiveHealth
 from services.resilience.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -324,6 +327,7 @@ async def open_runtime(
             limiter=limiter,
             hedging=settings.hedging,
         )
+        orchestrator.health = LiveHealth()
         institutions, institution_follower = await open_institutions(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
@@ -376,15 +380,20 @@ async def open_runtime(
 
 def _api_app(runtime: Runtime, tokens: Collection[ApiToken]) -> web.Application:
     """The HTTP API: the read models' routes, and those of the parts this runtime holds."""
+    pool = runtime.api_pool or runtime.pool
     web_app = create_app(
-        runtime.api_pool or runtime.pool,
+        pool,
         lambda: runtime.nc.is_connected,
         tokens=tokens,
         read_settings=runtime.settings.read_models,
         events_table=EVENTS_TABLE,
     )
+    items = ProjectedLinkedItems(pool, EVENTS_TABLE)
+    if runtime.webhooks is not None:
+        web_app.add_routes(webhook_routes(runtime.deps, items, runtime.webhooks))
+        web_app[OPENAPI_OPERATIONS].update(WEBHOOK_OPERATIONS)
     if runtime.sagas is not None and runtime.webhooks is not None:
-        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, runtime.webhooks))
+        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, runtime.webhooks, items))
         web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
     if runtime.manual_entries is not None:
         web_app.add_routes(manual_routes(runtime.manual_entries))
@@ -450,6 +459,7 @@ async def run_components(
                 runtime.reader,
                 runtime.board,
                 on_versions=runtime.store.observe_versions,
+                health=runtime.deps.orchestrator.health,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
             # Every worker fires durable timers: whichever claims a due one handles it.

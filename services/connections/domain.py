@@ -237,6 +237,7 @@ def decide_outcome(
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
                 summary=summary,
+                ranking=outcome.ranking,
             )
         )
     else:
@@ -256,6 +257,7 @@ def decide_outcome(
                     resume_at=resume_at,
                     error=error,
                     command=msgspec.to_builtins(cmd),
+                    ranking=outcome.ranking,
                 )
             )
             return events
@@ -272,6 +274,7 @@ def decide_outcome(
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
                 error=error,
+                ranking=outcome.ranking,
             )
         )
     return events

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.reconciliation.feed import Planned, Recognised
@@ -56,6 +57,14 @@ class Link(msgspec.Struct, frozen=True, kw_only=True):
     credential_id: uuid.UUID
 
 
+class ConsentNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's standing word that a link's consent ends soon (one per link)."""
+
+    item_id: str
+    code: str
+    expires_at: datetime | None = None
+
+
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """One provider call made by the orchestrator, as the aggregate records it."""
 
@@ -85,6 +94,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     skipped: tuple[str, ...] = ()  # providers not called, with why (e.g. breaker open)
     retry_after_s: float | None = None  # the provider's own word on when to come back
+    ranking: ProviderRanking | None = (
+        None  # how the providers were ordered, when there was a choice
+    )
 
 
 class FeedDraft(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +134,8 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_until: dict[str, datetime] = {}
     down_since: dict[str, datetime] = {}
     relink_suggested: frozenset[str] = frozenset()
+    # provider → the consent notice its link had: the same notice again is a redelivery.
+    consent_expiring: dict[str, ConsentNotice] = {}
     # provider → its link's cursor: syncyard's, never the caller's (contract v2).
     cursors: dict[str, str] = {}
     # provider → pending ids its last walk removed before its update ended.
