@@ -58,6 +58,7 @@ def scaled_breakers(scale: float, *, trip: bool = True) -> PolicyBook:
             window_s=default.window_s * scale,
             open_timeout_s=default.open_timeout_s * scale,
             failure_threshold=default.failure_threshold if trip else None,
+            failure_rate=default.failure_rate if trip else None,
         )
     )
 

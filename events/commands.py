@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -127,6 +127,34 @@ class MapInstitution(Command, frozen=True, kw_only=True):
     reason: Reason
 
 
+class ForceBreaker(Command, frozen=True, kw_only=True):
+    """Hold a breaker open (no calls to `provider` there) or closed (calls whatever
+    fails) for `duration_s`, whatever the calls show; `release_breaker` ends it early.
+
+    The breaker is `provider`'s in `region` at `institution_id` (syncyard's id),
+    or its provider-wide one when `institution_id` is absent. `actor` and
+    `reason` are recorded in the breaker's stream for audit.
+    """
+
+    op: ClassVar[str] = "breaker.force"
+    account_id: Identifier = "breaker-control"
+    provider: ProviderName
+    state: Literal["open", "closed"]
+    duration_s: Annotated[float, msgspec.Meta(gt=0, le=7 * 86_400)]
+    actor: Actor
+    reason: Reason
+
+
+class ReleaseBreaker(Command, frozen=True, kw_only=True):
+    """End an operator's hold on a breaker: it closes with a fresh count."""
+
+    op: ClassVar[str] = "breaker.release"
+    account_id: Identifier = "breaker-control"
+    provider: ProviderName
+    actor: Actor
+    reason: Reason
+
+
 class StartLink(Command, frozen=True, kw_only=True):
     """Link the institution for this account end to end (the link saga).
 
@@ -205,6 +233,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CompleteLink,
         ReconnectConnection,
         ResumeSaga,
+        ForceBreaker,
+        ReleaseBreaker,
     )
 }
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from events.base import DomainEvent, Message
-from events.errors import ErrorInfo
+from events.errors import Blame, ErrorInfo
 from events.feed import FeedAppended
 
 # "cancelled": a hedged call that lost the race; it says nothing about the provider.
@@ -77,6 +77,12 @@ class ConnectionAttempted(DomainEvent, frozen=True, kw_only=True):
     error_code: str | None = None
     error_message: str | None = None
     error_type: str | None = None
+    # The connection's institution (syncyard's id), whose breaker at `provider` the
+    # call counts towards; None: only the provider-wide breaker's.
+    institution_id: str | None = None
+    # Whose failure it was (events/errors.py); None in events recorded before
+    # it existed, read by `error_type` then.
+    blame: Blame | None = None
 
 
 class ProviderFailed(DomainEvent, frozen=True, kw_only=True):

@@ -136,9 +136,12 @@ async def breaker_as_of(
     provider: str,
     region: str,
     at: datetime | None = None,
+    *,
+    institution_id: str | None = None,
 ) -> Audit[Breaker]:
-    """A provider breaker's transitions and state at `at` (None: now)."""
-    initial = new_breaker(provider, region)
+    """A breaker's transitions and state at `at` (None: now): the provider's at one
+    bank (`institution_id`, syncyard's id), or its provider-wide one."""
+    initial = new_breaker(provider, region, institution_id)
 
     def fold_breaker(events: list[DomainEvent]) -> Breaker:
         breaker = initial
@@ -150,6 +153,8 @@ async def breaker_as_of(
         return await _audit(conn, reader, initial.id, at, fold_events=fold_breaker, label="breaker")
     except UnknownAggregateError:
         raise UnknownAggregateError(
-            f"no breaker events for provider {provider!r} in region {region!r}: it never "
+            f"no breaker events for provider {provider!r} in region {region!r}"
+            + (f" at institution {institution_id!r}" if institution_id else "")
+            + ": it never "
             "changed state (it is closed), or the provider or region is misspelled"
         ) from None

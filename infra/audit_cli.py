@@ -47,8 +47,12 @@ async def audit_connection(conn: DbConnection, reader: LogReader, args: argparse
 
 
 async def audit_breaker(conn: DbConnection, reader: LogReader, args: argparse.Namespace) -> int:
-    audit = await breaker_as_of(conn, reader, args.provider, args.region, args.as_of)
-    print_timeline(f"breaker {args.provider}/{args.region} ({audit.aggregate_id})", audit)
+    institution = args.institution
+    audit = await breaker_as_of(
+        conn, reader, args.provider, args.region, args.as_of, institution_id=institution
+    )
+    where = f" at {institution}" if institution else ""
+    print_timeline(f"breaker {args.provider}/{args.region}{where} ({audit.aggregate_id})", audit)
     print_state(audit.at, msgspec.to_builtins(audit.state))
     return 0
 

@@ -42,6 +42,7 @@ from infra.feed_index import PostgresFeedIndex
 from infra.feed_reader import ProjectedFeedReader
 from infra.http.api import create_app
 from infra.http.auth import ApiToken, local_admin
+from infra.http.breakers import BREAKER_OPERATIONS, breaker_routes
 from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
@@ -51,6 +52,7 @@ from infra.linked_items import ProjectedLinkedItems
 from infra.manual_entries import PostgresManualEntries
 from infra.nats_credentials import connect_options
 from infra.nats_roles import RELAY, WORKER
+from infra.provider_status import ProviderStatusPoller
 from infra.saga_store import PostgresSagaStore
 from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
@@ -65,6 +67,7 @@ from services.connections.link_health import RelinkPolicy
 from services.dependencies import Handler
 from services.handlers import HANDLERS, Dependencies
 from services.orchestrator import Orchestrator
+from services.providers.plaid.adapter import PlaidAdapter
 from services.providers.registry import build_providers
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
@@ -73,7 +76,7 @@ from services.resilience.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api"})
+ALL_COMPONENTS = frozenset({"worker", "relay", "projector", "api", "provider_status"})
 # Every command op's handler: the services' own and the saga flows'.
 
 
@@ -367,6 +370,7 @@ async def open_runtime(
             feed=ProjectedFeedReader(query_pool),
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),
             checkpoint=sync_crash_hook(),
+            breakers=board,
         )
         yield Runtime(
             settings=settings,
@@ -410,7 +414,39 @@ def _api_app(runtime: Runtime, tokens: Collection[ApiToken]) -> web.Application:
     if runtime.manual_entries is not None:
         web_app.add_routes(manual_routes(runtime.manual_entries))
         web_app[OPENAPI_OPERATIONS].update(MANUAL_OPERATIONS)
+    web_app.add_routes(breaker_routes(runtime.execute))
+    web_app[OPENAPI_OPERATIONS].update(BREAKER_OPERATIONS)
     return web_app
+
+
+def status_pollers(runtime: Runtime) -> list[ProviderStatusPoller]:
+    """A poller per provider that publishes its banks' status (Plaid), unless turned off."""
+    interval = runtime.settings.provider_status_interval_s
+    institutions = runtime.deps.institutions
+    if interval <= 0 or institutions is None:
+        return []
+    return [
+        ProviderStatusPoller(
+            runtime.pool, runtime.board, institutions.directory, adapter, interval_s=interval
+        )
+        for adapter in runtime.deps.orchestrator.providers.values()
+        if isinstance(adapter, PlaidAdapter)
+    ]
+
+
+async def _open_relay(runtime: Runtime, stack: contextlib.AsyncExitStack) -> EventRelay:
+    """The relay on a NATS connection of its own: only a process that runs the relay
+    logs in as the relay, the one role that may publish events."""
+    relay_nc = await nats.connect(
+        runtime.nats_url,
+        name="syncyard-relay",
+        max_reconnect_attempts=-1,
+        **connect_options(RELAY, runtime.settings.nats_credentials.get(RELAY)),
+    )
+    stack.push_async_callback(relay_nc.drain)
+    return EventRelay(
+        runtime.pool, relay_nc.jetstream(), runtime.reader, msg_id_key=runtime.event_id_key
+    )
 
 
 async def run_components(
@@ -435,17 +471,7 @@ async def run_components(
                 supervise("projector", runtime.projector.run, stop)
             )
         if "relay" in components:
-            # Only a process that runs the relay logs in as the relay.
-            relay_nc = await nats.connect(
-                runtime.nats_url,
-                name="syncyard-relay",
-                max_reconnect_attempts=-1,
-                **connect_options(RELAY, settings.nats_credentials.get(RELAY)),
-            )
-            stack.push_async_callback(relay_nc.drain)
-            runtime.relay = EventRelay(
-                runtime.pool, relay_nc.jetstream(), runtime.reader, msg_id_key=runtime.event_id_key
-            )
+            runtime.relay = await _open_relay(runtime, stack)
             tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
         if "worker" in components:
             worker = CommandWorker(
@@ -485,6 +511,15 @@ async def run_components(
                 tasks["institutions"] = asyncio.create_task(
                     supervise("institutions", runtime.institution_follower.run, stop)
                 )
+        pollers = status_pollers(runtime) if "provider_status" in components else []
+        if pollers:
+
+            async def poll_all(stop: asyncio.Event) -> None:
+                await asyncio.gather(*(p.run(stop) for p in pollers))
+
+            tasks["provider_status"] = asyncio.create_task(
+                supervise("provider_status", poll_all, stop)
+            )
         if "api" in components:
             runner = web.AppRunner(_api_app(runtime, api_tokens), access_log=None)
             await runner.setup()
@@ -502,6 +537,7 @@ async def run_components(
         # Worker first (it finishes in-flight commands), then the followers.
         for name in (
             "worker",
+            "provider_status",
             "timers",
             "breakers",
             "institutions",

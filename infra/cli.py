@@ -414,6 +414,11 @@ def _parser() -> argparse.ArgumentParser:
     audit_breaker = audit_of.add_parser("breaker", help="a provider breaker's transitions")
     audit_breaker.add_argument("provider")
     audit_breaker.add_argument("region")
+    audit_breaker.add_argument(
+        "--institution",
+        metavar="ID",
+        help="the provider's breaker at this bank (syncyard's id); absent: provider-wide",
+    )
     audit_breaker.add_argument("--as-of", type=_time, metavar="TIME", help="ISO 8601")
     audit_breaker.set_defaults(audit=audit_cli.audit_breaker)
     audit_saga = audit_of.add_parser("saga", help="a link or reconnect saga's steps")

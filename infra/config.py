@@ -76,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     saga_lease_s: float = 30.0
     public_url: str | None = None
     link_deadline_s: float = 1800.0  # how long a person has to finish a link
+    # How often to ask providers that publish it (Plaid) how the banks in use are
+    # doing; 0 turns it off.
+    provider_status_interval_s: float = 60.0
     # Who may call the HTTP API (only the tokens' SHA-256 is held). Empty: `syncyard up`
     # makes a local admin token; outside the embedded mode the API refuses to start.
     api_tokens: tuple[ApiToken, ...] = ()
@@ -113,6 +116,7 @@ _SETTINGS_OVERRIDES: _Overrides = {
     "call_timeout_s": ("SYNCYARD_CALL_TIMEOUT_S", float),
     "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
     "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
+    "provider_status_interval_s": ("SYNCYARD_PROVIDER_STATUS_INTERVAL_S", float),
     "api_pool_size": ("SYNCYARD_API_POOL_SIZE", int),
     "api_statement_timeout_s": ("SYNCYARD_API_STATEMENT_TIMEOUT_S", float),
     "dead_letter_max_age_s": ("SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS", lambda d: _days(d) * 86_400),

@@ -282,3 +282,15 @@ async def connection_status(
         space_id,
     )
     return [present(row, now) for row in rows]
+
+
+_USING = """
+SELECT DISTINCT institution_id, region FROM connection_status
+WHERE institution_id IS NOT NULL AND $1 = ANY(providers)
+ORDER BY institution_id, region
+"""
+
+
+async def institutions_using(conn: DbConnection, provider: str) -> list[tuple[str, str]]:
+    """The banks (syncyard's ids) and regions of connections holding a link at `provider`."""
+    return [(r["institution_id"], r["region"]) for r in await conn.fetch(_USING, provider)]

@@ -4,6 +4,9 @@ Two tables: running totals, last error and breaker state per provider and
 region, and one row per minute with counts and a latency histogram, from
 which the query builds the 5-minute and 24-hour windows and their p95 at
 query time (`now` is a parameter, never the clock: see health_rules.py).
+A failure that is a person's, a caller's or syncyard's own (its `blame`) says
+nothing of the provider's health and is left out of the counts; the last
+error still shows it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from events.breaker import BreakerClosed, BreakerHalfOpened, BreakerOpened
+from events.breaker import (
+    BreakerClosed,
+    BreakerForced,
+    BreakerHalfOpened,
+    BreakerOpened,
+    BreakerReleased,
+)
 from events.connection import ConnectionAttempted, ProviderFailed
+from events.errors import ERROR_TYPES, default_blame
 from projections.engine import Projection
 from projections.health_rules import HISTOGRAM_SIZE, latency_bucket
 from services.ports import DbConnection, Notification
@@ -120,14 +130,18 @@ class ProviderHealthProjection(Projection):
     name = "provider_health"
     schema = SCHEMA
     tables = ("provider_health", "provider_health_minutes")
-    version = 2
+    # 3: a failure that is not the provider's (nor its bank's) is not counted.
+    version = 3
     # BreakerProbeAdmitted is left out: it does not change the breaker's state.
+    # A row's breaker is the provider-wide one; a bank's is in `breakers.py`.
     handles = (
         ConnectionAttempted,
         ProviderFailed,
         BreakerOpened,
         BreakerHalfOpened,
         BreakerClosed,
+        BreakerForced,
+        BreakerReleased,
     )
 
     async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
@@ -188,6 +202,21 @@ class _Tally:
                 self.last_fail = at
 
 
+def _says_anything(event: ConnectionAttempted) -> bool:
+    """Whether a call tells of the provider's (or its banks') health: a success does;
+    a failure only when it was theirs (events/errors.py `blame`; an event recorded
+    before blame existed is judged by its error type)."""
+    if event.outcome != "failure":
+        return True  # a success, or a timeout (the provider did not answer in time)
+    if event.blame is not None:
+        return event.blame in ("provider", "institution")
+    kind = event.error_type if event.error_type in ERROR_TYPES else "unknown"
+    return default_blame(kind) in ("provider", "institution")
+
+
+_BREAKER_EVENTS = (BreakerOpened, BreakerHalfOpened, BreakerClosed, BreakerForced, BreakerReleased)
+
+
 class _PageFold:
     """One page folded in memory, so each row is written once per page."""
 
@@ -202,6 +231,8 @@ class _PageFold:
         if isinstance(event, ConnectionAttempted):
             if event.outcome == "cancelled":
                 return  # a hedge's loser was cut short by us: not a sample of the provider
+            if not _says_anything(event):
+                return  # the person's, the caller's or our own failure: not the provider's health
             key = (event.provider, event.region)
             minute_key = (*key, event.timestamp.replace(second=0, microsecond=0))
             # get-then-create: setdefault would build a tally (and its histogram) per event.
@@ -216,12 +247,19 @@ class _PageFold:
             tally.histogram[latency_bucket(event.response_time_ms)] += 1
         elif isinstance(event, ProviderFailed):
             self.errors[(event.provider, event.region)] = (note.id, event)  # log order: last wins
-        elif isinstance(event, BreakerOpened | BreakerHalfOpened | BreakerClosed):
+        elif isinstance(event, _BREAKER_EVENTS) and event.institution_id is None:
             state, until, reason = "closed", None, None
             if isinstance(event, BreakerOpened):
                 state, until, reason = "open", event.open_until, event.reason
             elif isinstance(event, BreakerHalfOpened):
                 state = "half_open"
+            elif isinstance(event, BreakerForced):
+                state = "open" if event.state == "open" else "closed"
+                until = event.until if event.state == "open" else None
+                reason = f"held {event.state} by {event.actor} until {event.until:%H:%M:%S}Z: "
+                reason += event.reason
+            elif isinstance(event, BreakerReleased):
+                reason = f"released by {event.actor}: {event.reason}"
             self.breakers[(event.provider, event.region)] = (
                 event.provider,
                 event.region,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.breakers import BreakersProjection
 from projections.connection_attempts import ConnectionAttemptsProjection
 from projections.connection_status import ConnectionStatusProjection
 from projections.engine import Projection
@@ -15,6 +16,7 @@ from projections.sync_log import SyncLogProjection
 def all_projections() -> list[Projection]:
     return [
         ProviderHealthProjection(),
+        BreakersProjection(),
         ConnectionAttemptsProjection(),
         ConnectionStatusProjection(),
         SyncLogProjection(),

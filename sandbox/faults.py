@@ -51,6 +51,15 @@ class _Armed(msgspec.Struct, kw_only=True):
     recent: deque[float] = msgspec.field(default_factory=deque)  # quota: calls let through
 
 
+def _about(fault: Fault, context: RequestContext) -> bool:
+    """Whether a fault's institution and region filters take in `context` (any endpoint)."""
+    if fault.institution is not None and fault.institution != context.institution_id:
+        return False
+    if fault.institution_name is not None and fault.institution_name != context.institution_name:
+        return False
+    return fault.region is None or fault.region == context.region
+
+
 class FaultBook:
     """The armed faults, the active scenario's faults, and the calls each endpoint received."""
 
@@ -206,6 +215,21 @@ class FaultBook:
                 return None
             return max(fault.end_s - (now - armed.since), 0.0)
         return fault.retry_after_s
+
+    def active(self, provider: str, context: RequestContext) -> list[tuple[Fault, float]]:
+        """The faults that would apply to a call about `context` now, each with how
+        long ago (seconds) it started applying; nothing is counted or rolled."""
+        now = self._clock()
+        found = []
+        for armed in [*self._armed, *self._scenario_faults]:
+            fault = armed.fault
+            if fault.provider != provider or not fault.active(now - armed.since):
+                continue
+            if not _about(fault, context):
+                continue
+            started = armed.since + (fault.start_s or 0.0)
+            found.append((fault, now - started))
+        return found
 
     def faults(self) -> list[dict[str, Any]]:
         return [

@@ -383,12 +383,21 @@ def _sync_answer(
     )
 
 
+def _through_the_bank(fault: Fault, endpoint: str) -> bool:
+    """A bank's outage reaches the calls that go through the bank, not Plaid's own
+    directory of institutions (which reports the outage, in its status)."""
+    about_a_bank = fault.institution is not None or fault.institution_name is not None
+    return not (about_a_bank and fault.endpoint is None and endpoint.startswith("/institutions/"))
+
+
 def create_plaid_app(prefix: str = "/plaid") -> web.Application:
     """Plaid's routes, to be mounted under `prefix` on the sandbox app."""
     # Imported here: the link routes build on this module's error bodies.
     from sandbox.plaid_link_api import add_link_routes, plaid_context  # noqa: PLC0415
 
-    middleware = fault_middleware("plaid", prefix, _fault_response, context=plaid_context)
+    middleware = fault_middleware(
+        "plaid", prefix, _fault_response, accepts=_through_the_bank, context=plaid_context
+    )
     app = web.Application(middlewares=[middleware])
     app[_REQUEST_IDS] = itertools.count(1)
     app.router.add_post("/accounts/get", accounts_get)

@@ -11,8 +11,9 @@ from aiohttp import web
 from sandbox.faults import RequestContext
 from sandbox.institutions import FakeInstitution, by_id, directory, search
 from sandbox.links import LINKS, PlaidSession
-from sandbox.middleware import SEED
+from sandbox.middleware import FAULT_BOOK, SEED
 from sandbox.plaid_api import error_response, request_id
+from sandbox.plaid_status import institution_status
 from sandbox.webhooks import PLAID_SIGNING_KEY
 
 T = TypeVar("T")
@@ -158,7 +159,10 @@ async def institutions_get_by_id(request: web.Request) -> web.Response:
     found = by_id(request.config_dict[SEED], "plaid", req.institution_id)
     if found is None:
         return error_response(request, "INVALID_INSTITUTION", "invalid institution_id provided")
-    body = {"institution": _institution(found), "request_id": request_id(request)}
+    institution = _institution(found)
+    if (req.options or {}).get("include_status"):
+        institution["status"] = institution_status(request.config_dict[FAULT_BOOK], found)
+    body = {"institution": institution, "request_id": request_id(request)}
     return web.json_response(body)
 
 

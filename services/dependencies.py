@@ -17,6 +17,7 @@ from services.institutions.handlers import Institutions
 from services.orchestrator import Orchestrator
 from services.ports import DeferralPort, EventStorePort, FeedIndexPort, FeedReaderPort
 from services.reconciliation.matcher import Tolerance
+from services.resilience.board import BreakerBoard
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 
 
@@ -32,6 +33,8 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     rng: random.Random = msgspec.field(default_factory=random.Random)
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
     institutions: Institutions | None = None
+    # The replica's breakers, for operators' holds (`breaker.force` / `breaker.release`).
+    breakers: BreakerBoard | None = None
     # How alike two providers' reports of one purchase must be (reconciliation).
     tolerance: Tolerance = msgspec.field(default_factory=Tolerance)
     # Fault injection for crash tests: called at named points of a sync

@@ -40,6 +40,8 @@ class CallRun:
         self.skipped: list[str] = []
         self.waits: list[float] = []  # when skipped or failed providers said to come back
         self.last_error: ErrorInfo | None = None
+        # The bank the command is about: its breaker at each provider is asked too.
+        self.institution_id: str | None = None
 
     def finish(self, **fields: Any) -> Outcome:
         used = fields.get("provider")

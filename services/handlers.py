@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from events.commands import (
     Command,
     CreateLink,
+    ForceBreaker,
     GetAccounts,
     MapInstitution,
     ReadFeed,
     RegisterConnection,
+    ReleaseBreaker,
     SyncTransactions,
 )
+from services.control_breaker import force_breaker, release_breaker
 from services.create_link import create_link
 from services.dependencies import Dependencies, Handler
 from services.institutions.handlers import map_institution
@@ -36,4 +39,6 @@ HANDLERS: Mapping[type[Command], Handler] = {
     GetAccounts: sync_connection,
     CreateLink: create_link,
     MapInstitution: map_institution,
+    ForceBreaker: force_breaker,
+    ReleaseBreaker: release_breaker,
 }

@@ -57,7 +57,9 @@ MAX_PAGES_PER_SYNC = 10
 class BreakerGate(Protocol):
     """Whether a provider may be called now (the breaker board answers this)."""
 
-    async def permit(self, provider: str, region: str, command_id: str) -> Permit: ...
+    async def permit(
+        self, provider: str, region: str, command_id: str, institution_id: str | None = None
+    ) -> Permit: ...
 
 
 DEFAULT_IN_CALL_RETRIES: Mapping[str, int] = {"network": 1}
@@ -115,10 +117,18 @@ class Orchestrator:
         return (deadline - self._wall_clock()).total_seconds()
 
     async def execute_with_failover(
-        self, cmd: Command, links: Sequence[LinkCredentials], region: str
+        self,
+        cmd: Command,
+        links: Sequence[LinkCredentials],
+        region: str,
+        *,
+        institution_id: str | None = None,
     ) -> Outcome:
+        """`institution_id` is the connection's bank (syncyard's id), whose breaker at
+        each provider is asked too; absent, the command's own `institution_id`."""
         candidates, ranking = self._ranked(cmd, links, region)
         run = CallRun(candidates, ranking, self._clock)
+        run.institution_id = institution_id or cmd.institution_id
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner
@@ -277,7 +287,9 @@ class Orchestrator:
     ) -> bool:
         """Breaker, then rate limit: a provider either would fail or must not be called."""
         if self.gate is not None:
-            permit = await self.gate.permit(link.provider, region, cmd.command_id)
+            permit = await self.gate.permit(
+                link.provider, region, cmd.command_id, institution_id=run.institution_id
+            )
             if not permit.allowed:
                 # Skipped without a call: the breaker already knows this would fail.
                 run.skipped.append(f"{link.provider}: {permit.reason}")

@@ -68,7 +68,9 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
     if state.links and not links:
         outcome = _no_usable_link(state, deps.now())
     else:
-        outcome = await deps.orchestrator.execute_with_failover(cmd, links, state.region)
+        outcome = await deps.orchestrator.execute_with_failover(
+            cmd, links, state.region, institution_id=state.institution_id
+        )
     feed = None
     if isinstance(cmd, SyncTransactions) and outcome.success:
         feed = await plan_feed(deps, state, outcome)

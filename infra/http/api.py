@@ -71,6 +71,7 @@ ROUTES = [
     web.get("/v1/providers/health", read.providers_health),
     web.get("/v1/providers/reliability", read.providers_reliability),
     web.get("/v1/providers/failover-rates", read.providers_failover_rates),
+    web.get("/v1/breakers", read.breakers_view),
     web.get("/v1/connections/{account_id}/history", read.connection_history_view),
     web.get("/v1/connections/{account_id}/status", read.connection_status_view),
     web.get("/v1/connections/{account_id}/syncs", read.connection_syncs_view),

@@ -37,6 +37,7 @@ RESPONSE_TYPES: dict[str, type[msgspec.Struct]] = {
     "/v1/providers/health": body.ProviderHealth,
     "/v1/providers/reliability": body.ProviderReliability,
     "/v1/providers/failover-rates": body.FailoverRates,
+    "/v1/breakers": body.Breakers,
     "/v1/connections/{account_id}/history": body.ConnectionHistory,
     "/v1/connections/{account_id}/status": body.ConnectionStatuses,
     "/v1/connections/{account_id}/syncs": body.ConnectionSyncs,
@@ -138,6 +139,21 @@ OPERATIONS: dict[OperationKey, Operation] = {
         "Per provider, region and hour: calls, failovers away from the provider, their rate",
         [_days(1), REGION, AS_OF],
         "Failover rates by hour",
+    ),
+    ("get", "/v1/breakers"): _get(
+        "Every breaker that ever changed state: per provider and bank, and provider-wide; "
+        "what opened it (failed calls or the provider's status report, and whose trouble), "
+        "operators' holds (`POST /v1/breakers/force`)",
+        [
+            PROVIDER,
+            REGION,
+            _q(
+                "state",
+                "`not_closed`: only open, half-open or held breakers",
+                {"type": "string", "enum": ["not_closed"]},
+            ),
+        ],
+        "Breakers",
     ),
     ("get", "/v1/connections/{account_id}/history"): _get(
         "Every provider call for the account: attempt type, status, error, response time, "

@@ -27,6 +27,7 @@ from infra.http.params import (
     reject_unknown,
     text_param,
 )
+from projections.breakers import list_breakers
 from projections.connection_attempts import connection_history
 from projections.connection_status import connection_status
 from projections.feed import last_position, read_feed
@@ -73,6 +74,16 @@ async def providers_health(request: web.Request) -> web.Response:
             provider=provider,
         )
     return json_response(body.ProviderHealth(region=region, as_of=now, providers=rows))
+
+
+async def breakers_view(request: web.Request) -> web.Response:
+    query = request.query
+    reject_unknown(query, ("region", "provider", "state"))
+    region, provider = region_param(query), provider_param(query)
+    not_closed = choice_param(query, "state", ("not_closed",)) is not None
+    async with request.app[POOL].acquire() as conn:
+        rows = await list_breakers(conn, provider=provider, region=region, not_closed=not_closed)
+    return json_response(body.Breakers(breakers=rows))
 
 
 async def providers_reliability(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
+from projections.breakers import BreakerRow
 from projections.connection_attempts import AttemptRow
 from projections.connection_status import ConnectionStatusRow
 from projections.health_rules import HealthStatus
@@ -53,6 +54,13 @@ class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
     region: str | None
     as_of: Time
     providers: list[ProviderHealthRow]
+
+
+class Breakers(msgspec.Struct, frozen=True, kw_only=True):
+    """Every breaker that ever changed state (the others are closed): per provider and
+    bank, and provider-wide (`institution_id` null), with operators' holds."""
+
+    breakers: list[BreakerRow]
 
 
 class ProviderReliability(msgspec.Struct, frozen=True, kw_only=True):

@@ -24,7 +24,7 @@ from events.connection import (
     SyncDeferred,
     SyncFailed,
 )
-from events.errors import ErrorInfo
+from events.errors import ErrorInfo, blame_of
 from events.feed import FeedAppended, FeedEntry, Recognition
 from events.results import CommandResult
 from services.connections.evolve import evolve, fold
@@ -187,6 +187,8 @@ def decide_outcome(
                 error_code=attempt.error.code if attempt.error else None,
                 error_message=attempt.error.message if attempt.error else None,
                 error_type=attempt.error.type if attempt.error else None,
+                institution_id=state.institution_id,
+                blame=blame_of(attempt.error) if attempt.error else None,
             )
         )
         if attempt.error is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -20,25 +20,32 @@ from events.base import DomainEvent
 from events.breaker import (
     BREAKER_EVENT_TYPES,
     BreakerClosed,
+    BreakerForced,
     BreakerHalfOpened,
     BreakerOpened,
+    BreakerReleased,
+    ForcedState,
+    ProviderStatusReport,
+    StatusBlame,
 )
 from events.connection import ConnectionAttempted
 from services.resilience.domain import (
     Breaker,
-    Observation,
-    Window,
+    decide_force,
     decide_on_call,
+    decide_on_status,
     decide_on_tick,
     decide_probe,
+    decide_release,
     evolve,
     new_breaker,
 )
 from services.resilience.keyed_lock import KeyedLocks
-from services.resilience.policy import PolicyBook
+from services.resilience.policy import BreakerPolicy, PolicyBook
+from services.resilience.window import Observation, Scope, Window
 
 log = logging.getLogger(__name__)
-_RESETS = (BreakerOpened, BreakerHalfOpened, BreakerClosed)
+_RESETS = (BreakerOpened, BreakerHalfOpened, BreakerClosed, BreakerForced, BreakerReleased)
 
 
 class BreakerRecorder(abc.ABC):
@@ -61,78 +68,122 @@ class Permit(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Entry:
-    def __init__(self, breaker: Breaker) -> None:
+    def __init__(self, breaker: Breaker, policy: BreakerPolicy) -> None:
         self.breaker = breaker
-        self.window = Window()
+        scope: Scope = "provider" if breaker.institution_id is None else "institution"
+        self.window = Window(scope, spanning_institutions=policy.spanning_institutions)
         self.last_reason = ""
 
 
+Key = tuple[str, str, str | None]  # provider, region, institution (None: provider-wide)
+
+
+def _describe(key: Key) -> str:
+    provider, region, institution = key
+    return f"{provider}/{region}" + (f" at {institution}" if institution else "")
+
+
 class BreakerBoard:
+    """Every breaker this replica knows: per provider, region and institution, and the
+    provider-wide one per provider and region that a call must also pass."""
+
     def __init__(
         self, recorder: BreakerRecorder, policies: PolicyBook, clock: Callable[[], datetime]
     ) -> None:
         self.recorder = recorder
         self.policies = policies
         self.clock = clock
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._entries: dict[Key, _Entry] = {}
         self._loading = KeyedLocks()
         self._admitting = KeyedLocks()
 
-    def status(self, provider: str, region: str) -> str:
-        entry = self._entries.get((provider, region))
+    def status(self, provider: str, region: str, institution_id: str | None = None) -> str:
+        entry = self._entries.get((provider, region, institution_id))
         return entry.breaker.status if entry else "closed"
 
-    def snapshot(self) -> dict[str, str]:
-        return {f"{p}/{r}": e.breaker.status for (p, r), e in self._entries.items()}
+    def breaker(self, provider: str, region: str, institution_id: str | None = None) -> Breaker:
+        entry = self._entries.get((provider, region, institution_id))
+        return entry.breaker if entry else new_breaker(provider, region, institution_id)
 
-    async def _entry(self, provider: str, region: str) -> _Entry:
-        key = (provider, region)
+    def snapshot(self) -> dict[str, str]:
+        return {
+            "/".join(part for part in key if part): e.breaker.status
+            for key, e in self._entries.items()
+        }
+
+    async def _entry(self, provider: str, region: str, institution_id: str | None = None) -> _Entry:
+        key = (provider, region, institution_id)
         entry = self._entries.get(key)
         if entry is not None:
             return entry
         async with self._loading.hold(key):
             entry = self._entries.get(key)
             if entry is None:
-                breaker = new_breaker(provider, region)
+                breaker = new_breaker(provider, region, institution_id)
                 for event in await self.recorder.load(breaker):
                     breaker = evolve(breaker, event)
-                entry = self._entries[key] = _Entry(breaker)
+                entry = _Entry(breaker, self.policies.for_(provider, region))
+                if breaker.forced is not None:
+                    entry.last_reason = (
+                        f"held {breaker.forced} by {breaker.forced_by}: {breaker.forced_reason}"
+                    )
+                self._entries[key] = entry
             return entry
 
-    async def permit(self, provider: str, region: str, command_id: str) -> Permit:
-        """May this command call `provider` in `region` now?"""
-        entry = await self._entry(provider, region)
-        await self._record(entry, decide_on_tick(entry.breaker, self.clock()))
+    async def permit(
+        self, provider: str, region: str, command_id: str, institution_id: str | None = None
+    ) -> Permit:
+        """May this command call `provider` in `region` (for `institution_id`'s bank) now?
+
+        Both breakers must let it through: the provider-wide one, and the one of
+        the provider at that bank when the connection names its bank.
+        """
+        entries = [await self._entry(provider, region)]
+        if institution_id is not None:
+            entries.append(await self._entry(provider, region, institution_id))
+        now = self.clock()
+        for entry in entries:
+            await self._record(entry, decide_on_tick(entry.breaker, now))
+        for entry in entries:
+            if entry.breaker.status == "open":
+                return self._refusal(entry)
+        probe = False
+        for entry in entries:
+            if entry.breaker.status == "half_open":
+                if not await self._admit_probe(entry, command_id):
+                    return Permit(
+                        allowed=False,
+                        reason=f"breaker {_describe(entry.breaker.key)} half-open: "
+                        "a probe is already in flight",
+                        retry_after_s=self.policies.for_(provider, region).probe_timeout_s,
+                    )
+                probe = True
+        return Permit(allowed=True, probe=probe)
+
+    def _refusal(self, entry: _Entry) -> Permit:
         breaker = entry.breaker
-        if breaker.status == "closed":
-            return Permit(allowed=True)
-        if breaker.status == "open":
-            until = f"{breaker.open_until:%H:%M:%S}Z" if breaker.open_until else "later"
-            wait = (
-                (breaker.open_until - self.clock()).total_seconds() if breaker.open_until else None
-            )
-            return Permit(
-                allowed=False,
-                reason=f"breaker open until {until}: {entry.last_reason}",
-                retry_after_s=wait,
-            )
-        policy = self.policies.for_(provider, region)
-        # One admission at a time per breaker in this replica; across replicas
-        # the event store's version check picks one winner.
-        async with self._admitting.hold((provider, region)):
-            admitted = decide_probe(entry.breaker, entry.window, command_id, policy, self.clock())
-            if admitted and await self._record(entry, admitted):
-                return Permit(allowed=True, probe=True)
+        until = f"{breaker.open_until:%H:%M:%S}Z" if breaker.open_until else "later"
+        wait = (breaker.open_until - self.clock()).total_seconds() if breaker.open_until else None
+        held = " (held by an operator)" if breaker.forced == "open" else ""
+        where = f" at {breaker.institution_id}" if breaker.institution_id else ""
         return Permit(
             allowed=False,
-            reason="breaker half-open: a probe is already in flight",
-            retry_after_s=policy.probe_timeout_s,
+            reason=f"breaker{where} open until {until}{held}: {entry.last_reason}",
+            retry_after_s=wait,
         )
+
+    async def _admit_probe(self, entry: _Entry, command_id: str) -> bool:
+        breaker = entry.breaker
+        policy = self.policies.for_(breaker.provider, breaker.region)
+        # One admission at a time per breaker in this replica; across replicas
+        # the event store's version check picks one winner.
+        async with self._admitting.hold(breaker.key):
+            admitted = decide_probe(entry.breaker, entry.window, command_id, policy, self.clock())
+            return bool(admitted) and await self._record(entry, admitted)
 
     async def observe(self, event: DomainEvent) -> None:
         """Feed one event from the log: a finished call, or another replica's transition."""
         if isinstance(event, ConnectionAttempted):
-            entry = await self._entry(event.provider, event.region)
             call = Observation(
                 notification_id=0,
                 command_id=event.command_id,
@@ -141,19 +192,89 @@ class BreakerBoard:
                 error_type=event.error_type,
                 error_code=event.error_code,
                 response_time_ms=event.response_time_ms,
+                blame=event.blame,
+                institution_id=event.institution_id,
             )
             policy = self.policies.for_(event.provider, event.region)
-            await self._record(
-                entry, decide_on_call(entry.breaker, entry.window, call, policy, self.clock())
-            )
+            keys: list[str | None] = [None]
+            if event.institution_id is not None:
+                keys.append(event.institution_id)
+            for institution_id in keys:
+                entry = await self._entry(event.provider, event.region, institution_id)
+                await self._record(
+                    entry, decide_on_call(entry.breaker, entry.window, call, policy, self.clock())
+                )
         elif isinstance(event, BREAKER_EVENT_TYPES):
-            entry = await self._entry(event.provider, event.region)
+            entry = await self._entry(event.provider, event.region, event.institution_id)
             if event.originator_version > entry.breaker.version:
                 self._apply(entry, event)
 
+    async def force(
+        self,
+        provider: str,
+        region: str,
+        institution_id: str | None,
+        *,
+        state: ForcedState,
+        duration_s: float,
+        actor: str,
+        reason: str,
+        command_id: str,
+    ) -> Breaker:
+        """Hold a breaker open or closed for `duration_s` (an audited operator's decision)."""
+        entry = await self._entry(provider, region, institution_id)
+        now = self.clock()
+        until = now + timedelta(seconds=duration_s)
+        while True:
+            events = decide_force(
+                entry.breaker,
+                state=state,
+                until=until,
+                actor=actor,
+                reason=reason,
+                command_id=command_id,
+                now=now,
+            )
+            if not events or await self._record(entry, events):
+                return entry.breaker
+
+    async def release(
+        self,
+        provider: str,
+        region: str,
+        institution_id: str | None,
+        *,
+        actor: str,
+        reason: str,
+        command_id: str,
+    ) -> Breaker:
+        """End a hold, or close an open breaker with a fresh count."""
+        entry = await self._entry(provider, region, institution_id)
+        while True:
+            events = decide_release(
+                entry.breaker, actor=actor, reason=reason, command_id=command_id, now=self.clock()
+            )
+            if not events or await self._record(entry, events):
+                return entry.breaker
+
+    async def provider_status(
+        self,
+        provider: str,
+        region: str,
+        institution_id: str,
+        reports: list[ProviderStatusReport],
+        blame: StatusBlame,
+    ) -> bool:
+        """What the provider publishes about the bank: True when it opened the breaker."""
+        entry = await self._entry(provider, region, institution_id)
+        policy = self.policies.for_(provider, region)
+        await self._record(entry, decide_on_tick(entry.breaker, self.clock()))
+        events = decide_on_status(entry.breaker, reports, blame, policy, self.clock())
+        return await self._record(entry, events)
+
     async def tick(self) -> None:
-        """Move breakers whose open timeout passed to half-open (a durable timer: the
-        deadline is in the BreakerOpened event, so it survives restarts)."""
+        """Move breakers whose open timeout passed to half-open, and end expired holds
+        (durable timers: the deadlines are in the events, so they survive restarts)."""
         now = self.clock()
         for entry in list(self._entries.values()):
             await self._record(entry, decide_on_tick(entry.breaker, now))
@@ -164,6 +285,8 @@ class BreakerBoard:
             entry.window.reset()
         if isinstance(event, BreakerOpened):
             entry.last_reason = event.reason
+        elif isinstance(event, BreakerForced):
+            entry.last_reason = f"held {event.state} by {event.actor}: {event.reason}"
 
     async def _record(self, entry: _Entry, events: list[DomainEvent]) -> bool:
         if not events:
@@ -171,12 +294,7 @@ class BreakerBoard:
         if await self.recorder.append(events):
             for event in events:
                 self._apply(entry, event)
-            log.info(
-                "breaker %s/%s: %s",
-                entry.breaker.provider,
-                entry.breaker.region,
-                type(events[-1]).__name__,
-            )
+            log.info("breaker %s: %s", _describe(entry.breaker.key), type(events[-1]).__name__)
             return True
         # Another replica recorded a transition first: catch up with its stream.
         for event in await self.recorder.load(entry.breaker):

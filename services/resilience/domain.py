@@ -1,7 +1,9 @@
-"""The `ProviderBreaker` aggregate and its sliding window: pure decisions, no I/O.
+"""The `ProviderBreaker` aggregate: pure decisions, no I/O.
 
-The aggregate's state comes from its own events (opened, half-opened, probes
-admitted, closed). The window of recent calls comes from the notification log
+One breaker per provider, region and institution, plus one per provider and
+region (`institution_id` None) for the provider's own failures. The aggregate's
+state comes from its own events (opened, half-opened, probes admitted, closed,
+forced, released). The window of recent calls comes from the notification log
 (`ConnectionAttempted` events), which every replica reads in the same order,
 so every replica reaches the same decision; the event store's version check
 then lets exactly one of them record it.
@@ -10,7 +12,6 @@ then lets exactly one of them record it.
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from datetime import datetime, timedelta
 from functools import singledispatch
 from typing import Literal
@@ -20,56 +21,37 @@ import msgspec
 from events.base import DomainEvent
 from events.breaker import (
     BreakerClosed,
+    BreakerForced,
     BreakerHalfOpened,
     BreakerOpened,
     BreakerProbeAdmitted,
+    BreakerReleased,
     CountedCall,
+    ForcedState,
+    ProviderStatusReport,
+    StatusBlame,
 )
 from services.resilience.policy import BreakerPolicy
+from services.resilience.window import Observation, Window
+
+__all__ = ["Breaker", "Observation", "Window", "breaker_id_for", "new_breaker"]
 
 _NAMESPACE = uuid.UUID("0b6d3d1e-92a4-4b53-8d0c-3b1f5e0f7a10")
 BreakerStatus = Literal["closed", "open", "half_open"]
 
 
-def breaker_id_for(provider: str, region: str) -> uuid.UUID:
-    return uuid.uuid5(_NAMESPACE, f"breaker/{provider}/{region}")
-
-
-class Observation(msgspec.Struct, frozen=True, kw_only=True):
-    """One finished provider call as the log reports it."""
-
-    notification_id: int
-    command_id: str
-    at: datetime
-    outcome: str
-    error_type: str | None
-    error_code: str | None
-    response_time_ms: float
-
-    def failed(self, policy: BreakerPolicy) -> bool:
-        if self.outcome in ("success", "cancelled"):
-            return False
-        kind = "network" if self.outcome == "timeout" else (self.error_type or "unknown")
-        return kind in policy.counted_errors
-
-    def slow(self, policy: BreakerPolicy) -> bool:
-        return policy.slow_call_ms is not None and self.response_time_ms >= policy.slow_call_ms
-
-    def counted(self) -> CountedCall:
-        return CountedCall(
-            notification_id=self.notification_id,
-            command_id=self.command_id,
-            at=self.at,
-            outcome=self.outcome,
-            error_code=self.error_code,
-            response_time_ms=self.response_time_ms,
-        )
+def breaker_id_for(provider: str, region: str, institution_id: str | None = None) -> uuid.UUID:
+    """Deterministic: every replica (and an auditor) finds the same stream."""
+    if institution_id is None:
+        return uuid.uuid5(_NAMESPACE, f"breaker/{provider}/{region}")
+    return uuid.uuid5(_NAMESPACE, f"breaker/{provider}/{region}/{institution_id}")
 
 
 class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     provider: str
     region: str
+    institution_id: str | None = None
     version: int = 0
     status: BreakerStatus = "closed"
     open_until: datetime | None = None
@@ -78,65 +60,32 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     probe_admitted_at: dict[str, datetime] = {}
     # Calls that finished before the last transition belong to the previous state.
     last_transition_at: datetime | None = None
+    # An operator's hold: the state it is held in, until when, by whom and why.
+    forced: ForcedState | None = None
+    forced_until: datetime | None = None
+    forced_by: str = ""
+    forced_reason: str = ""
+    forced_command: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.provider, self.region, self.institution_id)
+
+    def _names(self) -> dict[str, str | None]:
+        return {
+            "provider": self.provider,
+            "region": self.region,
+            "institution_id": self.institution_id,
+        }
 
 
-def new_breaker(provider: str, region: str) -> Breaker:
-    return Breaker(id=breaker_id_for(provider, region), provider=provider, region=region)
-
-
-class Window:
-    """Recent calls, pruned by time or count, with running failure and slow counts
-    (a breaker sees every call: a recount per call would cost O(window));
-    plus what probes reported since half-opening."""
-
-    def __init__(self) -> None:
-        self.calls: deque[tuple[Observation, bool, bool]] = deque()
-        self.failures = 0
-        self.slow = 0
-        self.probe_results: dict[str, bool] = {}
-
-    def reset(self) -> None:
-        """A transition starts a fresh count: old failures must not re-trip a closed breaker."""
-        self.calls.clear()
-        self.failures = self.slow = 0
-        self.probe_results.clear()
-
-    def add(self, call: Observation, policy: BreakerPolicy, now: datetime) -> None:
-        failed, slow = call.failed(policy), call.slow(policy)
-        self.calls.append((call, failed, slow))
-        self.failures += failed
-        self.slow += slow
-        self.prune(policy, now)
-
-    def _drop_oldest(self) -> None:
-        _, failed, slow = self.calls.popleft()
-        self.failures -= failed
-        self.slow -= slow
-
-    def prune(self, policy: BreakerPolicy, now: datetime) -> None:
-        if policy.window_kind == "count":
-            while len(self.calls) > policy.window_calls:
-                self._drop_oldest()
-        else:
-            horizon = now - timedelta(seconds=policy.window_s)
-            while self.calls and self.calls[0][0].at < horizon:
-                self._drop_oldest()
-
-    def counted(self) -> list[CountedCall]:
-        """The calls that count against the provider, for the BreakerOpened event."""
-        return [call.counted() for call, failed, slow in self.calls if failed or slow]
-
-    def trip_reason(self, policy: BreakerPolicy) -> str | None:
-        """Why this window should open the breaker, or None."""
-        total, failures = len(self.calls), self.failures
-        if policy.failure_threshold is not None and failures >= policy.failure_threshold:
-            return f"{failures} failures within the window (threshold {policy.failure_threshold})"
-        if total >= policy.minimum_calls:
-            if policy.failure_rate is not None and failures / total >= policy.failure_rate:
-                return f"failure rate {failures / total:.0%} over {total} calls"
-            if policy.slow_call_rate is not None and self.slow / total >= policy.slow_call_rate:
-                return f"slow-call rate {self.slow / total:.0%} over {total} calls"
-        return None
+def new_breaker(provider: str, region: str, institution_id: str | None = None) -> Breaker:
+    return Breaker(
+        id=breaker_id_for(provider, region, institution_id),
+        provider=provider,
+        region=region,
+        institution_id=institution_id,
+    )
 
 
 def _open(
@@ -146,11 +95,10 @@ def _open(
         originator_id=breaker.id,
         originator_version=breaker.version + 1,
         timestamp=now,
-        provider=breaker.provider,
-        region=breaker.region,
         reason=reason,
         open_until=now + timedelta(seconds=policy.open_timeout_s),
         calls=calls,
+        **breaker._names(),  # type: ignore[arg-type]
     )
 
 
@@ -158,6 +106,8 @@ def decide_on_call(
     breaker: Breaker, window: Window, call: Observation, policy: BreakerPolicy, now: datetime
 ) -> list[DomainEvent]:
     """Fold one finished call into the window; say whether the breaker must change."""
+    if breaker.forced is not None:
+        return []  # an operator holds it: the calls change nothing until released
     if breaker.last_transition_at is not None and call.at < breaker.last_transition_at:
         return []
     if breaker.status == "closed":
@@ -185,10 +135,15 @@ def _probe_finished(
     if call.command_id in window.probe_results:
         return []
     # A probe cancelled by a faster hedge did not show health: keep the breaker open.
-    if call.failed(policy) or call.slow(policy) or call.outcome == "cancelled":
+    # A probe that failed for another breaker's reason (the person's login, the
+    # caller's cursor) says nothing of this one's: it neither closes nor reopens it.
+    if call.outcome == "cancelled" or window.failed(call) or call.slow(policy):
         window.probe_results[call.command_id] = False
         reason = f"probe {call.command_id} failed ({call.error_code or call.outcome})"
         return [_open(breaker, reason, [call.counted()], policy, now)]
+    if call.whose() is not None:
+        window.probe_results[call.command_id] = False  # no verdict, but no longer in flight
+        return []
     window.probe_results[call.command_id] = True
     successes = sum(window.probe_results.values())
     if successes < policy.successes_to_close:
@@ -198,22 +153,34 @@ def _probe_finished(
             originator_id=breaker.id,
             originator_version=breaker.version + 1,
             timestamp=now,
-            provider=breaker.provider,
-            region=breaker.region,
             successes=successes,
+            **breaker._names(),  # type: ignore[arg-type]
         )
     ]
 
 
 def decide_on_tick(breaker: Breaker, now: datetime) -> list[DomainEvent]:
+    """Time's transitions: an expired hold ends; an open timeout half-opens."""
+    if breaker.forced is not None:
+        if breaker.forced_until is not None and now >= breaker.forced_until:
+            return [
+                BreakerReleased(
+                    originator_id=breaker.id,
+                    originator_version=breaker.version + 1,
+                    timestamp=now,
+                    actor="syncyard",
+                    reason=f"{breaker.forced_by}'s hold expired",
+                    **breaker._names(),  # type: ignore[arg-type]
+                )
+            ]
+        return []
     if breaker.status == "open" and breaker.open_until is not None and now >= breaker.open_until:
         return [
             BreakerHalfOpened(
                 originator_id=breaker.id,
                 originator_version=breaker.version + 1,
                 timestamp=now,
-                provider=breaker.provider,
-                region=breaker.region,
+                **breaker._names(),  # type: ignore[arg-type]
             )
         ]
     return []
@@ -236,7 +203,7 @@ def decide_probe(
     breaker: Breaker, window: Window, command_id: str, policy: BreakerPolicy, now: datetime
 ) -> list[DomainEvent]:
     """Half-open lets `half_open_permitted_calls` probes through at a time."""
-    if breaker.status != "half_open":
+    if breaker.status != "half_open" or breaker.forced is not None:
         return []
     if probes_in_flight(breaker, window, policy, now) >= policy.half_open_permitted_calls:
         return []
@@ -245,9 +212,84 @@ def decide_probe(
             originator_id=breaker.id,
             originator_version=breaker.version + 1,
             timestamp=now,
-            provider=breaker.provider,
-            region=breaker.region,
             command_id=command_id,
+            **breaker._names(),  # type: ignore[arg-type]
+        )
+    ]
+
+
+def decide_force(
+    breaker: Breaker,
+    *,
+    state: ForcedState,
+    until: datetime,
+    actor: str,
+    reason: str,
+    command_id: str,
+    now: datetime,
+) -> list[DomainEvent]:
+    """Hold the breaker open or closed until `until`; a resent command records nothing."""
+    if breaker.forced_command == command_id:
+        return []
+    return [
+        BreakerForced(
+            originator_id=breaker.id,
+            originator_version=breaker.version + 1,
+            timestamp=now,
+            state=state,
+            actor=actor,
+            reason=reason,
+            until=until,
+            command_id=command_id,
+            **breaker._names(),  # type: ignore[arg-type]
+        )
+    ]
+
+
+def decide_release(
+    breaker: Breaker, *, actor: str, reason: str, command_id: str, now: datetime
+) -> list[DomainEvent]:
+    """End a hold (or, as Polly's `Reset()`, close an open breaker); nothing when closed."""
+    if breaker.forced is None and breaker.status == "closed":
+        return []
+    return [
+        BreakerReleased(
+            originator_id=breaker.id,
+            originator_version=breaker.version + 1,
+            timestamp=now,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+            **breaker._names(),  # type: ignore[arg-type]
+        )
+    ]
+
+
+def decide_on_status(
+    breaker: Breaker,
+    reports: list[ProviderStatusReport],
+    blame: StatusBlame,
+    policy: BreakerPolicy,
+    now: datetime,
+) -> list[DomainEvent]:
+    """The provider says a product is DOWN at this institution: open before calls fail.
+
+    An open breaker stays as it is (its timeout runs); a half-open one re-opens:
+    the provider still reports the product down, so a probe would only fail.
+    """
+    down = [r for r in reports if r.status == "DOWN"]
+    if not down or breaker.forced is not None or breaker.status == "open":
+        return []
+    products = ", ".join(r.product for r in down)
+    whose = "the provider's own errors" if blame == "provider" else "the institution's errors"
+    return [
+        msgspec.structs.replace(
+            _open(
+                breaker, f"{breaker.provider} reports {products} DOWN ({whose})", [], policy, now
+            ),
+            source="provider_status",
+            blame=blame,
+            status=reports,
         )
     ]
 
@@ -303,6 +345,43 @@ def _(event: BreakerClosed, breaker: Breaker) -> Breaker:
         probes=(),
         probe_admitted_at={},
         last_transition_at=event.timestamp,
+    )
+
+
+@_apply.register
+def _(event: BreakerForced, breaker: Breaker) -> Breaker:
+    return msgspec.structs.replace(
+        breaker,
+        version=event.originator_version,
+        status="open" if event.state == "open" else "closed",
+        open_until=event.until if event.state == "open" else None,
+        half_opened_at=None,
+        probes=(),
+        probe_admitted_at={},
+        last_transition_at=event.timestamp,
+        forced=event.state,
+        forced_until=event.until,
+        forced_by=event.actor,
+        forced_reason=event.reason,
+        forced_command=event.command_id,
+    )
+
+
+@_apply.register
+def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
+    return msgspec.structs.replace(
+        breaker,
+        version=event.originator_version,
+        status="closed",
+        open_until=None,
+        half_opened_at=None,
+        probes=(),
+        probe_admitted_at={},
+        last_transition_at=event.timestamp,
+        forced=None,
+        forced_until=None,
+        forced_by="",
+        forced_reason="",
     )
 
 

@@ -46,6 +46,7 @@ ALLOWED: dict[str, set[str] | str] = {
     "/v1/providers/health": READERS,
     "/v1/providers/reliability": READERS,
     "/v1/providers/failover-rates": READERS,
+    "/v1/breakers": READERS,
     "/v1/connections/{account_id}/history": READERS | {"auditor"},
     "/v1/connections/{account_id}/status": READERS,
     "/v1/connections/{account_id}/syncs": READERS,

@@ -1,4 +1,5 @@
-"""Two replicas on one NATS and one PostgreSQL share one breaker per provider and region."""
+"""Two replicas on one NATS and one PostgreSQL share one breaker per provider and region
+(Plaid's own 5xx: its provider-wide breaker)."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ async def runtime(
 ) -> AsyncIterator[Runtime]:
     settings = msgspec.structs.replace(
         settings_for(sandbox),
-        breakers=PolicyBook(default=BreakerPolicy(failure_threshold=None)),
+        breakers=PolicyBook(default=BreakerPolicy(failure_threshold=None, failure_rate=None)),
         retry={},
     )
     async with running_syncyard(settings, nats_url, database_url) as running:

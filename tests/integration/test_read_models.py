@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from events.connection import ReauthRequired
+from events.connection import ConnectionAttempted, ReauthRequired
 from events.saga import (
     LinkAborted,
     LinkCompleted,
@@ -90,6 +90,34 @@ async def test_provider_health_counts_windows_at_their_edges_and_scores_them(
     plaid_later = later[1]
     assert plaid_later.window_5m.successes == 1  # the call at T0-5min left the window
     assert plaid_later.window_24h.successes == 2  # and the one at T0-24h left this one
+
+
+async def test_a_callers_bad_cursor_does_not_count_against_the_providers_health(
+    conn: asyncpg.Connection,
+) -> None:
+    log = Log()
+    log.call(A, T0 - MIN, provider="mx")
+    for n in range(5):  # a cursor from another provider: the command's mistake
+        log.add(
+            ConnectionAttempted(
+                **log.envelope(A, T0),
+                command_id=f"bad-{n}",
+                op="sync.transactions",
+                provider="mx",
+                region="US",
+                attempt=1,
+                failover=False,
+                outcome="failure",
+                response_time_ms=5.0,
+                error_code="invalid_cursor",
+                error_type="unknown",
+                blame="caller",
+            )
+        )
+    await apply(conn, log, [ProviderHealthProjection()], page=2)
+    (mx,) = await provider_health(conn, now=T0, thresholds=HealthThresholds())
+    assert (mx.successes, mx.failures) == (1, 0)
+    assert mx.status == "healthy"
 
 
 async def test_minute_buckets_far_behind_the_newest_are_pruned_but_totals_kept(

@@ -12,6 +12,7 @@ from aiohttp import web
 from sandbox.app import create_sandbox_app
 from services.providers.base import LinkCredentials, ProviderCallError
 from services.providers.plaid.adapter import PlaidAdapter
+from tests.support.links import link_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,15 +110,22 @@ async def test_a_maintenance_window_at_one_bank_says_when_it_ends(
     )
     await switch(http, sandbox, "bank-maintenance")
     clock.now += 20
+    # greg banks at Gingham Savings (sandbox/truth.py at seed 7); ana does not.
+    at_gingham, elsewhere = (link_for("plaid", person) for person in ("greg", "ana"))
 
     with pytest.raises(ProviderCallError) as caught:
-        await plaid.get_institution(found[0].institution_id, timeout_s=2.0)
-    other = await plaid.search_institutions(
-        "platypus", country_codes=("US",), limit=1, timeout_s=2.0
-    )
+        await plaid.get_accounts(at_gingham, timeout_s=2.0)
+    other = await plaid.get_accounts(elsewhere, timeout_s=2.0)
+    # Plaid's own directory still answers, and its status reports the bank down.
+    status = await plaid.institution_status(found[0].institution_id, timeout_s=2.0)
 
     assert (caught.value.error.code, caught.value.retry_after_s) == ("INSTITUTION_DOWN", 100.0)
-    assert other
+    assert other.accounts
+    assert status.down and status.blame == "institution"
+    assert {r.product: r.status for r in status.reports} == {
+        "item_logins": "DOWN",
+        "transactions_updates": "DOWN",
+    }
 
 
 @pytest.mark.parametrize("connection", ["hang", "drip"])

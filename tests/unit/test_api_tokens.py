@@ -28,6 +28,7 @@ from infra.http.auth import (
     parse_tokens,
     tokens_from_env,
 )
+from infra.http.breakers import breaker_routes
 from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import openapi_view
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
@@ -145,6 +146,7 @@ def _served_keys() -> set[tuple[str, str]]:
     app.add_routes(saga_routes(None, None, None))  # type: ignore[arg-type]  # never called here
     app.add_routes(manual_routes(None))  # type: ignore[arg-type]
     app.add_routes(webhook_routes(None, None, None))  # type: ignore[arg-type]
+    app.add_routes(breaker_routes(None))  # type: ignore[arg-type]  # never called here
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()

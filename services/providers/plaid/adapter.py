@@ -28,6 +28,7 @@ from services.providers.base import (
 )
 from services.providers.http import decode_json, send
 from services.providers.plaid.errors import plaid_error
+from services.providers.plaid.status import StatusReading, StatusResponse, reading
 from services.providers.plaid.webhooks import PlaidWebhookVerifier, event_id, normalise
 from services.providers.plaid.wire import (
     NOT_READY,
@@ -158,6 +159,16 @@ class PlaidAdapter(ProviderAdapter):
         body = {"institution_id": institution_id, "country_codes": ["US"]}
         parsed = await self._call("/institutions/get_by_id", body, InstitutionResponse, timeout_s)
         return institution(parsed.institution)
+
+    async def institution_status(self, institution_id: str, *, timeout_s: float) -> StatusReading:
+        """Plaid's own report of how logins and transaction updates fare at the bank."""
+        body = {
+            "institution_id": institution_id,
+            "country_codes": ["US"],
+            "options": {"include_status": True},
+        }
+        parsed = await self._call("/institutions/get_by_id", body, StatusResponse, timeout_s)
+        return reading(parsed)
 
     async def search_institutions(
         self, query: str, *, country_codes: tuple[str, ...], limit: int, timeout_s: float
