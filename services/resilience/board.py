@@ -36,6 +36,7 @@ from services.resilience.domain import (
 )
 from services.resilience.keyed_lock import KeyedLocks
 from services.resilience.policy import PolicyBook
+from services.resilience.ramp import ramp_share, ramp_wait_s
 
 log = logging.getLogger(__name__)
 _RESETS = (BreakerOpened, BreakerHalfOpened, BreakerClosed)
@@ -105,7 +106,7 @@ class BreakerBoard:
         await self._record(entry, decide_on_tick(entry.breaker, self.clock()))
         breaker = entry.breaker
         if breaker.status == "closed":
-            return Permit(allowed=True)
+            return self._ramp(breaker.closed_at, provider, region, command_id)
         if breaker.status == "open":
             until = f"{breaker.open_until:%H:%M:%S}Z" if breaker.open_until else "later"
             wait = (
@@ -123,10 +124,31 @@ class BreakerBoard:
             admitted = decide_probe(entry.breaker, entry.window, command_id, policy, self.clock())
             if admitted and await self._record(entry, admitted):
                 return Permit(allowed=True, probe=True)
+        # The probe usually answers long before its timeout: come back after one
+        # ramp interval and find the breaker closed (and ramping), open, or probing.
         return Permit(
             allowed=False,
             reason="breaker half-open: a probe is already in flight",
-            retry_after_s=policy.probe_timeout_s,
+            retry_after_s=min(policy.probe_timeout_s, policy.ramp_interval_s),
+        )
+
+    def _ramp(
+        self, closed_at: datetime | None, provider: str, region: str, command_id: str
+    ) -> Permit:
+        """A closed breaker lets everyone through, except on the ramp after its probes."""
+        if closed_at is None:
+            return Permit(allowed=True)
+        policy = self.policies.for_(provider, region)
+        now = self.clock()
+        wait = ramp_wait_s(command_id, closed_at, now, policy)
+        if wait is None:
+            return Permit(allowed=True)
+        share = ramp_share(closed_at, now, policy)
+        return Permit(
+            allowed=False,
+            reason=f"breaker closed at {closed_at:%H:%M:%S}Z, ramping up: "
+            f"{share:.0%} of commands let through now",
+            retry_after_s=wait,
         )
 
     async def observe(self, event: DomainEvent) -> None:

@@ -78,6 +78,8 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     probe_admitted_at: dict[str, datetime] = {}
     # Calls that finished before the last transition belong to the previous state.
     last_transition_at: datetime | None = None
+    # When the probes last closed it: the ramp (ramp.py) counts from here.
+    closed_at: datetime | None = None
 
 
 def new_breaker(provider: str, region: str) -> Breaker:
@@ -303,6 +305,7 @@ def _(event: BreakerClosed, breaker: Breaker) -> Breaker:
         probes=(),
         probe_admitted_at={},
         last_transition_at=event.timestamp,
+        closed_at=event.timestamp,
     )
 
 

@@ -15,7 +15,8 @@ DEFAULT_COUNTED_ERRORS = frozenset(
 
 class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Defaults from the product spec: 5 failures within 5 minutes open it for 60 s;
-    one probe at a time; 2 consecutive successes close it; a failed probe re-opens it.
+    one probe at a time; 2 consecutive successes close it; a failed probe re-opens it;
+    once closed, the waiting work is let through on a ramp (`ramp.py`).
 
     As in resilience4j, a count-based window (`window_kind="count"`), a failure
     rate with a minimum number of calls, and a slow-call rate are also offered.
@@ -34,6 +35,10 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     successes_to_close: int = 2
     # Longer than any call may take (the default call timeout is 10 s).
     probe_timeout_s: float = 30.0
+    # After closing, the share of commands let through starts here and doubles
+    # every interval (services/resilience/ramp.py): 1/8, 1/4, 1/2, all in 30 s.
+    ramp_start_share: float = 0.125
+    ramp_interval_s: float = 10.0
     counted_errors: frozenset[str] = DEFAULT_COUNTED_ERRORS
 
 
