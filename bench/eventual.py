@@ -26,7 +26,7 @@ from bench.servers import bench_settings, fresh_database, sandbox, servers
 from events.results import CommandResult
 from infra.bootstrap import ALL_COMPONENTS
 from services.resilience.policy import BreakerPolicy, PolicyBook
-from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
+from services.resilience.retry import DEFAULT_RETRY, DEFAULT_SYNC_MAX_AGE, RetryPolicy
 from tests.support.harness import client, register, running_syncyard, sync
 from tests.support.sandbox_admin import SandboxAdmin
 
@@ -52,13 +52,14 @@ def scaled_retry(scale: float) -> dict[str, RetryPolicy]:
 
 
 def scaled_breakers(scale: float, *, trip: bool = True) -> PolicyBook:
-    """The default policy, its window and open time scaled; `trip=False`: one that never opens."""
+    """The default policy, its window, open time and ramp scaled; `trip=False`: never opens."""
     default = BreakerPolicy()
     return PolicyBook(
         default=msgspec.structs.replace(
             default,
             window_s=default.window_s * scale,
             open_timeout_s=default.open_timeout_s * scale,
+            ramp_interval_s=default.ramp_interval_s * scale,
             failure_threshold=default.failure_threshold if trip else None,
         )
     )
@@ -122,6 +123,7 @@ async def eventual_success(
         PROVIDERS,
         retry=scaled_retry(TIME_SCALE),
         breakers=scaled_breakers(TIME_SCALE, trip=BREAKER_SETTINGS[breakers]),
+        sync_max_age_s=DEFAULT_SYNC_MAX_AGE.total_seconds() * TIME_SCALE,
     )
     await admin.reset()  # no faults, no counts, the dice re-seeded: both runs see the same dice
     async with (
@@ -150,7 +152,8 @@ async def eventual_success(
                 await asyncio.sleep(delay)
             pending.append(asyncio.create_task(upstream.publish(cmd)))
         await asyncio.gather(*pending)
-        await upstream.wait_final((c.command_id for c in syncs), 120)
+        # Every sync ends by its (scaled) maximum age at the latest: wait that long.
+        await upstream.wait_final((c.command_id for c in syncs), settings.sync_max_age_s + 30)
         seconds = time.perf_counter() - started
         calls = await admin.calls_per_provider()
         breakers_at_end = runtime.board.snapshot()
