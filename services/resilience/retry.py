@@ -24,9 +24,11 @@ import msgspec
 
 # Growth stops long before this; it only keeps `factor ** n` a finite float.
 _MAX_EXPONENT = 64
-# A refusal's wait is stretched by up to this share, so the commands one open
-# breaker refused do not all come back in the same instant.
+# A refusal's wait is stretched by up to this share (at most the cap), so the
+# commands one open breaker refused do not all come back in the same instant,
+# and one held by a two-hour maintenance is not held half an hour longer.
 REFUSAL_JITTER = 0.25
+REFUSAL_JITTER_CAP_S = 60.0
 # A refusal that names no time to come back (it should not happen) waits this.
 REFUSAL_FALLBACK_S = 1.0
 # How long a sync keeps being retried, from its first receipt (Settings.sync_max_age_s).
@@ -87,7 +89,7 @@ def retry_delay_s(
 def refusal_delay_s(lifts_in_s: float | None, rng: random.Random | None = None) -> float:
     """Seconds until a refused command runs again: when the refusal lifts, plus jitter."""
     wait = REFUSAL_FALLBACK_S if lifts_in_s is None else max(0.0, lifts_in_s)
-    return wait * (1.0 + (rng or random).uniform(0.0, REFUSAL_JITTER))
+    return wait + (rng or random).uniform(0.0, min(wait * REFUSAL_JITTER, REFUSAL_JITTER_CAP_S))
 
 
 GiveUp = Literal["not_retryable", "tries_spent", "max_age", "deadline"]

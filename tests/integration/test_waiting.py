@@ -34,14 +34,9 @@ pytestmark = pytest.mark.integration
 ONE_TRY = {**DEFAULT_RETRY, "provider_down": RetryPolicy(tries=1)}
 
 
-def waiting_settings(sandbox: str, **breaker: object) -> Settings:
-    policy = msgspec.structs.replace(
-        BreakerPolicy(),
-        failure_threshold=2,
-        open_timeout_s=1.5,
-        successes_to_close=1,
-        ramp_interval_s=1.0,
-        **breaker,  # type: ignore[arg-type]
+def waiting_settings(sandbox: str) -> Settings:
+    policy = BreakerPolicy(
+        failure_threshold=2, open_timeout_s=1.5, successes_to_close=1, ramp_interval_s=1.0
     )
     return msgspec.structs.replace(
         settings_for(sandbox), breakers=PolicyBook(default=policy), retry=ONE_TRY

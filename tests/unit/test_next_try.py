@@ -61,6 +61,11 @@ def test_a_refusal_waits_until_it_lifts_with_jitter_and_spends_no_try() -> None:
     assert len(set(delays)) > 1  # jittered: refused together, not back together
 
 
+def test_a_long_refusal_is_not_stretched_by_more_than_a_minute() -> None:
+    wait = next_try(refused=True, retry_after_s=7200.0, tries=0, rng=random.Random(3))
+    assert 7200.0 <= (wait.resume_at - NOW).total_seconds() <= 7260.0
+
+
 def test_a_refusal_is_never_cut_short_by_the_tries_of_its_error_class() -> None:
     spent = {**DEFAULT_RETRY, "provider_down": RetryPolicy(tries=2)}
     assert next_try(refused=True, retry_after_s=5.0, tries=2, policies=spent).resume_at is not None
