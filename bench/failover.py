@@ -1,7 +1,7 @@
 """`python -m bench.failover [--quick]`: failover when the primary fails fast (goal: ≤ +5 ms).
 
 Issue #4, section (2) of `python -m bench.resilience`. Plaid answers
-INSTITUTION_DOWN at once, so a sync linked at Plaid and MX fails over to MX;
+INTERNAL_SERVER_ERROR at once, so a sync linked at Plaid and MX fails over to MX;
 the baseline is the same sync with the MX link alone, timed in turn.
 """
 
@@ -22,7 +22,7 @@ GOAL_FAILOVER_EXTRA_MS = 5.0
 async def measure(p: Parts, admin: SandboxAdmin, scale: float) -> dict[str, list[float]]:
     """Seconds per sync: `failover` (plaid fails, mx answers) and `backup` (mx alone)."""
     await admin.fault(
-        provider="plaid", endpoint="/transactions/sync", error_code="INSTITUTION_DOWN"
+        provider="plaid", endpoint="/transactions/sync", error_code="INTERNAL_SERVER_ERROR"
     )
     orch = p.deployed()  # nothing feeds this board: plaid's breaker stays closed, plaid is called
     both = [link_for("plaid", "f"), link_for("mx", "f")]
@@ -49,7 +49,7 @@ def rows(samples: dict[str, list[float]]) -> list[Row]:
     extra = statistics.median(fo) - statistics.median(backup)
     return [
         (
-            "(2) failover, plaid answers INSTITUTION_DOWN at once → mx",
+            "(2) failover, plaid answers INTERNAL_SERVER_ERROR at once → mx",
             f"p50 {ms(statistics.median(fo))}, p99 {ms(pct(fo, 99))}",
             f"mx alone p50 {ms(statistics.median(backup))}, p99 {ms(pct(backup, 99))}: "
             f"+{extra * 1000:.2f} ms (goal ≤ +{GOAL_FAILOVER_EXTRA_MS:.0f} ms)",

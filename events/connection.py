@@ -28,12 +28,21 @@ class ConnectionRegistered(DomainEvent, frozen=True, kw_only=True):
 
 
 class ProviderLinked(DomainEvent, frozen=True, kw_only=True):
-    """The connection now holds an active link at `provider`."""
+    """The connection now holds an active link at `provider`.
+
+    When it replaces a link the connection held at that provider with another
+    credential (a new token for the same provider), `replaces_credential_id`
+    and `replaces_item_id` name the link it replaced: that credential is
+    forgotten in the same transaction and its data key destroyed, so the old
+    token can never be read again.
+    """
 
     command_id: str
     provider: str
     item_id: str
     credential_id: UUID
+    replaces_credential_id: UUID | None = None
+    replaces_item_id: str | None = None
 
 
 class ConnectionAttempted(DomainEvent, frozen=True, kw_only=True):

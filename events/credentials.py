@@ -28,7 +28,10 @@ class CredentialStored(DomainEvent, frozen=True, kw_only=True):
 class CredentialForgotten(DomainEvent, frozen=True, kw_only=True):
     """The access token above is no longer kept: the store stops returning it.
 
-    A saga's compensation records it when a link is undone. The store seals
+    A saga's compensation records it when a link is undone, and the store
+    when a new credential replaces this one at its provider (the
+    `ProviderLinked` names the one it replaced). Recorded once: a credential
+    already forgotten is not forgotten again. The store seals
     each token with a key of its credential's own and destroys that key when
     the credential is forgotten (`infra/credential_keys.py`), so the token
     left in the append-only log can never be read again.

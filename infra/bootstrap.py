@@ -42,14 +42,17 @@ from infra.feed_index import PostgresFeedIndex
 from infra.feed_reader import ProjectedFeedReader
 from infra.http.api import create_app
 from infra.http.auth import ApiToken, local_admin
+from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from infra.institution_store import open_institutions
+from infra.manual_entries import PostgresManualEntries
 from infra.saga_store import PostgresSagaStore
 from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
 from infra.supervision import supervise
+from infra.webhook_log import WebhookLog
 from infra.worker import CommandWorker
 from projections.registry import all_projections
 from sagas.commands import saga_handlers
@@ -233,7 +236,10 @@ class Runtime:
     http_url: str | None = None
     relay: EventRelay | None = None
     sagas: PostgresSagaStore | None = None
+    webhooks: WebhookLog | None = None
     projector: Projector | None = None
+    # Where manual providers keep a person's entries (None: no API route to record them).
+    manual_entries: PostgresManualEntries | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Every command's handler: the services' table joined with the sagas', bound to their store.
     handlers: Mapping[type[Command], Handler] = field(default_factory=lambda: dict(HANDLERS))
@@ -293,7 +299,9 @@ async def open_runtime(
             connector=aiohttp.TCPConnector(limit=512, limit_per_host=256)
         )
         stack.push_async_callback(session.close)
-        providers = build_providers(session, settings.providers)
+        manual_entries = PostgresManualEntries(query_pool)
+        await manual_entries.setup()
+        providers = build_providers(session, settings.providers, manual_entries=manual_entries)
         feed_index = PostgresFeedIndex(query_pool, store)
         await feed_index.setup()
         limiter = RateLimiter(query_pool, settings.rate_limits)
@@ -319,6 +327,8 @@ async def open_runtime(
         orchestrator.directory = institutions.directory
         scheduler = Scheduler(pool, lease_s=settings.saga_lease_s, now=lambda: datetime.now(UTC))
         await scheduler.setup()
+        webhooks = WebhookLog(pool)
+        await webhooks.setup()
         deferrals = ScheduledDeferrals(scheduler)
         sagas = PostgresSagaStore(
             app,
@@ -355,8 +365,28 @@ async def open_runtime(
             deferrals=deferrals,
             institution_follower=institution_follower,
             sagas=sagas,
+            webhooks=webhooks,
+            manual_entries=manual_entries,
             handlers={**HANDLERS, **saga_handlers(sagas)},
         )
+
+
+def _api_app(runtime: Runtime, tokens: Collection[ApiToken]) -> web.Application:
+    """The HTTP API: the read models' routes, and those of the parts this runtime holds."""
+    web_app = create_app(
+        runtime.api_pool or runtime.pool,
+        lambda: runtime.nc.is_connected,
+        tokens=tokens,
+        read_settings=runtime.settings.read_models,
+        events_table=EVENTS_TABLE,
+    )
+    if runtime.sagas is not None and runtime.webhooks is not None:
+        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, runtime.webhooks))
+        web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+    if runtime.manual_entries is not None:
+        web_app.add_routes(manual_routes(runtime.manual_entries))
+        web_app[OPENAPI_OPERATIONS].update(MANUAL_OPERATIONS)
+    return web_app
 
 
 async def run_components(
@@ -421,17 +451,7 @@ async def run_components(
                     supervise("institutions", runtime.institution_follower.run, stop)
                 )
         if "api" in components:
-            web_app = create_app(
-                runtime.api_pool or runtime.pool,
-                lambda: runtime.nc.is_connected,
-                tokens=api_tokens,
-                read_settings=settings.read_models,
-                events_table=EVENTS_TABLE,
-            )
-            if runtime.sagas is not None:
-                web_app.add_routes(saga_routes(runtime.deps, runtime.sagas))
-                web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
-            runner = web.AppRunner(web_app, access_log=None)
+            runner = web.AppRunner(_api_app(runtime, api_tokens), access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, settings.http_host, settings.http_port)

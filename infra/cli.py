@@ -45,6 +45,7 @@ from infra.bootstrap import (
     run_components,
 )
 from infra.config import Settings, load_settings, mask_url, mask_urls, refusals
+from infra.demos import region_demos
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.replay_cli import UnknownProjectionError, run_replay
@@ -116,7 +117,7 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
     plaid_down = (
         f"curl -X POST {sandbox_url}/_admin/faults -d "
         """'{"provider": "plaid", "endpoint": "/transactions/sync", "status": 500, """
-        """"error_code": "INSTITUTION_DOWN"}'"""
+        """"error_code": "INTERNAL_SERVER_ERROR"}'"""
     )
     feed = f"{runtime.http_url}/v1/accounts/{EXAMPLE_ACCOUNT}/transactions/changes?space_id=demo"
     # Every route but /healthz and /readyz takes a bearer token: `up` made a local admin
@@ -167,7 +168,7 @@ the space may), finish as the person would, and audit it:
   curl -X POST {sandbox_url}/_admin/links/plaid/complete -d '{{"link_token": "<link_token>"}}'
   {prefix}syncyard audit saga demo/{link_id}
   {prefix}syncyard audit connection demo/acct-demo-2 · {prefix}syncyard replay --verify
-
+{region_demos(send=send, auth=auth, api=str(runtime.http_url), sandbox=sandbox_url, run=run)}
 Ctrl-C stops everything.
 """
 

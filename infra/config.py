@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -19,6 +18,7 @@ from infra.http.auth import (
     tokens_from_env,
     tokens_from_file,
 )
+from infra.provider_config import provider_refusals, provider_settings, provider_variable
 from infra.streams import DEAD_LETTER_MAX_AGE_S
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
@@ -32,6 +32,8 @@ DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
     "US": ("plaid", "mx", "finicity"),
     "MX": ("belvo", "mx"),
     "CRYPTO": ("bitso", "blockchain"),
+    # A person's own entries: no other provider holds them, so there is no backup.
+    "MANUAL": ("manual",),
 }
 
 
@@ -143,43 +145,6 @@ def _overridden(env: Mapping[str, str], overrides: _Overrides) -> dict[str, Any]
     return {field: read(env[name]) for field, (name, read) in overrides.items() if name in env}
 
 
-PROVIDERS_FROM_ENV = ("plaid", "mx")
-_PROVIDER_VARIABLES = ("BASE_URL", "CLIENT_ID", "SECRET", "WEBHOOK_SECRET")
-
-
-def provider_variable(name: str, field: str) -> str:
-    """`SYNCYARD_PLAID_BASE_URL` and the like."""
-    return f"SYNCYARD_{name.upper()}_{field}"
-
-
-def _provider_settings(
-    env: Mapping[str, str], sandbox_url: str, *, embedded: bool
-) -> dict[str, ProviderSettings]:
-    """The providers the environment names.
-
-    Embedded, every provider defaults to the sandbox and its test credentials.
-    Outside it nothing is filled in: a provider is configured when any of its
-    variables is set, and what it lacks is left empty for `refusals` to name
-    (a missing base URL must never fall back to the sandbox's local port, which
-    would send access tokens in clear to whatever listens there).
-    """
-    providers = {}
-    for name in PROVIDERS_FROM_ENV:
-        variables = {field: provider_variable(name, field) for field in _PROVIDER_VARIABLES}
-        if not embedded and not any(env.get(v) for v in variables.values()):
-            continue
-        providers[name] = ProviderSettings(
-            name=name,
-            base_url=env.get(variables["BASE_URL"])
-            or (f"{sandbox_url}/{name}" if embedded else ""),
-            client_id=env.get(variables["CLIENT_ID"]) or ("sandbox-client" if embedded else ""),
-            secret=env.get(variables["SECRET"]) or ("sandbox-secret" if embedded else ""),
-            webhook_secret=env.get(variables["WEBHOOK_SECRET"]) or None,
-            **_overridden(env, {"timeout_s": (provider_variable(name, "TIMEOUT_S"), float)}),
-        )
-    return providers
-
-
 def parse_rate_limits(spec: str) -> dict[str, RateLimit]:
     """`plaid=100/m,plaid/sync.transactions=50/m+2000/h` → limits by key."""
     limits: dict[str, RateLimit] = {}
@@ -252,7 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     # The providers' default address follows the sandbox port, set or not.
     sandbox_url = env.get("SYNCYARD_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
-    providers = _provider_settings(env, sandbox_url, embedded=settings.embedded)
+    providers = provider_settings(env, sandbox_url, embedded=settings.embedded)
     return msgspec.structs.replace(settings, providers=providers)
 
 
@@ -295,31 +260,18 @@ def refusals(settings: Settings) -> list[str]:
             "the embedded mode the key must be yours, not one generated on the fly"
         )
     if not settings.providers:
-        names = " or ".join(provider_variable(n, "BASE_URL") for n in PROVIDERS_FROM_ENV)
+        names = " or ".join(provider_variable(n, "BASE_URL") for n in ("plaid", "mx"))
         reasons.append(
-            f"no provider is configured: set {names}, with its _CLIENT_ID and _SECRET "
-            "(outside the embedded mode there is no fallback to the sandbox)"
+            f"no provider is configured: set {names}, with its _CLIENT_ID and _SECRET, or "
+            "another provider's variables (infra/provider_config.py lists them; outside the "
+            "embedded mode there is no fallback to the sandbox)"
         )
     for name, provider in sorted(settings.providers.items()):
-        reasons.extend(_provider_refusals(name, provider, settings.allow_insecure_providers))
-    return reasons
-
-
-def _provider_refusals(name: str, provider: ProviderSettings, insecure_ok: bool) -> list[str]:
-    reasons = []
-    base = provider_variable(name, "BASE_URL")
-    scheme = urlsplit(provider.base_url).scheme if provider.base_url else ""
-    if not provider.base_url:
-        reasons.append(f"{base} is not set: {name} is configured but has no address")
-    elif scheme != "https" and not (insecure_ok and scheme == "http"):
-        reasons.append(
-            f"{base} must be an https:// URL, got {mask_url(provider.base_url)!r}: access "
-            "tokens must not travel in clear (SYNCYARD_INSECURE_PROVIDERS=1 allows http:// "
-            "for tests against the sandbox)"
+        reasons.extend(
+            provider_refusals(
+                name, provider, insecure_ok=settings.allow_insecure_providers, mask=mask_url
+            )
         )
-    for field, value in (("CLIENT_ID", provider.client_id), ("SECRET", provider.secret)):
-        if not value:
-            reasons.append(f"{provider_variable(name, field)} is not set")
     return reasons
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -23,14 +24,22 @@ import asyncpg
 import msgspec
 from eventsourcing.application import Application
 from eventsourcing.cryptography import AESCipher
-from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
-from eventsourcing.postgres import PostgresFactory
-from eventsourcing.utils import Environment, get_topic
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    Mapper,
+    OperationalError,
+    StoredEvent,
+    Transcoder,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import Environment, get_topic, retry
 
 from events.base import DomainEvent
+from events.connection import ProviderLinked
 from events.credentials import CredentialForgotten, CredentialStored
 from events.upcasting import mark_version
-from infra.credential_keys import CredentialKeys, is_sealed, seal, unseal
+from infra.credential_keys import SHRED_IN_TRANSACTION, CredentialKeys, is_sealed, seal, unseal
 from infra.eventlog.reader import decode_stored
 from services.connections.domain import ConnectionState, fold
 from services.ports import Change, EventStorePort, StreamConflictError
@@ -120,13 +129,55 @@ def store_mapper(cipher_key: str) -> Mapper[UUID]:
 CONNECT_PARAMS = "POSTGRES_CONNECT_PARAMS"
 
 
+class ShreddingRecorder(PostgresApplicationRecorder):
+    """The library's recorder, which can destroy data keys in the transaction it records in.
+
+    `put(events, shred=[credential ids])` deletes those credentials' keys
+    (`infra/credential_keys.py`) and inserts the events in one transaction: a
+    credential is forgotten, or replaced, together with its key's destruction,
+    or neither happens and the caller tries again.
+    """
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        shred: Sequence[UUID] = kwargs.pop("shred", ())
+        if not shred:
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        shredded: Sequence[int] = self._insert_and_shred(stored_events, shred)
+        return shredded
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_and_shred(
+        self, stored_events: Sequence[StoredEvent], shred: Sequence[UUID]
+    ) -> Sequence[int]:
+        assert self.datastore.enable_db_functions, "library_env turns the insert function on"
+        rows = [
+            self.construct_pg_stored_event(
+                originator_id=e.originator_id,
+                originator_version=e.originator_version,
+                topic=e.topic,
+                state=e.state,
+            )
+            for e in stored_events
+        ]
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SHRED_IN_TRANSACTION, (list(shred),))
+            curs.execute(self.sql_invoke_pg_function_insert_events, (rows,))
+            return [r[self.pg_function_name_insert_events] for r in curs.fetchall()]
+
+
 class SyncyardPostgresFactory(PostgresFactory):
     """The library's PostgreSQL factory, with DATABASE_URL's TLS settings kept.
 
     The library connects with separate host/port/user/password/dbname keys and
     has none for `sslmode` and its kin; they are added to its (not yet opened)
-    pool's connection arguments here.
+    pool's connection arguments here. Its recorder can shred data keys in the
+    transaction it records in (`ShreddingRecorder`).
     """
+
+    application_recorder_class = ShreddingRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -329,22 +380,21 @@ class PostgresEventStore(EventStorePort):
     async def _sealed(
         events: Sequence[DomainEvent], keys: CredentialKeys, plain: dict[UUID, str]
     ) -> list[DomainEvent]:
-        """Seal new tokens with their credential's own key; shred the forgotten ones' keys.
-
-        Shredding comes first: a crash before the CredentialForgotten commit
-        leaves the token unreadable already, and the forgetting is retried.
-        """
+        """Seal new tokens with their credential's own key (`_put` shreds forgotten ones)."""
         side: list[DomainEvent] = []
         for event in events:
             if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
                 credential_id = event.originator_id
                 key = await keys.key_for_new(credential_id)
-                plain[credential_id] = event.access_token
+                if key is None:
+                    # Forgotten already (an old registration redelivered): whatever
+                    # is stored is sealed with a key nobody keeps.
+                    key = os.urandom(32)
+                else:
+                    plain[credential_id] = event.access_token
                 sealed = seal(key, credential_id, event.access_token)
                 side.append(msgspec.structs.replace(event, access_token=sealed))
                 continue
-            if isinstance(event, CredentialForgotten):
-                await keys.shred(event.originator_id)
             side.append(event)
         return side
 
@@ -426,23 +476,76 @@ class PostgresEventStore(EventStorePort):
         # isinstance check per event, which cost a sixth of a batch's time, and
         # its snapshot and notify hooks are unused here.
         if events:
-            self.app.events.put(events)
+            events, shred = self._forgetting(events)
+            if shred and self.keys is not None:
+                self.app.events.put(events, shred=shred)
+            else:
+                self.app.events.put(events)
             # A new link's first sync should not have to read its token back.
             for event in events:
                 if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
                     self._tokens[event.originator_id] = event.access_token
-                elif isinstance(event, CredentialForgotten):
-                    self._tokens.pop(event.originator_id, None)
+            for credential_id in shred:
+                self._tokens.pop(credential_id, None)
+
+    def _forgetting(self, events: list[DomainEvent]) -> tuple[list[DomainEvent], list[UUID]]:
+        """The events with each replaced credential forgotten, each credential forgotten once.
+
+        A link replaced at its provider (`ProviderLinked.replaces_credential_id`)
+        forgets the old credential here, in the same transaction. Forgetting is
+        idempotent: a credential already forgotten (a replacement and a saga's
+        compensation racing, a retried compensation) is not forgotten twice,
+        which would conflict on its stream's version 2. Returns the events to
+        put and the credentials whose data keys go with them.
+        """
+        forgets: dict[UUID, DomainEvent | None] = {}
+        for event in events:
+            if isinstance(event, CredentialForgotten):
+                forgets.setdefault(event.originator_id, None)
+            elif isinstance(event, ProviderLinked) and event.replaces_credential_id is not None:
+                forgets.setdefault(
+                    event.replaces_credential_id,
+                    CredentialForgotten(
+                        originator_id=event.replaces_credential_id,
+                        originator_version=2,
+                        timestamp=event.timestamp,
+                        metadata=event.metadata,
+                        reason=f"replaced by credential {event.credential_id}",
+                    ),
+                )
+        if not forgets:
+            return events, []
+        done = {cid for cid in forgets if self.app.recorder.select_events(cid, gt=1, limit=1)}
+        kept: list[DomainEvent] = []
+        seen: set[UUID] = set()
+        for event in events:
+            if isinstance(event, CredentialForgotten):
+                if event.originator_id in done or event.originator_id in seen:
+                    continue
+                seen.add(event.originator_id)
+            kept.append(event)
+        kept.extend(
+            derived
+            for cid, derived in forgets.items()
+            if derived is not None and cid not in done and cid not in seen
+        )
+        return kept, list(forgets)
 
     def _save_one(self, pending: _Pending) -> list[DomainEvent] | BaseException:
         change = pending.change
         if change is None:
-            try:
-                self._put(list(pending.events))
-            except IntegrityError as exc:
-                return StreamConflictError(str(exc))
-            except Exception as exc:
-                return exc
+            for attempt in range(2):
+                try:
+                    self._put(list(pending.events))
+                except IntegrityError as exc:
+                    # Once more: a credential forgotten meanwhile by another writer
+                    # is left out the second time; any other conflict stays one.
+                    if attempt == 0 and _forgets_any(pending.events):
+                        continue
+                    return StreamConflictError(str(exc))
+                except Exception as exc:
+                    return exc
+                break
             return list(pending.events)
         for _ in range(5):
             state = self._load(change.connection_id)
@@ -459,6 +562,14 @@ class PostgresEventStore(EventStorePort):
                 self._remember(new_state)
             return events
         return RuntimeError(f"connection {change.connection_id}: kept conflicting after 5 tries")
+
+
+def _forgets_any(events: Sequence[DomainEvent]) -> bool:
+    return any(
+        isinstance(e, CredentialForgotten)
+        or (isinstance(e, ProviderLinked) and e.replaces_credential_id is not None)
+        for e in events
+    )
 
 
 class PostgresBreakerRecorder(BreakerRecorder):

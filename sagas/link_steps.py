@@ -203,7 +203,10 @@ async def forget_token(ctx: StepContext) -> StepResult:
     )
 
     def record(fresh: ConnectionState | None) -> list[Any]:
-        if fresh is None:
+        # A link that replaced this saga's meanwhile is someone's live link: only
+        # this saga's credential is forgotten, never the link that replaced it.
+        held = fresh.links.get(unlinked.provider) if fresh is not None else None
+        if fresh is None or held is None or held.credential_id != forgotten.originator_id:
             return []
         return [msgspec.structs.replace(unlinked, originator_version=fresh.version + 1)]
 

@@ -67,7 +67,10 @@ async def mark_usable(ctx: StepContext) -> StepResult:
     )
 
     def record(fresh: ConnectionState | None) -> list[Any]:
-        if fresh is None:
+        # Recording the old credential over a link that replaced it meanwhile
+        # would replace the new one (and shred its key) with a forgotten token.
+        held = fresh.links.get(relinked.provider) if fresh is not None else None
+        if fresh is None or held is None or held.credential_id != relinked.credential_id:
             return []
         return [msgspec.structs.replace(relinked, originator_version=fresh.version + 1)]
 

@@ -43,9 +43,6 @@ DEFAULT_DEADLINE_S = 30.0
 MIN_CALL_BUDGET_S = 0.05
 # Pages of one link walked per sync command; `has_more` sends the caller back.
 MAX_PAGES_PER_SYNC = 10
-# Errors after which a provider wants the whole walk redone from its first
-# cursor (Plaid: the item changed while we paged), so no page of it may be kept.
-RESTART_PAGINATION_CODES = frozenset({"TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION"})
 
 
 class BreakerGate(Protocol):
@@ -152,10 +149,10 @@ class Orchestrator:
             if answer is None:  # not sent (bulkhead full): try the next provider
                 continue
             if isinstance(answer, ErrorInfo):
-                # A login that broke at one provider says nothing of the person's
-                # link at another: that error is the link's, so try the next one.
-                link_specific = bool(run.attempts) and run.attempts[-1].reauth_required
-                if answer.retryable or link_specific:
+                # The error's table says whether a link at another provider can
+                # serve the call: our quota or credentials at one provider can be
+                # routed around, the bank's own outage cannot (retrying later can).
+                if _failover_helps(run, answer):
                     continue
                 if used is not run.candidates[-1]:
                     answer = msgspec.structs.replace(
@@ -332,6 +329,7 @@ class Orchestrator:
                         timed_out=exc.error.code == "timeout",
                         retry_after_s=exc.retry_after_s,
                         reauth_required=exc.reauth_required,
+                        failover_helps=exc.failover_helps,
                     )
                 )
                 return exc.error
@@ -366,7 +364,7 @@ class Orchestrator:
                     link, cursor=page.next_cursor, count=count, timeout_s=remaining
                 )
             except ProviderCallError as exc:
-                if exc.error.code in RESTART_PAGINATION_CODES:
+                if exc.restarts_pagination:
                     raise  # the earlier pages are void: the next try starts over
                 break
             added.extend(page.added)
@@ -414,6 +412,19 @@ class Orchestrator:
             token = await adapter.create_link(request, timeout_s=timeout_s)
             return {"provider": link.provider, **msgspec.to_builtins(token)}, {}
         raise TypeError(f"{cmd.op} is not a provider call")
+
+
+def _failover_helps(run: CallRun, error: ErrorInfo) -> bool:
+    """Whether the call that failed with `error` may go on to the next link.
+
+    The attempt that recorded it carries its table's `failover_helps` (a hedged
+    pair's failures are told apart by identity). An error no provider call made
+    (a provider without an adapter) is ours to route around.
+    """
+    for attempt in reversed(run.attempts):
+        if attempt.error is error:
+            return attempt.failover_helps
+    return True
 
 
 def _not_ready(page: TransactionsPage, link: LinkCredentials) -> bool:

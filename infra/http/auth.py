@@ -179,6 +179,7 @@ ACCESS: dict[RouteKey, Access] = {
     ("get", "/v1/connections/{account_id}/syncs"): Access(READERS, "space"),
     ("get", "/v1/connections/{account_id}/reliability"): Access(READERS, "space"),
     ("get", "/v1/accounts/{account_id}/transactions/changes"): Access(READERS, "space"),
+    ("post", "/v1/accounts/{account_id}/manual-entries/{ledger_id}"): Access(OPERATORS, "space"),
     ("get", "/v1/admin/stats"): Access(ADMINS, "provider"),
     ("get", "/v1/metrics/overview"): Access(READERS, "fleet"),
     ("get", "/v1/sagas"): Access(AUDITORS, "listing"),

@@ -8,7 +8,9 @@ UI with, for an operator (or admin) of the saga's space, while the saga waits.
 it creates the link (one URL per saga, so the receiver knows which flow and
 which provider's signature to check); a verified "link finished" webhook
 that names this saga's link session (`sagas.commands.webhook_completion`)
-completes the saga as `link.complete` would.
+completes the saga as `link.complete` would. A webhook that already took
+effect (its provider and `event_id` are in `infra/webhook_log.py`) is
+answered 200 `{"ignored": "duplicate_webhook"}` and not acted on again.
 """
 
 from __future__ import annotations
@@ -17,16 +19,25 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from infra.http.auth import CALLER, space_refusal
 from infra.http.openapi import Operation, OperationKey
 from infra.saga_store import PostgresSagaStore
+from infra.webhook_log import WebhookLog
 from sagas.commands import CompletionRefusedError, receive_completion, webhook_completion
+from sagas.state import SagaState
 from sagas.view import saga_view
 from services.dependencies import Dependencies
-from services.providers.base import ProviderCallError, WebhookRejectedError
+from services.providers.base import (
+    ProviderAdapter,
+    ProviderCallError,
+    WebhookEvent,
+    WebhookRejectedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +56,9 @@ def _saga_id(request: web.Request) -> uuid.UUID:
         raise _refuse(web.HTTPNotFound, "saga ids are UUIDs") from None
 
 
-def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteDef]:
+def saga_routes(
+    deps: Dependencies, store: PostgresSagaStore, webhooks: WebhookLog
+) -> list[web.RouteDef]:
     async def show(request: web.Request) -> web.Response:
         saga_id = _saga_id(request)
         events = await store.events(saga_id)
@@ -89,6 +102,16 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
             }
         )
 
+    return [
+        web.get("/v1/sagas/{saga_id}", show),
+        web.get("/v1/sagas/{saga_id}/link", link),
+        web.post("/v1/sagas/{saga_id}/webhook", _webhook_receiver(deps, store, webhooks)),
+    ]
+
+
+def _webhook_receiver(
+    deps: Dependencies, store: PostgresSagaStore, webhooks: WebhookLog
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def webhook(request: web.Request) -> web.Response:
         saga_id = _saga_id(request)
         state = await store.load(saga_id)
@@ -110,34 +133,64 @@ def saga_routes(deps: Dependencies, store: PostgresSagaStore) -> list[web.RouteD
             raise _refuse(web.HTTPUnauthorized, str(exc)) from None
         except ProviderCallError as exc:
             raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
-        try:
-            token, ignored = await webhook_completion(
-                state, created, event, adapter, timeout_s=WEBHOOK_TIMEOUT_S
-            )
-        except ProviderCallError as exc:
-            # Whose link the webhook names is unknown yet: the provider retries later.
-            raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
-        if ignored in ("link_token_mismatch", "not_this_link_session"):
-            # Signed by the provider, but about another link session: a misrouted
-            # or replayed webhook must not hand this saga someone else's item.
-            log.warning(
-                "saga %s: %s webhook for another link session ignored", saga_id, event.provider
-            )
-        if ignored is not None:
-            return web.json_response({"ignored": ignored})
-        try:
-            duplicate = await receive_completion(deps, store, saga_id, token, "webhook")
-        except CompletionRefusedError as exc:
-            # Answered 200: the provider must not keep retrying a flow that has ended.
-            log.info("saga %s: webhook not applied: %s", saga_id, exc)
-            return web.json_response({"ignored": exc.code})
-        return web.json_response({"accepted": True, "duplicate": duplicate})
 
-    return [
-        web.get("/v1/sagas/{saga_id}", show),
-        web.get("/v1/sagas/{saga_id}/link", link),
-        web.post("/v1/sagas/{saga_id}/webhook", webhook),
-    ]
+        def act() -> Awaitable[tuple[web.Response, bool]]:
+            return _act(
+                deps=deps, store=store, state=state, created=created, event=event, adapter=adapter
+            )
+
+        if event.event_id is None:
+            response, _ = await act()
+            return response
+        # A webhook that already took effect (a replay, or a provider's resend) is
+        # acknowledged and not acted on again, whichever saga's URL it reaches.
+        if not await webhooks.claim(event.provider, event.event_id):
+            log.info("saga %s: %s webhook already acted on: acknowledged", saga_id, event.provider)
+            return web.json_response({"ignored": "duplicate_webhook"})
+        took_effect = False
+        try:
+            response, took_effect = await act()
+        finally:
+            if took_effect:
+                await webhooks.handled(event.provider, event.event_id)
+            else:
+                await webhooks.release(event.provider, event.event_id)
+        return response
+
+    return webhook
+
+
+async def _act(
+    *,
+    deps: Dependencies,
+    store: PostgresSagaStore,
+    state: SagaState,
+    created: dict[str, Any],
+    event: WebhookEvent,
+    adapter: ProviderAdapter,
+) -> tuple[web.Response, bool]:
+    """The answer to a verified webhook, and whether it took effect."""
+    saga_id = state.id
+    try:
+        token, ignored = await webhook_completion(
+            state, created, event, adapter, timeout_s=WEBHOOK_TIMEOUT_S
+        )
+    except ProviderCallError as exc:
+        # Whose link the webhook names is unknown yet: the provider retries later.
+        raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
+    if ignored in ("link_token_mismatch", "not_this_link_session"):
+        # Signed by the provider, but about another link session: a misrouted
+        # or replayed webhook must not hand this saga someone else's item.
+        log.warning("saga %s: %s webhook for another link session ignored", saga_id, event.provider)
+    if ignored is not None:
+        return web.json_response({"ignored": ignored}), False
+    try:
+        duplicate = await receive_completion(deps, store, saga_id, token, "webhook")
+    except CompletionRefusedError as exc:
+        # Answered 200: the provider must not keep retrying a flow that has ended.
+        log.info("saga %s: webhook not applied: %s", saga_id, exc)
+        return web.json_response({"ignored": exc.code}), False
+    return web.json_response({"accepted": True, "duplicate": duplicate}), True
 
 
 _SAGA_ID = {"name": "saga_id", "in": "path", "required": True,
@@ -193,7 +246,8 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
         "responses": {
             "200": {
                 "description": "Applied, or ignored (a kind the saga does not wait for, "
-                "or a webhook that names no link session of this saga's)"
+                "a webhook that names no link session of this saga's, or one that already "
+                "took effect: `duplicate_webhook`)"
             },
             "401": {"description": "The signature is missing, forged or stale"},
             "404": _NOT_FOUND,

@@ -87,6 +87,11 @@ def decide_register(
                 region=cmd.region,
             )
         )
+    credential_id = credential_id_for(cmd.command_id)
+    # A new token for a provider the connection is linked at replaces the link:
+    # the event says which one, and the store forgets (and shreds) its credential.
+    earlier = state.links.get(cmd.provider) if state is not None else None
+    replaced = earlier if earlier is not None and earlier.credential_id != credential_id else None
     events.append(
         ProviderLinked(
             originator_id=cid,
@@ -96,7 +101,9 @@ def decide_register(
             command_id=cmd.command_id,
             provider=cmd.provider,
             item_id=cmd.item_id,
-            credential_id=credential_id_for(cmd.command_id),
+            credential_id=credential_id,
+            replaces_credential_id=replaced.credential_id if replaced else None,
+            replaces_item_id=replaced.item_id if replaced else None,
         )
     )
     return events

@@ -67,6 +67,9 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_s: float | None = None
     reauth_required: bool = False
     cancelled: bool = False  # a hedged call whose partner answered first
+    # Whether a link at another provider can serve the call this error failed
+    # (the error table's word, `ProviderCallError.failover_helps`).
+    failover_helps: bool = False
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,6 +97,8 @@ class ProviderCallError(Exception):
     The message is safe to log: adapters never put tokens or secrets in it.
     `failover_helps` says whether a link at another provider can serve the
     call; left out, it follows the error's type (`FAILOVER_TYPES`).
+    `restarts_pagination` says the pages walked so far are void: the provider
+    wants the walk redone from its first cursor.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class ProviderCallError(Exception):
         retry_after_s: float | None = None,
         reauth_required: bool = False,
         failover_helps: bool | None = None,
+        restarts_pagination: bool = False,
     ) -> None:
         super().__init__(f"{error.provider}: {error.type}/{error.code}: {error.message}")
         self.error = error
@@ -115,6 +119,7 @@ class ProviderCallError(Exception):
         self.failover_helps = (
             error.type in FAILOVER_TYPES if failover_helps is None else failover_helps
         )
+        self.restarts_pagination = restarts_pagination
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +172,10 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     `link_token` names the link session the webhook is about, for providers
     whose webhooks say (Plaid's LINK webhooks): a signature covers the body,
     not the URL it was posted to, so the receiver must check it is its own.
+    `event_id` names this webhook for deduplication: the provider's own id
+    where the verified bytes carry one (Finicity's `eventId`, Belvo's
+    `webhook_id`), else a digest of what was signed or authenticated
+    (`digest_event_id`); None only for webhooks that change nothing.
     """
 
     provider: str
@@ -175,7 +184,13 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     public_token: str | None = None
     link_token: str | None = None
     error_code: str | None = None
+    event_id: str | None = None
     raw: dict[str, Any] = {}
+
+
+def digest_event_id(signed: bytes) -> str:
+    """A webhook's id for deduplication when its provider sends none: the signed bytes' SHA-256."""
+    return "sha256:" + hashlib.sha256(signed).hexdigest()
 
 
 class WebhookRejectedError(Exception):

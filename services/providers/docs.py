@@ -25,14 +25,22 @@ How each provider's own error answers are classified into syncyard's
 taxonomy (`events/errors.py`).
 
 - **type**: auth, rate_limit, network, provider_down, maintenance, validation, unknown.
-- **retryable**: trying again, here or at a backup link, can help.
+- **retryable**: trying again here, now or later, can help.
 - **failover helps**: a link at another provider can serve the call, because
-  the trouble is this provider's alone. By default yes for the types
+  the trouble is this provider's alone; the orchestrator goes on to the next
+  link exactly when this says yes. By default yes for the types
   {failover_types};
   no for the others. A row says otherwise where the trouble reaches every
-  provider (the bank's own maintenance, the person's bank password) or
-  stays at this one (our credentials there, a request only its API refuses).
+  provider (the bank's own outage or maintenance, the person's standing at
+  the bank) or stays at this one (our credentials, plan or quota there, a
+  request only its adapter shapes wrong, the person's login held there).
 - **reauth**: only the person can fix it, by relinking at this provider.
+- **restarts pagination** (Plaid's TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION):
+  the pages walked so far are void, and the next try starts from the first cursor.
+- **blame**: whose failure it is, so whose health it counts against:
+  provider (its provider-wide breaker), institution (that provider at that
+  bank), person, caller or syncyard (none: a caller's mistake or ours never
+  shows a provider as down).
 
 A code missing from its table is `unknown`, not retryable, and failing over does
 not help. Replies that are not the provider's error shape are classified by HTTP
@@ -50,8 +58,8 @@ def _table(table: ErrorTable) -> str:
     title = f"## {table.provider}: by {table.key}\n\n"
     note = f"{table.note[0].upper()}{table.note[1:]}.\n\n" if table.note else ""
     lines = [
-        f"| provider | {table.key} | type | retryable | failover helps | reauth |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| provider | {table.key} | type | retryable | failover helps | reauth | blame |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows((table,)):
         cells = (
@@ -61,6 +69,7 @@ def _table(table: ErrorTable) -> str:
             _yes(row.retryable),
             _yes(row.failover_helps),
             _yes(row.reauth_required),
+            row.blame,
         )
         lines.append("| " + " | ".join(cells) + " |")
     return title + note + "\n".join(lines) + "\n"

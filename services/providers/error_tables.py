@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from events.errors import ErrorType
+from events.errors import Blame, ErrorType
 from services.providers.base import FAILOVER_TYPES
 from services.providers.belvo.errors import BELVO_ERRORS, BELVO_HTTP_STATUSES, LINK_STATUS_CODES
 from services.providers.bitso.errors import (
@@ -47,6 +47,7 @@ class ErrorRow(msgspec.Struct, frozen=True, kw_only=True):
     retryable: bool
     failover_helps: bool
     reauth_required: bool
+    blame: Blame
 
 
 def _by_status(table: Mapping[int, ErrorRule]) -> dict[str, ErrorRule]:
@@ -150,6 +151,7 @@ def rows(tables: tuple[ErrorTable, ...] = ERROR_TABLES) -> list[ErrorRow]:
             retryable=rule.retryable,
             failover_helps=rule.failover_helps,
             reauth_required=rule.reauth_required,
+            blame=rule.blame,
         )
         for table in tables
         for code, rule in sorted(table.rules.items(), key=_order)

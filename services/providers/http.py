@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from events.errors import ErrorInfo, ErrorType
+from events.errors import Blame, ErrorInfo, ErrorType, default_blame
 from services.providers.base import FAILOVER_TYPES, ProviderCallError
 
 T = TypeVar("T")
@@ -61,13 +61,22 @@ class ErrorRule:
     `failover_helps` (a link at another provider can serve the call) follows
     the type (`FAILOVER_TYPES`) unless the row says otherwise: the bank's own
     maintenance reaches every provider, while our credentials at one provider
-    are of no concern to another.
+    are of no concern to another. `blame` (whose failure it is, so whose health
+    it counts against) follows the type (`default_blame`) unless the row says.
+
+    Each row answers three questions: does trying again here help
+    (`retryable`)? does only the person fix it (`reauth_required`)? can a link
+    at another provider serve the call (`failover_helps`)? `restarts_pagination`
+    marks an error after which the provider wants a walk of pages redone from
+    its first cursor, so no page of it may be kept.
     """
 
     type: ErrorType
     retryable: bool
     reauth_required: bool
     failover_helps: bool
+    blame: Blame
+    restarts_pagination: bool
 
     def __init__(
         self,
@@ -76,6 +85,8 @@ class ErrorRule:
         reauth_required: bool = False,
         *,
         failover_helps: bool | None = None,
+        blame: Blame | None = None,
+        restarts_pagination: bool = False,
     ) -> None:
         # A frozen dataclass sets its fields through object.__setattr__.
         object.__setattr__(self, "type", type)
@@ -83,6 +94,8 @@ class ErrorRule:
         object.__setattr__(self, "reauth_required", reauth_required)
         helps = type in FAILOVER_TYPES if failover_helps is None else failover_helps
         object.__setattr__(self, "failover_helps", helps)
+        object.__setattr__(self, "blame", default_blame(type) if blame is None else blame)
+        object.__setattr__(self, "restarts_pagination", restarts_pagination)
 
     def error(
         self,
@@ -105,11 +118,13 @@ class ErrorRule:
                 type=self.type,
                 retryable=self.retryable,
                 provider=provider,
+                blame=self.blame,
             ),
             http_status=http_status,
             retry_after_s=retry_after_s,
             reauth_required=self.reauth_required,
             failover_helps=self.failover_helps,
+            restarts_pagination=self.restarts_pagination,
         )
 
 

@@ -12,7 +12,7 @@ from services.providers.bitso.adapter import BitsoAdapter
 from services.providers.blockchain.adapter import BlockchainAdapter
 from services.providers.finicity.adapter import build_finicity
 from services.providers.manual.adapter import ManualAdapter
-from services.providers.manual.store import InMemoryManualEntries
+from services.providers.manual.store import InMemoryManualEntries, ManualEntrySource
 from services.providers.mx.adapter import MxAdapter
 from services.providers.mx.webhooks import BasicCredentials
 from services.providers.plaid.adapter import PlaidAdapter
@@ -72,8 +72,8 @@ def _blockchain(session: aiohttp.ClientSession, s: ProviderSettings) -> Provider
 
 
 def _manual(session: aiohttp.ClientSession, s: ProviderSettings) -> ProviderAdapter:
-    # Nothing to call: only the name is used. The in-memory store is the seam
-    # a persistent ManualEntrySource replaces.
+    # Nothing to call: only the name is used. In memory unless `build_providers` is
+    # given a lasting source (the composition root gives it PostgreSQL's).
     return ManualAdapter(InMemoryManualEntries(), name=s.name)
 
 
@@ -89,12 +89,17 @@ ADAPTER_FACTORIES: Mapping[str, AdapterFactory] = {
 
 
 def build_providers(
-    session: aiohttp.ClientSession, settings: Mapping[str, ProviderSettings]
+    session: aiohttp.ClientSession,
+    settings: Mapping[str, ProviderSettings],
+    *,
+    manual_entries: ManualEntrySource | None = None,
 ) -> dict[str, ProviderAdapter]:
     """One adapter per configured provider, keyed by provider name.
 
-    The session is shared and stays owned by the caller. Raises ValueError for
-    a key that disagrees with its settings' name or a kind we do not speak.
+    The session is shared and stays owned by the caller; `manual_entries` is
+    where manual providers read a person's entries (None: in memory, lost on
+    restart). Raises ValueError for a key that disagrees with its settings'
+    name or a kind we do not speak.
     """
     adapters: dict[str, ProviderAdapter] = {}
     for key, provider in settings.items():
@@ -105,5 +110,8 @@ def build_providers(
         if factory is None:
             known = ", ".join(sorted(ADAPTER_FACTORIES))
             raise ValueError(f"provider {key!r} has kind {kind!r}; known kinds: {known}")
-        adapters[key] = factory(session, provider)
+        if kind == "manual" and manual_entries is not None:
+            adapters[key] = ManualAdapter(manual_entries, name=provider.name)
+        else:
+            adapters[key] = factory(session, provider)
     return adapters

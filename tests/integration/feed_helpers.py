@@ -13,10 +13,11 @@ from nats.aio.client import Client as NatsClient
 from events.codec import decode_result, encode
 from events.commands import ReadFeed
 from events.feed import FeedAppended
+from events.results import CommandResult
 from events.subjects import rpc_subject
 from services.connections.state import connection_id_for
 from services.ports import EventStorePort
-from tests.support.harness import AUTH, SPACE
+from tests.support.harness import AUTH, SPACE, Client, sync
 
 Truth = dict[str, Any]
 Entry = dict[str, Any]
@@ -24,8 +25,12 @@ Feed = dict[str, Entry]
 Provenance = dict[tuple[str, str], str]
 
 
-async def bank_truth(http: aiohttp.ClientSession, sandbox: str, person: str) -> Truth:
-    async with http.get(f"{sandbox}/_admin/truth/{person}") as response:
+async def bank_truth(
+    http: aiohttp.ClientSession, sandbox: str, person: str, *, institution: str | None = None
+) -> Truth:
+    """The person's usual bank, or their bank at `institution` (a name or a provider's id)."""
+    params = {"institution": institution} if institution else {}
+    async with http.get(f"{sandbox}/_admin/truth/{person}", params=params) as response:
         assert response.status == 200, await response.text()
         body: Truth = await response.json()
         return body
@@ -38,8 +43,11 @@ async def bank_advances(
     *,
     days: float | None = None,
     transactions: int | None = None,
+    institution: str | None = None,
 ) -> None:
-    body = {"days": days} if days is not None else {"transactions": transactions}
+    body: dict[str, Any] = {"days": days} if days is not None else {"transactions": transactions}
+    if institution:
+        body["institution"] = institution
     async with http.post(f"{sandbox}/_admin/truth/{person}/advance", json=body) as response:
         assert response.status == 200, await response.text()
 
@@ -125,10 +133,14 @@ def assert_each_transaction_lives_once(entries: Sequence[Entry]) -> None:
 
 
 def provider_ids(t: dict[str, Any]) -> list[tuple[str, str]]:
-    """A bank transaction's ids at Plaid (pending and posted) and MX."""
-    plaid = t["providers"]["plaid"]
-    ids = [("plaid", plaid["pending_transaction_id"]), ("plaid", plaid["transaction_id"])]
-    return [(p, i) for p, i in [*ids, ("mx", t["providers"]["mx"]["transaction_id"])] if i]
+    """A bank transaction's ids at every provider that views the bank (at Plaid, the
+    pending one and the posted one)."""
+    return [
+        (provider, ids[key])
+        for provider, ids in t["providers"].items()
+        for key in ("pending_transaction_id", "transaction_id")
+        if ids.get(key)
+    ]
 
 
 def assert_feed_is_the_bank(
@@ -210,3 +222,16 @@ def _story(
                     f"pending={txn.get('pending')} {txn.get('merchant_name') or txn.get('name')!r}"
                 )
     return lines
+
+
+async def sync_to_the_end(upstream: Client, account: str, prefix: str) -> list[CommandResult]:
+    """`sync.transactions` until the feed says it has no more; every result a success."""
+    results: list[CommandResult] = []
+    for n in range(30):
+        result = await upstream.send(sync(account, f"{prefix}-{n}"))
+        assert result.success, result.error
+        assert result.data is not None
+        results.append(result)
+        if not result.data["has_more"]:
+            return results
+    raise AssertionError("the sync never said it had no more")

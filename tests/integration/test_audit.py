@@ -60,7 +60,7 @@ async def test_breaker_and_connection_as_of_past_moments_match_what_the_live_sys
             provider="plaid",
             endpoint="/transactions/sync",
             status=500,
-            error_code="INSTITUTION_DOWN",
+            error_code="INTERNAL_SERVER_ERROR",
             count=5,
         )
         for n in range(5):

@@ -47,7 +47,7 @@ async def test_two_replicas_open_one_breaker_once_and_both_skip_the_provider(
             provider="plaid",
             endpoint="/transactions/sync",
             status=500,
-            error_code="INSTITUTION_DOWN",
+            error_code="INTERNAL_SERVER_ERROR",
         )
 
         for n in range(5):  # five failures at plaid, each failed over to mx
@@ -87,7 +87,7 @@ async def test_two_worker_processes_record_one_breaker_opened_and_both_stop_call
                 provider="plaid",
                 endpoint="/transactions/sync",
                 status=500,
-                error_code="INSTITUTION_DOWN",
+                error_code="INTERNAL_SERVER_ERROR",
             )
             for n in range(5):
                 assert (await upstream.send(sync(f"w{n % 2 + 1}", f"proc-down-{n}"))).success

@@ -70,7 +70,7 @@ async def test_the_feed_equals_the_bank_through_a_plaid_outage_and_back(
         provider="plaid",
         endpoint="/transactions/sync",
         status=500,
-        error_code="INSTITUTION_DOWN",
+        error_code="INTERNAL_SERVER_ERROR",
     )
     await bank_advances(http, sandbox, account, days=3)
     during = await synced(upstream, account, "feed-2")

@@ -118,7 +118,7 @@ async def test_a_sync_killed_mid_way_is_answered_once_and_its_entries_are_in_the
                 provider="plaid",
                 endpoint="/transactions/sync",
                 status=500,
-                error_code="INSTITUTION_DOWN",
+                error_code="INTERNAL_SERVER_ERROR",
             )
             await bank_advances(http, sandbox, ACCOUNT, days=3)
             during = await upstream.send(sync(ACCOUNT, "sync-2"), timeout=30)

@@ -73,7 +73,7 @@ FINAL_SYNCS = 12
 # How a provider is down: its usual error, a gateway's garbage, a body cut short.
 OUTAGES: dict[str, list[dict[str, Any]]] = {
     "plaid": [
-        {"status": 500, "error_code": "INSTITUTION_DOWN"},
+        {"status": 500, "error_code": "INTERNAL_SERVER_ERROR"},
         {"status": 502, "body": "garbage"},
         {"status": 200, "body": "truncated"},
     ],

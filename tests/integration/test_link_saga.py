@@ -56,9 +56,11 @@ async def get_json(url: str) -> Any:
 
 
 async def credential_keys_of(runtime: Runtime, credential_id: uuid.UUID) -> int:
+    """Data keys kept for the credential (a shredded one keeps a tombstone, no key)."""
     return int(
         await runtime.pool.fetchval(
-            "SELECT count(*) FROM syncyard_credential_keys WHERE credential_id = $1",
+            "SELECT count(*) FROM syncyard_credential_keys "
+            "WHERE credential_id = $1 AND wrapped_key IS NOT NULL",
             credential_id,
         )
     )
@@ -121,7 +123,7 @@ async def test_create_link_fails_over_to_the_backup_provider_inside_the_flow(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
     await inject_fault(
-        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INSTITUTION_DOWN"
+        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INTERNAL_SERVER_ERROR"
     )
     state = await start_and_complete(upstream, _store(syncyard), sandbox, "acct-2", "link-2")
 
@@ -413,7 +415,7 @@ async def test_after_failing_over_to_mx_the_link_completes_by_mx_s_own_webhook(
     syncyard: Runtime, upstream: Client, sandbox: str
 ) -> None:
     await inject_fault(
-        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INSTITUTION_DOWN"
+        sandbox, provider="plaid", endpoint="/link/token/create", error_code="INTERNAL_SERVER_ERROR"
     )
     assert (await upstream.send(start_link("acct-mx", "link-mx"))).success
     state = await saga_reaches(_store(syncyard), "link-mx", lambda s: "create_link" in s.outputs)

@@ -20,7 +20,7 @@ async def test_a_failover_sync_shows_in_status_history_reliability_and_overview(
     await upstream.send(register("acct-live", "mx"))
     await inject_fault(
         sandbox, provider="plaid", endpoint="/transactions/sync", status=500,
-        error_code="INSTITUTION_DOWN",
+        error_code="INTERNAL_SERVER_ERROR",
     )  # fmt: skip
     assert (await upstream.send(sync("acct-live", "sync-live"))).failover_used
     base = f"{syncyard.http_url}/v1"

@@ -38,7 +38,7 @@ async def mixed_workload(upstream: Client, sandbox: str) -> None:
         provider="plaid",
         endpoint="/transactions/sync",
         status=500,
-        error_code="INSTITUTION_DOWN",
+        error_code="INTERNAL_SERVER_ERROR",
         count=3,
     )
     for n in range(3):

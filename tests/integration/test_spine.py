@@ -126,7 +126,7 @@ async def test_a_retryable_primary_error_fails_over_to_the_backup_link_and_recor
         provider="plaid",
         endpoint="/transactions/sync",
         status=500,
-        error_code="INSTITUTION_DOWN",
+        error_code="INTERNAL_SERVER_ERROR",
     )
     result = await upstream.send(sync("acct-2", "sync-fo"))
 
@@ -188,7 +188,7 @@ async def test_without_a_backup_link_a_failing_sync_says_why_it_did_not_fail_ove
         provider="plaid",
         endpoint="/transactions/sync",
         status=500,
-        error_code="INSTITUTION_DOWN",
+        error_code="INTERNAL_SERVER_ERROR",
     )
     result = await upstream.send(sync("acct-4", "sync-nb"))
 

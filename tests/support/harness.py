@@ -24,7 +24,7 @@ from events.commands import Command, RegisterConnection, SyncTransactions
 from events.results import CommandResult
 from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
-from infra.config import Settings
+from infra.config import Settings, load_settings
 from infra.http.auth import parse_tokens
 from services.providers.settings import ProviderSettings
 from tests.support.links import link_for
@@ -94,6 +94,20 @@ def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64)
             for name in ("plaid", "mx")
         },
     )
+
+
+def product_settings(sandbox: str, state_dir: Path) -> Settings:
+    """What `syncyard up` loads with an empty environment, pointed at this test's sandbox,
+    with the tests' API tokens and key."""
+    settings = load_settings(
+        {
+            "SYNCYARD_SANDBOX_URL": sandbox,
+            "SYNCYARD_STATE_DIR": str(state_dir),
+            "SYNCYARD_HTTP_PORT": "0",
+        }
+    )
+    assert settings.embedded
+    return msgspec.structs.replace(settings, api_tokens=API_TOKENS, cipher_key=CIPHER_KEY)
 
 
 @contextlib.asynccontextmanager

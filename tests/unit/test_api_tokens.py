@@ -28,6 +28,7 @@ from infra.http.auth import (
     parse_tokens,
     tokens_from_env,
 )
+from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import openapi_view
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
 from sagas.view import saga_text, saga_view
@@ -140,7 +141,8 @@ def test_serve_with_external_servers_and_no_token_exits_saying_what_to_set(
 
 def _served_keys() -> set[tuple[str, str]]:
     app = create_app(None, lambda: True, tokens=[local_admin(SECRET)])  # type: ignore[arg-type]
-    app.add_routes(saga_routes(None, None))  # type: ignore[arg-type]  # never called here
+    app.add_routes(saga_routes(None, None, None))  # type: ignore[arg-type]  # never called here
+    app.add_routes(manual_routes(None))  # type: ignore[arg-type]
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -163,10 +165,12 @@ def test_only_health_readiness_and_the_webhooks_are_open() -> None:
 
 async def test_the_openapi_document_declares_the_bearer_scheme_and_each_route_s_roles() -> None:
     app = create_app(None, lambda: True, tokens=[local_admin(SECRET)])  # type: ignore[arg-type]
-    app.add_routes(saga_routes(None, None))  # type: ignore[arg-type]
+    app.add_routes(saga_routes(None, None, None))  # type: ignore[arg-type]
+    app.add_routes(manual_routes(None))  # type: ignore[arg-type]
     from infra.http.openapi import OPENAPI_OPERATIONS  # noqa: PLC0415
 
     app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+    app[OPENAPI_OPERATIONS].update(MANUAL_OPERATIONS)
     response = await openapi_view(make_mocked_request("GET", "/v1/openapi.json", app=app))
     assert isinstance(response.body, bytes)
     document = json.loads(response.body)
@@ -180,6 +184,10 @@ async def test_the_openapi_document_declares_the_bearer_scheme_and_each_route_s_
     assert {"401", "403"} <= set(stats["responses"])
     link = paths["/v1/sagas/{saga_id}/link"]["get"]
     assert link["x-roles"] == ["admin", "operator"]
+    manual = paths["/v1/accounts/{account_id}/manual-entries/{ledger_id}"]["post"]
+    assert manual["x-roles"] == ["admin", "operator"] and not manual.get("x-undocumented")
+    body = manual["requestBody"]["content"]["application/json"]["schema"]
+    assert "ManualEntry" in body["$defs"]
     history = paths["/v1/connections/{account_id}/history"]["get"]
     assert history["x-roles"] == ["admin", "auditor", "operator", "viewer"]
     space = next(p for p in history["parameters"] if p["name"] == "space_id")

@@ -10,7 +10,8 @@ import pytest
 from events.codec import decode_command
 from infra import cli
 from infra.bootstrap import Runtime
-from infra.config import load_settings
+from infra.config import DEFAULT_HIERARCHY, load_settings
+from infra.demos import region_demos
 
 pytestmark = pytest.mark.unit
 
@@ -34,9 +35,39 @@ def test_every_command_the_banner_shows_decodes_as_a_command_of_its_operation() 
         "sync.transactions",
         "sync.transactions",
         "link.start",
+        # Mexico, crypto, manual entry
+        "connection.register",
+        "link.create",
+        "connection.register",
+        "sync.transactions",
+        "connection.register",
+        "connection.register",
+        "sync.transactions",
+        "connection.register",
+        "sync.transactions",
+        "sync.transactions",
     ]
     for op, payload in sends:
         assert decode_command(op, payload.encode()).op == op
+    ids = [decode_command(op, payload.encode()).command_id for op, payload in sends]
+    assert len(set(ids)) == len(ids), "a command id shown twice would be dropped as a resend"
+
+
+def test_each_region_s_demo_registers_its_hierarchy_in_its_region() -> None:
+    registered: dict[str, list[str]] = {}
+    for op, payload in _SEND.findall(_banner()):
+        cmd = decode_command(op, payload.encode())
+        if op == "connection.register":
+            registered.setdefault(cmd.region, []).append(cmd.provider)  # type: ignore[attr-defined]
+
+    assert registered == {
+        "US": ["plaid", "mx"],
+        "MX": ["belvo", "mx"],
+        "CRYPTO": ["bitso", "blockchain"],
+        "MANUAL": ["manual"],
+    }
+    for region, providers in registered.items():
+        assert tuple(providers) == DEFAULT_HIERARCHY[region][: len(providers)]
 
 
 def test_the_multi_homed_demo_links_one_person_at_plaid_and_at_mx() -> None:
@@ -68,3 +99,17 @@ def test_with_tokens_configured_the_banner_names_no_token_file() -> None:
     banner = cli._banner(runtime, "nats://n", "postgresql://db", "http://127.0.0.1:8099")
 
     assert "api-token" not in banner and "<a token of SYNCYARD_API_TOKENS>" in banner
+
+
+def test_the_readme_shows_the_banner_s_region_demos() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Every region")[1].split("\n## ")[0]
+    demos = region_demos(
+        send=".venv/bin/syncyard send",
+        auth='curl -H "Authorization: Bearer $SYNCYARD_TOKEN"',
+        api="http://localhost:8080",
+        sandbox="http://localhost:8099",
+        run="1",
+    )
+
+    assert _SEND.findall(section) == _SEND.findall(demos)

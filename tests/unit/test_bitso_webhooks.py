@@ -93,3 +93,43 @@ def test_a_signature_that_is_not_base64_is_refused() -> None:
 
     with pytest.raises(WebhookRejectedError, match="malformed"):
         verify_delivery(KEYS, headers, body, provider="bitso")
+
+
+def test_only_the_signed_payload_is_believed_and_unsigned_fields_are_dropped() -> None:
+    honest_headers, honest_body = delivery(ENVELOPE)
+    lying = {**ENVELOPE, "account": "someone-else", "event_id": "evt-1", "id": "x"}
+    headers, body = delivery(lying)
+
+    honest = verify_delivery(KEYS, honest_headers, honest_body, provider="bitso")
+    event = verify_delivery(KEYS, headers, body, provider="bitso")
+
+    assert event.raw == {"event": "funding", "payload": ENVELOPE["payload"]}
+    # Named by what is signed: the lying envelope's own id changes nothing.
+    assert event.event_id == honest.event_id
+    assert event.event_id is not None and event.event_id.startswith("sha256:")
+
+
+def test_an_unsigned_event_type_that_contradicts_the_payload_is_refused() -> None:
+    headers, body = delivery({**ENVELOPE, "event": "withdrawal"})
+
+    with pytest.raises(WebhookRejectedError, match="unsigned event does not match"):
+        verify_delivery(KEYS, headers, body, provider="bitso")
+
+
+def test_an_unsigned_event_type_over_a_payload_naming_no_money_movement_means_nothing() -> None:
+    headers, body = delivery({"event": "funding", "payload": {"status": "complete"}})
+
+    event = verify_delivery(KEYS, headers, body, provider="bitso")
+
+    assert event.kind == "other"
+    assert event.raw == {"event": None, "payload": {"status": "complete"}}
+
+
+def test_a_withdrawal_is_told_by_its_signed_wid_and_its_plural_event_name_agrees() -> None:
+    payload = {"wid": "w-1", "status": "complete"}
+    headers, body = delivery({"event": "withdrawals", "payload": payload})
+
+    event = verify_delivery(KEYS, headers, body, provider="bitso")
+
+    assert event.kind == "transactions_updated"
+    assert event.raw == {"event": "withdrawal", "payload": payload}

@@ -39,11 +39,15 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert (settings.cipher_key, settings.otlp_endpoint, settings.public_url) == (None, None, None)
     assert (settings.rate_limits, settings.hedging) == ({}, {})
     assert settings.read_models.currency == "USD"
-    assert set(settings.providers) == {"plaid", "mx"}
-    for name, provider in settings.providers.items():
+    assert set(settings.providers) == {
+        "plaid", "mx", "finicity", "belvo", "bitso", "blockchain", "manual"
+    }  # fmt: skip
+    for name in ("plaid", "mx"):
+        provider = settings.providers[name]
         assert provider.base_url == f"http://127.0.0.1:8099/{name}"
         assert (provider.client_id, provider.secret) == ("sandbox-client", "sandbox-secret")
-        assert provider.timeout_s == 10.0
+    assert settings.providers["blockchain"].base_url == "http://127.0.0.1:8099/chain"
+    assert {p.timeout_s for p in settings.providers.values()} == {10.0}
 
 
 def test_every_variable_is_read_and_parsed(tmp_path: Path) -> None:

@@ -65,6 +65,17 @@ def test_a_second_provider_makes_the_connection_multi_homed() -> None:
     assert state.version == 3
 
 
+def test_a_new_token_at_a_linked_provider_says_which_link_it_replaces() -> None:
+    state = registered("plaid", "mx")
+    old = state.links["plaid"]
+    (linked,) = decide_register(state, register("r-again", "plaid"), now=NOW, trace={})
+    assert isinstance(linked, ProviderLinked)
+    assert linked.replaces_credential_id == old.credential_id != linked.credential_id
+    assert linked.replaces_item_id == old.item_id
+    (first,) = decide_register(registered("mx"), register("r-plaid"), now=NOW, trace={})
+    assert isinstance(first, ProviderLinked) and first.replaces_credential_id is None
+
+
 def test_registration_events_never_carry_the_access_token() -> None:
     events = decide_register(None, register("r1"), now=NOW, trace={})
     assert all("access-sandbox-secret" not in repr(e) for e in events)

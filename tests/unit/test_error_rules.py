@@ -115,10 +115,6 @@ def _chain(session: aiohttp.ClientSession) -> BlockchainAdapter:
             ("bitso", "INSTITUTION_NOT_FOUND", "validation", False),
         ),
         (
-            lambda s: _bitso(s).get_accounts(_BAD_BITSO_LINK, timeout_s=1.0),
-            ("bitso", "invalid_access_token", "auth", True),
-        ),
-        (
             lambda s: _chain(s).get_institution("litecoin", timeout_s=1.0),
             ("blockchain", "INSTITUTION_NOT_FOUND", "validation", False),
         ),
@@ -145,3 +141,20 @@ async def test_input_an_adapter_refuses_is_not_retried_and_does_not_fail_over(
     assert exc.reauth_required is reauth
     assert not exc.failover_helps
     assert exc.http_status is None
+
+
+async def test_a_bitso_key_pair_we_cannot_read_needs_the_person_but_the_chain_reader_serves(
+    session: aiohttp.ClientSession,
+) -> None:
+    # The key is Bitso's alone: a link at the chain reader reads the same wallet.
+    with pytest.raises(ProviderCallError) as caught:
+        await _bitso(session).get_accounts(_BAD_BITSO_LINK, timeout_s=1.0)
+
+    exc = caught.value
+    assert (exc.error.code, exc.error.type, exc.error.retryable) == (
+        "invalid_access_token",
+        "auth",
+        False,
+    )
+    assert exc.reauth_required and exc.failover_helps
+    assert exc.error.blame == "caller"

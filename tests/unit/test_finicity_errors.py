@@ -104,7 +104,11 @@ def test_the_codes_the_orchestrator_relies_on_are_in_the_table(
 def test_bank_side_trouble_is_marked_as_one_failover_cannot_fix() -> None:
     assert FINICITY_ERRORS["103"].failover_helps is False
     assert FINICITY_ERRORS["320"].failover_helps is False
-    assert FINICITY_ERRORS["102"].failover_helps is True
+    # 102 is the bank not responding: it reaches every provider, as Plaid's
+    # INSTITUTION_NOT_RESPONDING does. Finicity's own connection failing does not.
+    assert FINICITY_ERRORS["102"].failover_helps is False
+    assert FINICITY_ERRORS["102"].blame == "institution"
+    assert FINICITY_ERRORS["101"].failover_helps is True
 
 
 def test_a_429_without_a_known_code_is_a_rate_limit() -> None:

@@ -23,6 +23,8 @@ from services.providers.base import (
     TransactionsPage,
     WebhookEvent,
 )
+from services.providers.http import ErrorRule
+from services.providers.plaid.errors import PLAID_ERROR_CODES
 
 pytestmark = pytest.mark.unit
 
@@ -258,3 +260,84 @@ async def test_an_item_the_provider_is_still_preparing_is_asked_once_per_sync() 
 
     assert len(plaid.cursors) == 1
     assert outcome.success and outcome.data is not None and outcome.data["has_more"] is True
+
+
+class ClassifiedProvider(FakeProvider):
+    """Fails every call as a provider's error table classifies `code`."""
+
+    def __init__(self, name: str, code: str, rule: ErrorRule) -> None:
+        super().__init__(name)
+        self.failure = rule.error(name, code, code)
+
+    async def get_accounts(self, link: LinkCredentials, *, timeout_s: float) -> AccountsPage:
+        self.calls += 1
+        raise self.failure
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        self.calls += 1
+        raise self.failure
+
+
+async def test_a_retryable_error_no_backup_can_fix_waits_instead_of_failing_over() -> None:
+    # The bank itself is down: MX reaches the same bank, so calling it would only fail too.
+    rule = PLAID_ERROR_CODES["INSTITUTION_DOWN"]
+    plaid, mx = ClassifiedProvider("plaid", "INSTITUTION_DOWN", rule), FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+
+    assert not outcome.success and mx.calls == 0
+    assert outcome.error is not None and outcome.error.retryable
+    assert outcome.error.blame == "institution"
+
+
+async def test_an_error_that_is_not_retryable_here_fails_over_when_its_table_says_so() -> None:
+    # Our client keys at Plaid: no retry there helps, but MX does not need them.
+    rule = PLAID_ERROR_CODES["INVALID_API_KEYS"]
+    plaid, mx = ClassifiedProvider("plaid", "INVALID_API_KEYS", rule), FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+
+    assert outcome.success and outcome.provider == "mx" and outcome.failover_used
+    assert outcome.attempts[0].failover_helps
+
+
+@pytest.mark.parametrize("helps", [True, False])
+async def test_failover_follows_the_errors_own_word_whatever_its_type(helps: bool) -> None:
+    rule = ErrorRule("provider_down", True, failover_helps=helps)
+    plaid, mx = ClassifiedProvider("plaid", "X", rule), FakeProvider("mx")
+    orch = Orchestrator({"plaid": plaid, "mx": mx}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid"), link("mx")], "US")
+
+    assert mx.calls == (1 if helps else 0)
+    assert outcome.success is helps
+
+
+class RestartingProvider(PagedProvider):
+    """Its second page fails with an error whose row says the walk must start over."""
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        if cursor == "c1":
+            self.cursors.append(cursor)
+            rule = ErrorRule("unknown", True, failover_helps=False, restarts_pagination=True)
+            raise rule.error("plaid", "ANY_CODE_THE_ROW_FLAGS", "the item changed")
+        return await super().sync_transactions(
+            link, cursor=cursor, count=count, timeout_s=timeout_s
+        )
+
+
+async def test_a_row_flagged_restarts_pagination_voids_the_pages_walked_before_it() -> None:
+    plaid = RestartingProvider(pages=5)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY)
+
+    outcome = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+
+    assert plaid.cursors == [None, "c1"]
+    assert not outcome.success and outcome.data is None
+    assert outcome.error is not None and outcome.error.retryable

@@ -109,11 +109,30 @@ def test_come_back_later_answers_are_retryable_though_unclassified(code: str) ->
     assert PLAID_ERROR_CODES[code].retryable is True
 
 
+# Rows whose class passes with time but whose cause does not: Plaid dropped the
+# bank for good, or our plan's item allowance is spent. Failover may still help.
+PERMANENT_AT_PLAID = {"INSTITUTION_NO_LONGER_SUPPORTED", "ADDITION_LIMIT"}
+
+
 @pytest.mark.parametrize(
-    "rule", [r for r in PLAID_ERROR_CODES.values() if r.type in RETRYABLE_BY_TYPE]
+    ("code", "rule"),
+    [
+        (code, rule)
+        for code, rule in sorted(PLAID_ERROR_CODES.items())
+        if rule.type in RETRYABLE_BY_TYPE and code not in PERMANENT_AT_PLAID
+    ],
 )
-def test_every_classified_row_is_retryable_exactly_when_its_type_is(rule: ErrorRule) -> None:
+def test_every_classified_row_is_retryable_exactly_when_its_type_is(
+    code: str, rule: ErrorRule
+) -> None:
     assert rule.retryable is RETRYABLE_BY_TYPE[rule.type]
+
+
+@pytest.mark.parametrize("code", sorted(PERMANENT_AT_PLAID))
+def test_what_plaid_refuses_for_good_is_not_retried_there_but_fails_over(code: str) -> None:
+    rule = PLAID_ERROR_CODES[code]
+
+    assert (rule.retryable, rule.failover_helps, rule.blame) == (False, True, "provider")
 
 
 def test_an_unknown_code_of_an_unknown_type_is_unknown_and_not_retryable() -> None:

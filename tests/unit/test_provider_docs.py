@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.providers.docs import DOC_PATH, render
-from services.providers.error_tables import ERROR_TABLES, FAILOVER_TYPES, rows
+from services.providers.error_tables import ERROR_TABLES, rows
 from services.providers.mx.errors import MX_CONNECTION_STATUSES
 from services.providers.plaid.errors import PLAID_ERROR_CODES
 
@@ -30,13 +30,6 @@ def test_a_table_added_to_the_registry_shows_in_the_page() -> None:
 
     assert "## plaid: by error_code" in page
     assert "## mx" not in page
-
-
-def test_rows_that_say_nothing_fail_over_by_their_type() -> None:
-    # Plaid's and MX's tables set no row's failover_helps: the type decides.
-    for row in rows():
-        if row.provider in {"plaid", "mx"}:
-            assert row.failover_helps == (row.type in FAILOVER_TYPES), row
 
 
 def test_a_row_that_needs_the_person_is_never_retryable() -> None:

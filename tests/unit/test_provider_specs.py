@@ -21,6 +21,7 @@ from sandbox.truth import TruthBook
 from services.providers.mx import links as mx_links
 from services.providers.mx import wire as mx_wire
 from services.providers.plaid import wire as plaid_wire
+from services.providers.plaid.errors import PLAID_ERROR_TYPES
 from tests.specs.openapi import (
     SPEC_FILES,
     Exchange,
@@ -31,6 +32,7 @@ from tests.specs.openapi import (
     response_problems,
 )
 from tests.specs.refresh import PINS
+from tests.unit.test_documented_error_codes import PLAID_DOCUMENTED
 
 pytestmark = pytest.mark.unit
 
@@ -161,6 +163,15 @@ def test_every_plaid_transaction_the_sandbox_makes_validates_before_and_after_ti
 
     assert {"added", "removed"} <= {c.kind for c in sync_log(bank)}
     assert problems == []
+
+
+def test_every_plaid_error_type_our_table_reads_is_one_plaids_spec_declares() -> None:
+    spec = spec_of("plaid")
+    declared = set(spec.document["components"]["schemas"]["PlaidErrorType"]["enum"])
+
+    # The type rows, and the pages the coverage test copies codes from.
+    assert set(PLAID_ERROR_TYPES) <= declared
+    assert set(PLAID_DOCUMENTED) <= declared
 
 
 def test_the_vendored_mx_spec_is_the_pinned_file_and_keeps_its_mit_licence() -> None:

@@ -6,8 +6,11 @@ decides; the HTTP status only when the code is not one Belvo documents. A
 link's own `status` (valid, invalid, unconfirmed, token_required) tells, like
 an MX member's, whether reads can go on at all.
 
-Sources: developers.belvo.com "Belvo API and Widget Errors" (response codes
-and each documented error code) and Belvo's OpenAPI specification.
+Sources: developers.belvo.com "Belvo API and Widget Errors"
+(developers.belvo.com/docs/belvo-api-errors: the response codes 400, 401,
+403, 404, 405, 408, 409, 428, 500 and each documented error code) and
+Belvo's OpenAPI specification (belvoopenapispec: 429 and 503 answers).
+tests/unit/test_documented_error_codes.py lists every code this table answers for.
 """
 
 from __future__ import annotations
@@ -19,35 +22,47 @@ import msgspec
 from services.providers.base import ProviderCallError
 from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
-# Failover follows the type (http.ErrorRule) except where noted: the person's
-# bank password, an open bank session and our malformed request go wherever we go.
-_USER_MUST_ACT = ErrorRule("auth", False, reauth_required=True)
+# The person's standing at the bank itself (their password, online banking not
+# activated, a locked login): every provider's login to the bank meets it.
+_USER_MUST_ACT_AT_BANK = ErrorRule(
+    "auth", False, reauth_required=True, failover_helps=False, blame="person"
+)
+# The person must finish Belvo's own session (an MFA token, a link never
+# confirmed): a link at another provider holds its own login.
+_USER_MUST_ACT_AT_BELVO = ErrorRule(
+    "auth", False, reauth_required=True, failover_helps=True, blame="person"
+)
 # Our secret id and password are Belvo's alone: another provider does not need them.
-_OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True)
-_BAD_REQUEST = ErrorRule("validation", False)
-_INSTITUTION_DOWN = ErrorRule("provider_down", True)
-_BELVO_DOWN = ErrorRule("provider_down", True)
+_OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True, blame="provider")
+_BAD_REQUEST = ErrorRule("validation", False, failover_helps=False, blame="caller")
+# The bank is down or not answering: every provider waits as Belvo does.
+_INSTITUTION_DOWN = ErrorRule("provider_down", True, failover_helps=False, blame="institution")
+_BELVO_DOWN = ErrorRule("provider_down", True, failover_helps=True, blame="provider")
+_THROTTLED = ErrorRule("rate_limit", True, failover_helps=True, blame="provider")
 
 BELVO_ERRORS: Mapping[str, ErrorRule] = {
-    # The person must act: their credentials, MFA, or bank account.
-    "login_error": _USER_MUST_ACT,  # invalid credentials, locked or blocked account
-    "activation_failed": _USER_MUST_ACT,  # online banking not activated
-    "invalid_link": _USER_MUST_ACT,  # link status invalid: credentials changed
-    "unconfirmed_link": _USER_MUST_ACT,  # link never finished its MFA
-    "token_required": _USER_MUST_ACT,  # 428: the bank wants an MFA token
-    "session_expired": _USER_MUST_ACT,  # the MFA session timed out
-    # The bank allows one session per login: wait for the other to close.
-    "too_many_sessions": ErrorRule("rate_limit", True, failover_helps=False),
-    # The bank, as Belvo reaches it, is down or no longer served.
+    "login_error": _USER_MUST_ACT_AT_BANK,  # invalid credentials, locked or blocked account
+    "activation_failed": _USER_MUST_ACT_AT_BANK,  # online banking not activated
+    "invalid_link": _USER_MUST_ACT_AT_BANK,  # link status invalid: credentials changed
+    "unconfirmed_link": _USER_MUST_ACT_AT_BELVO,  # link never finished its MFA
+    "token_required": _USER_MUST_ACT_AT_BELVO,  # 428: the bank wants an MFA token
+    "session_expired": _USER_MUST_ACT_AT_BELVO,  # the MFA session timed out
+    # The bank allows one session per login, and the person holds it (on the
+    # bank's site or another provider's login): wait for it to close.
+    "too_many_sessions": ErrorRule("rate_limit", True, failover_helps=False, blame="person"),
+    # The bank, as Belvo reaches it, is down or too slow.
     "institution_down": _INSTITUTION_DOWN,
     "institution_unavailable": _INSTITUTION_DOWN,
-    "institution_inactive": _INSTITUTION_DOWN,
     "request_timeout": _INSTITUTION_DOWN,  # 408: the bank took too long
+    # Belvo no longer serves this bank, for good; another provider may.
+    "institution_inactive": ErrorRule(
+        "provider_down", False, failover_helps=True, blame="provider"
+    ),
     # Belvo itself.
     "unexpected_error": _BELVO_DOWN,  # 500: Belvo advises up to 3 retries
     "service_unavailable": _BELVO_DOWN,  # 503
-    "too_many_requests": ErrorRule("rate_limit", True),  # 429
-    "throttled": ErrorRule("rate_limit", True),  # 429, the API's throttle
+    "too_many_requests": _THROTTLED,  # 429
+    "throttled": _THROTTLED,  # 429, the API's throttle
     # Our secret id / password, not the person's.
     "authentication_failed": _OUR_CREDENTIALS,  # 401 Invalid Secret Keys
     "not_authenticated": _OUR_CREDENTIALS,
@@ -64,9 +79,11 @@ BELVO_ERRORS: Mapping[str, ErrorRule] = {
     "min_length": _BAD_REQUEST,
     "does_not_exist": _BAD_REQUEST,
     "not_found": _BAD_REQUEST,  # 404
-    "method_not_allowed": _BAD_REQUEST,  # 405
-    # The institution cannot do this; another provider may.
-    "unsupported_operation": ErrorRule("validation", False, failover_helps=True),
+    "method_not_allowed": ErrorRule(
+        "validation", False, failover_helps=True, blame="syncyard"
+    ),  # 405: our adapter's bug
+    # The institution cannot do this at Belvo; another provider may.
+    "unsupported_operation": ErrorRule("validation", False, failover_helps=True, blame="provider"),
 }
 
 # Used only when the body carries no code Belvo documents.
@@ -75,12 +92,13 @@ BELVO_HTTP_STATUSES: Mapping[int, ErrorRule] = {
     401: _OUR_CREDENTIALS,
     403: _OUR_CREDENTIALS,
     404: _BAD_REQUEST,
-    405: _BAD_REQUEST,
+    405: BELVO_ERRORS["method_not_allowed"],
     408: _INSTITUTION_DOWN,
-    # Another operation holds the resource (a link being created or refreshed).
-    409: ErrorRule("unknown", True, failover_helps=True),
-    428: _USER_MUST_ACT,
-    429: ErrorRule("rate_limit", True),
+    # Another operation holds the resource (a link being created or refreshed):
+    # busy, not failing; a link elsewhere can answer now.
+    409: ErrorRule("unknown", True, failover_helps=True, blame="caller"),
+    428: _USER_MUST_ACT_AT_BELVO,
+    429: _THROTTLED,
     500: _BELVO_DOWN,
     502: _BELVO_DOWN,
     503: _BELVO_DOWN,

@@ -4,9 +4,10 @@ Belvo signs nothing. Its dashboard takes an optional Authorization value
 (`Bearer <token>` or `Basic <base64 user:password>`) that Belvo sends back
 verbatim on every webhook, so that value is the shared secret: we require it
 and compare it in constant time. Belvo's body carries no timestamp, so a
-webhook's age cannot be judged here; replays are harmless only because
-consumers deduplicate on `webhook_id` (state every replica shares), and the
-value should be rotated if it ever leaks.
+webhook's age cannot be judged here. Its `webhook_id` is the webhook's
+`event_id` (a body without one is named by its digest): the receiver keeps
+the ones it acted on in PostgreSQL, shared by every replica, for a retention
+(`infra/webhook_log.py`). The value should be rotated if it ever leaks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
 from services.providers.webhook_util import header_value
 
 _TRANSACTION_CODES = frozenset(
@@ -49,6 +50,7 @@ def verify_belvo_webhook(
     webhook_type = str(event.get("webhook_type", "")).upper()
     code = str(event.get("webhook_code", ""))
     link_id = event.get("link_id")
+    webhook_id = event.get("webhook_id") if isinstance(event.get("webhook_id"), str) else None
     kind, error_code = "other", None
     if webhook_type == "TRANSACTIONS" and code in _TRANSACTION_CODES:
         kind = "transactions_updated"
@@ -59,5 +61,6 @@ def verify_belvo_webhook(
         kind=kind,
         item_id=link_id if isinstance(link_id, str) else None,
         error_code=error_code,
+        event_id=f"webhook_id:{webhook_id}" if webhook_id else digest_event_id(body),
         raw=event,
     )

@@ -63,7 +63,10 @@ INSTITUTION = Institution(
 
 
 # A stored key pair we cannot read: only the person, giving it again, can fix it.
-_MALFORMED_KEY_PAIR = ErrorRule("auth", False, reauth_required=True)
+# The chain reader reads the same wallet without it, so a link there still serves.
+_MALFORMED_KEY_PAIR = ErrorRule(
+    "auth", False, reauth_required=True, failover_helps=True, blame="caller"
+)
 
 
 class BitsoAdapter(ProviderAdapter):

@@ -5,6 +5,14 @@ The first two digits are a category (01 unknown, 02 authentication, 03
 validation, 08 throttling, ...), so a code Bitso adds later is still
 classified by its category; the HTTP status decides only when the body is
 not Bitso's (a gateway's page on a 5xx).
+
+Sources: docs.bitso.com/bitso-api/docs, "Error Categories" and the pages
+under it (01 Unknown, 02 Authentication: 0201-0216, 03 Validation, 08 Rate
+limit, 09 Unsupported method), and "History of Changes" for the codes added
+since. Codes of the order, withdrawal and funding pages cannot answer the
+read-only calls we make (/v3/balance, /v3/ledger, /v3/available_books): their
+category classifies them. tests/unit/test_documented_error_codes.py lists every
+code this table answers for.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ THROTTLE_LOCKOUT_S = 60.0
 # Failover follows the type (http.ErrorRule) except where noted. Bitso's API key
 # and request shapes are Bitso's alone: the chain reader reads the same wallet
 # without them, so a relink or a request Bitso rejects still leaves it a way.
-_DOWN = ErrorRule("provider_down", True)
-_RELINK = ErrorRule("auth", False, reauth_required=True, failover_helps=True)
-_OUR_BUG = ErrorRule("validation", False, failover_helps=True)
-_THROTTLED = ErrorRule("rate_limit", True)
+_DOWN = ErrorRule("provider_down", True, failover_helps=True, blame="provider")
+_RELINK = ErrorRule("auth", False, reauth_required=True, failover_helps=True, blame="person")
+# A request our Bitso adapter shaped wrong: our bug, which the chain reader does not share.
+_OUR_BUG = ErrorRule("validation", False, failover_helps=True, blame="syncyard")
+_THROTTLED = ErrorRule("rate_limit", True, failover_helps=True, blame="provider")
 
 # The codes Bitso documents that /v3/balance, /v3/ledger and /v3/available_books
 # can return (docs.bitso.com, "Error Categories" and the pages under it).
@@ -34,35 +43,38 @@ BITSO_ERRORS: Mapping[str, ErrorRule] = {
     "0201": _RELINK,  # Check your credentials (was: invalid nonce or credentials)
     "0202": _RELINK,  # API key is not authorized to execute the requested method
     "0203": _RELINK,  # Login token is invalid or expired
+    "0204": _RELINK,  # Incorrect PIN
     # Too many login attempts: Bitso unlocks the key after a while by itself.
-    "0205": ErrorRule("auth", True, failover_helps=True),
+    "0205": ErrorRule("auth", True, failover_helps=True, blame="person"),
     "0206": _OUR_BUG,  # Invalid nonce type
     # Invalid nonce value: another process signed with the same key in between;
     # the next call carries a fresh nonce.
-    "0207": ErrorRule("auth", True, failover_helps=False),
+    "0207": ErrorRule("auth", True, failover_helps=False, blame="syncyard"),
     "0208": _RELINK,  # Authentication is required to execute the requested operation
     "0209": _RELINK,  # Two-factor authentication required
     "0210": _RELINK,  # Device authentication required
     "0211": _RELINK,  # Device authentication failed (invalid IP or expired token)
     # Access denied (reserved for internal use).
-    "0212": ErrorRule("auth", False, failover_helps=True),
+    "0212": ErrorRule("auth", False, failover_helps=True, blame="provider"),
     # The key's IP allowlist excludes us: only the key's owner can change that.
     "0213": _RELINK,
+    # Invalid reCAPTCHA: a check of Bitso's web login, which only the person passes.
+    "0214": ErrorRule("auth", False, failover_helps=True, blame="person"),
     "0215": _RELINK,  # Incorrect request signature: the secret we hold is wrong
     # Account restricted: nothing the person can fix by relinking.
-    "0216": ErrorRule("auth", False, failover_helps=True),
+    "0216": ErrorRule("auth", False, failover_helps=True, blame="person"),
     "0303": _OUR_BUG,  # Required field missing
     "0304": _OUR_BUG,  # Required field not valid
     "0310": _OUR_BUG,  # Incorrect WID
     "0311": _OUR_BUG,  # Incorrect FID
     "0313": _OUR_BUG,  # Selected currency not supported
     # Invalid pagination parameters: our ledger marker is not this account's.
-    "0320": ErrorRule("validation", False, failover_helps=False),
+    "0320": ErrorRule("validation", False, failover_helps=False, blame="caller"),
     "0326": _RELINK,  # API key is not active
     # Service unavailable for the requesting location/country: Bitso refuses our
-    # egress region, which retrying will not change.
-    "0327": ErrorRule("provider_down", False),
-    "0328": ErrorRule("provider_down", False),
+    # egress region, which retrying will not change: Bitso's alone.
+    "0327": ErrorRule("provider_down", False, failover_helps=True, blame="provider"),
+    "0328": ErrorRule("provider_down", False, failover_helps=True, blame="provider"),
     "0801": _THROTTLED,  # You have hit the request rate-limit
     "0802": _THROTTLED,  # Too many attempts to perform an operation
     "0901": _OUR_BUG,  # Unsupported HTTP method
@@ -87,7 +99,8 @@ BITSO_HTTP_STATUSES: Mapping[int, tuple[str, ErrorRule]] = {
     429: ("http_429", _THROTTLED),
     500: ("http_500", _DOWN),
     502: ("http_502", _DOWN),
-    503: ("http_503", ErrorRule("maintenance", True)),
+    # Bitso's own maintenance, not a bank's: the chain reader serves meanwhile.
+    503: ("http_503", ErrorRule("maintenance", True, failover_helps=True, blame="provider")),
     504: ("http_504", _DOWN),
 }
 

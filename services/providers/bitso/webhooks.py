@@ -5,9 +5,16 @@ compact JSON, with SHA256withRSA (PKCS#1 v1.5), and names the key in
 `x-bitso-key-id`; the signature, base64, is in
 `x-bitso-webhook-event-signature`. Bitso publishes its keys (base64 DER
 SubjectPublicKeyInfo) at a public endpoint; here they are injected, so
-where they come from stays a deployment decision. Bitso signs no timestamp,
-so a replay window cannot be enforced: deliveries are at-least-once anyway,
-and consumers dedupe on the funding or withdrawal id.
+where they come from stays a deployment decision.
+
+Only the payload is signed, so only the payload is believed: what happened
+is read from it (a funding has a `fid`, a withdrawal a `wid`), the unsigned
+`event` must agree with it or the delivery is refused, and any other
+envelope field is dropped (`WebhookEvent.raw` holds the signed payload and
+the event it names, nothing else). Bitso signs no timestamp, so a replay
+window cannot be enforced; the receiver deduplicates deliveries on a digest
+of the signed bytes (`event_id`), kept for a retention
+(`infra/webhook_log.py`).
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
 
 SIGNATURE_HEADER = "x-bitso-webhook-event-signature"
 KEY_ID_HEADER = "x-bitso-key-id"
-# Events about money moving in or out: the ledger has something new to sync.
-_LEDGER_EVENTS = frozenset({"funding", "withdrawal", "fundings", "withdrawals"})
+# Events about money moving in or out (the ledger has something new to sync),
+# told by the id field only their signed payloads carry.
+_EVENT_BY_ID_FIELD = (("fid", "funding"), ("wid", "withdrawal"))
+_EVENT_NAMES = {"fundings": "funding", "withdrawals": "withdrawal"}
 
 
 def load_public_keys(encoded: Mapping[str, str]) -> dict[str, rsa.RSAPublicKey]:
@@ -64,15 +73,28 @@ def verify_delivery(
         raise WebhookRejectedError(f"{provider}: webhook body or signature is malformed") from None
     if not isinstance(envelope, dict) or "payload" not in envelope:
         raise WebhookRejectedError(f"{provider}: webhook body has no payload")
+    payload = envelope["payload"]
+    signed = signed_bytes(payload)
     try:
-        key.verify(
-            signature, signed_bytes(envelope["payload"]), padding.PKCS1v15(), hashes.SHA256()
-        )
+        key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise WebhookRejectedError(f"{provider}: webhook signature does not match") from None
-    event = str(envelope.get("event", ""))
+    event = _signed_event(payload)
+    claimed = envelope.get("event")
+    if event is not None and claimed is not None and _EVENT_NAMES.get(claimed, claimed) != event:
+        raise WebhookRejectedError(f"{provider}: the unsigned event does not match its payload")
     return WebhookEvent(
         provider=provider,
-        kind="transactions_updated" if event in _LEDGER_EVENTS else "other",
-        raw=envelope,
+        kind="transactions_updated" if event is not None else "other",
+        event_id=digest_event_id(signed),
+        raw={"event": event, "payload": payload},
     )
+
+
+def _signed_event(payload: Any) -> str | None:
+    """What the signed payload says happened: a funding or a withdrawal, or None."""
+    if isinstance(payload, dict):
+        for field, event in _EVENT_BY_ID_FIELD:
+            if isinstance(payload.get(field), str) and payload[field]:
+                return event
+    return None

@@ -48,7 +48,9 @@ CHAIN_TXS = "/address/{address}/txs/chain"
 CHAIN_TXS_AFTER = "/address/{address}/txs/chain/{last_txid}"
 
 
-_NOT_AN_ADDRESS = ErrorRule("auth", False)
+# A watched address that fails its checksum: the caller registered it, and no
+# reader, here or elsewhere, will read it.
+_NOT_AN_ADDRESS = ErrorRule("auth", False, failover_helps=False, blame="caller")
 
 
 class BlockchainAdapter(ProviderAdapter):

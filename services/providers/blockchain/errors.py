@@ -21,8 +21,8 @@ CHAIN_ERRORS: Mapping[int, tuple[str, ErrorRule]] = {
     # Our cursor's transaction is gone (a reorg dropped it): start the walk over.
     404: ("NOT_FOUND", ErrorRule("validation", False, failover_helps=False)),
     # A gated reader refusing our key: another reader does not need it.
-    401: ("UNAUTHORIZED", ErrorRule("auth", False, failover_helps=True)),
-    403: ("FORBIDDEN", ErrorRule("auth", False, failover_helps=True)),
+    401: ("UNAUTHORIZED", ErrorRule("auth", False, failover_helps=True, blame="provider")),
+    403: ("FORBIDDEN", ErrorRule("auth", False, failover_helps=True, blame="provider")),
     429: ("RATE_LIMITED", ErrorRule("rate_limit", True)),
     500: ("INTERNAL_ERROR", _DOWN),
     502: ("BAD_GATEWAY", _DOWN),

@@ -8,9 +8,13 @@ on a call and also sit in each account's `aggregationStatusCode`. The code
 decides; the HTTP status only when the code is not ours to know.
 
 Sources: developer.mastercard.com/open-finance-us documentation (error
-codes, aggregation status codes, remediation categories) and the Open
-Finance OpenAPI examples (10001, 10005, 10010, 10022-10026, 14001, 14020,
-24302, 38007).
+codes, aggregation status codes, remediation categories, the incomplete
+authentication page for 938/940/971), docs.finicity.com/api-errors/ (10005,
+10023, 110039, 325/5006, 18001), docs.finicity.com/aggregation-status-codes/
+and support.finicity.com "Error Codes and Aggregation Status Codes" (331,
+10106), and the Open Finance OpenAPI examples (10001, 10005, 10010,
+10022-10026, 14001, 14020, 24302, 38007).
+tests/unit/test_documented_error_codes.py lists every code this table answers for.
 """
 
 from __future__ import annotations
@@ -22,15 +26,28 @@ import msgspec
 from services.providers.base import ProviderCallError
 from services.providers.http import UNKNOWN_RULE, ErrorRule, HttpReply, error_without_body, scrub
 
-# Failover follows the type (http.ErrorRule) except where noted: the person's
-# bank login and the bank's own maintenance reach every provider alike.
 # Our partner credentials are Finicity's alone: another provider does not need them.
-_OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True)
-_BAD_REQUEST = ErrorRule("validation", False)
-_USER_MUST_ACT = ErrorRule("auth", False, reauth_required=True)
-_CONNECTION_DOWN = ErrorRule("provider_down", True)
-# Busy aggregating at Finicity: a link elsewhere can answer now.
-_NOT_READY = ErrorRule("unknown", True, failover_helps=True)
+_OUR_CREDENTIALS = ErrorRule("auth", False, failover_helps=True, blame="provider")
+_BAD_REQUEST = ErrorRule("validation", False, failover_helps=False, blame="caller")
+# A request our Finicity adapter shaped wrong (a username outside its policy).
+_OUR_BAD_REQUEST = ErrorRule("validation", False, failover_helps=True, blame="syncyard")
+# The person must act through Data Connect Fix: an MFA answer, a consent or an
+# OAuth token held at Finicity. A link at another provider holds its own.
+_USER_MUST_FIX_AT_FINICITY = ErrorRule(
+    "auth", False, reauth_required=True, failover_helps=True, blame="person"
+)
+# The person must act at the bank itself (new credentials, a password to
+# change, a prompt on the bank's site): every provider's login meets it.
+_USER_MUST_ACT_AT_BANK = ErrorRule(
+    "auth", False, reauth_required=True, failover_helps=False, blame="person"
+)
+# Finicity's own connection to the bank is failing: another provider's may not.
+_CONNECTION_DOWN = ErrorRule("provider_down", True, failover_helps=True, blame="provider")
+# The bank itself is not answering: every provider waits as Finicity does.
+_INSTITUTION_DOWN = ErrorRule("provider_down", True, failover_helps=False, blame="institution")
+# Busy at Finicity, not broken: a link elsewhere can answer now, and the same
+# call succeeds shortly. No count against Finicity's health.
+_NOT_READY = ErrorRule("unknown", True, failover_helps=True, blame="caller")
 
 FINICITY_ERRORS: Mapping[str, ErrorRule] = {
     # API codes: our partner credentials or app token.
@@ -47,34 +64,39 @@ FINICITY_ERRORS: Mapping[str, ErrorRule] = {
     "10005": _BAD_REQUEST,  # missing parameter
     "10010": _BAD_REQUEST,  # invalid field / customer not this partner's
     "10100": _BAD_REQUEST,  # invalid field format
+    "10106": _BAD_REQUEST,  # invalid account type
     "14001": _BAD_REQUEST,  # resource or customer not found
     "14020": _BAD_REQUEST,  # bad request
-    # The login this link names is gone: only relinking brings it back.
-    "38007": _USER_MUST_ACT,  # no accounts for institutionLoginId
-    "331": _USER_MUST_ACT,  # MFA session expired
+    "110039": _OUR_BAD_REQUEST,  # username not as per the policy
+    # The login this link names is gone at Finicity: only relinking brings it back.
+    "38007": _USER_MUST_FIX_AT_FINICITY,  # no accounts for institutionLoginId
+    "331": _USER_MUST_FIX_AT_FINICITY,  # MFA session expired
     # Busy, not broken: the same call succeeds shortly.
     "325": _NOT_READY,  # account is being aggregated
     "5006": _NOT_READY,  # account is being aggregated
     "18001": _NOT_READY,  # a report is being generated
-    # Aggregation status codes the person must fix through Data Connect Fix.
-    "103": _USER_MUST_ACT,  # invalid credentials
-    "106": _USER_MUST_ACT,  # additional information required
-    "108": _USER_MUST_ACT,  # user action required at the institution
-    "109": _USER_MUST_ACT,  # password change required
-    "169": _USER_MUST_ACT,  # duplicate account
-    "185": _USER_MUST_ACT,  # MFA challenge
-    "187": _USER_MUST_ACT,  # incorrect MFA answers
-    "945": _USER_MUST_ACT,  # OAuth migration, not consented
-    "946": _USER_MUST_ACT,  # account not found (maybe closed)
-    "947": _USER_MUST_ACT,  # OAuth token expired
-    "948": _USER_MUST_ACT,  # OAuth migration, not authenticated
-    "949": _USER_MUST_ACT,  # OAuth consent revoked
-    "959": _USER_MUST_ACT,  # additional information required
-    "961": _USER_MUST_ACT,  # additional information required
-    "1008": _USER_MUST_ACT,  # unexpected login error, re-authenticate
+    # Aggregation status codes the person fixes through Data Connect Fix.
+    "106": _USER_MUST_FIX_AT_FINICITY,  # additional information required
+    "169": _USER_MUST_FIX_AT_FINICITY,  # duplicate account
+    "185": _USER_MUST_FIX_AT_FINICITY,  # MFA challenge
+    "187": _USER_MUST_FIX_AT_FINICITY,  # incorrect MFA answers
+    "938": _USER_MUST_FIX_AT_FINICITY,  # incomplete authentication
+    "940": _USER_MUST_FIX_AT_FINICITY,  # incomplete authentication
+    "945": _USER_MUST_FIX_AT_FINICITY,  # OAuth migration, not consented
+    "946": _USER_MUST_FIX_AT_FINICITY,  # account not found (maybe closed)
+    "947": _USER_MUST_FIX_AT_FINICITY,  # OAuth token expired
+    "948": _USER_MUST_FIX_AT_FINICITY,  # OAuth migration, not authenticated
+    "949": _USER_MUST_FIX_AT_FINICITY,  # OAuth consent revoked
+    "959": _USER_MUST_FIX_AT_FINICITY,  # additional information required
+    "961": _USER_MUST_FIX_AT_FINICITY,  # additional information required
+    "971": _USER_MUST_FIX_AT_FINICITY,  # incomplete authentication
+    "1008": _USER_MUST_FIX_AT_FINICITY,  # unexpected login error, re-authenticate
+    # Aggregation status codes the person fixes at the bank.
+    "103": _USER_MUST_ACT_AT_BANK,  # invalid credentials (changed at the bank)
+    "108": _USER_MUST_ACT_AT_BANK,  # user action required at the institution
+    "109": _USER_MUST_ACT_AT_BANK,  # password change required
     # Aggregation status codes: Finicity's connection to the bank is down.
     "101": _CONNECTION_DOWN,
-    "102": _CONNECTION_DOWN,  # institution not responding
     "104": _CONNECTION_DOWN,
     "105": _CONNECTION_DOWN,
     "124": _CONNECTION_DOWN,
@@ -89,12 +111,14 @@ FINICITY_ERRORS: Mapping[str, ErrorRule] = {
     "905": _CONNECTION_DOWN,
     "906": _CONNECTION_DOWN,
     "907": _CONNECTION_DOWN,
-    "1408": _CONNECTION_DOWN,  # session timed out at the bank
     "2040": _CONNECTION_DOWN,  # unexpected login error, retry later
-    # Finicity no longer connects to this bank; another provider still may.
-    "920": _CONNECTION_DOWN,
+    # The bank itself is not answering, or too slowly.
+    "102": _INSTITUTION_DOWN,  # institution not responding
+    "1408": _INSTITUTION_DOWN,  # session timed out at the bank
+    # Finicity no longer connects to this bank, for good; another provider still may.
+    "920": ErrorRule("provider_down", False, failover_helps=True, blame="provider"),
     # The bank's own planned maintenance: every provider waits it out.
-    "320": ErrorRule("maintenance", True, failover_helps=False),
+    "320": ErrorRule("maintenance", True, failover_helps=False, blame="institution"),
 }
 
 # Used only when the body carries no code we know.
@@ -103,13 +127,14 @@ FINICITY_HTTP_STATUSES: Mapping[int, ErrorRule] = {
     401: _OUR_CREDENTIALS,
     403: _OUR_CREDENTIALS,
     404: _BAD_REQUEST,
-    406: _BAD_REQUEST,
+    406: _OUR_BAD_REQUEST,
     408: ErrorRule("network", True),
     409: _NOT_READY,
-    429: ErrorRule("rate_limit", True),
+    429: ErrorRule("rate_limit", True, failover_helps=True, blame="provider"),
     500: _CONNECTION_DOWN,
     502: _CONNECTION_DOWN,
-    503: ErrorRule("maintenance", True),
+    # Finicity's own maintenance, not the bank's.
+    503: ErrorRule("maintenance", True, failover_helps=True, blame="provider"),
     504: _CONNECTION_DOWN,
 }
 

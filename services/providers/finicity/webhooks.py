@@ -8,8 +8,9 @@ which only matches when Finicity sends compact JSON), compare in constant
 time, and judge age from the eventId, whose prefix is the event's epoch
 milliseconds (`1744671850866-f9b8ef21c571b7d0e80c2c3d`). Only `ping` (sent
 when a Connect URL is generated, and which must be answered 2xx) comes
-without an eventId. Deduplicating eventIds is the consumer's job: it needs
-state shared by every replica.
+without an eventId. The eventId is the webhook's `event_id`: the receiver
+keeps the ones it acted on in PostgreSQL, shared by every replica
+(`infra/webhook_log.py`), and a ping's is the digest of its signed body.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
 from services.providers.webhook_util import header_value
 
 HEADER = "X-Finicity-Signature"
@@ -55,7 +56,9 @@ def verify_finicity_webhook(
     event_type = event.get("eventType")
     event_id = event.get("eventId")
     if event_id is None and event_type == "ping":
-        return WebhookEvent(provider=provider, kind="other", raw=event)
+        return WebhookEvent(
+            provider=provider, kind="other", event_id=digest_event_id(body), raw=event
+        )
     sent_at = _event_time(event_id)
     if sent_at is None:
         raise WebhookRejectedError(f"{provider} webhook: no eventId to tell its age by")
@@ -64,7 +67,7 @@ def verify_finicity_webhook(
             f"{provider} webhook: sent {now - sent_at:.0f}s from now, "
             f"outside the {MAX_AGE_S}s window"
         )
-    return _normalise(event, provider)
+    return msgspec.structs.replace(_normalise(event, provider), event_id=f"eventId:{event_id}")
 
 
 def _event_time(event_id: object) -> float | None:

@@ -41,7 +41,8 @@ INSTITUTION = Institution(
 
 # The person's own entries exist at no other provider: failing over never helps.
 _INVALID = ErrorRule("validation", False, failover_helps=False)
-_STORE_TIMEOUT = ErrorRule("network", True, failover_helps=False)
+# The entries live in our own database: a slow store is our trouble, not a provider's.
+_STORE_TIMEOUT = ErrorRule("network", True, failover_helps=False, blame="syncyard")
 
 
 def _transaction(entry: ManualEntry) -> dict[str, Any]:

@@ -6,8 +6,11 @@ TLS, or an OAuth 2 bearer token. syncyard uses HTTP Basic: the adapter is
 configured with the username and password MX was given, and compares the
 `Authorization` header with them in constant time. MX payloads carry no
 delivery timestamp, so there is no replay window to enforce: a captured
-webhook replays, and every reaction to one must be idempotent (they are:
-exchanging a member twice, or syncing twice, changes nothing).
+webhook replays. MX sends no event id either, so a webhook's `event_id` is
+the digest of its (authenticated) body: the receiver acknowledges a body it
+has already acted on without acting again, for its retention
+(`infra/webhook_log.py`); past it, every reaction to a webhook is idempotent
+anyway (exchanging a member twice, or syncing twice, changes nothing).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
 from services.providers.mx.errors import MX_CONNECTION_STATUSES
 from services.providers.mx.links import public_token
 from services.providers.webhook_util import header_value
@@ -91,5 +94,6 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         item_id=member,
         public_token=token,
         error_code=error_code,
+        event_id=digest_event_id(body),
         raw=raw,
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 
 from services.providers.base import (
     AccountsPage,
@@ -27,7 +28,7 @@ from services.providers.base import (
 )
 from services.providers.http import decode_json, send
 from services.providers.plaid.errors import plaid_error
-from services.providers.plaid.webhooks import PlaidWebhookVerifier, normalise
+from services.providers.plaid.webhooks import PlaidWebhookVerifier, event_id, normalise
 from services.providers.plaid.wire import (
     NOT_READY,
     AccountsResponse,
@@ -174,7 +175,7 @@ class PlaidAdapter(ProviderAdapter):
         Plaid retries); a key id Plaid does not know rejects the webhook.
         """
         await self._webhooks.verify(headers, body, now=now, timeout_s=timeout_s)
-        return normalise(self.name, body)
+        return msgspec.structs.replace(normalise(self.name, body), event_id=event_id(headers))
 
     async def _fetch_key(self, kid: str, timeout_s: float) -> Jwk:
         endpoint = "/webhook_verification_key/get"

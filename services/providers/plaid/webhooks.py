@@ -7,6 +7,13 @@ know is cached as a failure with a backoff, and fresh kids are fetched at a
 bounded rate, so forged webhooks cannot make us call Plaid), refuse any other
 algorithm, verify the signature, refuse tokens issued more than five minutes
 from `now`, and compare the body's SHA-256 with the claim in constant time.
+
+Plaid's webhooks carry no id of their own, and two of them may have the
+same body (`SYNC_UPDATES_AVAILABLE` for an item, `LOGIN_REPAIRED` after a
+second repair). What Plaid signs per delivery is the JWT's header and
+claims (its `iat` and the body's hash), so a webhook's `event_id` is their
+digest: the same delivery replayed is the same id, and replays older than
+the five minutes are refused by `iat` anyway.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 import jwt
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError
+from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
 from services.providers.plaid.wire import Jwk
 from services.providers.webhook_util import header_value
 
@@ -160,6 +167,17 @@ def _verified_claims(token: str, key: Jwk) -> dict[str, Any]:
     except (jwt.InvalidTokenError, jwt.PyJWKError):
         raise WebhookRejectedError("plaid webhook: JWT or key is malformed") from None
     return claims
+
+
+def event_id(headers: Mapping[str, str]) -> str:
+    """A verified delivery's id for deduplication: the digest of what its JWT signs.
+
+    The JWT's header and claims, not the signature: an ECDSA signature can be
+    recomputed, or its `s` negated, into another valid one over the same
+    claims, which would make a replay look new.
+    """
+    header_and_claims, _, _ = (header_value(headers, HEADER) or "").rpartition(".")
+    return digest_event_id(header_and_claims.encode())
 
 
 _ITEM_REMOVED_CODES = frozenset({"USER_PERMISSION_REVOKED", "USER_ACCOUNT_REVOKED"})

@@ -1,0 +1,103 @@
+"""Which providers' webhooks took effect: a replayed webhook is acknowledged, not acted on again.
+
+Each verified webhook is named by its `event_id` (the provider's own id, or a
+digest of what it signed: `services/providers/base.py`). The receiver claims
+that name before acting (`claim`), and afterwards either keeps it (`handled`:
+the webhook took effect) or lets it go (`release`: it was ignored, or the
+receiver failed and the provider will send it again). A claim whose holder
+crashed lapses after `CLAIM_TIMEOUT`, so the provider's retry is acted on.
+Webhooks that were only ignored are not kept: a webhook posted to the wrong
+saga first must not make the right saga refuse it later.
+
+Rows live for `RETENTION`: past it a replay is acted on again, which is
+harmless (every reaction is idempotent: a saga completes once), and Plaid's
+and Finicity's signed timestamps refuse such old replays anyway. The table is
+shared by every replica, so a replay is caught whichever replica receives it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import asyncpg
+
+RETENTION = timedelta(days=30)
+CLAIM_TIMEOUT = timedelta(seconds=60)
+_PURGE_EVERY_S = 3600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS syncyard_webhooks_seen (
+    provider text NOT NULL,
+    event_id text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    handled boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (provider, event_id)
+);
+CREATE INDEX IF NOT EXISTS syncyard_webhooks_seen_by_age ON syncyard_webhooks_seen (received_at);
+"""
+_SETUP_LOCK = 0x5_1100C
+
+# A row is ours if it is new, or an unhandled claim that lapsed.
+_CLAIM = """
+INSERT INTO syncyard_webhooks_seen AS seen (provider, event_id) VALUES ($1, $2)
+ON CONFLICT (provider, event_id) DO UPDATE SET received_at = now()
+    WHERE NOT seen.handled AND seen.received_at < now() - $3::interval
+RETURNING true
+"""
+
+
+class WebhookLog:
+    """The webhooks that took effect, per provider and event id, kept for `retention`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        retention: timedelta = RETENTION,
+        claim_timeout: timedelta = CLAIM_TIMEOUT,
+    ) -> None:
+        self.pool = pool
+        self.retention = retention
+        self.claim_timeout = claim_timeout
+        self._purged_at = float("-inf")
+
+    async def setup(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
+            await conn.execute(SCHEMA)
+
+    async def claim(self, provider: str, event_id: str) -> bool:
+        """True if this webhook may be acted on now; False if it took effect already
+        (or another delivery of it is being acted on)."""
+        if time.monotonic() - self._purged_at > _PURGE_EVERY_S:
+            await self.purge()
+        claimed = await self.pool.fetchval(_CLAIM, provider, event_id, self.claim_timeout)
+        return claimed is True
+
+    async def handled(self, provider: str, event_id: str) -> None:
+        """The webhook took effect: a replay within the retention is acknowledged only."""
+        await self.pool.execute(
+            "UPDATE syncyard_webhooks_seen SET handled = true, received_at = now() "
+            "WHERE provider = $1 AND event_id = $2",
+            provider,
+            event_id,
+        )
+
+    async def release(self, provider: str, event_id: str) -> None:
+        """The webhook took no effect: the next delivery of it is acted on."""
+        await self.pool.execute(
+            "DELETE FROM syncyard_webhooks_seen "
+            "WHERE provider = $1 AND event_id = $2 AND NOT handled",
+            provider,
+            event_id,
+        )
+
+    async def purge(self) -> int:
+        """Forget webhooks older than the retention; how many were forgotten."""
+        self._purged_at = time.monotonic()
+        status = await self.pool.execute(
+            "DELETE FROM syncyard_webhooks_seen WHERE received_at < now() - $1::interval",
+            self.retention,
+        )
+        return int(status.rpartition(" ")[2])

@@ -1,0 +1,147 @@
+"""A provider's webhook takes effect once: replays are acknowledged, not acted on (issue #14).
+
+Over real HTTP to syncyard's webhook route, with the record of webhooks that
+took effect in PostgreSQL (`infra/webhook_log.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from infra.bootstrap import Runtime
+from infra.saga_store import PostgresSagaStore
+from infra.webhook_log import WebhookLog
+from sandbox.webhooks import mx_headers
+from tests.integration.saga_helpers import (
+    link_token_of,
+    person_finishes,
+    saga_ended,
+    saga_id,
+    saga_reaches,
+    start_link,
+)
+from tests.support.harness import MX_WEBHOOK_CREDENTIALS, Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def _store(runtime: Runtime) -> PostgresSagaStore:
+    assert runtime.sagas is not None
+    return runtime.sagas
+
+
+def _member_created(public_token: str, created_at: int) -> bytes:
+    """MX's MEMBER CREATED webhook for the member the person just linked."""
+    user_guid, _, member_guid = public_token.partition(":")
+    return json.dumps(
+        {
+            "type": "MEMBER",
+            "action": "CREATED",
+            "guid": member_guid,
+            "user_guid": user_guid,
+            "created_at": created_at,
+        }
+    ).encode()
+
+
+async def _deliver(runtime: Runtime, command_id: str, body: bytes) -> dict[str, Any]:
+    username, _, password = MX_WEBHOOK_CREDENTIALS.partition(":")
+    url = f"{runtime.http_url}/v1/sagas/{saga_id(command_id)}/webhook"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=body, headers=mx_headers(username, password)) as r,
+    ):
+        assert r.status == 200, await r.text()
+        answer: dict[str, Any] = await r.json()
+        return answer
+
+
+async def test_the_same_webhook_delivered_twice_takes_effect_once_and_a_new_one_takes_effect(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    # One person, two link flows at MX (say, a second bank): both wait for a webhook.
+    # One after the other: the first makes the person's MX user, the second finds it.
+    widgets = {}
+    for command_id in ("link-dup-a", "link-dup-b"):
+        started = await upstream.send(start_link("acct-dup", command_id, preferred_provider="mx"))
+        assert started.success, started.error
+        widgets[command_id] = await link_token_of(store, command_id)
+    first = await person_finishes(sandbox, "mx", widgets["link-dup-a"])
+    webhook = _member_created(str(first["public_token"]), created_at=1_765_000_000)
+
+    assert await _deliver(syncyard, "link-dup-a", webhook) == {
+        "accepted": True,
+        "duplicate": False,
+    }
+    # Replayed, to the same saga or to the person's other one (whose user it also
+    # names): acknowledged, and the other flow is not handed the first bank's member.
+    assert await _deliver(syncyard, "link-dup-a", webhook) == {"ignored": "duplicate_webhook"}
+    assert await _deliver(syncyard, "link-dup-b", webhook) == {"ignored": "duplicate_webhook"}
+    other = await store.load(saga_id("link-dup-b"))
+    assert other is not None and not other.completion_received
+    assert (await saga_ended(store, "link-dup-a")).status == "completed"
+
+    # The second bank's own webhook is another event: it takes effect.
+    second = await person_finishes(sandbox, "mx", widgets["link-dup-b"])
+    own = _member_created(str(second["public_token"]), created_at=1_765_000_060)
+    assert await _deliver(syncyard, "link-dup-b", own) == {"accepted": True, "duplicate": False}
+    completed = await saga_reaches(store, "link-dup-b", lambda s: s.completion_received)
+    assert completed.completion_received
+    assert (await saga_ended(store, "link-dup-b")).status == "completed"
+
+    seen = await syncyard.pool.fetch(
+        "SELECT provider, handled FROM syncyard_webhooks_seen ORDER BY received_at"
+    )
+    assert [(r["provider"], r["handled"]) for r in seen] == [("mx", True), ("mx", True)]
+
+
+async def test_an_ignored_webhook_is_not_kept_so_its_right_saga_still_acts_on_it(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    store = _store(syncyard)
+    for account, command_id in (("acct-right", "link-right"), ("acct-wrong", "link-wrong")):
+        started = await upstream.send(start_link(account, command_id, preferred_provider="mx"))
+        assert started.success, started.error
+    finished = await person_finishes(sandbox, "mx", await link_token_of(store, "link-right"))
+    webhook = _member_created(str(finished["public_token"]), created_at=1_765_000_120)
+
+    # Posted first to another person's saga (misrouted, or replayed there on purpose).
+    assert await _deliver(syncyard, "link-wrong", webhook) == {"ignored": "not_this_link_session"}
+    assert await _deliver(syncyard, "link-right", webhook) == {
+        "accepted": True,
+        "duplicate": False,
+    }
+
+
+async def test_a_claim_is_kept_when_handled_released_when_not_and_lapses_when_abandoned(
+    database_url: str,
+) -> None:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        log = WebhookLog(pool, claim_timeout=timedelta(seconds=0))
+        await log.setup()
+        await log.setup()  # a second replica starting
+
+        assert await log.claim("finicity", "eventId:1")
+        await log.handled("finicity", "eventId:1")
+        assert not await log.claim("finicity", "eventId:1")
+        assert await log.claim("plaid", "eventId:1"), "ids are per provider"
+
+        assert await log.claim("belvo", "webhook_id:w")
+        await log.release("belvo", "webhook_id:w")
+        assert await log.claim("belvo", "webhook_id:w")
+
+        # A holder that crashed before handling: its claim lapses (at once, here).
+        assert await log.claim("belvo", "webhook_id:w")
+        await log.handled("belvo", "webhook_id:w")
+        await pool.execute(
+            "UPDATE syncyard_webhooks_seen SET received_at = now() - interval '31 days'"
+        )
+        assert await log.purge() == 3
+        assert await log.claim("finicity", "eventId:1"), "past the retention it is new again"
