@@ -48,7 +48,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import nats
 import psutil  # type: ignore[import-untyped]
 from nats.aio.msg import Msg
 
@@ -64,6 +63,7 @@ from infra.embedded import find_free_port
 from services.connections.state import connection_id_for
 from services.orchestrator import MAX_PAGES_PER_SYNC
 from services.providers.plaid.adapter import PlaidAdapter
+from tests.support import bus
 from tests.support.harness import (
     API_TOKENS_ENV,
     AUTH,
@@ -334,7 +334,9 @@ async def reads(bench: Bench, nats_url: str, http_url: str, scale: Scale, result
         "SELECT entry FROM feed WHERE connection_id = $1 AND position > $2 "
         "ORDER BY position LIMIT $3"
     )
-    responder = await nats.connect(nats_url)
+    # NATS round trips beside syncyard's, on subjects of their own: an operator's.
+    responder = await bus.connect(nats_url, bus.ADMIN)
+    echoer = await bus.connect(nats_url, bus.ADMIN)
 
     async def empty_reply(msg: Msg) -> None:
         await msg.respond(b"")
@@ -361,10 +363,10 @@ async def reads(bench: Bench, nats_url: str, http_url: str, scale: Scale, result
                 assert len(rows) == READ_LIMIT
 
             async def echo_empty() -> None:
-                await nc.request("bench.echo.empty", b"", timeout=TIMEOUT_S)
+                await echoer.request("bench.echo.empty", b"", timeout=TIMEOUT_S)
 
             async def echo_sized() -> None:
-                await nc.request("bench.echo.sized", b"", timeout=TIMEOUT_S)
+                await echoer.request("bench.echo.sized", b"", timeout=TIMEOUT_S)
 
             results.reads = await interleaved(
                 {
@@ -379,12 +381,14 @@ async def reads(bench: Bench, nats_url: str, http_url: str, scale: Scale, result
             )
     finally:
         await responder.drain()
+        await echoer.drain()
 
 
 def _env(nats_url: str, db_url: str, sandbox_url: str, http_port: int) -> dict[str, str]:
     return {
         **os.environ,
         "NATS_URL": nats_url,
+        **bus.env(nats_url),
         "DATABASE_URL": db_url,
         "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
         "SYNCYARD_SANDBOX_URL": sandbox_url,

@@ -20,6 +20,7 @@ import msgspec
 from infra.config import Settings
 from infra.embedded import EmbeddedNats, EmbeddedPostgres, find_free_port, wait_for_tcp
 from services.providers.settings import ProviderSettings
+from tests.support import bus
 from tests.support.databases import create_database
 
 # Fixed, not random: a benchmark's spawned processes import it again and must
@@ -34,10 +35,11 @@ async def servers() -> AsyncIterator[tuple[str, str]]:
     """NATS (with JetStream) and PostgreSQL URLs, for as long as the context lasts."""
     with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
-            nats_url = (
-                os.environ.get("NATS_URL")
-                or (await stack.enter_async_context(EmbeddedNats(Path(tmp)))).url
-            )
+            nats_url = os.environ.get("NATS_URL")
+            if not nats_url:
+                server = await stack.enter_async_context(EmbeddedNats(Path(tmp)))
+                nats_url = server.url
+                bus.register(nats_url, server.credentials)
             pg_url = (
                 os.environ.get("DATABASE_URL")
                 or (await stack.enter_async_context(EmbeddedPostgres(Path(tmp)))).url

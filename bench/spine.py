@@ -20,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import nats
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
@@ -29,18 +28,19 @@ from bench.report import machine, pct, render
 from bench.servers import CIPHER_KEY, bench_settings, fresh_database, sandbox, servers
 from events.codec import decode_result, encode
 from events.commands import RegisterConnection, SyncTransactions
-from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
+from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_msg_id, command_subject
 from infra.bootstrap import ALL_COMPONENTS, pg_parts
 from infra.eventstore import library_env
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
+from tests.support import bus
 from tests.support.harness import Component, running_syncyard
 from tests.support.links import link_for
 
 
 # -- (a) baselines -----------------------------------------------------------
 async def raw_jetstream_publish(nats_url: str, n: int) -> float:
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url, bus.ADMIN)  # a stream of its own: an operator's
     js = nc.jetstream()
     await js.add_stream(name="BENCH_RAW", subjects=["bench.raw"])
     started = time.perf_counter()
@@ -109,6 +109,7 @@ async def syncyard_running(
     env = {
         **os.environ,
         "NATS_URL": nats_url,
+        **bus.env(nats_url),
         "DATABASE_URL": db_url,
         "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
         "SYNCYARD_PLAID_BASE_URL": f"{sandbox_url}/plaid",
@@ -135,7 +136,7 @@ async def end_to_end(
 ) -> tuple[float, list[float]]:
     """Commands/s (unpaced) or latencies at a fixed `rate`; latency = publish → result."""
     async with syncyard_running(nats_url, db_url, sandbox_url, split):
-        nc = await nats.connect(nats_url)
+        nc = await bus.connect(nats_url)
         js = nc.jetstream()
         sent: dict[str, float] = {}
         latencies: list[float] = []
@@ -165,7 +166,9 @@ async def end_to_end(
                 access_token=f"access-sandbox-{a}",
             )
             await js.publish(
-                command_subject(reg.op), encode(reg), headers={HEADER_MSG_ID: reg.command_id}
+                command_subject(reg.op),
+                encode(reg),
+                headers={HEADER_MSG_ID: command_msg_id(reg.space_id, reg.command_id)},
             )
         await asyncio.sleep(1.0)
 
@@ -178,7 +181,9 @@ async def end_to_end(
             )
             sent[cmd.command_id] = time.perf_counter()
             await js.publish(
-                command_subject(cmd.op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
+                command_subject(cmd.op),
+                encode(cmd),
+                headers={HEADER_MSG_ID: command_msg_id(cmd.space_id, cmd.command_id)},
             )
 
         started = time.perf_counter()

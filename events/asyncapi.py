@@ -34,6 +34,7 @@ from events.subjects import (
     HEADER_COMMAND_ID,
     HEADER_MSG_ID,
     HEADER_NOTIFICATION_ID,
+    HEADER_SPACE_ID,
     command_subject,
     dlq_subject,
     event_subject,
@@ -57,8 +58,12 @@ _COMMAND_HEADERS: Document = {
     "properties": {
         HEADER_MSG_ID: {
             "type": "string",
-            "description": f"On `{command_subject('<op>')}`: the command id, so JetStream "
-            "drops a command sent twice within its duplicate window",
+            "description": f"On `{command_subject('<op>')}`: `<space_id>/<command_id>`, "
+            "the space id percent-encoded (RFC 3986: all but unreserved characters), e.g. "
+            "`demo/sync-1`, so JetStream drops a command sent twice within its duplicate "
+            "window, and the same command id in another space is another command. "
+            "A bare command id, as senders used to send, is still accepted, but then "
+            "one space's `sync-1` makes JetStream drop another's.",
         },
         _TRACEPARENT: {
             "type": "string",
@@ -75,6 +80,12 @@ _RESULT_HEADERS: Document = {
             "description": f"On `{result_subject('<op>')}`: the id of the command answered "
             "(an RPC reply carries no headers)",
         },
+        HEADER_SPACE_ID: {
+            "type": "string",
+            "description": f"On `{result_subject('<op>')}`: the space of the command answered, "
+            "percent-encoded as in the command's message id: command ids are unique per "
+            "space only, so match a result by both",
+        },
     },
 }
 _EVENT_HEADERS: Document = {
@@ -83,7 +94,10 @@ _EVENT_HEADERS: Document = {
     "properties": {
         HEADER_MSG_ID: {
             "type": "string",
-            "description": "Unique per event: JetStream drops the repeats of a relay restart",
+            "description": "Unique per event: JetStream drops the repeats of a relay restart. "
+            "An HMAC of the notification id under a key only syncyard holds, so nobody can "
+            "publish first with it; not a position: identify an event by "
+            f"`{HEADER_NOTIFICATION_ID}`",
         },
         HEADER_NOTIFICATION_ID: {
             "type": "string",

@@ -10,12 +10,30 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from events.base import DomainEvent
+from events.base import DomainEvent, Message
 from events.errors import ErrorInfo
 from events.feed import FeedAppended
 
 # "cancelled": a hedged call that lost the race; it says nothing about the provider.
 AttemptOutcome = Literal["success", "failure", "timeout", "cancelled"]
+
+
+class ProviderRanking(Message, frozen=True, kw_only=True):
+    """How one decision ordered its providers, and the live scores it compared.
+
+    `directory` is the order before health: the preferred provider, then the
+    institution's mapping (or the region's hierarchy). `order` is the order
+    tried: the first provider in `directory` whose live score (0-100, the
+    health score of `GET /v1/providers/health`, over the last minutes) is
+    within `margin` points of the best remaining score goes next, so a
+    provider is passed over only when another is clearly healthier, not for
+    noise (services/failover.py, `rank_by_health`).
+    """
+
+    directory: tuple[str, ...]
+    order: tuple[str, ...]
+    scores: dict[str, int]
+    margin: int
 
 
 class ConnectionRegistered(DomainEvent, frozen=True, kw_only=True):
@@ -82,6 +100,8 @@ class SyncCompleted(DomainEvent, frozen=True, kw_only=True):
     attempts: int
     response_time_ms: float
     summary: dict[str, Any] = {}
+    # The providers compared and their live scores, when there was a choice.
+    ranking: ProviderRanking | None = None
 
 
 class SyncFailed(DomainEvent, frozen=True, kw_only=True):
@@ -94,6 +114,7 @@ class SyncFailed(DomainEvent, frozen=True, kw_only=True):
     attempts: int
     response_time_ms: float
     error: ErrorInfo
+    ranking: ProviderRanking | None = None
 
 
 class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
@@ -120,6 +141,7 @@ class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
     refused: bool = False
     waits: int = 0
     received_at: datetime | None = None
+    ranking: ProviderRanking | None = None
 
 
 class ReauthRequired(DomainEvent, frozen=True, kw_only=True):
@@ -133,6 +155,36 @@ class ReauthRequired(DomainEvent, frozen=True, kw_only=True):
     provider: str
     item_id: str
     error_code: str
+
+
+class ConsentExpiring(DomainEvent, frozen=True, kw_only=True):
+    """The provider says the person's consent for the link at `provider` ends soon.
+
+    Emitted once per notice (a redelivered webhook records nothing), ahead of
+    time: the link still works until `expires_at` (when the provider says;
+    Plaid's PENDING_DISCONNECT does not), and the person can renew it through
+    `connection.reconnect` before it breaks. `code` is the provider's own
+    (Plaid PENDING_EXPIRATION or PENDING_DISCONNECT, Belvo
+    openfinance_consent_about_to_expire), `reason` its reason when it gives one.
+    `command_id` names the webhook that said so (`webhook:<provider>:<digest>`).
+    """
+
+    command_id: str
+    provider: str
+    item_id: str
+    code: str
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+
+class LoginRepaired(DomainEvent, frozen=True, kw_only=True):
+    """The provider says the link at `provider` works again without a relink
+    (Plaid LOGIN_REPAIRED, MX back to CONNECTED): syncs through it resume."""
+
+    command_id: str
+    provider: str
+    item_id: str
+    code: str
 
 
 class MaintenanceDetected(DomainEvent, frozen=True, kw_only=True):
@@ -190,4 +242,6 @@ CONNECTION_EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     RelinkSuggested,
     ProviderUnlinked,
     LinkAttemptAborted,
+    ConsentExpiring,
+    LoginRepaired,
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 COMMAND_PREFIX = "syncyard.cmd"
 RPC_PREFIX = "syncyard.rpc"
 EVENT_PREFIX = "syncyard.evt"
@@ -15,7 +17,28 @@ DLQ_STREAM = "SYNCYARD_DLQ"
 # Headers (besides Nats-Msg-Id) that syncyard reads or writes.
 HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_COMMAND_ID = "Syncyard-Command-Id"
+HEADER_SPACE_ID = "Syncyard-Space-Id"
 HEADER_NOTIFICATION_ID = "Syncyard-Notification-Id"
+
+
+def command_msg_id(space_id: str, command_id: str) -> str:
+    """The `Nats-Msg-Id` a command is sent with: its command id, scoped by its space.
+
+    JetStream drops a repeated message id across the whole stream, and command
+    ids are unique only within a space: unscoped, one tenant's `sync-1` would
+    make JetStream drop another's. The space is percent-encoded (RFC 3986,
+    unreserved characters kept: `demo/sync-1` for space `demo`), so the id is
+    header-safe and, a command id holding no "/", splits back at its last "/".
+    """
+    return f"{space_header(space_id)}/{command_id}"
+
+
+def space_header(space_id: str) -> str:
+    """A space id as headers carry it (`Syncyard-Space-Id`, and in `command_msg_id`).
+
+    Percent-encoded: a space id may hold any character, a header value may not.
+    """
+    return quote(space_id, safe="")
 
 
 def command_subject(op: str) -> str:

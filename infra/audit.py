@@ -70,6 +70,8 @@ def describe(event: DomainEvent) -> dict[str, Any]:
             continue
         if any(marker in key.lower() for marker in _SECRET_MARKERS):
             fields[key] = "***"
+        elif key == "ranking" and isinstance(value, dict):
+            fields[key] = ranking_line(value)
         elif isinstance(value, list):
             fields[key] = f"[{len(value)} items]"
         elif isinstance(value, dict) and key != "error":
@@ -77,6 +79,15 @@ def describe(event: DomainEvent) -> dict[str, Any]:
         else:
             fields[key] = value
     return fields
+
+
+def ranking_line(ranking: dict[str, Any]) -> str:
+    """A decision's provider order with the live scores it compared, as one line:
+    `mx:100 > plaid:0 (directory plaid, mx; margin 15)`."""
+    scores = ranking.get("scores", {})
+    order = " > ".join(f"{p}:{scores.get(p, '?')}" for p in ranking.get("order", ()))
+    directory = ", ".join(ranking.get("directory", ()))
+    return f"{order} (directory {directory}; margin {ranking.get('margin')})"
 
 
 async def _audit(

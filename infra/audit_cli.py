@@ -57,7 +57,10 @@ def print_timeline(title: str, audit: Audit[Any]) -> None:
     until = f" up to {_iso(audit.at)}" if audit.at is not None else ""
     print(f"{title}: {len(audit.events)} events{until}")
     for note in audit.events:
-        fields = " ".join(f"{k}={_short(v)}" for k, v in describe(note.event).items())
+        # A ranking is the decision's "why": shown whole, never cut.
+        fields = " ".join(
+            f"{k}={v if k == 'ranking' else _short(v)}" for k, v in describe(note.event).items()
+        )
         print(
             f"  {_iso(note.event.timestamp)}  #{note.id:<8} v{note.originator_version:<4} "
             f"{type(note.event).__name__:<22} {fields}"

@@ -30,7 +30,7 @@ from infra.eventlog.breaker_follower import BreakerFollower
 from infra.eventlog.institution_follower import InstitutionFollower
 from infra.eventlog.projector import Projector
 from infra.eventlog.reader import NotificationLogReader
-from infra.eventlog.relay import EventRelay
+from infra.eventlog.relay import EventRelay, event_id_key
 from infra.eventstore import (
     EVENTS_TABLE,
     PostgresBreakerRecorder,
@@ -45,8 +45,12 @@ from infra.http.auth import ApiToken, local_admin
 from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import OPENAPI_OPERATIONS
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
+from infra.http.webhooks import WEBHOOK_OPERATIONS, webhook_routes
 from infra.institution_store import open_institutions
+from infra.linked_items import ProjectedLinkedItems
 from infra.manual_entries import PostgresManualEntries
+from infra.nats_credentials import connect_options
+from infra.nats_roles import RELAY, WORKER
 from infra.saga_store import PostgresSagaStore
 from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
@@ -64,6 +68,7 @@ from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from services.resilience.board import BreakerBoard
 from services.resilience.bulkhead import Bulkhead
+from services.resilience.live_health import LiveHealth
 from services.resilience.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -223,6 +228,12 @@ class Runtime:
     settings: Settings
     nc: NatsClient
     js: JetStreamContext
+    # Where the relay opens its own connection (`run_components`): the only one
+    # allowed to publish events, so the worker's, which answers requests, cannot.
+    nats_url: str
+    # Keys the relay's `Nats-Msg-Id`s (an HMAC of each notification), so nobody
+    # can predict one and have JetStream drop the real event as its duplicate.
+    event_id_key: bytes
     pool: asyncpg.Pool
     store: PostgresEventStore
     deps: Dependencies
@@ -258,7 +269,13 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """Connect to NatsClient and PostgreSQL and build the services; start nothing yet."""
     async with contextlib.AsyncExitStack() as stack:
-        nc = await nats.connect(nats_url, name="syncyard", max_reconnect_attempts=-1)
+        credentials = settings.nats_credentials
+        nc = await nats.connect(
+            nats_url,
+            name="syncyard-worker",
+            max_reconnect_attempts=-1,
+            **connect_options(WORKER, credentials.get(WORKER)),
+        )
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
         await declare_streams(js, dead_letter_max_age_s=settings.dead_letter_max_age_s)
@@ -321,6 +338,7 @@ async def open_runtime(
             limiter=limiter,
             hedging=settings.hedging,
         )
+        orchestrator.health = LiveHealth()
         institutions, institution_follower = await open_institutions(
             app, pool, hierarchy=settings.hierarchy, providers=providers
         )
@@ -355,6 +373,8 @@ async def open_runtime(
             settings=settings,
             nc=nc,
             js=js,
+            nats_url=nats_url,
+            event_id_key=event_id_key(cipher_key),
             pool=pool,
             api_pool=api_pool,
             store=store,
@@ -373,15 +393,20 @@ async def open_runtime(
 
 def _api_app(runtime: Runtime, tokens: Collection[ApiToken]) -> web.Application:
     """The HTTP API: the read models' routes, and those of the parts this runtime holds."""
+    pool = runtime.api_pool or runtime.pool
     web_app = create_app(
-        runtime.api_pool or runtime.pool,
+        pool,
         lambda: runtime.nc.is_connected,
         tokens=tokens,
         read_settings=runtime.settings.read_models,
         events_table=EVENTS_TABLE,
     )
+    items = ProjectedLinkedItems(pool, EVENTS_TABLE)
+    if runtime.webhooks is not None:
+        web_app.add_routes(webhook_routes(runtime.deps, items, runtime.webhooks))
+        web_app[OPENAPI_OPERATIONS].update(WEBHOOK_OPERATIONS)
     if runtime.sagas is not None and runtime.webhooks is not None:
-        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, runtime.webhooks))
+        web_app.add_routes(saga_routes(runtime.deps, runtime.sagas, runtime.webhooks, items))
         web_app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
     if runtime.manual_entries is not None:
         web_app.add_routes(manual_routes(runtime.manual_entries))
@@ -411,7 +436,17 @@ async def run_components(
                 supervise("projector", runtime.projector.run, stop)
             )
         if "relay" in components:
-            runtime.relay = EventRelay(runtime.pool, runtime.js, runtime.reader)
+            # Only a process that runs the relay logs in as the relay.
+            relay_nc = await nats.connect(
+                runtime.nats_url,
+                name="syncyard-relay",
+                max_reconnect_attempts=-1,
+                **connect_options(RELAY, settings.nats_credentials.get(RELAY)),
+            )
+            stack.push_async_callback(relay_nc.drain)
+            runtime.relay = EventRelay(
+                runtime.pool, relay_nc.jetstream(), runtime.reader, msg_id_key=runtime.event_id_key
+            )
             tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
         if "worker" in components:
             worker = CommandWorker(
@@ -430,6 +465,7 @@ async def run_components(
                 runtime.reader,
                 runtime.board,
                 on_versions=runtime.store.observe_versions,
+                health=runtime.deps.orchestrator.health,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
             # Every worker fires durable timers: whichever claims a due one handles it.

@@ -29,9 +29,12 @@ from events.schema import write_schemas
 from events.subjects import (
     HEADER_COMMAND_ID,
     HEADER_MSG_ID,
+    HEADER_SPACE_ID,
+    command_msg_id,
     command_subject,
     result_subject,
     rpc_subject,
+    space_header,
 )
 from infra import audit_cli, saga_audit
 from infra.audit import parse_time
@@ -48,6 +51,8 @@ from infra.config import Settings, load_settings, mask_url, mask_urls, refusals
 from infra.demos import region_demos
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
+from infra.nats_credentials import NatsCredential, connect_options, credential_variable
+from infra.nats_roles import PASSWORDS_FILE, ROLES, UPSTREAM, passwords_config, server_config
 from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_metrics, setup_tracing
 
@@ -137,6 +142,7 @@ syncyard is running.
                 /v1/metrics/overview · /v1/openapi.json (every route, and who may call it)
                 /v1/sagas?status=needs_attention (clean-ups stuck)
   NATS          {nats_url}   (commands: syncyard.cmd.<op>, events: syncyard.evt.>)
+                {_nats_login(runtime.settings)}
   PostgreSQL    {database_url}
   sandbox       {sandbox_url}/<provider> for plaid, mx, finicity, belvo, bitso, chain
                 scenario "{DEFAULT_SCENARIO}" (others: {", ".join(_scenario_names())}), e.g.
@@ -203,7 +209,10 @@ async def _up(settings: Settings) -> None:
         nats_url = settings.nats_url
         database_url = settings.database_url
         if not nats_url:
-            nats_url = (await stack.enter_async_context(EmbeddedNats(settings.state_dir))).url
+            embedded_nats = await stack.enter_async_context(EmbeddedNats(settings.state_dir))
+            nats_url = embedded_nats.url
+            # Every connection logs in as its role, with the passwords the server made.
+            settings = msgspec.structs.replace(settings, nats_credentials=embedded_nats.credentials)
             # `syncyard send` in another terminal finds the embedded server here.
             url_file = settings.state_dir / "nats.url"
             url_file.write_text(nats_url + "\n")
@@ -255,7 +264,24 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
     except CommandDecodeError as exc:
         print(f"refused before sending: {exc}", file=sys.stderr)
         return 2
-    nc = await nats.connect(settings.nats_url or _embedded_nats_url(settings))
+    url = settings.nats_url or _embedded_nats_url(settings)
+    try:
+        # One try: a person waits on this, and a refused login will not change its mind.
+        nc = await nats.connect(
+            url,
+            allow_reconnect=False,
+            error_cb=_quiet,
+            **connect_options(UPSTREAM, _upstream_credential(settings)),
+        )
+    except (nats.errors.Error, OSError) as exc:
+        said = str(exc) or type(exc).__name__
+        print(
+            f"cannot connect to NATS at {mask_url(url)} as {UPSTREAM}: {said}"
+            f" (its login: {credential_variable(UPSTREAM, 'USER')} and "
+            f"{credential_variable(UPSTREAM, 'PASSWORD_FILE')} or _CREDS_FILE)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         result = await (_request(nc, cmd, timeout) if rpc else _publish_and_wait(nc, cmd, timeout))
     except nats.errors.NoRespondersError:
@@ -278,6 +304,10 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
     return 0 if result.success else 1
 
 
+async def _quiet(_: Exception) -> None:
+    """nats-py logs connection errors with a traceback; `_send` says them in one line."""
+
+
 async def _request(nc: NatsClient, cmd: Command, timeout: float) -> CommandResult:
     reply = await nc.request(rpc_subject(cmd.op), encode(cmd), timeout=timeout)
     return decode_result(reply.data)
@@ -286,7 +316,9 @@ async def _request(nc: NatsClient, cmd: Command, timeout: float) -> CommandResul
 async def _publish_and_wait(nc: NatsClient, cmd: Command, timeout: float) -> CommandResult:
     answers = await nc.subscribe(result_subject(cmd.op))
     ack = await nc.jetstream().publish(
-        command_subject(cmd.op), encode(cmd), headers={HEADER_MSG_ID: cmd.command_id}
+        command_subject(cmd.op),
+        encode(cmd),
+        headers={HEADER_MSG_ID: command_msg_id(cmd.space_id, cmd.command_id)},
     )
     if ack.duplicate:
         # NATS dropped the resend inside its duplicate window, so no result will
@@ -298,8 +330,32 @@ async def _publish_and_wait(nc: NatsClient, cmd: Command, timeout: float) -> Com
     async with asyncio.timeout(timeout):
         while True:
             msg = await answers.next_msg(timeout=timeout)
-            if (msg.headers or {}).get(HEADER_COMMAND_ID) == cmd.command_id:
+            headers = msg.headers or {}
+            if headers.get(HEADER_COMMAND_ID) == cmd.command_id and headers.get(
+                HEADER_SPACE_ID
+            ) == space_header(cmd.space_id):
                 return decode_result(msg.data)
+
+
+def _upstream_credential(settings: Settings) -> NatsCredential | None:
+    """`send` is an upstream client: the configured login, else the embedded server's."""
+    if UPSTREAM in settings.nats_credentials:
+        return settings.nats_credentials[UPSTREAM]
+    password_file = settings.state_dir / "nats-auth" / f"{UPSTREAM}.password"
+    if not settings.nats_url and password_file.exists():
+        return NatsCredential(user=ROLES[UPSTREAM].user, password_file=password_file)
+    return None
+
+
+def _nats_login(settings: Settings) -> str:
+    """How an upstream service logs in: the banner names the file, never the password."""
+    credential = settings.nats_credentials.get(UPSTREAM)
+    if credential is None or credential.password_file is None:
+        return "(upstream: the login your NATS gave it)"
+    return (
+        f"upstream logs in as user {ROLES[UPSTREAM].user!r}, password in "
+        f"{credential.password_file} (0600)"
+    )
 
 
 def _embedded_nats_url(settings: Settings) -> str:
@@ -331,6 +387,15 @@ def _parser() -> argparse.ArgumentParser:
         "schema", help="write the contract's JSON Schemas and its AsyncAPI document"
     )
     schema.add_argument("--out", type=Path, default=Path("schema"))
+    nats_config = sub.add_parser(
+        "nats-config",
+        help="print nats-server's accounts and per-role permissions for syncyard",
+    )
+    nats_config.add_argument(
+        "--passwords-template",
+        action="store_true",
+        help=f"print instead the template of the included {PASSWORDS_FILE}",
+    )
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
     sandbox.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a file in scenarios/")
@@ -356,6 +421,13 @@ def _parser() -> argparse.ArgumentParser:
     audit_saga.add_argument("--json", action="store_true", help="the HTTP API's JSON")
     audit_saga.set_defaults(audit=saga_audit.audit_saga)
     return parser
+
+
+def _nats_config(*, passwords_template: bool) -> str:
+    """What `syncyard nats-config` prints: the production configuration, or its passwords."""
+    if passwords_template:
+        return passwords_config({name: "<bcrypt hash: nats server passwd>" for name in ROLES})
+    return server_config()
 
 
 def _time(text: str) -> datetime:
@@ -392,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "schema":
             for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
                 print(path)
+        elif args.command == "nats-config":
+            print(_nats_config(passwords_template=args.passwords_template), end="")
         elif args.command == "sandbox":
             web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
         elif args.command == "replay":

@@ -18,6 +18,7 @@ from infra.http.auth import (
     tokens_from_env,
     tokens_from_file,
 )
+from infra.nats_credentials import NatsCredential, credentials_from_env
 from infra.provider_config import provider_refusals, provider_settings, provider_variable
 from infra.streams import DEAD_LETTER_MAX_AGE_S
 from projections.health_rules import HealthThresholds
@@ -84,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The HTTP API's own connections, and how long one of its queries may run.
     api_pool_size: int = 4
     api_statement_timeout_s: float = 5.0
+    # How each role logs in to NATS (`infra/nats_roles.py`), by role: where its
+    # password or .creds file is, never the secret. Embedded: the server's own.
+    nats_credentials: dict[str, NatsCredential] = {}
 
     @property
     def embedded(self) -> bool:
@@ -213,6 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         },
         read_models=_read_model_settings(env),
         api_tokens=load_api_tokens(env),
+        nats_credentials=credentials_from_env(env),
         **_overridden(env, _SETTINGS_OVERRIDES),
     )
     # The providers' default address follows the sandbox port, set or not.

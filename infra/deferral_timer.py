@@ -1,12 +1,15 @@
 """Deferred syncs on the one scheduler: set by the sync handler, fired back into the work queue.
 
 A deferral is a timer of kind `deferral`, one per round
-(`<command_id>:try<n>`, then `:wait<w>` once it has waited out w refusals,
-which spend no try), holding the command as received. When it is due, the
-scheduler publishes the command again to its JetStream subject with the
-message id `<command_id>:try<n+1>` (and the same `:wait<w>`): a firing
-repeated after a crash is dropped by NATS as a duplicate, and outside NATS's
-window the connection aggregate recognises a round it already made.
+(`<space>/<command_id>:try<n>`, then `:wait<w>` once it has waited out w
+refusals, which spend no try; command ids are unique only within a space, and
+two spaces' `sync-1` must not share, or overwrite, one timer), holding the
+command as received. When it is due, the scheduler publishes the command again
+to its JetStream subject with the message id `<space>/<command_id>:try<n+1>`
+(and the same `:wait<w>`): a firing repeated after a crash is dropped by NATS
+as a duplicate, and outside NATS's window the connection aggregate recognises
+a round it already made. Timers set before the scoping keep their key, and
+fire with it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from events.commands import Command
-from events.subjects import HEADER_MSG_ID, command_subject
+from events.subjects import HEADER_MSG_ID, command_msg_id, command_subject
 from infra.scheduler import Scheduler, Timer
 from services.ports import DeferralPort
 
@@ -51,19 +54,23 @@ class ScheduledDeferrals(DeferralPort):
             waits=waits,
             command=msgspec.Raw(msgspec.json.encode(command)),
         )
-        key = f"{command.command_id}:{_round(tries, waits)}"
-        await self.scheduler.schedule(KIND, key, resume_at, msgspec.json.encode(payload))
+        await self.scheduler.schedule(
+            KIND,
+            f"{command_msg_id(command.space_id, command.command_id)}:{_round(tries, waits)}",
+            resume_at,
+            msgspec.json.encode(payload),
+        )
 
     def fire_with(self, js: JetStreamContext) -> None:
         """Fire this process's share of due deferrals by publishing them on `js`."""
 
         async def fire(timer: Timer) -> datetime | None:
             due = msgspec.json.decode(timer.payload, type=DeferredCommand)
-            command_id, _, _ = timer.key.rpartition(":try")
+            msg_id, _, _ = timer.key.rpartition(":try")
             await js.publish(
                 command_subject(due.op),
                 bytes(due.command),
-                headers={HEADER_MSG_ID: f"{command_id}:{_round(due.tries + 1, due.waits)}"},
+                headers={HEADER_MSG_ID: f"{msg_id}:{_round(due.tries + 1, due.waits)}"},
             )
             return None
 

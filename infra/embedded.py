@@ -4,6 +4,8 @@ Both servers are child processes whose state lives under one ``state_dir``::
 
     state_dir/
         nats/            JetStream store (``nats-server -sd``)
+        nats-auth/       the server's accounts and permissions (``infra/nats_roles.py``)
+                         and each role's password, 0600 (``infra/nats_credentials.py``)
         nats.log         the server's log of the current run
         nats.pid         pid of the running nats-server; gone after a clean stop
         pg/              PostgreSQL data directory (PGDATA)
@@ -48,6 +50,9 @@ from types import TracebackType
 from typing import NamedTuple, Self, TypeVar
 
 import psutil  # type: ignore[import-untyped]
+
+from infra.nats_credentials import NatsCredential, embedded_credentials
+from infra.nats_roles import server_config
 
 __all__ = [
     "DsnParts",
@@ -229,19 +234,37 @@ class EmbeddedNats:
     ``async with EmbeddedNats(state_dir) as nats: ... nats.url ...``. Without a
     ``port`` the server picks a free one itself (``-p -1``) and we read it from
     its log, which avoids the race of choosing a port before the server binds it.
+
+    The server runs with syncyard's accounts and per-role permissions
+    (``infra/nats_roles.py``): only the roles' users connect, each with its
+    password from ``credentials``. ``secured=False`` runs it open, as a NATS
+    without any permissions (a test shows what holds even there).
     """
 
     def __init__(
-        self, state_dir: Path, *, port: int | None = None, startup_timeout: float = 15.0
+        self,
+        state_dir: Path,
+        *,
+        port: int | None = None,
+        startup_timeout: float = 15.0,
+        secured: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.store_dir = self.state_dir / "nats"
+        self.auth_dir = self.state_dir / "nats-auth"
         self.log_path = self.state_dir / "nats.log"
         self.pid_path = self.state_dir / "nats.pid"
         self._requested_port = port
         self._startup_timeout = startup_timeout
+        self._secured = secured
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._credentials: dict[str, NatsCredential] = {}
+
+    @property
+    def credentials(self) -> dict[str, NatsCredential]:
+        """Each role's login (its user and password file); empty when not ``secured``."""
+        return dict(self._credentials)
 
     @property
     def port(self) -> int:
@@ -285,6 +308,11 @@ class EmbeddedNats:
         self._stop_leftovers()
         port = -1 if self._requested_port is None else self._requested_port
         args = [binary, "-a", LOOPBACK, "-p", str(port), "-js", "-sd", str(self.store_dir)]
+        if self._secured:
+            self._credentials = embedded_credentials(self.auth_dir)
+            config = self.auth_dir / "nats-server.conf"
+            config.write_text(server_config())
+            args += ["-c", str(config)]
         # The log goes to a file rather than a pipe: nobody has to keep draining it
         # after startup, and it survives us for a post-mortem. O_APPEND (mode "ab")
         # because a pipe-less child never blocks and never gets SIGPIPE on it.

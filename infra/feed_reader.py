@@ -33,7 +33,14 @@ class ProjectedFeedReader(FeedReaderPort):
             # A connection per look, not one held across the wait: readers waiting
             # for the projector must not take the pool from everyone else.
             async with self.pool.acquire() as conn:
-                if await last_position(conn, connection_id) >= wanted or loop.time() >= give_up:
-                    return await read_feed(conn, connection_id, since=since, limit=limit)
+                try:
+                    reached_now = await last_position(conn, connection_id)
+                    if reached_now >= wanted or loop.time() >= give_up:
+                        return await read_feed(conn, connection_id, since=since, limit=limit)
+                except asyncpg.UndefinedTableError:
+                    # Right after a first start the projector may not have made its
+                    # tables yet: that is a read model behind, not a broken one.
+                    if loop.time() >= give_up:
+                        return []
             # The projector runs apart (NOTIFY would need a listener per read).
             await asyncio.sleep(_POLL_S)

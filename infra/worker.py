@@ -3,6 +3,14 @@
 A message is acked only after the events it caused are committed; a command
 that cannot be decoded, or keeps failing, goes to `syncyard.dlq.<op>` with its
 reason and is acked there, so nothing is dropped silently or retried forever.
+
+An RPC is answered only on an upstream inbox (`_INBOX.…`): the reply subject
+is the requester's to choose, and the worker publishes with its own rights,
+so a request naming `syncyard.evt.…` or a JetStream API subject (say, purge the
+event stream) would otherwise have syncyard publish there. Such a request is
+not run; it is dead-lettered (reason `reply_not_inbox`), so an operator sees
+who tries, and answered nowhere. nats-server backs this up: the worker's user
+may publish on upstream inboxes only, not wherever a request points.
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ from events.subjects import (
     COMMAND_STREAM,
     HEADER_COMMAND_ID,
     HEADER_MSG_ID,
+    HEADER_SPACE_ID,
     RPC_PREFIX,
     dlq_subject,
     op_from_subject,
     result_subject,
+    space_header,
 )
+from infra.nats_roles import UPSTREAM_INBOX, is_upstream_inbox
 from services.resilience.keyed_lock import KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -44,15 +55,26 @@ CommandHandler = Callable[[Command, dict[str, str]], Awaitable[CommandResult]]
 
 class _LooseId(msgspec.Struct):
     command_id: str | None = None
+    space_id: str | None = None
+
+
+def _loose_id(msg: Msg) -> _LooseId:
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return msgspec.json.decode(msg.data[:MAX_COMMAND_BYTES], type=_LooseId)
+    return _LooseId()
 
 
 def _guess_command_id(msg: Msg) -> str | None:
     """Best effort, for answering a command we could not decode."""
-    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, TypeError):
-        found = msgspec.json.decode(msg.data[:MAX_COMMAND_BYTES], type=_LooseId).command_id
-        if isinstance(found, str):
-            return found[:128]
+    found = _loose_id(msg).command_id
+    if isinstance(found, str):
+        return found[:128]
     return (msg.headers or {}).get(HEADER_MSG_ID)
+
+
+def _guess_space_id(msg: Msg) -> str | None:
+    found = _loose_id(msg).space_id
+    return found[:128] if isinstance(found, str) else None
 
 
 class CommandWorker:
@@ -135,7 +157,9 @@ class CommandWorker:
                 cmd = decode_command(op, msg.data)
             except CommandDecodeError as exc:
                 await self._dead_letter(msg, op, exc.code, exc.reason, deliveries)
-                await self._publish_result(op, self._refusal(msg, op, exc.code, exc.reason))
+                await self._publish_result(
+                    op, self._refusal(msg, op, exc.code, exc.reason), _guess_space_id(msg)
+                )
                 await msg.ack()
                 return
             keepalive = asyncio.create_task(self._keep_in_progress(msg))
@@ -152,7 +176,9 @@ class CommandWorker:
                     reason = f"gave up after {deliveries} deliveries: {type(exc).__name__}: {exc}"
                     await self._dead_letter(msg, op, "delivery_exhausted", reason, deliveries)
                     await self._publish_result(
-                        op, self._refusal(msg, op, "delivery_exhausted", reason, kind="unknown")
+                        op,
+                        self._refusal(msg, op, "delivery_exhausted", reason, kind="unknown"),
+                        cmd.space_id,
                     )
                     await msg.ack()
                 else:
@@ -161,11 +187,19 @@ class CommandWorker:
                 return
             finally:
                 keepalive.cancel()
-            await self._publish_result(op, result)
+            await self._publish_result(op, result, cmd.space_id)
             await msg.ack()
 
     async def _process_rpc(self, msg: Msg) -> None:
         op = op_from_subject(msg.subject, RPC_PREFIX)
+        if msg.reply and not is_upstream_inbox(msg.reply):
+            reason = (
+                f"reply subject {msg.reply[:128]!r} is not an inbox ({UPSTREAM_INBOX}.…): "
+                "the command was not run and nothing was answered"
+            )
+            log.warning("rpc refused: %s", reason, extra={"op": op})
+            await self._dead_letter(msg, op, "reply_not_inbox", reason, 1)
+            return
         with self._span(op, msg) as trace_ctx:
             try:
                 cmd = decode_command(op, msg.data)
@@ -242,6 +276,12 @@ class CommandWorker:
         # Awaited: the command is acked only once its dead letter is stored.
         await self.js.publish(dlq_subject(op or "unknown"), encode(letter))
 
-    async def _publish_result(self, op: str, result: CommandResult) -> None:
-        headers = {HEADER_COMMAND_ID: result.command_id} if result.command_id else None
-        await self.nc.publish(result_subject(op or "unknown"), encode(result), headers=headers)
+    async def _publish_result(self, op: str, result: CommandResult, space_id: str | None) -> None:
+        # The space too: command ids are unique only within one, so a reader
+        # waiting for its `sync-1` must not take another space's.
+        headers = {HEADER_COMMAND_ID: result.command_id} if result.command_id else {}
+        if space_id:
+            headers[HEADER_SPACE_ID] = space_header(space_id)
+        await self.nc.publish(
+            result_subject(op or "unknown"), encode(result), headers=headers or None
+        )

@@ -20,6 +20,7 @@ import msgspec
 from events.base import DomainEvent
 from events.connection import (
     ConnectionRegistered,
+    LoginRepaired,
     MaintenanceDetected,
     ProviderLinked,
     ProviderUnlinked,
@@ -167,6 +168,11 @@ def _(e: ReauthRequired, state: _State) -> None:
 
 
 @_apply.register
+def _(e: LoginRepaired, state: _State) -> None:
+    state.reauth_providers = [p for p in state.reauth_providers if p != e.provider]
+
+
+@_apply.register
 def _(e: RelinkSuggested, state: _State) -> None:
     state.relink_failing_provider = e.failing_provider
     state.relink_suggested_provider = e.suggested_provider
@@ -191,6 +197,7 @@ class ConnectionStatusProjection(Projection):
         SyncDeferred,
         MaintenanceDetected,
         ReauthRequired,
+        LoginRepaired,
         RelinkSuggested,
     )
 

@@ -14,6 +14,26 @@ from typing import Literal
 
 import msgspec
 
+# One score, shared with the orchestrator's live view of provider health.
+from services.resilience.live_health import health_score
+
+__all__ = [
+    "BUCKET",
+    "BUCKETS_PER_DOUBLING",
+    "HISTOGRAM_SIZE",
+    "WINDOW_5M",
+    "WINDOW_24H",
+    "BreakerState",
+    "HealthStatus",
+    "HealthThresholds",
+    "bucket_upper_ms",
+    "health_score",
+    "health_status",
+    "latency_bucket",
+    "percentile_ms",
+    "window_start",
+]
+
 HealthStatus = Literal["healthy", "degraded", "down"]
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -86,36 +106,6 @@ def window_start(now: datetime, window: timedelta) -> datetime:
     At a whole minute the window is exactly [now - window, now].
     """
     return now - window - BUCKET
-
-
-def health_score(
-    success_rate: float | None,
-    avg_response_ms: float | None,
-    last_success_at: datetime | None,
-    now: datetime,
-) -> int:
-    """0-100: success rate in % (100 with no calls to judge), then
-
-    +10 when the average response is under 2 s, -10 when over 5 s;
-    +5 when the last success is under 1 h old, -10 when over 24 h old or
-    there never was one; clamped to 0..100. The edges (exactly 2 s, 5 s,
-    1 h, 24 h) earn neither bonus nor penalty.
-    """
-    score = 100.0 if success_rate is None else success_rate * 100.0
-    if avg_response_ms is not None:
-        if avg_response_ms < 2000.0:
-            score += 10
-        elif avg_response_ms > 5000.0:
-            score -= 10
-    if last_success_at is None:
-        score -= 10
-    else:
-        age = now - last_success_at
-        if age < timedelta(hours=1):
-            score += 5
-        elif age > timedelta(hours=24):
-            score -= 10
-    return int(max(0.0, min(100.0, round(score))))
 
 
 def health_status(

@@ -6,6 +6,7 @@ from projections.connection_attempts import ConnectionAttemptsProjection
 from projections.connection_status import ConnectionStatusProjection
 from projections.engine import Projection
 from projections.feed import FeedProjection
+from projections.linked_items import LinkedItemsProjection
 from projections.provider_health import ProviderHealthProjection
 from projections.saga_status import SagaStatusProjection
 from projections.sync_log import SyncLogProjection
@@ -19,4 +20,5 @@ def all_projections() -> list[Projection]:
         SyncLogProjection(),
         SagaStatusProjection(),
         FeedProjection(),
+        LinkedItemsProjection(),
     ]

@@ -93,7 +93,7 @@ async def exchange_token(ctx: StepContext) -> StepResult:
         item_id=linked.item_id,
         access_token=linked.access_token,
     )
-    credential_id = credential_id_for(register.command_id)
+    credential_id = credential_id_for(register.space_id, register.command_id)
     credential = CredentialStored(
         originator_id=credential_id,
         originator_version=1,

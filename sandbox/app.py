@@ -22,6 +22,7 @@ from sandbox.idempotency import (
     IdempotencyBook,
     idempotent_writes,
 )
+from sandbox.item_webhooks import ITEM_WEBHOOK_ROUTES
 from sandbox.link_admin import LINK_ADMIN_ROUTES
 from sandbox.links import LINKS, LinkBook
 from sandbox.middleware import FAULT_BOOK, SEED, TRUTH
@@ -81,6 +82,7 @@ def create_sandbox_app(
     app.cleanup_ctx.append(webhook_session)
     app.router.add_routes(ADMIN_ROUTES)
     app.router.add_routes(LINK_ADMIN_ROUTES)
+    app.router.add_routes(ITEM_WEBHOOK_ROUTES)
     app.router.add_routes(IDEMPOTENCY_ROUTES)
     app.router.add_routes(TRUTH_ROUTES)
     app.add_subapp(PLAID_PREFIX, create_plaid_app(PLAID_PREFIX))

@@ -130,6 +130,13 @@ class LinkBook:
         """A stable Item id per access token, unrelated to it to the eye."""
         return hashlib.sha256(f"{self._seed}:item:{access_token}".encode()).hexdigest()[:32]
 
+    def plaid_item_webhook(self, item_id: str) -> str | None:
+        """The webhook URL of the link-flow Item with this id (None: unknown, or none set)."""
+        for access_token, item in self.plaid_items.items():
+            if self.plaid_item_id(access_token) == item_id:
+                return item.webhook
+        return None
+
     def mx_user(self, user_ref: str) -> tuple[str, bool]:
         """The guid of the user with partner id `user_ref`, and whether it was just created."""
         if user_ref in self.mx_users:

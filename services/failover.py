@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.providers.base import LinkCredentials
@@ -25,8 +26,14 @@ DEADLINE_EXCEEDED = ErrorInfo(
 class CallRun:
     """One command's walk down its candidate providers: what was tried and skipped."""
 
-    def __init__(self, candidates: list[LinkCredentials], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        candidates: list[LinkCredentials],
+        ranking: ProviderRanking | None,
+        clock: Callable[[], float],
+    ) -> None:
         self.candidates = candidates
+        self.ranking = ranking
         self.clock = clock
         self.started = clock()
         self.attempts: list[Attempt] = []
@@ -44,6 +51,7 @@ class CallRun:
             failover_used=used is not None and used != self.candidates[0].provider,
             skipped=tuple(self.skipped),
             refused=tuple(self.refused),
+            ranking=self.ranking,
             **fields,
         )
 
@@ -59,6 +67,40 @@ def order_links(
         return (0 if link.provider == preferred else 1, rank.get(link.provider, len(rank)), index)
 
     return [link for _, link in sorted(enumerate(links), key=key)]
+
+
+# How many points (of 0-100) a provider must trail the best remaining one by
+# before it loses its place in the directory's order. Scores move in steps of a
+# few points with each call in a short window; 15 points is, for instance, a
+# success rate of 85 % against 100 %, or no recent success against a fast one.
+HEALTH_MARGIN = 15
+
+
+def rank_by_health(
+    links: Sequence[LinkCredentials], scores: Mapping[str, int], margin: int = HEALTH_MARGIN
+) -> tuple[list[LinkCredentials], ProviderRanking]:
+    """The directory's order (`links`, as `order_links` gave it) adjusted by live health.
+
+    The rule: the next provider is the first one, in the directory's order,
+    whose score is within `margin` of the best score among those left. Scores
+    within the margin keep the directory's order, so noise never flips it, and
+    the result depends on the scores alone, not on the order they were
+    compared in. A provider without a score counts as fully healthy.
+    """
+    left = list(links)
+    ordered: list[LinkCredentials] = []
+    while left:
+        best = max(scores.get(link.provider, 100) for link in left)
+        chosen = next(link for link in left if scores.get(link.provider, 100) >= best - margin)
+        ordered.append(chosen)
+        left.remove(chosen)
+    ranking = ProviderRanking(
+        directory=tuple(link.provider for link in links),
+        order=tuple(link.provider for link in ordered),
+        scores={link.provider: scores.get(link.provider, 100) for link in links},
+        margin=margin,
+    )
+    return ordered, ranking
 
 
 def exhausted_error(

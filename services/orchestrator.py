@@ -19,10 +19,18 @@ import msgspec
 from opentelemetry import trace
 
 from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
-from services.failover import DEADLINE_EXCEEDED, Answer, CallRun, exhausted_error, order_links
+from services.failover import (
+    DEADLINE_EXCEEDED,
+    Answer,
+    CallRun,
+    exhausted_error,
+    order_links,
+    rank_by_health,
+)
 from services.providers.base import (
     LinkCredentials,
     LinkRequest,
@@ -33,6 +41,7 @@ from services.providers.base import (
 from services.resilience.board import Permit
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
 from services.resilience.hedging import HedgePolicy, LatencyTracker
+from services.resilience.live_health import LiveHealth
 from services.resilience.rate_limit import RateLimiter
 
 tracer = trace.get_tracer("syncyard.orchestrator")
@@ -93,6 +102,8 @@ class Orchestrator:
         self._rng = rng or random.Random()
         # The institution mapping, when known, orders an institution's providers.
         self.directory: ProviderDirectory | None = None
+        # Every replica's calls, as the log reports them, reorder a choice of providers.
+        self.health: LiveHealth | None = None
         self.latencies = LatencyTracker()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -106,12 +117,8 @@ class Orchestrator:
     async def execute_with_failover(
         self, cmd: Command, links: Sequence[LinkCredentials], region: str
     ) -> Outcome:
-        order = (
-            self.directory.providers_for(cmd.institution_id, region)
-            if self.directory is not None
-            else self.hierarchy.get(region, ())
-        )
-        run = CallRun(order_links(links, cmd.preferred_provider, order), self._clock)
+        candidates, ranking = self._ranked(cmd, links, region)
+        run = CallRun(candidates, ranking, self._clock)
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner
@@ -168,6 +175,21 @@ class Orchestrator:
             provider=run.attempts[-1].provider if run.attempts else None,
             error=exhausted_error(run.last_error, run.candidates, run.attempts, run.skipped),
         )
+
+    def _ranked(
+        self, cmd: Command, links: Sequence[LinkCredentials], region: str
+    ) -> tuple[list[LinkCredentials], ProviderRanking | None]:
+        """The directory's order, adjusted by live health when there is a choice."""
+        order = (
+            self.directory.providers_for(cmd.institution_id, region)
+            if self.directory is not None
+            else self.hierarchy.get(region, ())
+        )
+        candidates = order_links(links, cmd.preferred_provider, order)
+        if self.health is None or len(candidates) < 2:
+            return candidates, None
+        scores = self.health.scores((c.provider for c in candidates), region, self._wall_clock())
+        return rank_by_health(candidates, scores)
 
     async def _retry_in_call(
         self,

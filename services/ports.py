@@ -85,6 +85,15 @@ class FeedReaderPort(abc.ABC):
         model holds it, so an answer is never short of what was committed."""
 
 
+class LinkedItemsPort(abc.ABC):
+    """Which connections hold a provider's item: how a webhook about an item finds them."""
+
+    @abc.abstractmethod
+    async def connections_holding(self, provider: str, item_id: str) -> list[UUID]:
+        """Every connection whose link at `provider` is `item_id` (one item may serve
+        several accounts), as recorded up to when the question was asked."""
+
+
 class StreamConflictError(Exception):
     """An append found its stream moved on (another writer got there first)."""
 

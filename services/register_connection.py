@@ -31,7 +31,7 @@ async def register_connection(
     connection_id = connection_id_for(cmd.space_id, cmd.account_id)
     now = deps.now()
     credential = CredentialStored(
-        originator_id=credential_id_for(cmd.command_id),
+        originator_id=credential_id_for(cmd.space_id, cmd.command_id),
         originator_version=1,
         timestamp=now,
         metadata={"command_id": cmd.command_id},

@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from tests.support import bus
 from tests.support.databases import create_database, drop_database
 
 NATS_URL_ENV = "SYNCYARD_TEST_NATS_URL"
@@ -43,11 +43,16 @@ def state_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 async def nats_url(state_dir: Path) -> AsyncIterator[str]:
-    """URL of a NATS server with JetStream: ``$SYNCYARD_TEST_NATS_URL`` or an embedded one."""
+    """URL of a NATS server with JetStream: ``$SYNCYARD_TEST_NATS_URL`` or an embedded one.
+
+    The embedded one runs with syncyard's per-role permissions: connect to it
+    through `tests.support.bus` (``bus.connect(nats_url, role)``), which knows its logins.
+    """
     if url := os.environ.get(NATS_URL_ENV):
         yield url
         return
     async with EmbeddedNats(state_dir) as server:
+        bus.register(server.url, server.credentials)
         yield server.url
 
 
@@ -79,7 +84,7 @@ async def database_url(pg_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def clean_jetstream(nats_url: str) -> None:
     """Delete every JetStream stream (KV buckets and object stores included) before the test."""
-    client = await nats.connect(nats_url)
+    client = await bus.connect(nats_url, bus.ADMIN)
     try:
         manager = client.jsm()
         # streams_info returns one page at a time; deleting empties it, so ask again.

@@ -1,4 +1,5 @@
-"""Feeds the breaker board from the notification log, and runs its open-timeout timer."""
+"""Feeds the breaker board (and the live health view) from the notification log, and runs
+the board's open-timeout timer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from infra.eventlog.reader import NotificationLogReader
 from infra.waiting import wait_for_either
 from services.ports import topic_of
 from services.resilience.board import BreakerBoard
+from services.resilience.live_health import LiveHealth
 
 # On start, read back this many notifications to refill the windows: enough
 # for several minutes of calls at the rates in docs/BENCHMARKS.md.
@@ -34,10 +36,14 @@ class BreakerFollower:
         reader: NotificationLogReader,
         board: BreakerBoard,
         on_versions: Callable[[dict[UUID, int]], None] | None = None,
+        health: LiveHealth | None = None,
     ):
         self.pool = pool
         self.reader = reader
         self.board = board
+        # The same events in the same order on every replica: the orchestrator's
+        # provider order agrees across replicas that have read the same log.
+        self.health = health
         # Also tells the event store's cache which streams other replicas moved on.
         self.on_versions = on_versions
         self.position = 0
@@ -54,6 +60,8 @@ class BreakerFollower:
                 page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
                 for note in page.notifications:
                     await self.board.observe(note.event)
+                    if self.health is not None:
+                        self.health.observe(note.event)
                 self.position = page.last_id
                 if self.on_versions is not None and page.versions:
                     self.on_versions(page.versions)

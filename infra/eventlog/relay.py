@@ -2,19 +2,34 @@
 
 Position is kept in PostgreSQL and advanced only after JetStream acked the
 whole page; a crash repeats at most that page, and JetStream drops the repeats
-by `Nats-Msg-Id` (the notification id). One relay runs at a time per store,
-elected by a PostgreSQL advisory lock; others wait as warm standbys.
+by `Nats-Msg-Id`. One relay runs at a time per store, elected by a PostgreSQL
+advisory lock; others wait as warm standbys.
+
+The `Nats-Msg-Id` is an HMAC of the notification id under a key derived from
+the store's cipher key (`event_msg_id`), not the notification id itself. The
+ids are sequential, so a client that may publish on `syncyard.evt.*` could
+otherwise publish first with the next one, and JetStream would keep its
+forgery and drop the real event as the duplicate. Two defences, each enough
+alone: nats-server lets only the relay's user publish events (`infra/nats_roles.py`),
+and the id cannot be guessed without the key, which holds on a NATS whose
+permissions are missing or wrong. Readers identify an event by the
+`Syncyard-Notification-Id` header, which stays the plain position.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
+import hashlib
+import hmac
 import logging
 
 import asyncpg
 import msgspec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nats.js import JetStreamContext
 
 from events.credentials import PRIVATE_EVENT_TYPES
@@ -49,6 +64,28 @@ class _Metadata(msgspec.Struct):
 _metadata = msgspec.json.Decoder(_Metadata)
 
 
+# HKDF's `info`: the key serves this one purpose, unrelated to what the cipher key encrypts.
+_MSG_ID_KEY_INFO = b"syncyard relay Nats-Msg-Id v1"
+
+
+def event_id_key(cipher_key: str) -> bytes:
+    """The relay's message-id key, derived (HKDF-SHA256) from the store's base64 cipher key.
+
+    Derived rather than configured: every relay of a store must compute the same
+    ids for a repeat to be dropped, and each already holds that key. Rotating the
+    cipher key changes the ids, so a page repeated across the rotation (within
+    the duplicate window) is published twice; readers dedupe by notification id.
+    """
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MSG_ID_KEY_INFO)
+    return hkdf.derive(base64.b64decode(cipher_key))
+
+
+def event_msg_id(key: bytes, notification_id: int) -> str:
+    """The `Nats-Msg-Id` of the event at `notification_id`: unguessable without `key`."""
+    digest = hmac.new(key, b"evt:%d" % notification_id, hashlib.sha256).hexdigest()
+    return f"evt:{digest[:32]}"
+
+
 @functools.lru_cache(maxsize=256)
 def subject_for(topic: str) -> str:
     """`events.connection:SyncCompleted` → `syncyard.evt.connection.SyncCompleted`."""
@@ -63,12 +100,16 @@ class EventRelay:
         js: JetStreamContext,
         reader: NotificationLogReader,
         *,
+        msg_id_key: bytes,
         name: str = "default",
         page_size: int = PAGE_SIZE,
     ) -> None:
         self.pool = pool
         self.js = js
         self.reader = reader
+        if len(msg_id_key) < 16:
+            raise ValueError("the relay's message-id key must be 16 bytes or more")
+        self.msg_id_key = msg_id_key
         self.name = name
         self.page_size = page_size
         self._wake = asyncio.Event()
@@ -126,7 +167,7 @@ class EventRelay:
             if note.topic in PRIVATE_TOPICS:
                 continue
             headers = {
-                HEADER_MSG_ID: f"evt:{note.id}",
+                HEADER_MSG_ID: event_msg_id(self.msg_id_key, note.id),
                 HEADER_NOTIFICATION_ID: str(note.id),
             }
             traceparent = _metadata.decode(note.state).metadata.get("traceparent")

@@ -186,6 +186,7 @@ ACCESS: dict[RouteKey, Access] = {
     ("get", "/v1/sagas/{saga_id}"): Access(AUDITORS, "saga"),
     ("get", "/v1/sagas/{saga_id}/link"): Access(OPERATORS, "saga"),
     ("post", "/v1/sagas/{saga_id}/webhook"): OPEN,
+    ("post", "/v1/webhooks/{provider}"): OPEN,
 }
 
 TOKENS: web.AppKey[TokenBook] = web.AppKey("api_tokens", TokenBook)

@@ -10,7 +10,10 @@ which provider's signature to check); a verified "link finished" webhook
 that names this saga's link session (`sagas.commands.webhook_completion`)
 completes the saga as `link.complete` would. A webhook that already took
 effect (its provider and `event_id` are in `infra/webhook_log.py`) is
-answered 200 `{"ignored": "duplicate_webhook"}` and not acted on again.
+answered 200 `{"ignored": "duplicate_webhook"}` and not acted on again. The
+item keeps the saga's URL after the saga ends, so the provider's later word
+about the item (consent about to end, a login lost or repaired) comes here
+too, and goes to the connections holding the item (`infra/http/webhooks.py`).
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from aiohttp import web
 
 from infra.http.auth import CALLER, space_refusal
 from infra.http.openapi import Operation, OperationKey
+from infra.http.webhooks import acted_once, apply_item_webhook
 from infra.saga_store import PostgresSagaStore
 from infra.webhook_log import WebhookLog
 from sagas.commands import CompletionRefusedError, receive_completion, webhook_completion
 from sagas.state import SagaState
 from sagas.view import saga_view
 from services.dependencies import Dependencies
+from services.ports import LinkedItemsPort
 from services.providers.base import (
     ProviderAdapter,
     ProviderCallError,
@@ -57,7 +62,10 @@ def _saga_id(request: web.Request) -> uuid.UUID:
 
 
 def saga_routes(
-    deps: Dependencies, store: PostgresSagaStore, webhooks: WebhookLog
+    deps: Dependencies,
+    store: PostgresSagaStore,
+    webhooks: WebhookLog,
+    items: LinkedItemsPort | None = None,
 ) -> list[web.RouteDef]:
     async def show(request: web.Request) -> web.Response:
         saga_id = _saga_id(request)
@@ -105,12 +113,15 @@ def saga_routes(
     return [
         web.get("/v1/sagas/{saga_id}", show),
         web.get("/v1/sagas/{saga_id}/link", link),
-        web.post("/v1/sagas/{saga_id}/webhook", _webhook_receiver(deps, store, webhooks)),
+        web.post("/v1/sagas/{saga_id}/webhook", _webhook_receiver(deps, store, webhooks, items)),
     ]
 
 
 def _webhook_receiver(
-    deps: Dependencies, store: PostgresSagaStore, webhooks: WebhookLog
+    deps: Dependencies,
+    store: PostgresSagaStore,
+    webhooks: WebhookLog,
+    items: LinkedItemsPort | None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def webhook(request: web.Request) -> web.Response:
         saga_id = _saga_id(request)
@@ -134,28 +145,18 @@ def _webhook_receiver(
         except ProviderCallError as exc:
             raise _refuse(web.HTTPServiceUnavailable, str(exc)) from None
 
-        def act() -> Awaitable[tuple[web.Response, bool]]:
-            return _act(
+        async def act() -> tuple[web.Response, bool]:
+            # The provider's word about the item the saga linked (consent, login) is the
+            # connection's, whatever the saga does with it, and long after the saga ended.
+            signalled = await apply_item_webhook(deps, items, event, body) if items else None
+            response, took_effect = await _act(
                 deps=deps, store=store, state=state, created=created, event=event, adapter=adapter
             )
+            if signalled is None or took_effect:
+                return response, took_effect
+            return web.json_response(signalled), "accepted" in signalled
 
-        if event.event_id is None:
-            response, _ = await act()
-            return response
-        # A webhook that already took effect (a replay, or a provider's resend) is
-        # acknowledged and not acted on again, whichever saga's URL it reaches.
-        if not await webhooks.claim(event.provider, event.event_id):
-            log.info("saga %s: %s webhook already acted on: acknowledged", saga_id, event.provider)
-            return web.json_response({"ignored": "duplicate_webhook"})
-        took_effect = False
-        try:
-            response, took_effect = await act()
-        finally:
-            if took_effect:
-                await webhooks.handled(event.provider, event.event_id)
-            else:
-                await webhooks.release(event.provider, event.event_id)
-        return response
+        return await acted_once(webhooks, event, act)
 
     return webhook
 

@@ -87,7 +87,7 @@ def decide_register(
                 region=cmd.region,
             )
         )
-    credential_id = credential_id_for(cmd.command_id)
+    credential_id = credential_id_for(cmd.space_id, cmd.command_id)
     # A new token for a provider the connection is linked at replaces the link:
     # the event says which one, and the store forgets (and shreds) its credential.
     earlier = state.links.get(cmd.provider) if state is not None else None
@@ -253,6 +253,7 @@ def decide_outcome(
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
                 summary=summary,
+                ranking=outcome.ranking,
             )
         )
     else:
@@ -275,6 +276,7 @@ def decide_outcome(
                     resume_at=resume_at,
                     error=error,
                     command=msgspec.to_builtins(cmd),
+                    ranking=outcome.ranking,
                 )
             )
             return events
@@ -291,6 +293,7 @@ def decide_outcome(
                 attempts=len(outcome.attempts),
                 response_time_ms=outcome.response_time_ms,
                 error=error,
+                ranking=outcome.ranking,
             )
         )
     return events

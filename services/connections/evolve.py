@@ -13,6 +13,8 @@ from events.commands import RegisterConnection
 from events.connection import (
     ConnectionAttempted,
     ConnectionRegistered,
+    ConsentExpiring,
+    LoginRepaired,
     MaintenanceDetected,
     ProviderLinked,
     ProviderUnlinked,
@@ -28,6 +30,7 @@ from services.connections.link_health import OUTAGE_TYPES
 from services.connections.state import (
     RECENT_COMMANDS_KEPT,
     ConnectionState,
+    ConsentNotice,
     Deferral,
     Link,
 )
@@ -93,6 +96,8 @@ def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
         maintenance_until=_without(state.maintenance_until, event.provider),
         down_since=_without(state.down_since, event.provider),
         relink_suggested=frozenset(),
+        # Linked afresh (update mode included): the person consented again.
+        consent_expiring=_without(state.consent_expiring, event.provider),
     )
 
 
@@ -250,6 +255,26 @@ def _(event: ProviderUnlinked, state: ConnectionState | None) -> ConnectionState
         reauth=state.reauth - {event.provider},
         cursors=_without(state.cursors, event.provider),
         held=_without(state.held, event.provider),
+        consent_expiring=_without(state.consent_expiring, event.provider),
+    )
+
+
+@_apply.register
+def _(event: ConsentExpiring, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    notice = ConsentNotice(item_id=event.item_id, code=event.code, expires_at=event.expires_at)
+    return msgspec.structs.replace(
+        state,
+        version=event.originator_version,
+        consent_expiring={**state.consent_expiring, event.provider: notice},
+    )
+
+
+@_apply.register
+def _(event: LoginRepaired, state: ConnectionState | None) -> ConnectionState:
+    assert state is not None
+    return msgspec.structs.replace(
+        state, version=event.originator_version, reauth=state.reauth - {event.provider}
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from events.connection import ProviderRanking
 from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.reconciliation.feed import Planned, Recognised
@@ -45,15 +46,28 @@ def connection_id_for(space_id: str, account_id: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"connection/{pair_key(space_id, account_id)}")
 
 
-def credential_id_for(command_id: str) -> uuid.UUID:
-    """Deterministic, so a retried registration cannot store a second credential."""
-    return uuid.uuid5(_NAMESPACE, f"credential/{command_id}")
+def credential_id_for(space_id: str, command_id: str) -> uuid.UUID:
+    """Deterministic, so a retried registration cannot store a second credential.
+
+    Scoped by space: command ids are the sender's, unique only within its space,
+    and two spaces' registrations must never share one credential stream.
+    Stored links keep the id they were given, so the change orphans nothing.
+    """
+    return uuid.uuid5(_NAMESPACE, f"credential/{pair_key(space_id, command_id)}")
 
 
 class Link(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     item_id: str
     credential_id: uuid.UUID
+
+
+class ConsentNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's standing word that a link's consent ends soon (one per link)."""
+
+    item_id: str
+    code: str
+    expires_at: datetime | None = None
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +102,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     # maintenance): with no call made at all, the command waits and spends no try.
     refused: tuple[str, ...] = ()
     retry_after_s: float | None = None  # the provider's own word on when to come back
+    ranking: ProviderRanking | None = (
+        None  # how the providers were ordered, when there was a choice
+    )
 
     @property
     def refused_without_call(self) -> bool:
@@ -134,6 +151,8 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_until: dict[str, datetime] = {}
     down_since: dict[str, datetime] = {}
     relink_suggested: frozenset[str] = frozenset()
+    # provider → the consent notice its link had: the same notice again is a redelivery.
+    consent_expiring: dict[str, ConsentNotice] = {}
     # provider → its link's cursor: syncyard's, never the caller's (contract v2).
     cursors: dict[str, str] = {}
     # provider → pending ids its last walk removed before its update ended.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -168,7 +169,10 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     """A verified webhook, normalised: which item, what happened, and the raw body.
 
     `kind` is one of: public_token (a link finished; `public_token` set),
-    transactions_updated, login_required, item_error, item_removed, other.
+    transactions_updated, login_required (the person must log in again),
+    login_repaired (they did, elsewhere), consent_expiring (the person's
+    consent ends soon: `expires_at` when the provider says, `error_code` the
+    provider's code for the notice), item_error, item_removed, other.
     `link_token` names the link session the webhook is about, for providers
     whose webhooks say (Plaid's LINK webhooks): a signature covers the body,
     not the URL it was posted to, so the receiver must check it is its own.
@@ -184,6 +188,7 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     public_token: str | None = None
     link_token: str | None = None
     error_code: str | None = None
+    expires_at: datetime | None = None
     event_id: str | None = None
     raw: dict[str, Any] = {}
 
@@ -191,6 +196,17 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
 def digest_event_id(signed: bytes) -> str:
     """A webhook's id for deduplication when its provider sends none: the signed bytes' SHA-256."""
     return "sha256:" + hashlib.sha256(signed).hexdigest()
+
+
+def webhook_time(value: object) -> datetime | None:
+    """A time a webhook body carries (ISO 8601, `Z` or an offset), or None when it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 class WebhookRejectedError(Exception):

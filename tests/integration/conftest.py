@@ -11,6 +11,7 @@ from aiohttp import web
 
 from infra.bootstrap import Runtime
 from sandbox.app import create_sandbox_app
+from tests.support import bus
 from tests.support.harness import (
     API_TOKENS_ENV,
     CIPHER_KEY,
@@ -66,6 +67,7 @@ async def component_env(
     return {
         **os.environ,
         "NATS_URL": nats_url,
+        **bus.env(nats_url),
         "DATABASE_URL": database_url,
         "SYNCYARD_CIPHER_KEY": CIPHER_KEY,
         "SYNCYARD_API_TOKENS": API_TOKENS_ENV,

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import msgspec
-import nats
 import pytest
 
 from infra.bootstrap import Runtime
+from tests.support import bus
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ async def test_send_delivers_a_command_and_prints_its_result(
         '"item_id":"i","access_token":"access-sandbox-cli"}'
     )
     code, out = await syncyard_cli(
-        "send", "connection.register", register, env={"NATS_URL": nats_url}
+        "send", "connection.register", register, env={"NATS_URL": nats_url, **bus.env(nats_url)}
     )
     assert code == 0, out
     assert "accepted: stream SYNCYARD_CMD" in out
@@ -77,7 +77,7 @@ async def test_send_delivers_a_command_and_prints_its_result(
 
     sync = '{"command_id":"cli-sync","space_id":"s","account_id":"cli-acct"}'
     code, out = await syncyard_cli(
-        "send", "sync.transactions", sync, "--rpc", env={"NATS_URL": nats_url}
+        "send", "sync.transactions", sync, "--rpc", env={"NATS_URL": nats_url, **bus.env(nats_url)}
     )
     assert code == 0, out
     assert '"provider": "plaid"' in out
@@ -86,7 +86,7 @@ async def test_send_delivers_a_command_and_prints_its_result(
 async def test_send_of_a_command_id_already_accepted_prints_its_original_result_at_once(
     syncyard: Runtime, nats_url: str
 ) -> None:
-    env = {"NATS_URL": nats_url}
+    env = {"NATS_URL": nats_url, **bus.env(nats_url)}
     register = (
         '{"command_id":"cli-reg-2","space_id":"s","account_id":"cli-acct-2","provider":"plaid",'
         '"item_id":"i","access_token":"access-sandbox-cli-2"}'
@@ -110,7 +110,7 @@ async def test_send_that_gets_no_result_in_time_says_so_without_a_traceback(
     nats_url: str,
 ) -> None:
     sync = '{"command_id":"cli-lonely","space_id":"s","account_id":"nobody"}'
-    env = {"NATS_URL": nats_url}
+    env = {"NATS_URL": nats_url, **bus.env(nats_url)}
     args = ("send", "sync.transactions", sync, "--rpc", "--timeout", "1")
 
     code, out = await syncyard_cli(*args, env=env)
@@ -118,7 +118,7 @@ async def test_send_that_gets_no_result_in_time_says_so_without_a_traceback(
     assert "Traceback" not in out
 
     # Someone listens but never answers (a stuck replica): the timeout, said plainly.
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url, bus.WORKER)  # as a replica of syncyard
     try:
         await nc.subscribe("syncyard.rpc.sync.transactions", cb=_never_answer)
         await nc.flush()
@@ -131,6 +131,25 @@ async def test_send_that_gets_no_result_in_time_says_so_without_a_traceback(
 
 async def _never_answer(msg: object) -> None:
     return None
+
+
+async def test_send_with_a_wrong_nats_password_says_so_at_once_and_never_prints_it(
+    nats_url: str, tmp_path: Path
+) -> None:
+    if not bus.credentials(nats_url):
+        pytest.skip("this NATS lets anyone in: nothing to refuse")
+    wrong = tmp_path / "upstream.password"
+    wrong.write_text("not-the-password-s3cret\n")
+    env = {**bus.env(nats_url), "NATS_URL": nats_url}
+    env["SYNCYARD_NATS_UPSTREAM_PASSWORD_FILE"] = str(wrong)
+    sync = '{"command_id":"cli-wrong","space_id":"s","account_id":"nobody"}'
+
+    code, out = await syncyard_cli("send", "sync.transactions", sync, env=env)
+
+    assert code == 1, out
+    assert "cannot connect to NATS" in out and "as upstream" in out
+    assert "Authorization Violation" in out and "SYNCYARD_NATS_UPSTREAM_PASSWORD_FILE" in out
+    assert "Traceback" not in out and "s3cret" not in out
 
 
 async def test_up_with_only_a_database_url_refuses_naming_what_is_missing_and_no_password(

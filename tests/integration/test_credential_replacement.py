@@ -51,7 +51,10 @@ async def test_a_replaced_link_s_token_can_never_be_read_again_and_the_new_one_s
     account = "acct-replaced"
     old = _with_token(register(account, "plaid"), "reg-old", "access-sandbox-stolen-or-stale")
     new = register(account, "plaid", "reg-new")
-    old_id, new_id = credential_id_for(old.command_id), credential_id_for(new.command_id)
+    old_id, new_id = (
+        credential_id_for(old.space_id, old.command_id),
+        credential_id_for(new.space_id, new.command_id),
+    )
 
     assert (await syncyard.execute(old)).success
     assert await syncyard.store.keys.keys_for([old_id])
@@ -81,7 +84,7 @@ async def test_a_link_replaced_twice_keeps_only_the_last_token(syncyard: Runtime
     # A redelivered old registration is a duplicate: it replaces nothing back.
     assert (await syncyard.execute(second)).duplicate
 
-    ids = [credential_id_for(c.command_id) for c in (first, second, third)]
+    ids = [credential_id_for(c.space_id, c.command_id) for c in (first, second, third)]
     assert list(await syncyard.store.keys.keys_for(ids)) == [ids[2]]
     replaced = [link.replaces_credential_id for link in await _links(syncyard, account)]
     assert replaced == [None, ids[0], ids[1]]
@@ -100,7 +103,7 @@ async def test_a_replacement_racing_a_compensation_s_forget_both_succeed_and_for
     account = "acct-replace-race"
     old = _with_token(register(account, "plaid"), "reg-race-old", "access-sandbox-racing")
     new = register(account, "plaid", "reg-race-new")
-    old_id = credential_id_for(old.command_id)
+    old_id = credential_id_for(old.space_id, old.command_id)
     assert (await syncyard.execute(old)).success
     # What a link saga's forget_token appends for the same credential.
     forget = CredentialForgotten(

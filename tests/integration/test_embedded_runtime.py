@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -17,8 +18,16 @@ import psycopg
 import pytest
 
 from infra.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedServerError
+from infra.nats_credentials import connect_options
+from tests.support import bus
 
 pytestmark = pytest.mark.integration
+
+
+def as_admin(server: EmbeddedNats) -> dict[str, Any]:
+    """Login as the operator's role: these tests make streams of their own."""
+    return connect_options(bus.ADMIN, server.credentials[bus.ADMIN])
+
 
 # A Python process that starts the servers named in argv[2:] on the state dir in
 # argv[1], prints their pids as one JSON line, then waits to be killed or interrupted.
@@ -87,7 +96,7 @@ async def test_jetstream_acknowledges_a_publish_and_keeps_the_stream_across_rest
     tmp_path: Path,
 ) -> None:
     async with EmbeddedNats(tmp_path) as server:
-        client = await nats.connect(server.url)
+        client = await nats.connect(server.url, **as_admin(server))
         try:
             stream = client.jetstream()
             await stream.add_stream(name="ORDERS", subjects=["orders.>"])
@@ -97,7 +106,7 @@ async def test_jetstream_acknowledges_a_publish_and_keeps_the_stream_across_rest
             await client.close()
 
     async with EmbeddedNats(tmp_path) as server:
-        client = await nats.connect(server.url)
+        client = await nats.connect(server.url, **as_admin(server))
         try:
             ack = await client.jetstream().publish("orders.placed", b"second")
             assert (ack.stream, ack.seq) == ("ORDERS", 2)
@@ -129,7 +138,7 @@ async def test_a_nats_server_left_by_a_killed_process_is_stopped_by_the_next_sta
 
     async with EmbeddedNats(tmp_path) as server:
         assert not is_running(orphan)
-        client = await nats.connect(server.url)
+        client = await nats.connect(server.url, **as_admin(server))
         try:
             await client.jetstream().add_stream(name="AFTER_CRASH", subjects=["after.>"])
             ack = await client.jetstream().publish("after.crash", b"still works")
@@ -185,7 +194,7 @@ async def test_each_test_gets_a_fresh_database_and_an_empty_jetstream(
         assert (name, tables) == (urlsplit(database_url).path.lstrip("/"), 0)
     finally:
         await connection.close()
-    client = await nats.connect(nats_url)
+    client = await bus.connect(nats_url, bus.ADMIN)
     try:
         assert await client.jsm().streams_info() == []
     finally:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import nats
 import pytest
 
 from events.codec import decode_result, encode
@@ -25,6 +24,7 @@ from tests.integration.feed_helpers import (
     bank_truth,
     provenance,
 )
+from tests.support import bus
 from tests.support.harness import (
     AUTH,
     SPACE,
@@ -105,7 +105,7 @@ async def test_a_caller_that_lost_its_results_catches_up_from_its_position(
     # A consumer that folded only the first result reads the rest by position,
     # over RPC and over HTTP, and gets exactly what the second result carried.
     since = first.data["position"]
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url)
     try:
         reply = await nc.request(
             rpc_subject("feed.read"),
@@ -155,7 +155,7 @@ async def test_a_resent_sync_gets_its_original_entries_over_rpc_after_the_duplic
     await synced(upstream, account, "dee-2")  # the feed moves on meanwhile
 
     # Past NATS's window the resend reaches syncyard, which answers from the feed.
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url)
     try:
         reply = await nc.request(
             rpc_subject("sync.transactions"), encode(sync(account, "dee-1")), timeout=10

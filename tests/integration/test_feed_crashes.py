@@ -63,7 +63,9 @@ async def observed(
 ) -> AsyncIterator[tuple[Runtime, Client, aiohttp.ClientSession]]:
     """The test's own view of the store (no components), an upstream service, HTTP."""
     async with (
-        open_runtime(settings_for(sandbox), nats_url, database_url, cipher_key=CIPHER_KEY) as view,
+        open_runtime(
+            settings_for(sandbox, nats_url=nats_url), nats_url, database_url, cipher_key=CIPHER_KEY
+        ) as view,
         client(nats_url) as upstream,
         aiohttp.ClientSession() as http,
     ):

@@ -498,7 +498,7 @@ async def test_a_link_complete_carrying_another_person_s_mx_ids_is_refused_and_l
     assert connection is not None and dict(connection.links) == {}
     topics = await topics_of(syncyard, connection_id_for(SPACE, "acct-mine"))
     assert not [t for t in topics if t.endswith("ProviderLinked")], topics
-    credential = credential_id_for(f"saga:{saga_id('link-mine')}:exchange_token")
+    credential = credential_id_for(SPACE, f"saga:{saga_id('link-mine')}:exchange_token")
     assert await topics_of(syncyard, credential) == []
     assert await credential_keys_of(syncyard, credential) == 0
 

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from tests.support import bus
 from tests.support.harness import (
     Client,
     client,
@@ -99,6 +100,7 @@ async def test_nats_going_away_mid_stream_loses_no_accepted_command(
     server = EmbeddedNats(nats_dir)
     await server.__aenter__()
     port, nats_url = server.port, server.url
+    bus.register(nats_url, server.credentials)  # kept across its restart: same state dir
     try:
         async with running_syncyard(settings_for(sandbox), nats_url, database_url):
             async with client(nats_url) as upstream:

@@ -128,7 +128,7 @@ async def test_update_mode_passes_the_item_s_access_token_and_repairs_in_place(
     )
 
     assert done["public_token"] is None
-    assert (event.kind, event.item_id) == ("other", link.item_id)
+    assert (event.kind, event.item_id) == ("login_repaired", link.item_id)
     assert event.raw["webhook_code"] == "LOGIN_REPAIRED"
 
 

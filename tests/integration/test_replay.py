@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -20,6 +21,7 @@ from services.ports import DbConnection
 from tests.integration.test_cli import syncyard_cli
 from tests.support.eventgen import write_events
 from tests.support.harness import CIPHER_KEY, Client, eventually, inject_fault, register, sync
+from tests.support.sandbox_admin import SandboxAdmin
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +45,8 @@ async def mixed_workload(upstream: Client, sandbox: str) -> None:
     )
     for n in range(3):
         await upstream.send(sync("r2", f"down-{n}"))
+    # Once plaid's live score drops, r2 goes to mx first and leaves a fault unspent.
+    await clear_faults(sandbox)
     await inject_fault(
         sandbox,
         provider="plaid",
@@ -54,6 +58,11 @@ async def mixed_workload(upstream: Client, sandbox: str) -> None:
     await upstream.send(sync("r1", "invalid-0"))
     for n in range(2):
         assert (await upstream.send(sync("r1", f"after-{n}"))).success
+
+
+async def clear_faults(sandbox: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        await SandboxAdmin(http, sandbox).clear_faults()
 
 
 async def caught_up(pool: asyncpg.Pool) -> None:

@@ -52,7 +52,7 @@ async def observed(
     sandbox: str, nats_url: str, database_url: str
 ) -> AsyncIterator[tuple[PostgresSagaStore, Client]]:
     """The test's own view of the saga streams (no components), and an upstream client."""
-    settings = settings_for(sandbox)
+    settings = settings_for(sandbox, nats_url=nats_url)
     async with (
         open_runtime(settings, nats_url, database_url, cipher_key=CIPHER_KEY) as reader,
         client(nats_url) as upstream,

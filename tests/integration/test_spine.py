@@ -6,13 +6,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import nats
 import pytest
 
 from events.codec import decode_result, encode
 from events.commands import GetAccounts
 from events.subjects import rpc_subject
 from infra.bootstrap import Runtime
+from tests.support import bus
 from tests.support.harness import (
     AUTH,
     SPACE,
@@ -102,7 +102,7 @@ async def test_the_rpc_path_returns_the_result_envelope(
     syncyard: Runtime, upstream: Client, nats_url: str
 ) -> None:
     assert (await upstream.send(register("acct-rpc", "plaid"))).success
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url)
     try:
         reply = await nc.request(
             rpc_subject("accounts.get"),

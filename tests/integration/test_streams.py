@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import nats
 import pytest
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from events.subjects import DLQ_PREFIX, DLQ_STREAM
 from infra.streams import DEAD_LETTER_MAX_AGE_S, declare_streams
+from tests.support import bus
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 async def test_a_dead_letter_stream_made_without_a_maximum_age_gets_one_on_start(
     nats_url: str, clean_jetstream: None
 ) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url, bus.WORKER)  # the role that declares streams
     try:
         js = nc.jetstream()
         # As syncyard declared it before dead letters had a maximum age.

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import nats
 import pytest
 
 from events.commands import Command
 from events.results import CommandResult
 from infra.streams import WORKER_CONSUMER, declare_streams
 from infra.worker import CommandWorker
+from tests.support import bus
 from tests.support.harness import client, decode_json, eventually, stream_messages, sync
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ async def always_failing(cmd: Command, trace: dict[str, str]) -> CommandResult:
 async def test_a_command_failing_every_delivery_goes_to_the_dlq_after_the_last_one(
     nats_url: str, clean_jetstream: None
 ) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await bus.connect(nats_url, bus.WORKER)
     js = nc.jetstream()
     await declare_streams(js)
     worker = CommandWorker(nc, js, always_failing, consumer=WORKER_CONSUMER, max_deliver=3)

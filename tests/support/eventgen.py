@@ -88,7 +88,7 @@ def generate(
                     command_id=f"reg-{index}",
                     provider="plaid",
                     item_id=f"item-{index}",
-                    credential_id=credential_id_for(f"reg-{index}"),
+                    credential_id=credential_id_for("bench", f"reg-{index}"),
                 ),
             ]
         else:

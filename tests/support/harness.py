@@ -15,18 +15,24 @@ from typing import Any, TypeVar
 import aiohttp
 import asyncpg
 import msgspec
-import nats
 from eventsourcing.cryptography import AESCipher
 from nats.aio.client import Client as NatsClient
 
 from events.codec import decode_result, encode
 from events.commands import Command, RegisterConnection, SyncTransactions
 from events.results import CommandResult
-from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_subject
+from events.subjects import (
+    HEADER_COMMAND_ID,
+    HEADER_MSG_ID,
+    HEADER_SPACE_ID,
+    command_msg_id,
+    command_subject,
+)
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
 from infra.config import Settings, load_settings
 from infra.http.auth import parse_tokens
 from services.providers.settings import ProviderSettings
+from tests.support import bus
 from tests.support.links import link_for
 from tests.support.sandbox_admin import SandboxAdmin
 
@@ -71,7 +77,11 @@ API_TOKENS = parse_tokens([("tests", entry) for entry in API_TOKENS_ENV.split(",
 AUTH = auth()
 
 
-def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64) -> Settings:
+def settings_for(
+    sandbox_url: str, *, http_port: int = 0, concurrency: int = 64, nats_url: str | None = None
+) -> Settings:
+    """syncyard's settings against the sandbox; with `nats_url`, its logins to that NATS
+    (`running_syncyard` fills them in itself, a bare `open_runtime` needs them)."""
     return Settings(
         nats_url=None,
         database_url=None,
@@ -81,6 +91,7 @@ def settings_for(sandbox_url: str, *, http_port: int = 0, concurrency: int = 64)
         worker_concurrency=concurrency,
         call_timeout_s=2.0,
         api_tokens=API_TOKENS,
+        nats_credentials=bus.credentials(nats_url) if nats_url else {},
         providers={
             name: ProviderSettings(
                 name=name,
@@ -123,6 +134,8 @@ async def running_syncyard(
     # The key the settings name, as `syncyard serve` does: a caller that reads the
     # store itself or starts processes on it uses the key it configured.
     cipher_key = settings.cipher_key or CIPHER_KEY
+    if not settings.nats_credentials:  # log in as the server at `nats_url` lets syncyard
+        settings = msgspec.structs.replace(settings, nats_credentials=bus.credentials(nats_url))
     async with open_runtime(settings, nats_url, database_url, cipher_key=cipher_key) as runtime:
         task = asyncio.create_task(
             run_components(runtime, components, stop, on_ready=lambda _: ready.set())
@@ -162,6 +175,8 @@ class Client:
         self.nc = nc
         self.js = nc.jetstream()
         self.results: dict[str, list[CommandResult]] = {}
+        # The same results by (space, command id): command ids are unique per space only.
+        self.in_space: dict[tuple[str, str], list[CommandResult]] = {}
         self.finals: dict[str, CommandResult] = {}  # the first result without deferred_until
         self.sent_at: dict[str, float] = {}  # perf_counter() at the first publish
         self.first_at: dict[str, float] = {}  # perf_counter() at the first result
@@ -174,8 +189,11 @@ class Client:
     async def _on_result(self, msg: Any) -> None:
         arrived = time.perf_counter()
         result = decode_result(msg.data)
-        key = (msg.headers or {}).get(HEADER_COMMAND_ID) or result.command_id
+        headers = msg.headers or {}
+        key = headers.get(HEADER_COMMAND_ID) or result.command_id
         self.results.setdefault(key, []).append(result)
+        space = headers.get(HEADER_SPACE_ID, "")
+        self.in_space.setdefault((space, key), []).append(result)
         self.first_at.setdefault(key, arrived)
         if result.deferred_until is None:
             self.finals.setdefault(key, result)
@@ -189,7 +207,10 @@ class Client:
         ack = await self.js.publish(
             command_subject(cmd.op),
             encode(cmd),
-            headers={HEADER_MSG_ID: msg_id or cmd.command_id, **(headers or {})},
+            headers={
+                HEADER_MSG_ID: msg_id or command_msg_id(cmd.space_id, cmd.command_id),
+                **(headers or {}),
+            },
         )
         return not ack.duplicate
 
@@ -212,6 +233,15 @@ class Client:
             raise AssertionError(f"no result for {command_id} within {timeout}s")
         return self.results[command_id][0]
 
+    async def result_in(
+        self, space_id: str, command_id: str, timeout: float = 15.0
+    ) -> CommandResult:
+        """The first result of `command_id` sent in `space_id` (results say their space)."""
+        key = (space_id, command_id)
+        if not await self._wait(lambda: key in self.in_space, timeout):
+            raise AssertionError(f"no result for {space_id}/{command_id} within {timeout}s")
+        return self.in_space[key][0]
+
     async def send(self, cmd: Command, timeout: float = 15.0) -> CommandResult:
         await self.publish(cmd)
         return await self.result(cmd.command_id, timeout)
@@ -228,7 +258,8 @@ class Client:
 
 @contextlib.asynccontextmanager
 async def client(nats_url: str) -> AsyncIterator[Client]:
-    nc = await nats.connect(nats_url)
+    """An upstream service, logged in as the `upstream` role."""
+    nc = await bus.connect(nats_url, bus.UPSTREAM)
     try:
         c = Client(nc)
         await c.start()
@@ -279,8 +310,12 @@ async def stored_events(database_url: str) -> list[tuple[int, str, bytes]]:
 
 
 async def stream_messages(nats_url: str, subject: str = "syncyard.evt.>") -> list[Any]:
-    """Every message currently in the stream behind `subject` (an ephemeral consumer)."""
-    nc = await nats.connect(nats_url)
+    """Every message currently in the stream behind `subject` (an ephemeral consumer).
+
+    Read as analytics reads the event stream; other streams, as an operator (admin).
+    """
+    role = bus.ANALYTICS if subject.startswith("syncyard.evt") else bus.ADMIN
+    nc = await bus.connect(nats_url, role)
     try:
         js = nc.jetstream()
         sub = await js.pull_subscribe(subject, durable=None)

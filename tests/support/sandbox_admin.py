@@ -41,6 +41,14 @@ class SandboxAdmin:
         )
         return answer
 
+    async def item_webhook(self, provider: str, item_id: str, **fields: object) -> dict[str, Any]:
+        """The provider's webhook about a linked item (sandbox/item_webhooks.py), sent and
+        answered: the payload and each delivery's status."""
+        answer: dict[str, Any] = await self._send(
+            "POST", f"/_admin/webhooks/{provider}/item", {"item_id": item_id, **fields}
+        )
+        return answer
+
     async def advance(
         self, person: str, *, days: float | None = None, transactions: int | None = None
     ) -> Any:

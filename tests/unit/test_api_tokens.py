@@ -31,6 +31,7 @@ from infra.http.auth import (
 from infra.http.manual import MANUAL_OPERATIONS, manual_routes
 from infra.http.openapi import openapi_view
 from infra.http.sagas import SAGA_OPERATIONS, saga_routes
+from infra.http.webhooks import WEBHOOK_OPERATIONS, webhook_routes
 from sagas.view import saga_text, saga_view
 
 pytestmark = pytest.mark.unit
@@ -143,6 +144,7 @@ def _served_keys() -> set[tuple[str, str]]:
     app = create_app(None, lambda: True, tokens=[local_admin(SECRET)])  # type: ignore[arg-type]
     app.add_routes(saga_routes(None, None, None))  # type: ignore[arg-type]  # never called here
     app.add_routes(manual_routes(None))  # type: ignore[arg-type]
+    app.add_routes(webhook_routes(None, None, None))  # type: ignore[arg-type]
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -160,6 +162,7 @@ def test_only_health_readiness_and_the_webhooks_are_open() -> None:
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("post", "/v1/sagas/{saga_id}/webhook"),
+        ("post", "/v1/webhooks/{provider}"),
     }
 
 
@@ -169,7 +172,9 @@ async def test_the_openapi_document_declares_the_bearer_scheme_and_each_route_s_
     app.add_routes(manual_routes(None))  # type: ignore[arg-type]
     from infra.http.openapi import OPENAPI_OPERATIONS  # noqa: PLC0415
 
+    app.add_routes(webhook_routes(None, None, None))  # type: ignore[arg-type]
     app[OPENAPI_OPERATIONS].update(SAGA_OPERATIONS)
+    app[OPENAPI_OPERATIONS].update(WEBHOOK_OPERATIONS)
     app[OPENAPI_OPERATIONS].update(MANUAL_OPERATIONS)
     response = await openapi_view(make_mocked_request("GET", "/v1/openapi.json", app=app))
     assert isinstance(response.body, bytes)
@@ -179,6 +184,7 @@ async def test_the_openapi_document_declares_the_bearer_scheme_and_each_route_s_
     paths = document["paths"]
     assert paths["/healthz"]["get"]["security"] == []
     assert paths["/v1/sagas/{saga_id}/webhook"]["post"]["security"] == []
+    assert paths["/v1/webhooks/{provider}"]["post"]["security"] == []
     stats = paths["/v1/admin/stats"]["get"]
     assert stats["security"] == [{"bearerToken": []}] and stats["x-roles"] == ["admin"]
     assert {"401", "403"} <= set(stats["responses"])

@@ -179,6 +179,36 @@ def test_a_link_webhook_asks_for_reauthentication() -> None:
     assert (event.kind, event.error_code) == ("login_required", "token_required")
 
 
+def test_belvos_consent_notice_says_when_the_consent_ends() -> None:
+    raw = msgspec.json.encode(
+        {
+            "webhook_type": "CONSENT",
+            "webhook_code": "openfinance_consent_about_to_expire",
+            "link_id": LINK_ID,
+            "data": {"consent_id": "c-1", "consent_due_date": "2024-12-26T10:45:58.000Z"},
+        }
+    )
+
+    event = verify_belvo_webhook(
+        {"Authorization": WEBHOOK_AUTH}, raw, expected=WEBHOOK_AUTH, provider="belvo"
+    )
+
+    assert (event.kind, event.item_id) == ("consent_expiring", LINK_ID)
+    assert event.expires_at is not None and event.expires_at.day == 26
+
+
+def test_belvos_documented_link_type_and_invalid_credentials_ask_for_the_person() -> None:
+    raw = msgspec.json.encode(
+        {"webhook_type": "LINK", "webhook_code": "invalid_credentials", "link_id": LINK_ID}
+    )
+
+    event = verify_belvo_webhook(
+        {"Authorization": WEBHOOK_AUTH}, raw, expected=WEBHOOK_AUTH, provider="belvo"
+    )
+
+    assert (event.kind, event.error_code) == ("login_required", "invalid_credentials")
+
+
 @pytest.mark.parametrize(
     ("headers", "expected", "reason"),
     [

@@ -81,6 +81,16 @@ def test_the_refusal_never_echoes_the_password() -> None:
             "item_error",
             "DEGRADED",
         ),
+        (
+            {
+                "type": "CONNECTION_STATUS",
+                "action": "CHANGED",
+                "connection_status": "CONNECTED",
+                "member_guid": MEMBER,
+            },
+            "login_repaired",
+            "CONNECTED",
+        ),
         ({"type": "MEMBER", "action": "DELETED", "guid": MEMBER}, "item_removed", None),
         (
             {"type": "STATEMENT", "action": "member_data_updated", "member_guid": MEMBER},

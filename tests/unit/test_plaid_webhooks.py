@@ -159,7 +159,21 @@ def webhook(**fields: object) -> bytes:
             "transactions_updated",
             None,
         ),
-        ({"webhook_type": "ITEM", "webhook_code": "PENDING_EXPIRATION"}, "login_required", None),
+        (
+            {"webhook_type": "ITEM", "webhook_code": "PENDING_EXPIRATION"},
+            "consent_expiring",
+            "PENDING_EXPIRATION",
+        ),
+        (
+            {"webhook_type": "ITEM", "webhook_code": "PENDING_DISCONNECT", "reason": "X"},
+            "consent_expiring",
+            "PENDING_DISCONNECT",
+        ),
+        (
+            {"webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED"},
+            "login_repaired",
+            "LOGIN_REPAIRED",
+        ),
         (
             {
                 "webhook_type": "ITEM",
@@ -193,6 +207,18 @@ def test_plaid_webhooks_are_normalised_by_type_and_code(
     event = normalise("plaid", webhook(item_id="item-1", **fields))
 
     assert (event.kind, event.error_code, event.item_id) == (kind, error_code, "item-1")
+
+
+def test_a_pending_expiration_says_when_the_consent_ends() -> None:
+    body = webhook(
+        webhook_type="ITEM",
+        webhook_code="PENDING_EXPIRATION",
+        item_id="item-1",
+        consent_expiration_time="2026-12-11T13:25:17.766Z",
+    )
+    event = normalise("plaid", body)
+    assert event.expires_at is not None
+    assert event.expires_at.isoformat() == "2026-12-11T13:25:17.766000+00:00"
 
 
 def test_a_finished_link_session_carries_its_public_token_and_its_link_token() -> None:

@@ -18,7 +18,12 @@ from typing import Any
 
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
+from services.providers.base import (
+    WebhookEvent,
+    WebhookRejectedError,
+    digest_event_id,
+    webhook_time,
+)
 from services.providers.webhook_util import header_value
 
 _TRANSACTION_CODES = frozenset(
@@ -29,7 +34,11 @@ _TRANSACTION_CODES = frozenset(
         "transactions_deleted",
     }
 )
-_LINK_CODES = frozenset({"token_required", "invalid", "invalidated", "unconfirmed"})
+_LINK_CODES = frozenset(
+    {"token_required", "invalid", "invalidated", "unconfirmed", "invalid_credentials"}
+)
+# Belvo's Open Finance consent notice (opt-in): the consent ends at `consent_due_date`.
+_CONSENT_CODES = frozenset({"openfinance_consent_about_to_expire"})
 
 
 def verify_belvo_webhook(
@@ -51,16 +60,21 @@ def verify_belvo_webhook(
     code = str(event.get("webhook_code", ""))
     link_id = event.get("link_id")
     webhook_id = event.get("webhook_id") if isinstance(event.get("webhook_id"), str) else None
-    kind, error_code = "other", None
+    kind, error_code, expires_at = "other", None, None
     if webhook_type == "TRANSACTIONS" and code in _TRANSACTION_CODES:
         kind = "transactions_updated"
-    elif webhook_type == "LINKS" and code in _LINK_CODES:
+    elif webhook_type in {"LINK", "LINKS"} and code in _LINK_CODES:
         kind, error_code = "login_required", code
+    elif webhook_type == "CONSENT" and code in _CONSENT_CODES:
+        data = event.get("data")
+        due = data.get("consent_due_date") if isinstance(data, dict) else None
+        kind, error_code, expires_at = "consent_expiring", code, webhook_time(due)
     return WebhookEvent(
         provider=provider,
         kind=kind,
         item_id=link_id if isinstance(link_id, str) else None,
         error_code=error_code,
+        expires_at=expires_at,
         event_id=f"webhook_id:{webhook_id}" if webhook_id else digest_event_id(body),
         raw=event,
     )

@@ -88,6 +88,9 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         rule = MX_CONNECTION_STATUSES[status or ""]
         kind = "login_required" if rule.reauth_required else "item_error"
         error_code = status
+    elif type_ == "CONNECTION_STATUS" and status == "CONNECTED":
+        # Back to CONNECTED: MX's word that a member needing the person works again.
+        kind, error_code = "login_repaired", status
     return WebhookEvent(
         provider=provider,
         kind=kind,

@@ -28,7 +28,12 @@ from typing import Any
 import jwt
 import msgspec
 
-from services.providers.base import WebhookEvent, WebhookRejectedError, digest_event_id
+from services.providers.base import (
+    WebhookEvent,
+    WebhookRejectedError,
+    digest_event_id,
+    webhook_time,
+)
 from services.providers.plaid.wire import Jwk
 from services.providers.webhook_util import header_value
 
@@ -181,7 +186,11 @@ def event_id(headers: Mapping[str, str]) -> str:
 
 
 _ITEM_REMOVED_CODES = frozenset({"USER_PERMISSION_REVOKED", "USER_ACCOUNT_REVOKED"})
-_LOGIN_ERRORS = frozenset({"ITEM_LOGIN_REQUIRED", "PENDING_EXPIRATION", "PENDING_DISCONNECT"})
+_LOGIN_ERRORS = frozenset({"ITEM_LOGIN_REQUIRED"})
+# Notices ahead of time, not errors: the Item still works until its consent ends
+# (PENDING_EXPIRATION: EU and UK, with `consent_expiration_time`, 7 days ahead;
+# PENDING_DISCONNECT: US and Canada, with a `reason`, 7 days ahead).
+_CONSENT_NOTICES = frozenset({"PENDING_EXPIRATION", "PENDING_DISCONNECT"})
 
 
 def normalise(provider: str, body: bytes) -> WebhookEvent:
@@ -202,6 +211,10 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         kind = "transactions_updated"
     elif kind_of[0] == "ITEM" and kind_of[1] in _ITEM_REMOVED_CODES:
         kind = "item_removed"
+    elif kind_of[0] == "ITEM" and kind_of[1] in _CONSENT_NOTICES:
+        kind, error_code = "consent_expiring", kind_of[1]
+    elif kind_of == ("ITEM", "LOGIN_REPAIRED"):
+        kind, error_code = "login_repaired", kind_of[1]
     elif kind_of[0] == "ITEM" and (kind_of[1] in _LOGIN_ERRORS or error_code in _LOGIN_ERRORS):
         kind = "login_required"
     elif kind_of == ("ITEM", "ERROR"):
@@ -219,5 +232,6 @@ def normalise(provider: str, body: bytes) -> WebhookEvent:
         public_token=public_token,
         link_token=link_token if isinstance(link_token, str) and link_token else None,
         error_code=error_code,
+        expires_at=webhook_time(raw.get("consent_expiration_time")),
         raw=raw,
     )

@@ -1,0 +1,224 @@
+"""Who may do what on NATS: one table of roles, rendered as nats-server's configuration.
+
+Every connection to syncyard's NATS logs in as one of these roles, and each
+role may publish and subscribe only where its work needs (least privilege):
+
+- `worker`: syncyard's command worker, sagas and timers. It consumes the
+  command work queue, answers RPCs, publishes results and dead letters,
+  re-queues deferred commands and declares the streams. It may not publish
+  events, nor touch the event stream's messages.
+- `relay`: the relay alone, on a connection of its own. The only role that
+  may publish `syncyard.evt.>`.
+- `upstream`: the services that send commands. They publish commands (through
+  JetStream) and RPCs, and read results and their own inbox, nothing else.
+- `analytics`: analytics and auditors. They read the event stream through
+  JetStream consumers and publish nothing on syncyard's subjects.
+- `admin`: an operator's tool (stream maintenance, `nats` CLI, the test
+  suite's clean-up). It may do anything but publish events.
+
+Each role has its own inbox prefix, so no role can subscribe to another's
+replies: a JetStream pull delivers commands, access tokens included, into the
+worker's inbox, which only the worker may read. Upstream keeps NATS's default
+`_INBOX`, so any client library works unchanged; the worker answers RPCs only
+there (`is_upstream_inbox`), by an explicit publish permission rather than
+`allow_responses`: nats-server lets a response through even where the deny
+list forbids the subject, so `allow_responses` would let an RPC naming
+`syncyard.evt.x` (or a JetStream API subject) as its reply publish there with
+the worker's rights.
+
+The same table gives the embedded server's configuration (`infra/embedded.py`)
+and the one shipped for production (`syncyard nats-config`, `deploy/`). The
+passwords are not in it: each user's password is the variable
+`$SYNCYARD_NATS_<ROLE>_PASSWORD`, defined in an included file that stays
+beside it, mode 0600 (a bcrypt hash from `nats server passwd` in production).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from events.subjects import (
+    COMMAND_PREFIX,
+    COMMAND_STREAM,
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    EVENT_PREFIX,
+    EVENT_STREAM,
+    RESULT_PREFIX,
+    RPC_PREFIX,
+)
+
+ACCOUNT = "SYNCYARD"
+PASSWORDS_FILE = "nats-passwords.conf"
+UPSTREAM_INBOX = "_INBOX"
+
+WORKER = "worker"
+RELAY = "relay"
+UPSTREAM = "upstream"
+ANALYTICS = "analytics"
+ADMIN = "admin"
+
+_JS = "$JS.API"
+_EVENTS = f"{EVENT_PREFIX}.>"
+
+
+def _consume(stream: str) -> tuple[str, ...]:
+    """The JetStream API subjects a client needs to read `stream` through its own consumers."""
+    return (
+        f"{_JS}.INFO",
+        f"{_JS}.STREAM.NAMES",
+        f"{_JS}.STREAM.INFO.{stream}",
+        f"{_JS}.CONSUMER.CREATE.{stream}",
+        f"{_JS}.CONSUMER.CREATE.{stream}.>",
+        f"{_JS}.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"{_JS}.CONSUMER.INFO.{stream}.>",
+        f"{_JS}.CONSUMER.DELETE.{stream}.>",
+        f"{_JS}.CONSUMER.MSG.NEXT.{stream}.>",
+        f"$JS.ACK.{stream}.>",
+    )
+
+
+def _declare(*streams: str) -> tuple[str, ...]:
+    """Create, update and inspect `streams`: never purge, delete or remove a message."""
+    return tuple(
+        f"{_JS}.STREAM.{verb}.{stream}"
+        for stream in streams
+        for verb in ("CREATE", "UPDATE", "INFO")
+    )
+
+
+@dataclass(frozen=True)
+class Role:
+    """One kind of NATS client: its user, its inbox and its permissions."""
+
+    name: str
+    user: str
+    purpose: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    inbox_prefix: str
+    deny_publish: tuple[str, ...] = (_EVENTS,)
+
+    @property
+    def password_variable(self) -> str:
+        return f"SYNCYARD_NATS_{self.name.upper()}_PASSWORD"
+
+
+ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (
+        Role(
+            name=WORKER,
+            user="syncyard-worker",
+            purpose="syncyard's worker: the command queue, RPC answers, results, dead letters",
+            publish=(
+                f"{COMMAND_PREFIX}.>",  # deferred commands go back into the queue
+                f"{RESULT_PREFIX}.>",
+                f"{DLQ_PREFIX}.>",
+                f"{UPSTREAM_INBOX}.>",  # RPC answers: to upstream's inboxes only
+                *_declare(COMMAND_STREAM, EVENT_STREAM, DLQ_STREAM),
+                *_consume(COMMAND_STREAM),
+            ),
+            subscribe=(f"{RPC_PREFIX}.>", "_INBOX_worker.>"),
+            inbox_prefix="_INBOX_worker",
+        ),
+        Role(
+            name=RELAY,
+            user="syncyard-relay",
+            purpose="syncyard's relay: the only publisher of events",
+            publish=(_EVENTS,),
+            subscribe=("_INBOX_relay.>",),
+            inbox_prefix="_INBOX_relay",
+            deny_publish=(),
+        ),
+        Role(
+            name=UPSTREAM,
+            user="upstream",
+            purpose="services sending commands: publish commands, read results and replies",
+            publish=(f"{COMMAND_PREFIX}.>", f"{RPC_PREFIX}.>"),
+            subscribe=(f"{RESULT_PREFIX}.>", f"{UPSTREAM_INBOX}.>"),
+            inbox_prefix=UPSTREAM_INBOX,
+        ),
+        Role(
+            name=ANALYTICS,
+            user="analytics",
+            purpose="analytics and auditors: read the event stream, publish nothing",
+            publish=_consume(EVENT_STREAM),
+            subscribe=("_INBOX_analytics.>",),
+            inbox_prefix="_INBOX_analytics",
+            deny_publish=("syncyard.>",),
+        ),
+        Role(
+            name=ADMIN,
+            user="syncyard-admin",
+            purpose="operators' tools: stream maintenance; never publishes events",
+            publish=(">",),
+            subscribe=(">",),
+            inbox_prefix=UPSTREAM_INBOX,
+        ),
+    )
+}
+
+# The roles syncyard's own processes and its CLI connect as.
+CLIENT_ROLES = (WORKER, RELAY, UPSTREAM, ANALYTICS, ADMIN)
+
+
+def is_upstream_inbox(subject: str) -> bool:
+    """Whether an RPC's reply subject is an upstream inbox, the only place answers go."""
+    prefix = f"{UPSTREAM_INBOX}."
+    return subject.startswith(prefix) and len(subject) > len(prefix)
+
+
+def _subjects(key: str, subjects: tuple[str, ...], indent: str) -> str:
+    # JSON strings are valid nats-server configuration strings.
+    unique = dict.fromkeys(subjects)  # in order, each once
+    items = "".join(f"{indent}  {json.dumps(subject)}\n" for subject in unique)
+    return f"{indent}{key}: [\n{items}{indent}]\n"
+
+
+def _user_block(role: Role) -> str:
+    deny = _subjects("deny", role.deny_publish, " " * 12) if role.deny_publish else ""
+    return (
+        f"      # {role.purpose}\n"
+        "      {\n"
+        f'        user: "{role.user}"\n'
+        f"        password: ${role.password_variable}\n"
+        "        permissions: {\n"
+        "          publish: {\n"
+        f"{_subjects('allow', role.publish, ' ' * 12)}{deny}"
+        "          }\n"
+        "          subscribe: {\n"
+        f"{_subjects('allow', role.subscribe, ' ' * 12)}"
+        "          }\n"
+        "        }\n"
+        "      }"
+    )
+
+
+def server_config(passwords_file: str = PASSWORDS_FILE) -> str:
+    """nats-server's `accounts` block for syncyard: one account with JetStream, a user per role.
+
+    `passwords_file` (relative to this file) must define every
+    `SYNCYARD_NATS_<ROLE>_PASSWORD`; nats-server refuses to start without it.
+    """
+    users = "\n".join(_user_block(role) for role in ROLES.values())
+    return (
+        "# syncyard's NATS accounts and permissions, generated from infra/nats_roles.py:\n"
+        "# edit the table there, not this file. Clients not listed here cannot connect.\n"
+        f'include "{passwords_file}"\n\n'
+        "accounts {\n"
+        f"  {ACCOUNT} {{\n"
+        "    jetstream: enabled\n"
+        "    users: [\n"
+        f"{users}\n"
+        "    ]\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def passwords_config(passwords: dict[str, str]) -> str:
+    """The included file: each role's password (or bcrypt hash) as a quoted variable."""
+    lines = [f"{ROLES[name].password_variable}: {json.dumps(pw)}" for name, pw in passwords.items()]
+    return "# syncyard's NATS passwords: keep this file 0600\n" + "\n".join(lines) + "\n"
