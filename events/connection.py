@@ -124,11 +124,18 @@ class SyncFailed(DomainEvent, frozen=True, kw_only=True):
 
 
 class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
-    """A command failed in a way time can fix; it will be tried again at `resume_at`.
+    """A command did not succeed in a way time can fix; it runs again at `resume_at`.
+
+    `refused` says syncyard called no provider (a breaker open or probing, a
+    rate limit, a full bulkhead, a known maintenance window): the command was
+    made to wait, it did not fail, and `error` says what refused it. Otherwise
+    a provider answered `error`.
 
     `command` is the command as received (sync commands carry no secrets), so
     a durable timer can send it again after a restart; `tries` counts the
-    tries made so far.
+    tries spent so far (a refusal spends none), `waits` the refusals so far,
+    and `received_at` is the command's first receipt, from which its maximum
+    age counts (absent in events recorded before it existed).
     """
 
     command_id: str
@@ -137,6 +144,9 @@ class SyncDeferred(DomainEvent, frozen=True, kw_only=True):
     resume_at: datetime
     error: ErrorInfo
     command: dict[str, Any]
+    refused: bool = False
+    waits: int = 0
+    received_at: datetime | None = None
     ranking: ProviderRanking | None = None
 
 

@@ -10,7 +10,7 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import aiohttp
@@ -366,6 +366,7 @@ async def open_runtime(
             orchestrator=orchestrator,
             known_providers=frozenset(providers),
             retry_policies=settings.retry,
+            sync_max_age=timedelta(seconds=settings.sync_max_age_s),
             feed_index=feed_index,
             feed=ProjectedFeedReader(query_pool),
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),

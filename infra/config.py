@@ -27,7 +27,7 @@ from services.providers.settings import ProviderSettings
 from services.resilience.hedging import HedgePolicy
 from services.resilience.policy import PolicyBook
 from services.resilience.rate_limit import RateLimit
-from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
+from services.resilience.retry import DEFAULT_RETRY, DEFAULT_SYNC_MAX_AGE, RetryPolicy
 
 DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
     "US": ("plaid", "mx", "finicity"),
@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hedging: dict[str, HedgePolicy] = {}  # by op; empty: no operation is hedged
     relink_after: timedelta = timedelta(minutes=30)
     retry: dict[str, RetryPolicy] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETRY))
+    # A sync failing on errors time can fix is retried this long from its first receipt.
+    sync_max_age_s: float = DEFAULT_SYNC_MAX_AGE.total_seconds()
     # Half the worker's concurrency: one stuck provider can hold at most half the slots.
     bulkhead_max_concurrent: int = 128
     bulkhead_max_wait_s: float = 10.0
@@ -101,6 +103,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return not (self.nats_url or self.database_url)
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise ValueError(f"a number of seconds > 0 is needed, got {text!r}")
+    return value
+
+
 # A field's environment variable and how its text is read.
 _Overrides = Mapping[str, tuple[str, Callable[[str], Any]]]
 
@@ -117,6 +126,7 @@ _SETTINGS_OVERRIDES: _Overrides = {
     "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
     "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
     "provider_status_interval_s": ("SYNCYARD_PROVIDER_STATUS_INTERVAL_S", float),
+    "sync_max_age_s": ("SYNCYARD_SYNC_MAX_AGE_S", _positive),
     "api_pool_size": ("SYNCYARD_API_POOL_SIZE", int),
     "api_statement_timeout_s": ("SYNCYARD_API_STATEMENT_TIMEOUT_S", float),
     "dead_letter_max_age_s": ("SYNCYARD_DEAD_LETTER_MAX_AGE_DAYS", lambda d: _days(d) * 86_400),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -18,7 +18,7 @@ from services.orchestrator import Orchestrator
 from services.ports import DeferralPort, EventStorePort, FeedIndexPort, FeedReaderPort
 from services.reconciliation.matcher import Tolerance
 from services.resilience.board import BreakerBoard
-from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
+from services.resilience.retry import DEFAULT_RETRY, DEFAULT_SYNC_MAX_AGE, RetryPolicy
 
 
 class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +30,8 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     feed: FeedReaderPort
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
+    # A sync failing on errors time can fix is retried this long from its first receipt.
+    sync_max_age: timedelta = DEFAULT_SYNC_MAX_AGE
     rng: random.Random = msgspec.field(default_factory=random.Random)
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
     institutions: Institutions | None = None

@@ -38,6 +38,7 @@ class CallRun:
         self.started = clock()
         self.attempts: list[Attempt] = []
         self.skipped: list[str] = []
+        self.refused: list[str] = []  # providers syncyard itself would not call (no call made)
         self.waits: list[float] = []  # when skipped or failed providers said to come back
         self.last_error: ErrorInfo | None = None
         # The bank the command is about: its breaker at each provider is asked too.
@@ -51,6 +52,7 @@ class CallRun:
             response_time_ms=(self.clock() - self.started) * 1000.0,
             failover_used=used is not None and used != self.candidates[0].provider,
             skipped=tuple(self.skipped),
+            refused=tuple(self.refused),
             ranking=self.ranking,
             **fields,
         )

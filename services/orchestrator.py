@@ -293,6 +293,7 @@ class Orchestrator:
             if not permit.allowed:
                 # Skipped without a call: the breaker already knows this would fail.
                 run.skipped.append(f"{link.provider}: {permit.reason}")
+                run.refused.append(link.provider)
                 if permit.retry_after_s is not None:
                     run.waits.append(max(0.0, permit.retry_after_s))
                 return False
@@ -301,6 +302,7 @@ class Orchestrator:
             if not decision.allowed:
                 # Never sent to cause a 429: a backup provider, or a deferral, instead.
                 run.skipped.append(decision.reason)
+                run.refused.append(link.provider)
                 if decision.retry_after_s is not None:
                     run.waits.append(decision.retry_after_s)
                 return False
@@ -337,8 +339,12 @@ class Orchestrator:
                 )
                 raise
             except BulkheadFullError as exc:
-                # Not the provider's fault and nothing was sent: skip, don't count.
+                # Not the provider's fault and nothing was sent: skip, don't count;
+                # a slot is likely free again after as long as this one waited.
                 run.skipped.append(str(exc))
+                run.refused.append(link.provider)
+                if bulkhead is not None:
+                    run.waits.append(bulkhead.max_wait_s)
                 return None
             except ProviderCallError as exc:
                 if exc.retry_after_s is not None:

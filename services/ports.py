@@ -39,11 +39,15 @@ class DeferralPort(abc.ABC):
     """Durable timers for commands that failed in a way time can fix."""
 
     @abc.abstractmethod
-    async def defer(self, command: Command, *, tries: int, resume_at: datetime) -> None:
+    async def defer(
+        self, command: Command, *, tries: int, resume_at: datetime, waits: int = 0
+    ) -> None:
         """Send `command` to the work queue again at `resume_at`, as try `tries + 1`.
 
-        Durable across restarts, and idempotent for one try: scheduling the
-        same try again (a command redelivered after a crash) sets one timer.
+        `waits` counts the refusals it has waited out (they spend no try), so
+        each round has its own timer. Durable across restarts, and idempotent
+        for one round: scheduling the same round again (a command redelivered
+        after a crash) sets one timer.
         """
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -28,7 +28,7 @@ from services.connections.state import FeedDraft
 from services.dependencies import Dependencies, refused
 from services.ports import Change
 from services.reconciliation.feed import PageOfChanges, plan_page
-from services.resilience.retry import retry_delay_s
+from services.resilience.retry import NextTry, decide_next_try
 
 
 class SyncRaceError(RuntimeError):
@@ -50,14 +50,19 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
         )
     if cmd.command_id in state.recent_results:
         return await _answer_again(deps, state, state.recent_results[cmd.command_id])
+    received_at = deps.now()
     deferral = state.deferred.get(cmd.command_id)
-    if deferral is not None and deps.now() < deferral.resume_at:
+    if deferral is not None and received_at < deferral.resume_at:
         # A redelivery before its time: the durable timer sends it when due. Set it
-        # again (one timer per try): a crash after the deferral was recorded but
+        # again (one timer per round): a crash after the deferral was recorded but
         # before its timer was set left it unset, and this is the command's redelivery.
-        await deps.deferrals.defer(cmd, tries=deferral.tries, resume_at=deferral.resume_at)
+        await deps.deferrals.defer(
+            cmd, tries=deferral.tries, waits=deferral.waits, resume_at=deferral.resume_at
+        )
         return as_duplicate(deferral.result)
     tries_before = state.tries_made(cmd.command_id)
+    waits_before = state.waits_made(cmd.command_id)
+    received_at = state.received_at(cmd.command_id) or received_at
     usable = set(state.usable_links(deps.now()))
     links = [
         # syncyard keeps each link's cursor: a failover resumes the backup from its own.
@@ -76,7 +81,10 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
         feed = await plan_feed(deps, state, outcome)
         deps.checkpoint("after_provider")  # the provider's pages planned, nothing recorded
     now = deps.now()
-    resume_at = _resume_at(deps, cmd, outcome, tries_before + 1, now)
+    next_try, outcome = _next_try(
+        deps, cmd, outcome, tries_before=tries_before, received_at=received_at, now=now
+    )
+    resume_at = next_try.resume_at
 
     def decide(fresh: ConnectionState | None) -> list[Any]:
         assert fresh is not None
@@ -88,6 +96,10 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
             trace=trace,
             resume_at=resume_at,
             tries_before=tries_before,
+            waits_before=waits_before,
+            refused=next_try.refused,
+            received_at=received_at,
+            gave_up=next_try.gave_up,
             relink=deps.relink,
             feed=feed,
         )
@@ -101,7 +113,9 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
         # both are done, so a crash between them brings the command back (above).
         for event in recorded:
             if isinstance(event, SyncDeferred):
-                await deps.deferrals.defer(cmd, tries=event.tries, resume_at=event.resume_at)
+                await deps.deferrals.defer(
+                    cmd, tries=event.tries, waits=event.waits, resume_at=event.resume_at
+                )
         return _answer(cmd, outcome, recorded, resume_at, account_id=state.account_id)
     # Another delivery of this command got there first: answer what it recorded.
     fresh = await deps.store.get_connection(connection_id)
@@ -222,6 +236,7 @@ def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:
             provider=provider,
         )
         wait = (until - now).total_seconds()
+        refused: tuple[str, ...] = (provider,)  # syncyard's own refusal: no try spent
     else:
         waiting = ", ".join(sorted(state.reauth))
         error = ErrorInfo(
@@ -232,6 +247,7 @@ def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:
             retryable=False,
         )
         wait = None
+        refused = ()
     return Outcome(
         success=False,
         provider=None,
@@ -240,31 +256,59 @@ def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:
         response_time_ms=0.0,
         error=error,
         retry_after_s=wait,
+        refused=refused,
     )
 
 
-def _resume_at(
-    deps: Dependencies, cmd: Command, outcome: Outcome, tries: int, now: datetime
-) -> datetime | None:
-    """When to try a failed command again, or None to let it fail now.
+def _next_try(
+    deps: Dependencies,
+    cmd: Command,
+    outcome: Outcome,
+    *,
+    tries_before: int,
+    received_at: datetime,
+    now: datetime,
+) -> tuple[NextTry, Outcome]:
+    """When a command that did not succeed runs again, or why it ends now.
 
-    Only errors time can fix are deferred, within the error class's tries and
-    never past the command's own deadline.
+    A command refused without a call waits for the refusal to lift and spends
+    no try; one that failed at a provider spends one and backs off. Either way
+    it ends only on an error time cannot fix, at its maximum age, or at its own
+    deadline (services/resilience/retry.py). Past its maximum age, the outcome's
+    error says so.
     """
     error = outcome.error
-    if outcome.success or error is None or not error.retryable:
-        return None
-    policy = deps.retry_policies.get(error.type)
-    if policy is None:
-        return None
-    delay = retry_delay_s(policy, tries, retry_after_s=outcome.retry_after_s, rng=deps.rng)
-    if delay is None:
-        return None
-    resume_at = now + timedelta(seconds=delay)
-    if cmd.deadline is not None and resume_at >= _aware(cmd.deadline):
-        return None
-    return resume_at
+    if outcome.success or error is None:
+        return NextTry(), outcome
+    refused = outcome.refused_without_call
+    next_try = decide_next_try(
+        error_type=error.type,
+        retryable=error.retryable,
+        refused=refused,
+        retry_after_s=outcome.retry_after_s,
+        tries=tries_before if refused else tries_before + 1,
+        received_at=received_at,
+        now=now,
+        policies=deps.retry_policies,
+        max_age=deps.sync_max_age,
+        deadline=cmd.deadline,
+        rng=deps.rng,
+    )
+    if next_try.gave_up == "max_age":
+        return next_try, _too_old(outcome, received_at, now)
+    return next_try, outcome
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _too_old(outcome: Outcome, received_at: datetime, now: datetime) -> Outcome:
+    """The final error of a command that reached its maximum age still failing."""
+    last = outcome.error
+    assert last is not None
+    error = ErrorInfo(
+        code="sync_max_age_exceeded",
+        message=f"still failing {now - received_at} after it was first received; "
+        f"last error {last.code}: {last.message}",
+        type=last.type,
+        retryable=False,
+        provider=last.provider,
+    )
+    return msgspec.structs.replace(outcome, error=error)

@@ -138,21 +138,31 @@ def decide_outcome(
     trace: dict[str, str],
     resume_at: datetime | None = None,
     tries_before: int = 0,
+    waits_before: int = 0,
+    refused: bool = False,
+    received_at: datetime | None = None,
+    gave_up: str | None = None,
     relink: RelinkPolicy = DEFAULT_RELINK,
     feed: FeedDraft | None = None,
 ) -> list[DomainEvent]:
     """Record every attempt, every provider failure and the command's end.
 
-    A failure with `resume_at` is not an end: it is recorded as SyncDeferred.
-    `tries_before` is how many tries the caller saw recorded when it started:
-    if another delivery recorded this try meanwhile, this one decides nothing.
+    A failure with `resume_at` is not an end: it is recorded as SyncDeferred,
+    `refused` when no provider was called (then it spends no try, only a wait).
+    `tries_before` and `waits_before` are the tries and waits the caller saw
+    recorded when it started: if another delivery recorded this round
+    meanwhile, this one decides nothing. `received_at` is the command's first
+    receipt. A command that ends on an error time could have fixed (`gave_up`:
+    its maximum age or its tries) also gets a RelinkSuggested for the failing
+    link, unless one was suggested already: waiting longer will not help.
     A sync's `feed` was planned against the feed at its `base_position`: if
     another sync of the account appended meanwhile, this one decides nothing
     (it is planned again on the new feed).
     """
     if cmd.command_id in state.recent_results:
         return []
-    if state.tries_made(cmd.command_id) != tries_before:
+    rounds = (state.tries_made(cmd.command_id), state.waits_made(cmd.command_id))
+    if rounds != (tries_before, waits_before):
         return []
     if feed is not None and feed.base_position != state.feed_position:
         return []
@@ -208,7 +218,15 @@ def decide_outcome(
             )
     events.extend(
         link_health_events(
-            state, cmd, outcome, now=now, meta=meta, first_version=version(), relink=relink
+            state,
+            cmd,
+            outcome,
+            now=now,
+            meta=meta,
+            first_version=version(),
+            relink=relink,
+            # Waiting longer would not have helped: say where to link instead.
+            giving_up=gave_up in ("max_age", "tries_spent") and resume_at is None,
         )
     )
     if outcome.success and outcome.provider is not None:
@@ -253,7 +271,10 @@ def decide_outcome(
                     metadata=meta,
                     command_id=cmd.command_id,
                     op=cmd.op,
-                    tries=state.tries_made(cmd.command_id) + 1,
+                    tries=state.tries_made(cmd.command_id) + (0 if refused else 1),
+                    waits=state.waits_made(cmd.command_id) + (1 if refused else 0),
+                    refused=refused,
+                    received_at=received_at or state.received_at(cmd.command_id) or now,
                     resume_at=resume_at,
                     error=error,
                     command=msgspec.to_builtins(cmd),

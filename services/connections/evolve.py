@@ -164,8 +164,13 @@ def _(event: SyncFailed, state: ConnectionState | None) -> ConnectionState:
 def _(event: SyncDeferred, state: ConnectionState | None) -> ConnectionState:
     assert state is not None
     deferred = dict(state.deferred)
+    earlier = state.deferred.get(event.command_id)
     deferred[event.command_id] = Deferral(
         tries=event.tries,
+        waits=event.waits,
+        received_at=(
+            event.received_at or (earlier.received_at if earlier else None) or event.timestamp
+        ),
         resume_at=event.resume_at,
         result=CommandResult(
             command_id=event.command_id,

@@ -36,7 +36,13 @@ def link_health_events(
     meta: dict[str, str],
     first_version: int,
     relink: RelinkPolicy,
+    giving_up: bool = False,
 ) -> list[DomainEvent]:
+    """ReauthRequired, MaintenanceDetected and RelinkSuggested, as the answers call for.
+
+    `giving_up`: the command ends now on an error time could have fixed, so a
+    relink is suggested at once, without waiting for `relink.after`.
+    """
     events: list[DomainEvent] = []
 
     def version() -> int:
@@ -91,6 +97,12 @@ def link_health_events(
                 down_since=since,
             )
         )
+    elif giving_up and not outcome.success:
+        events.extend(
+            relink_on_giving_up(
+                state, cmd, outcome, now=now, meta=meta, version=version(), relink=relink
+            )
+        )
     return events
 
 
@@ -111,6 +123,42 @@ def _relink(
     hierarchy: Sequence[str] = relink.hierarchy.get(state.region, ())
     suggested = next((p for p in hierarchy if p not in state.links), None)
     return failing, suggested, since
+
+
+def relink_on_giving_up(
+    state: ConnectionState,
+    cmd: Command,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    meta: dict[str, str],
+    version: int,
+    relink: RelinkPolicy,
+) -> list[DomainEvent]:
+    """A sync ends on an error time could have fixed: name the link to replace.
+
+    The failing link is the first one called, or else the first one refused;
+    nothing is said twice for one provider.
+    """
+    failing = next(
+        (a.provider for a in outcome.attempts if a.error is not None),
+        outcome.refused[0] if outcome.refused else None,
+    )
+    if failing is None or failing in state.relink_suggested:
+        return []
+    hierarchy: Sequence[str] = relink.hierarchy.get(state.region, ())
+    return [
+        RelinkSuggested(
+            originator_id=state.id,
+            originator_version=version,
+            timestamp=now,
+            metadata=meta,
+            command_id=cmd.command_id,
+            failing_provider=failing,
+            suggested_provider=next((p for p in hierarchy if p not in state.links), None),
+            down_since=state.down_since.get(failing, now),
+        )
+    ]
 
 
 def _failed(outcome: Outcome) -> set[str]:

@@ -98,10 +98,18 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     summary: dict[str, Any] = {}
     error: ErrorInfo | None = None
     skipped: tuple[str, ...] = ()  # providers not called, with why (e.g. breaker open)
+    # Providers syncyard refused to call (breaker, rate limit, bulkhead, known
+    # maintenance): with no call made at all, the command waits and spends no try.
+    refused: tuple[str, ...] = ()
     retry_after_s: float | None = None  # the provider's own word on when to come back
     ranking: ProviderRanking | None = (
         None  # how the providers were ordered, when there was a choice
     )
+
+    @property
+    def refused_without_call(self) -> bool:
+        """Nobody was called because syncyard refused: a wait, not a failure."""
+        return not self.success and not self.attempts and bool(self.refused)
 
 
 class FeedDraft(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,9 +125,13 @@ class FeedDraft(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Deferral(msgspec.Struct, frozen=True, kw_only=True):
+    """A command waiting to run again: tries spent, refusals waited, since when."""
+
     tries: int
     resume_at: datetime
     result: CommandResult
+    waits: int = 0
+    received_at: datetime | None = None
 
 
 class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,3 +171,12 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     def tries_made(self, command_id: str) -> int:
         deferral = self.deferred.get(command_id)
         return deferral.tries if deferral else 0
+
+    def waits_made(self, command_id: str) -> int:
+        deferral = self.deferred.get(command_id)
+        return deferral.waits if deferral else 0
+
+    def received_at(self, command_id: str) -> datetime | None:
+        """When a deferred command was first received; None for one not deferred yet."""
+        deferral = self.deferred.get(command_id)
+        return deferral.received_at if deferral else None

@@ -42,6 +42,7 @@ from services.resilience.domain import (
 )
 from services.resilience.keyed_lock import KeyedLocks
 from services.resilience.policy import BreakerPolicy, PolicyBook
+from services.resilience.ramp import ramp_share, ramp_wait_s
 from services.resilience.window import Observation, Scope, Window
 
 log = logging.getLogger(__name__)
@@ -147,18 +148,44 @@ class BreakerBoard:
         for entry in entries:
             if entry.breaker.status == "open":
                 return self._refusal(entry)
+        policy = self.policies.for_(provider, region)
         probe = False
         for entry in entries:
             if entry.breaker.status == "half_open":
                 if not await self._admit_probe(entry, command_id):
+                    # The probe usually answers long before its timeout: come back
+                    # after one ramp interval and find the breaker closed (and
+                    # ramping), open, or probing.
                     return Permit(
                         allowed=False,
                         reason=f"breaker {_describe(entry.breaker.key)} half-open: "
                         "a probe is already in flight",
-                        retry_after_s=self.policies.for_(provider, region).probe_timeout_s,
+                        retry_after_s=min(policy.probe_timeout_s, policy.ramp_interval_s),
                     )
                 probe = True
-        return Permit(allowed=True, probe=probe)
+        if probe:
+            return Permit(allowed=True, probe=True)
+        ramping = [self._ramp(entry.breaker, command_id) for entry in entries]
+        held = [permit for permit in ramping if not permit.allowed]
+        return max(held, key=lambda p: p.retry_after_s or 0.0) if held else Permit(allowed=True)
+
+    def _ramp(self, breaker: Breaker, command_id: str) -> Permit:
+        """A closed breaker lets everyone through, except on the ramp after its probes."""
+        closed_at = breaker.closed_at
+        if closed_at is None or breaker.forced == "closed":
+            return Permit(allowed=True)
+        policy = self.policies.for_(breaker.provider, breaker.region)
+        now = self.clock()
+        wait = ramp_wait_s(command_id, closed_at, now, policy)
+        if wait is None:
+            return Permit(allowed=True)
+        share = ramp_share(closed_at, now, policy)
+        return Permit(
+            allowed=False,
+            reason=f"breaker {_describe(breaker.key)} closed at {closed_at:%H:%M:%S}Z, "
+            f"ramping up: {share:.0%} of commands let through now",
+            retry_after_s=wait,
+        )
 
     def _refusal(self, entry: _Entry) -> Permit:
         breaker = entry.breaker

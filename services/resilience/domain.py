@@ -60,6 +60,8 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     probe_admitted_at: dict[str, datetime] = {}
     # Calls that finished before the last transition belong to the previous state.
     last_transition_at: datetime | None = None
+    # When the probes last closed it: the ramp (ramp.py) counts from here.
+    closed_at: datetime | None = None
     # An operator's hold: the state it is held in, until when, by whom and why.
     forced: ForcedState | None = None
     forced_until: datetime | None = None
@@ -345,6 +347,7 @@ def _(event: BreakerClosed, breaker: Breaker) -> Breaker:
         probes=(),
         probe_admitted_at={},
         last_transition_at=event.timestamp,
+        closed_at=event.timestamp,
     )
 
 

@@ -42,7 +42,8 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     time.
 
     Then: open for `open_timeout_s` (60 s); one probe at a time; 2 successes
-    close it; a failed probe re-opens it. As in resilience4j, a count-based
+    close it; a failed probe re-opens it; once closed, the waiting work is let
+    through on a ramp (`ramp.py`). As in resilience4j, a count-based
     window (`window_kind="count"`) and a slow-call rate are also offered.
     """
 
@@ -60,6 +61,10 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     successes_to_close: int = 2
     # Longer than any call may take (the default call timeout is 10 s).
     probe_timeout_s: float = 30.0
+    # After closing, the share of commands let through starts here and doubles
+    # every interval (services/resilience/ramp.py): 1/8, 1/4, 1/2, all in 30 s.
+    ramp_start_share: float = 0.125
+    ramp_interval_s: float = 10.0
 
 
 class PolicyBook(msgspec.Struct, frozen=True, kw_only=True):

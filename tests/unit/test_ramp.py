@@ -1,0 +1,81 @@
+"""The ramp after a breaker closes: waiting work reaches the provider doubling each interval."""
+
+from __future__ import annotations
+
+import collections
+import heapq
+from datetime import timedelta
+
+import pytest
+
+from services.resilience.board import BreakerBoard
+from services.resilience.policy import BreakerPolicy, PolicyBook
+from services.resilience.ramp import ramp_share, ramp_wait_s
+from tests.unit.test_breakers import T0, Clock, MemoryRecorder, attempt, board_with, fail
+
+pytestmark = pytest.mark.unit
+POLICY = BreakerPolicy()  # 1/8 of commands, doubling every 10 s
+
+
+async def closed_after_probes(board: BreakerBoard, clock: Clock) -> None:
+    await fail(board, clock, 5)
+    clock.advance(61)
+    for probe in ("p1", "p2"):
+        assert (await board.permit("plaid", "US", probe)).probe
+        await board.observe(attempt(clock, probe, ok=True))
+    assert board.status("plaid", "US") == "closed"
+
+
+def test_the_share_let_through_doubles_each_interval_up_to_everyone() -> None:
+    shares = [ramp_share(T0, T0 + timedelta(seconds=10 * i + 1), POLICY) for i in range(5)]
+    assert shares == [0.125, 0.25, 0.5, 1.0, 1.0]
+
+
+def test_a_command_held_by_the_ramp_is_told_when_its_place_opens() -> None:
+    held = [f"c{i}" for i in range(200) if ramp_wait_s(f"c{i}", T0, T0, POLICY) is not None]
+    assert held
+    for command_id in held:
+        wait = ramp_wait_s(command_id, T0, T0, POLICY)
+        assert wait is not None and wait in (10.0, 20.0, 30.0)
+        assert ramp_wait_s(command_id, T0, T0 + timedelta(seconds=wait), POLICY) is None
+
+
+async def test_a_queue_of_waiting_syncs_reaches_the_provider_on_a_ramp() -> None:
+    board, _, clock = board_with()
+    await closed_after_probes(board, clock)
+    closed_at = clock()
+    # 800 syncs waited behind the breaker; all come back the moment it closes,
+    # and each one refused comes back when the board says.
+    queue = [(closed_at, f"waiting-{i}") for i in range(800)]
+    let_through: collections.Counter[int] = collections.Counter()
+    while queue:
+        at, command_id = heapq.heappop(queue)
+        clock.now = at
+        permit = await board.permit("plaid", "US", command_id)
+        if permit.allowed:
+            let_through[int((at - closed_at).total_seconds() // 10)] += 1
+        else:
+            assert permit.retry_after_s is not None and "ramping up" in permit.reason
+            heapq.heappush(queue, (at + timedelta(seconds=permit.retry_after_s), command_id))
+    per_interval = [let_through[i] for i in range(4)]
+    assert sum(per_interval) == 800  # everyone gets through within the ramp
+    # About 100, 100, 200, 400: the first interval gets an eighth, not the herd.
+    assert 60 <= per_interval[0] <= 140
+    assert per_interval[0] + per_interval[1] <= 0.25 * 800 * 1.3
+    assert per_interval[3] > per_interval[2] > per_interval[1]
+
+
+async def test_replicas_reading_the_same_events_let_the_same_commands_through() -> None:
+    recorder, clock = MemoryRecorder(), Clock()
+    boards = [BreakerBoard(recorder, PolicyBook(), clock) for _ in range(2)]
+    await closed_after_probes(boards[0], clock)  # the second replica loads it from the store
+    clock.advance(5)
+    answers = [
+        [(await b.permit("plaid", "US", f"c{i}")).allowed for i in range(100)] for b in boards
+    ]
+    assert answers[0] == answers[1] and 0 < sum(answers[0]) < 100
+
+
+async def test_a_breaker_that_never_opened_has_no_ramp() -> None:
+    board, _, _ = board_with()
+    assert all([(await board.permit("plaid", "US", f"c{i}")).allowed for i in range(50)])
