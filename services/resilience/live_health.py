@@ -77,6 +77,8 @@ def counts_against_health(event: ConnectionAttempted) -> bool:
         return False  # a hedged call that lost the race
     if event.outcome == "success":
         return True
+    if event.blame is not None:  # recorded with the error table's own word
+        return event.blame in ("provider", "institution")
     named = "network" if event.outcome == "timeout" else event.error_type
     kind: ErrorType = next((t for t in ERROR_TYPES if t == named), "unknown")
     return default_blame(kind) in ("provider", "institution")

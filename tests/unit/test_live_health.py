@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from events.breaker import BreakerOpened
@@ -150,3 +151,14 @@ async def test_one_link_is_no_choice_and_records_no_ranking() -> None:
     orch.health = LiveHealth()
     outcome = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
     assert outcome.success and outcome.ranking is None
+
+
+def test_a_calls_recorded_blame_wins_over_its_type() -> None:
+    # Plaid's INVALID_API_KEYS is "auth" by type, but our keys there are Plaid's
+    # problem alone (blame provider); a busy-retry 409 is the caller's.
+    ours = msgspec.structs.replace(call("plaid", "failure", error_type="auth"), blame="provider")
+    early = msgspec.structs.replace(
+        call("mx", "failure", error_type="provider_down"), blame="caller"
+    )
+    health = health_after(*[ours] * 10, *[early] * 10)
+    assert health.score("plaid", "US", NOW) < health.score("mx", "US", NOW)
