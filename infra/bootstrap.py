@@ -340,6 +340,7 @@ async def open_runtime(
             },
             limiter=limiter,
             hedging=settings.hedging,
+            health_margin=settings.health_margin,
         )
         orchestrator.health = LiveHealth()
         institutions, institution_follower = await open_institutions(

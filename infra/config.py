@@ -23,6 +23,7 @@ from infra.provider_config import provider_refusals, provider_settings, provider
 from infra.streams import DEAD_LETTER_MAX_AGE_S
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
+from services.failover import HEALTH_MARGIN
 from services.providers.settings import ProviderSettings
 from services.resilience.hedging import HedgePolicy
 from services.resilience.policy import PolicyBook
@@ -62,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breakers: PolicyBook = PolicyBook()
     rate_limits: dict[str, RateLimit] = {}
     hedging: dict[str, HedgePolicy] = {}  # by op; empty: no operation is hedged
+    # How far (0-100 points) a provider's live score may trail the best before it
+    # goes after it; 100 keeps the directory's order whatever the scores.
+    health_margin: int = HEALTH_MARGIN
     relink_after: timedelta = timedelta(minutes=30)
     retry: dict[str, RetryPolicy] = msgspec.field(default_factory=lambda: dict(DEFAULT_RETRY))
     # A sync failing on errors time can fix is retried this long from its first receipt.
@@ -110,6 +114,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _margin(text: str) -> int:
+    margin = int(text)
+    if not 0 <= margin <= 100:
+        raise ValueError(f"a margin of 0 to 100 points is needed, got {text!r}")
+    return margin
+
+
 # A field's environment variable and how its text is read.
 _Overrides = Mapping[str, tuple[str, Callable[[str], Any]]]
 
@@ -123,6 +134,7 @@ _SETTINGS_OVERRIDES: _Overrides = {
     "bulkhead_max_concurrent": ("SYNCYARD_BULKHEAD_MAX_CONCURRENT", int),
     "bulkhead_max_wait_s": ("SYNCYARD_BULKHEAD_MAX_WAIT_S", float),
     "call_timeout_s": ("SYNCYARD_CALL_TIMEOUT_S", float),
+    "health_margin": ("SYNCYARD_HEALTH_MARGIN", _margin),
     "saga_lease_s": ("SYNCYARD_SAGA_LEASE_S", float),
     "link_deadline_s": ("SYNCYARD_LINK_DEADLINE_S", float),
     "provider_status_interval_s": ("SYNCYARD_PROVIDER_STATUS_INTERVAL_S", float),

@@ -25,6 +25,7 @@ from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
 from services.failover import (
     DEADLINE_EXCEEDED,
+    HEALTH_MARGIN,
     Answer,
     CallRun,
     exhausted_error,
@@ -82,6 +83,7 @@ class Orchestrator:
         bulkheads: Mapping[str, Bulkhead] | None = None,
         limiter: RateLimiter | None = None,
         hedging: Mapping[str, HedgePolicy] | None = None,
+        health_margin: int = HEALTH_MARGIN,
         in_call_retries: Mapping[str, int] | None = None,
         in_call_pause_s: float = 0.1,
         rng: random.Random | None = None,
@@ -95,6 +97,7 @@ class Orchestrator:
         self.bulkheads = bulkheads or {}
         self.limiter = limiter
         self.hedging = dict(hedging or {})
+        self.health_margin = health_margin
         # Only network blips are retried in the call by default: a provider that is
         # down or rate-limiting us will not be better in 100 ms.
         self.in_call_retries = dict(
@@ -199,7 +202,7 @@ class Orchestrator:
         if self.health is None or len(candidates) < 2:
             return candidates, None
         scores = self.health.scores((c.provider for c in candidates), region, self._wall_clock())
-        return rank_by_health(candidates, scores)
+        return rank_by_health(candidates, scores, self.health_margin)
 
     async def _retry_in_call(
         self,

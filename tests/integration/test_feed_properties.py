@@ -113,6 +113,10 @@ async def runtime(
         settings_for(sandbox),
         breakers=PolicyBook(default=BreakerPolicy(failure_threshold=None, failure_rate=None)),
         retry={},
+        # The examples share one runtime: an outage in one must not make MX the
+        # primary of the next (live health would), since each example's last
+        # sync is Plaid's, whose word on withdrawn transactions is checked.
+        health_margin=100,
     )
     async with running_syncyard(settings, nats_url, database_url) as running:
         yield running

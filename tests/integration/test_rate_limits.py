@@ -47,9 +47,13 @@ async def test_under_real_quotas_two_replicas_never_exceed_the_limit_and_see_no_
 
     assert all(r.success for r in results), [r.error for r in results if not r.success]
     providers = [r.provider for r in results]
-    assert providers.count("plaid") == 10  # exactly the limit, shared by both replicas
-    assert providers.count("mx") == 14  # the rest went to the backup link, unsent to plaid
     calls = await sandbox_calls(sandbox)
     plaid_syncs = sum(v["calls"] for k, v in calls["plaid"].items() if "transactions" in k)
-    assert plaid_syncs == 10
+    assert plaid_syncs == 10  # exactly the limit, shared by both replicas
+    # The rest went to the backup link, unsent to plaid. Two replicas may sync one
+    # account at once: the one that appends second re-plans (SyncRaceError), and
+    # with Plaid's quota spent by then, its redelivery is served by MX; the quota
+    # still counted the discarded call.
+    assert providers.count("plaid") <= 10
+    assert providers.count("plaid") + providers.count("mx") == len(commands)
     assert "ProviderFailed" not in [t for _, t, _ in await stored_events(database_url)]

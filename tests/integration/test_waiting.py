@@ -50,7 +50,7 @@ async def open_plaid(upstream: Client, sandbox: str) -> None:
         provider="plaid",
         endpoint="/transactions/sync",
         status=500,
-        error_code="INSTITUTION_DOWN",
+        error_code="INTERNAL_SERVER_ERROR",  # Plaid's own: its provider-wide breaker
         count=2,
     )
     assert (await upstream.send(register("tripper", "plaid"))).success

@@ -135,6 +135,13 @@ def test_a_number_that_is_not_one_is_refused(variable: str) -> None:
         load_settings({variable: "ten"})
 
 
+def test_the_health_margin_is_read_and_bounded() -> None:
+    assert load_settings({}).health_margin == 15
+    assert load_settings({"SYNCYARD_HEALTH_MARGIN": "100"}).health_margin == 100
+    with pytest.raises(ValueError, match="0 to 100 points"):
+        load_settings({"SYNCYARD_HEALTH_MARGIN": "101"})
+
+
 SAFE_SERVERS = {
     "NATS_URL": "nats://nats:4222",
     "DATABASE_URL": "postgresql://db/syncyard?sslmode=verify-full",
