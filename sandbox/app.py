@@ -22,7 +22,7 @@ from sandbox.idempotency import (
     IdempotencyBook,
     idempotent_writes,
 )
-from sandbox.item_webhooks import ITEM_WEBHOOK_ROUTES
+from sandbox.item_webhooks import ITEM_WEBHOOK_ROUTES, scenario_webhooks
 from sandbox.link_admin import LINK_ADMIN_ROUTES
 from sandbox.links import LINKS, LinkBook
 from sandbox.middleware import FAULT_BOOK, SEED, TRUTH
@@ -80,6 +80,7 @@ def create_sandbox_app(
     app[TRUTH] = TruthBook(seed)
     app[PLAID_SIGNING_KEY] = plaid_signing_key(seed)
     app.cleanup_ctx.append(webhook_session)
+    app.cleanup_ctx.append(scenario_webhooks)
     app.router.add_routes(ADMIN_ROUTES)
     app.router.add_routes(LINK_ADMIN_ROUTES)
     app.router.add_routes(ITEM_WEBHOOK_ROUTES)

@@ -91,9 +91,29 @@ class Fault(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         return not (self.status or self.error_code or self.body or self.connection)
 
 
+class ScenarioWebhook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An item webhook the scenario sends `at_s` after it is loaded.
+
+    It goes to every Plaid Item the link flow has made by then (each to its own
+    webhook URL), as Plaid tells each Item of a bank's consent or login trouble:
+    `PENDING_EXPIRATION` (the consent ends `consent_expires_in_days` from the
+    sending), `PENDING_DISCONNECT` (with `reason`), `ERROR` (with
+    `error_code`) or `LOGIN_REPAIRED`.
+    """
+
+    at_s: float
+    provider: Literal["plaid"] = "plaid"
+    webhook_code: str
+    consent_expires_in_days: float = 7.0
+    reason: str | None = None
+    error_code: str | None = None
+
+
 class Scenario(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A named script of faults, on a timeline that starts when the scenario is loaded."""
+    """A named script of faults, and of item webhooks, on a timeline that starts
+    when the scenario is loaded."""
 
     name: str
     description: str = ""
     faults: list[Fault] = []
+    item_webhooks: list[ScenarioWebhook] = []

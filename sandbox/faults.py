@@ -80,6 +80,8 @@ class FaultBook:
         self._scenario: Scenario | None = None
         self._scenario_faults: list[_Armed] = []
         self._scenario_since = 0.0
+        # Told of every scenario loaded (the scenario's item webhooks run apart).
+        self.on_load: Callable[[Scenario | None], None] | None = None
         self.load_scenario(default_scenario)
 
     def load_scenario(self, scenario: Scenario | None) -> None:
@@ -90,6 +92,12 @@ class FaultBook:
         self._scenario_faults = [
             _Armed(id=0, fault=f, remaining=f.count, since=self._scenario_since) for f in faults
         ]
+        if self.on_load is not None:
+            self.on_load(scenario)
+
+    @property
+    def active_scenario(self) -> Scenario | None:
+        return self._scenario
 
     def scenario(self) -> dict[str, Any]:
         """The active scenario, how long it has run, and its faults."""
@@ -100,6 +108,7 @@ class FaultBook:
             "description": self._scenario.description,
             "elapsed_s": round(self._clock() - self._scenario_since, 3),
             "faults": [msgspec.to_builtins(f) for f in self._scenario.faults],
+            "item_webhooks": [msgspec.to_builtins(w) for w in self._scenario.item_webhooks],
         }
 
     def arm(self, fault: Fault, *, since: float | None = None) -> int:

@@ -13,15 +13,23 @@ a delivery does. Answers each delivery's status and body once sent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from sandbox.fault_spec import Scenario, ScenarioWebhook
 from sandbox.links import LINKS
+from sandbox.middleware import FAULT_BOOK
 from sandbox.webhooks import PLAID_SIGNING_KEY, WEBHOOK_SESSION, deliver, mx_headers, plaid_headers
 
 MAX_DELIVERIES = 5
+log = logging.getLogger(__name__)
 
 
 class ItemWebhook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -124,6 +132,78 @@ async def send_item_webhook(request: web.Request) -> web.Response:
         status, error = await deliver(session, url, body, headers)
         sent.append({"webhook_status": status, "webhook_error": error})
     return web.json_response({"payload": payload, "deliveries": sent})
+
+
+class ScenarioWebhooks:
+    """Sends the active scenario's `item_webhooks` on its timeline.
+
+    One task at a time: loading another scenario (or resetting to the starting
+    one) cancels what the last one had yet to send and starts the new timeline.
+    """
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._task: asyncio.Task[None] | None = None
+
+    def restart(self, scenario: Scenario | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if scenario is not None and scenario.item_webhooks:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(sorted(scenario.item_webhooks, key=lambda w: w.at_s))
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, webhooks: list[ScenarioWebhook]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for webhook in webhooks:
+            await asyncio.sleep(max(0.0, started + webhook.at_s - loop.time()))
+            await self._send_to_every_item(webhook)
+
+    async def _send_to_every_item(self, webhook: ScenarioWebhook) -> None:
+        links = self._app[LINKS]
+        session = self._app[WEBHOOK_SESSION]
+        key = self._app[PLAID_SIGNING_KEY]
+        expires = datetime.now(UTC) + timedelta(days=webhook.consent_expires_in_days)
+        for access_token, item in list(links.plaid_items.items()):
+            if not item.webhook:
+                continue
+            request = ItemWebhook(
+                item_id=links.plaid_item_id(access_token),
+                webhook_code=webhook.webhook_code,
+                consent_expiration_time=expires.isoformat().replace("+00:00", "Z"),
+                reason=webhook.reason,
+                error_code=webhook.error_code,
+            )
+            payload = _plaid_payload(request)
+            if isinstance(payload, str):
+                log.warning("scenario webhook not sent: %s", payload)
+                return
+            body = msgspec.json.encode(payload)
+            status, error = await deliver(session, item.webhook, body, plaid_headers(key, body))
+            log.info("scenario webhook %s to %s: %s %s", webhook.webhook_code, item.webhook,
+                     status, error or "")  # fmt: skip
+
+
+SCENARIO_WEBHOOKS = web.AppKey("scenario_webhooks", ScenarioWebhooks)
+
+
+async def scenario_webhooks(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx (after the webhook session): the scenarios' item webhooks, from the start."""
+    runner = app[SCENARIO_WEBHOOKS] = ScenarioWebhooks(app)
+    book = app[FAULT_BOOK]
+    book.on_load = runner.restart
+    runner.restart(book.active_scenario)
+    yield
+    book.on_load = None
+    await runner.stop()
 
 
 ITEM_WEBHOOK_ROUTES = [web.post("/_admin/webhooks/{provider}/item", send_item_webhook)]
