@@ -52,7 +52,15 @@ from infra.demos import region_demos
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.nats_credentials import NatsCredential, connect_options, credential_variable
-from infra.nats_roles import PASSWORDS_FILE, ROLES, UPSTREAM, passwords_config, server_config
+from infra.nats_roles import (
+    PASSWORDS_FILE,
+    ROLES,
+    UPSTREAM,
+    analytics_reader,
+    passwords_config,
+    roles,
+    server_config,
+)
 from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_metrics, setup_tracing
 
@@ -396,6 +404,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"print instead the template of the included {PASSWORDS_FILE}",
     )
+    nats_config.add_argument(
+        "--analytics-reader",
+        action="append",
+        default=[],
+        type=_reader,
+        metavar="NAME[=CONSUMER,...]",
+        help="a reader of the event stream with its own login (user analytics-NAME) and "
+        "consumers (default: analytics-NAME), which no other login may touch; repeatable",
+    )
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
     sandbox.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a file in scenarios/")
@@ -428,11 +445,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _nats_config(*, passwords_template: bool) -> str:
+def _nats_config(
+    *, passwords_template: bool, readers: Sequence[tuple[str, tuple[str, ...]]] = ()
+) -> str:
     """What `syncyard nats-config` prints: the production configuration, or its passwords."""
+    table = roles(dict(readers))
     if passwords_template:
-        return passwords_config({name: "<bcrypt hash: nats server passwd>" for name in ROLES})
-    return server_config()
+        hashes = {name: "<bcrypt hash: nats server passwd>" for name in table}
+        return passwords_config(hashes, table)
+    return server_config(table=table)
+
+
+def _print_nats_config(
+    passwords_template: bool, readers: Sequence[tuple[str, tuple[str, ...]]]
+) -> int:
+    try:
+        config = _nats_config(passwords_template=passwords_template, readers=readers)
+    except ValueError as exc:  # two readers claiming one consumer
+        print(f"syncyard: {exc}", file=sys.stderr)
+        return 2
+    print(config, end="")
+    return 0
+
+
+def _reader(text: str) -> tuple[str, tuple[str, ...]]:
+    """`ledger` or `ledger=ledger-live,ledger-backfill`: a reader and the consumers it owns."""
+    name, _, consumers = text.partition("=")
+    owned = tuple(c for c in consumers.split(",") if c)
+    try:
+        analytics_reader(name, owned)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, owned
 
 
 def _time(text: str) -> datetime:
@@ -456,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = _masking_excepthook
     setup_logging()
     settings = load_settings()
+    code = 0
     try:
         if args.command == "up":
             asyncio.run(_up(settings))
@@ -463,28 +508,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_serve(settings, [c for c in args.components.split(",") if c]))
         elif args.command == "send":
             payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
-            return asyncio.run(
+            code = asyncio.run(
                 _send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout)
             )
         elif args.command == "schema":
             for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
                 print(path)
         elif args.command == "nats-config":
-            print(_nats_config(passwords_template=args.passwords_template), end="")
+            code = _print_nats_config(args.passwords_template, args.analytics_reader)
         elif args.command == "sandbox":
             web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
         elif args.command == "replay":
-            return asyncio.run(
+            code = asyncio.run(
                 run_replay(settings, args.names, from_zero=args.from_zero, check=args.verify)
             )
         elif args.command == "audit":
-            return asyncio.run(audit_cli.run_audit(settings, args.audit, args))
+            code = asyncio.run(audit_cli.run_audit(settings, args.audit, args))
     except (ConfigurationError, StoreNotFoundError, UnknownProjectionError) as exc:
         print(f"syncyard: {mask_urls(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":
