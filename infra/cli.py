@@ -18,6 +18,7 @@ from types import TracebackType
 import msgspec
 import nats
 import nats.errors
+import nats.js.errors
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
@@ -47,7 +48,14 @@ from infra.bootstrap import (
     open_runtime,
     run_components,
 )
-from infra.config import Settings, load_settings, mask_url, mask_urls, refusals
+from infra.config import (
+    DEFAULT_STATE_DIR,
+    Settings,
+    load_settings,
+    mask_url,
+    mask_urls,
+    refusals,
+)
 from infra.demos import region_demos
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
@@ -141,6 +149,12 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
         token_file = runtime.settings.state_dir / API_TOKEN_FILE
         token_is = f"export SYNCYARD_TOKEN=$(cat {token_file})   (local admin, 0600)"
     auth = 'curl -H "Authorization: Bearer $SYNCYARD_TOKEN"'
+    # `send`, `audit` and `replay` find this run through its state folder: another
+    # terminal must be told where it is unless it is the default one there.
+    other_terminal = [f"cd {Path.cwd()}", token_is.split("   ")[0]]
+    if runtime.settings.state_dir != Path(DEFAULT_STATE_DIR).resolve():
+        other_terminal.append(f"export SYNCYARD_STATE_DIR={runtime.settings.state_dir}")
+    first = "".join(f"\n  {line}" for line in other_terminal)
     return f"""
 syncyard is running.
   HTTP API      {runtime.http_url}/healthz · /readyz (open); every other route takes a token:
@@ -158,7 +172,9 @@ syncyard is running.
                 one bank per person behind every provider: {sandbox_url}/_admin/truth/<person>
   state         {runtime.settings.state_dir}
 
-In another terminal, keep one account's transactions coming through a Plaid
+Every command below runs in another terminal, after these:{first}
+
+Keep one account's transactions coming through a Plaid
 outage: link it at Plaid and at MX (one person, "{EXAMPLE_PERSON}", behind both), sync,
 take Plaid down while the bank moves on, sync again (it fails over to MX and
 delivers only what is new), bring Plaid back, sync, and read the feed:
@@ -295,6 +311,14 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
     except nats.errors.NoRespondersError:
         print(
             f"nothing answers {rpc_subject(cmd.op)}: is syncyard running on this NATS?",
+            file=sys.stderr,
+        )
+        return 1
+    except nats.js.errors.NoStreamResponseError:
+        # Also the first seconds of `make run`: NATS is up before syncyard declares them.
+        print(
+            f"no stream takes {command_subject(cmd.op)} yet: syncyard may still be starting "
+            "(it declares its streams then), or is not running on this NATS; try again",
             file=sys.stderr,
         )
         return 1
