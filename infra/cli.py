@@ -68,6 +68,7 @@ from infra.nats_roles import (
     passwords_config,
     roles,
     server_config,
+    upstream_tenant,
 )
 from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_metrics, setup_tracing
@@ -437,6 +438,15 @@ def _parser() -> argparse.ArgumentParser:
         help="a reader of the event stream with its own login (user analytics-NAME) and "
         "consumers (default: analytics-NAME), which no other login may touch; repeatable",
     )
+    nats_config.add_argument(
+        "--upstream-tenant",
+        action="append",
+        default=[],
+        type=_tenant,
+        metavar="NAME=SPACE[,SPACE...]",
+        help="an upstream login (user upstream-NAME) that reads only these spaces' results, "
+        "on syncyard.space.<space>.result.>, and has no RPC; repeatable",
+    )
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
     sandbox.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a file in scenarios/")
@@ -470,26 +480,42 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _nats_config(
-    *, passwords_template: bool, readers: Sequence[tuple[str, tuple[str, ...]]] = ()
+    *,
+    passwords_template: bool,
+    readers: Sequence[tuple[str, tuple[str, ...]]] = (),
+    tenants: Sequence[tuple[str, tuple[str, ...]]] = (),
 ) -> str:
     """What `syncyard nats-config` prints: the production configuration, or its passwords."""
-    table = roles(dict(readers))
+    table = roles(dict(readers), dict(tenants))
     if passwords_template:
         hashes = {name: "<bcrypt hash: nats server passwd>" for name in table}
         return passwords_config(hashes, table)
     return server_config(table=table)
 
 
-def _print_nats_config(
-    passwords_template: bool, readers: Sequence[tuple[str, tuple[str, ...]]]
-) -> int:
+def _print_nats_config(args: argparse.Namespace) -> int:
     try:
-        config = _nats_config(passwords_template=passwords_template, readers=readers)
+        config = _nats_config(
+            passwords_template=args.passwords_template,
+            readers=args.analytics_reader,
+            tenants=args.upstream_tenant,
+        )
     except ValueError as exc:  # two readers claiming one consumer
         print(f"syncyard: {exc}", file=sys.stderr)
         return 2
     print(config, end="")
     return 0
+
+
+def _tenant(text: str) -> tuple[str, tuple[str, ...]]:
+    """`acme=acme-eu,acme-us`: a tenant and the spaces whose results it may read."""
+    name, _, spaces = text.partition("=")
+    owned = tuple(space for space in spaces.split(",") if space)
+    try:
+        upstream_tenant(name, owned)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, owned
 
 
 def _reader(text: str) -> tuple[str, tuple[str, ...]]:
@@ -539,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
                 print(path)
         elif args.command == "nats-config":
-            code = _print_nats_config(args.passwords_template, args.analytics_reader)
+            code = _print_nats_config(args)
         elif args.command == "sandbox":
             web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
         elif args.command == "replay":

@@ -52,7 +52,7 @@ from typing import NamedTuple, Self, TypeVar
 import psutil  # type: ignore[import-untyped]
 
 from infra.nats_credentials import NatsCredential, embedded_credentials
-from infra.nats_roles import roles, server_config
+from infra.nats_roles import ROLES, Role, server_config
 
 __all__ = [
     "DsnParts",
@@ -237,8 +237,8 @@ class EmbeddedNats:
 
     The server runs with syncyard's accounts and per-role permissions
     (``infra/nats_roles.py``): only the roles' users connect, each with its
-    password from ``credentials``; ``readers`` adds analytics readers with
-    logins and consumers of their own (``nats_roles.roles``). ``secured=False``
+    password from ``credentials``; ``table`` is ``ROLES`` unless told
+    (``nats_roles.roles`` adds analytics readers and upstream tenants). ``secured=False``
     runs it open, as a NATS without any permissions (a test shows what holds
     even there).
     """
@@ -250,7 +250,7 @@ class EmbeddedNats:
         port: int | None = None,
         startup_timeout: float = 15.0,
         secured: bool = True,
-        readers: Mapping[str, tuple[str, ...]] | None = None,
+        table: Mapping[str, Role] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.store_dir = self.state_dir / "nats"
@@ -260,7 +260,7 @@ class EmbeddedNats:
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._secured = secured
-        self._roles = roles(readers)
+        self._roles = dict(table or ROLES)
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._credentials: dict[str, NatsCredential] = {}

@@ -11,6 +11,8 @@ role may publish and subscribe only where its work needs (least privilege):
   may publish `syncyard.evt.>`.
 - `upstream`: the services that send commands. They publish commands (through
   JetStream) and RPCs, and read results and their own inbox, nothing else.
+  A tenant's login (`upstream_tenant`, `--upstream-tenant`) reads only its
+  spaces' results, on their own subjects, and has no RPC.
 - `analytics`: analytics and auditors. They read the event stream through
   the one consumer the login owns, `analytics`, and publish nothing on
   syncyard's subjects. A deployment with several readers renders one role
@@ -52,6 +54,8 @@ from events.subjects import (
     EVENT_STREAM,
     RESULT_PREFIX,
     RPC_PREFIX,
+    SPACE_PREFIX,
+    space_token,
 )
 
 ACCOUNT = "SYNCYARD"
@@ -159,6 +163,7 @@ ROLES: dict[str, Role] = {
             publish=(
                 f"{COMMAND_PREFIX}.>",  # deferred commands go back into the queue
                 f"{RESULT_PREFIX}.>",
+                f"{SPACE_PREFIX}.*.result.>",  # each result again, for its space's readers
                 f"{DLQ_PREFIX}.>",
                 f"{UPSTREAM_INBOX}.>",  # RPC answers: to upstream's inboxes only
                 *_declare(COMMAND_STREAM, EVENT_STREAM, DLQ_STREAM),
@@ -210,6 +215,7 @@ ROLES: dict[str, Role] = {
 CLIENT_ROLES = (WORKER, RELAY, UPSTREAM, ANALYTICS, ADMIN)
 
 _READER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_MAX_SPACE_ID = 128  # the contract's bound (events.base.Identifier)
 # nats-server's own rule for a consumer name, less what a subject token cannot hold.
 _CONSUMER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -242,10 +248,47 @@ def analytics_reader(reader: str, consumers: tuple[str, ...] = ()) -> Role:
     )
 
 
-def roles(readers: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, Role]:
-    """The table: syncyard's roles, and an analytics reader for each of `readers`
-    (reader name → the consumer names it owns; empty: `analytics-<reader>`)."""
+def upstream_tenant(tenant: str, spaces: tuple[str, ...]) -> Role:
+    """An upstream login that reads only `spaces`' results.
+
+    It sends commands through JetStream and reads their results on its
+    spaces' own subjects (`syncyard.space.<space>.result.>`), never
+    `syncyard.result.>`, and has no RPC: an RPC's answer comes to the asker's
+    inbox whatever space it names, so `feed.read` over RPC would read any
+    space. It still may send a command for any space (a subject does not name
+    its space, so no permission can hold it to its own): what it cannot do is
+    read another space's answer.
+    """
+    if not _READER_NAME.fullmatch(tenant):
+        raise ValueError(f"tenant name {tenant!r}: lower-case letters, digits and _ only")
+    if not spaces or not all(0 < len(space) <= _MAX_SPACE_ID for space in spaces):
+        raise ValueError(f"tenant {tenant!r} needs its spaces, each 1 to 128 characters")
+    inbox = f"_INBOX_{UPSTREAM}_{tenant}"
+    return Role(
+        name=f"{UPSTREAM}_{tenant}",
+        user=f"{UPSTREAM}-{tenant}",
+        purpose=f"upstream tenant {tenant!r}: send commands, read the results of spaces "
+        f"{', '.join(spaces)} only",
+        publish=(f"{COMMAND_PREFIX}.>",),
+        subscribe=(
+            *(f"{SPACE_PREFIX}.{space_token(space)}.result.>" for space in spaces),
+            f"{inbox}.>",
+        ),
+        inbox_prefix=inbox,
+    )
+
+
+def roles(
+    readers: Mapping[str, tuple[str, ...]] | None = None,
+    tenants: Mapping[str, tuple[str, ...]] | None = None,
+) -> dict[str, Role]:
+    """The table: syncyard's roles, an analytics reader for each of `readers`
+    (reader name → the consumer names it owns; empty: `analytics-<reader>`), and
+    an upstream login for each of `tenants` (tenant name → its spaces)."""
     table = dict(ROLES)
+    for tenant, spaces in (tenants or {}).items():
+        role = upstream_tenant(tenant, spaces)
+        table[role.name] = role
     owners = {name: ANALYTICS for name in ROLES[ANALYTICS].consumers}
     for reader, consumers in (readers or {}).items():
         role = analytics_reader(reader, consumers)

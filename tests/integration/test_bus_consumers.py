@@ -58,7 +58,7 @@ async def read_all(js: JetStreamContext, consumer: str | None) -> list[bytes]:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
     """A NATS with syncyard's roles and one analytics reader, `ledger`, and one event."""
-    async with EmbeddedNats(tmp_path, readers=READERS) as running:
+    async with EmbeddedNats(tmp_path, table=roles(READERS)) as running:
         nc = await nats.connect(running.url, **connect_options(WORKER, running.credentials[WORKER]))
         await declare_streams(nc.jetstream())
         await nc.close()

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from events.subjects import EVENT_PREFIX, EVENT_STREAM, command_msg_id, space_header
+from events.subjects import (
+    EVENT_PREFIX,
+    EVENT_STREAM,
+    command_msg_id,
+    space_header,
+    space_result_subject,
+    space_token,
+)
 from infra.cli import _nats_config, main
 from infra.eventlog.relay import event_id_key, event_msg_id
 from infra.nats_credentials import (
@@ -179,3 +186,28 @@ def test_nats_config_renders_each_reader_with_a_login_and_a_password_to_set(
     assert main(["nats-config", "--analytics-reader", "ledger", "--passwords-template"]) == 0
     assert "SYNCYARD_NATS_ANALYTICS_LEDGER_PASSWORD" in capsys.readouterr().out
     assert main(["nats-config", "--analytics-reader", "a=x", "--analytics-reader", "b=x"]) == 2
+
+
+@pytest.mark.parametrize("space", ["acme.eu", "a*b", "x>y", "a b", "a/b", "demo"])
+def test_a_space_is_one_subject_token_on_its_result_subject(space: str) -> None:
+    subject = space_result_subject(space, "sync.transactions")
+    first, second, token, rest = subject.split(".", 3)
+    assert (first, second) == ("syncyard", "space") and rest == "result.sync.transactions"
+    assert not {".", "*", ">", " "} & set(token)
+    assert space_token(space) == token and space_result_subject("other", "x") != subject
+
+
+def test_a_tenant_reads_only_its_spaces_results_and_has_no_rpc() -> None:
+    table = roles(tenants={"acme": ("acme.eu", "acme.us")})
+    tenant = table["upstream_acme"]
+    assert tenant.user == "upstream-acme"
+    assert tenant.publish == ("syncyard.cmd.>",)
+    assert tenant.subscribe == (
+        "syncyard.space.acme%2Eeu.result.>",
+        "syncyard.space.acme%2Eus.result.>",
+        "_INBOX_upstream_acme.>",
+    )
+    # The worker publishes every result again on its space's subject.
+    assert "syncyard.space.*.result.>" in ROLES[WORKER].publish
+    with pytest.raises(ValueError, match="spaces"):
+        roles(tenants={"acme": ()})
