@@ -175,10 +175,10 @@ syncyard is running.
 
 Every command below runs in another terminal, after these:{first}
 
-Keep one account's transactions coming through a Plaid
-outage: link it at Plaid and at MX (one person, "{EXAMPLE_PERSON}", behind both), sync,
-take Plaid down while the bank moves on, sync again (it fails over to MX and
-delivers only what is new), bring Plaid back, sync, and read the feed:
+Keep one account's transactions coming through a Plaid outage: link it at
+Plaid and at MX (one person, "{EXAMPLE_PERSON}", behind both), sync, take Plaid down
+while the bank moves on, sync again (it fails over to MX and delivers only
+what is new), bring Plaid back, sync, and read the feed:
   {send} connection.register '{at_plaid}'
   {send} connection.register '{at_mx}'
   {send} sync.transactions '{sync(1)}'
