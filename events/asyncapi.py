@@ -35,6 +35,7 @@ from events.subjects import (
     HEADER_MSG_ID,
     HEADER_NOTIFICATION_ID,
     HEADER_SPACE_ID,
+    SPACE_PREFIX,
     command_subject,
     dlq_subject,
     event_subject,
@@ -225,6 +226,22 @@ def asyncapi_document() -> Document:
             f"command gets a second, final one); `{HEADER_COMMAND_ID}` names the command.",
         )
         doc.operation("send", result_subject(op), result)
+        per_space = f"space-result.{op}"
+        doc.channel(
+            per_space,
+            f"{SPACE_PREFIX}.{{space}}.result.{op}",
+            result,
+            title=f"{op} results, per space",
+            description=f"Each result of `{result_subject(op)}` again, on its space's own "
+            "subject, so a tenant's login may be allowed its spaces' alone.",
+        )
+        doc.channels[per_space]["parameters"] = {
+            "space": {
+                "description": "The command's space id, percent-encoded into one subject "
+                "token (`.` too: space `acme.eu` is `acme%2Eeu`)"
+            }
+        }
+        doc.operation("send", per_space, result)
     for op in COMMAND_TYPES:
         doc.channel(
             dlq_subject(op),

@@ -77,6 +77,8 @@ class BreakerProbeAdmitted(DomainEvent, frozen=True, kw_only=True):
 
     provider: str
     region: str
+    # The probing command, scoped by its space (`demo/sync-1`, as its `Nats-Msg-Id`);
+    # a bare command id in probes admitted before command ids were per space.
     command_id: str
     institution_id: str | None = None
 

@@ -83,6 +83,9 @@ class ConnectionAttempted(DomainEvent, frozen=True, kw_only=True):
     # Whose failure it was (events/errors.py); None in events recorded before
     # it existed, read by `error_type` then.
     blame: Blame | None = None
+    # The command's space: command ids are unique only within one, so a breaker
+    # tells its probes apart by both. None in events recorded before it existed.
+    space_id: str | None = None
 
 
 class ProviderFailed(DomainEvent, frozen=True, kw_only=True):

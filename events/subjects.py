@@ -9,6 +9,8 @@ RPC_PREFIX = "syncyard.rpc"
 EVENT_PREFIX = "syncyard.evt"
 DLQ_PREFIX = "syncyard.dlq"
 RESULT_PREFIX = "syncyard.result"
+# Per-space copies of results: a tenant's login may be allowed its spaces' alone.
+SPACE_PREFIX = "syncyard.space"
 
 COMMAND_STREAM = "SYNCYARD_CMD"
 EVENT_STREAM = "SYNCYARD_EVT"
@@ -39,6 +41,24 @@ def space_header(space_id: str) -> str:
     Percent-encoded: a space id may hold any character, a header value may not.
     """
     return quote(space_id, safe="")
+
+
+def space_token(space_id: str) -> str:
+    """A space id as one subject token: percent-encoded, "." included.
+
+    A subject splits at ".", and "*" and ">" are wildcards: encoded, every
+    space is exactly one token, so a permission can name it, and two spaces
+    never share one.
+    """
+    return quote(space_id, safe="").replace(".", "%2E")
+
+
+def space_result_subject(space_id: str, op: str) -> str:
+    """`syncyard.space.<space>.result.<op>`: the result's copy for its space's readers.
+
+    Outside `syncyard.result.>`, so a reader of every result does not get it twice.
+    """
+    return f"{SPACE_PREFIX}.{space_token(space_id)}.result.{op}"
 
 
 def command_subject(op: str) -> str:

@@ -18,6 +18,7 @@ from types import TracebackType
 import msgspec
 import nats
 import nats.errors
+import nats.js.errors
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
@@ -47,12 +48,28 @@ from infra.bootstrap import (
     open_runtime,
     run_components,
 )
-from infra.config import Settings, load_settings, mask_url, mask_urls, refusals
+from infra.config import (
+    DEFAULT_STATE_DIR,
+    Settings,
+    load_settings,
+    mask_url,
+    mask_urls,
+    refusals,
+)
 from infra.demos import region_demos
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.nats_credentials import NatsCredential, connect_options, credential_variable
-from infra.nats_roles import PASSWORDS_FILE, ROLES, UPSTREAM, passwords_config, server_config
+from infra.nats_roles import (
+    PASSWORDS_FILE,
+    ROLES,
+    UPSTREAM,
+    analytics_reader,
+    passwords_config,
+    roles,
+    server_config,
+    upstream_tenant,
+)
 from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_metrics, setup_tracing
 
@@ -133,6 +150,12 @@ def _banner(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str
         token_file = runtime.settings.state_dir / API_TOKEN_FILE
         token_is = f"export SYNCYARD_TOKEN=$(cat {token_file})   (local admin, 0600)"
     auth = 'curl -H "Authorization: Bearer $SYNCYARD_TOKEN"'
+    # `send`, `audit` and `replay` find this run through its state folder: another
+    # terminal must be told where it is unless it is the default one there.
+    other_terminal = [f"cd {Path.cwd()}", token_is.split("   ")[0]]
+    if runtime.settings.state_dir != Path(DEFAULT_STATE_DIR).resolve():
+        other_terminal.append(f"export SYNCYARD_STATE_DIR={runtime.settings.state_dir}")
+    first = "".join(f"\n  {line}" for line in other_terminal)
     return f"""
 syncyard is running.
   HTTP API      {runtime.http_url}/healthz · /readyz (open); every other route takes a token:
@@ -150,10 +173,12 @@ syncyard is running.
                 one bank per person behind every provider: {sandbox_url}/_admin/truth/<person>
   state         {runtime.settings.state_dir}
 
-In another terminal, keep one account's transactions coming through a Plaid
-outage: link it at Plaid and at MX (one person, "{EXAMPLE_PERSON}", behind both), sync,
-take Plaid down while the bank moves on, sync again (it fails over to MX and
-delivers only what is new), bring Plaid back, sync, and read the feed:
+Every command below runs in another terminal, after these:{first}
+
+Keep one account's transactions coming through a Plaid outage: link it at
+Plaid and at MX (one person, "{EXAMPLE_PERSON}", behind both), sync, take Plaid down
+while the bank moves on, sync again (it fails over to MX and delivers only
+what is new), bring Plaid back, sync, and read the feed:
   {send} connection.register '{at_plaid}'
   {send} connection.register '{at_mx}'
   {send} sync.transactions '{sync(1)}'
@@ -290,6 +315,14 @@ async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout
             file=sys.stderr,
         )
         return 1
+    except nats.js.errors.NoStreamResponseError:
+        # Also the first seconds of `make run`: NATS is up before syncyard declares them.
+        print(
+            f"no stream takes {command_subject(cmd.op)} yet: syncyard may still be starting "
+            "(it declares its streams then), or is not running on this NATS; try again",
+            file=sys.stderr,
+        )
+        return 1
     except (TimeoutError, nats.errors.TimeoutError):
         print(
             f"no result for {cmd.command_id} within {timeout:g} s: syncyard may be busy or "
@@ -396,6 +429,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"print instead the template of the included {PASSWORDS_FILE}",
     )
+    nats_config.add_argument(
+        "--analytics-reader",
+        action="append",
+        default=[],
+        type=_reader,
+        metavar="NAME[=CONSUMER,...]",
+        help="a reader of the event stream with its own login (user analytics-NAME) and "
+        "consumers (default: analytics-NAME), which no other login may touch; repeatable",
+    )
+    nats_config.add_argument(
+        "--upstream-tenant",
+        action="append",
+        default=[],
+        type=_tenant,
+        metavar="NAME=SPACE[,SPACE...]",
+        help="an upstream login (user upstream-NAME) that reads only these spaces' results, "
+        "on syncyard.space.<space>.result.>, and has no RPC; repeatable",
+    )
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
     sandbox.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a file in scenarios/")
@@ -428,11 +479,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _nats_config(*, passwords_template: bool) -> str:
+def _nats_config(
+    *,
+    passwords_template: bool,
+    readers: Sequence[tuple[str, tuple[str, ...]]] = (),
+    tenants: Sequence[tuple[str, tuple[str, ...]]] = (),
+) -> str:
     """What `syncyard nats-config` prints: the production configuration, or its passwords."""
+    table = roles(dict(readers), dict(tenants))
     if passwords_template:
-        return passwords_config({name: "<bcrypt hash: nats server passwd>" for name in ROLES})
-    return server_config()
+        hashes = {name: "<bcrypt hash: nats server passwd>" for name in table}
+        return passwords_config(hashes, table)
+    return server_config(table=table)
+
+
+def _print_nats_config(args: argparse.Namespace) -> int:
+    try:
+        config = _nats_config(
+            passwords_template=args.passwords_template,
+            readers=args.analytics_reader,
+            tenants=args.upstream_tenant,
+        )
+    except ValueError as exc:  # two readers claiming one consumer
+        print(f"syncyard: {exc}", file=sys.stderr)
+        return 2
+    print(config, end="")
+    return 0
+
+
+def _tenant(text: str) -> tuple[str, tuple[str, ...]]:
+    """`acme=acme-eu,acme-us`: a tenant and the spaces whose results it may read."""
+    name, _, spaces = text.partition("=")
+    owned = tuple(space for space in spaces.split(",") if space)
+    try:
+        upstream_tenant(name, owned)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, owned
+
+
+def _reader(text: str) -> tuple[str, tuple[str, ...]]:
+    """`ledger` or `ledger=ledger-live,ledger-backfill`: a reader and the consumers it owns."""
+    name, _, consumers = text.partition("=")
+    owned = tuple(c for c in consumers.split(",") if c)
+    try:
+        analytics_reader(name, owned)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, owned
 
 
 def _time(text: str) -> datetime:
@@ -456,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = _masking_excepthook
     setup_logging()
     settings = load_settings()
+    code = 0
     try:
         if args.command == "up":
             asyncio.run(_up(settings))
@@ -463,28 +558,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_serve(settings, [c for c in args.components.split(",") if c]))
         elif args.command == "send":
             payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
-            return asyncio.run(
+            code = asyncio.run(
                 _send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout)
             )
         elif args.command == "schema":
             for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
                 print(path)
         elif args.command == "nats-config":
-            print(_nats_config(passwords_template=args.passwords_template), end="")
+            code = _print_nats_config(args)
         elif args.command == "sandbox":
             web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
         elif args.command == "replay":
-            return asyncio.run(
+            code = asyncio.run(
                 run_replay(settings, args.names, from_zero=args.from_zero, check=args.verify)
             )
         elif args.command == "audit":
-            return asyncio.run(audit_cli.run_audit(settings, args.audit, args))
+            code = asyncio.run(audit_cli.run_audit(settings, args.audit, args))
     except (ConfigurationError, StoreNotFoundError, UnknownProjectionError) as exc:
         print(f"syncyard: {mask_urls(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ from services.resilience.policy import PolicyBook
 from services.resilience.rate_limit import RateLimit
 from services.resilience.retry import DEFAULT_RETRY, DEFAULT_SYNC_MAX_AGE, RetryPolicy
 
+# Where `make run` keeps its state, relative to where it runs (SYNCYARD_STATE_DIR).
+DEFAULT_STATE_DIR = ".syncyard"
+
 DEFAULT_HIERARCHY: dict[str, tuple[str, ...]] = {
     "US": ("plaid", "mx", "finicity"),
     "MX": ("belvo", "mx"),
@@ -220,7 +223,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         nats_url=env.get("NATS_URL") or None,
         database_url=env.get("DATABASE_URL") or None,
-        state_dir=Path(env.get("SYNCYARD_STATE_DIR", ".syncyard")).resolve(),
+        state_dir=Path(env.get("SYNCYARD_STATE_DIR", DEFAULT_STATE_DIR)).resolve(),
         cipher_key=env.get("SYNCYARD_CIPHER_KEY") or None,
         allow_insecure_providers=env.get("SYNCYARD_INSECURE_PROVIDERS", "") in ("1", "true", "yes"),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,

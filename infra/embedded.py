@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self, TypeVar
@@ -52,7 +52,7 @@ from typing import NamedTuple, Self, TypeVar
 import psutil  # type: ignore[import-untyped]
 
 from infra.nats_credentials import NatsCredential, embedded_credentials
-from infra.nats_roles import server_config
+from infra.nats_roles import ROLES, Role, server_config
 
 __all__ = [
     "DsnParts",
@@ -237,8 +237,10 @@ class EmbeddedNats:
 
     The server runs with syncyard's accounts and per-role permissions
     (``infra/nats_roles.py``): only the roles' users connect, each with its
-    password from ``credentials``. ``secured=False`` runs it open, as a NATS
-    without any permissions (a test shows what holds even there).
+    password from ``credentials``; ``table`` is ``ROLES`` unless told
+    (``nats_roles.roles`` adds analytics readers and upstream tenants). ``secured=False``
+    runs it open, as a NATS without any permissions (a test shows what holds
+    even there).
     """
 
     def __init__(
@@ -248,6 +250,7 @@ class EmbeddedNats:
         port: int | None = None,
         startup_timeout: float = 15.0,
         secured: bool = True,
+        table: Mapping[str, Role] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.store_dir = self.state_dir / "nats"
@@ -257,6 +260,7 @@ class EmbeddedNats:
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._secured = secured
+        self._roles = dict(table or ROLES)
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._credentials: dict[str, NatsCredential] = {}
@@ -309,9 +313,9 @@ class EmbeddedNats:
         port = -1 if self._requested_port is None else self._requested_port
         args = [binary, "-a", LOOPBACK, "-p", str(port), "-js", "-sd", str(self.store_dir)]
         if self._secured:
-            self._credentials = embedded_credentials(self.auth_dir)
+            self._credentials = embedded_credentials(self.auth_dir, self._roles)
             config = self.auth_dir / "nats-server.conf"
-            config.write_text(server_config())
+            config.write_text(server_config(table=self._roles))
             args += ["-c", str(config)]
         # The log goes to a file rather than a pipe: nobody has to keep draining it
         # after startup, and it survives us for a post-mortem. O_APPEND (mode "ab")

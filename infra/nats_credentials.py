@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from infra.nats_roles import CLIENT_ROLES, PASSWORDS_FILE, ROLES, passwords_config
+from infra.nats_roles import CLIENT_ROLES, PASSWORDS_FILE, ROLES, Role, passwords_config
 
 
 class NatsCredential(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,7 +74,9 @@ def _write_secret(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def embedded_credentials(auth_dir: Path) -> dict[str, NatsCredential]:
+def embedded_credentials(
+    auth_dir: Path, table: Mapping[str, Role] | None = None
+) -> dict[str, NatsCredential]:
     """Every role's password, made once into `auth_dir` (0700), and nats-server's copy of them.
 
     Kept across runs, so a client holding a password file keeps working after a
@@ -82,13 +84,14 @@ def embedded_credentials(auth_dir: Path) -> dict[str, NatsCredential]:
     """
     auth_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     auth_dir.chmod(0o700)
+    known = table or ROLES
     passwords = {}
     credentials = {}
-    for role in ROLES:
+    for role in known:
         path = auth_dir / f"{role}.password"
         if not path.exists():
             _write_secret(path, secrets.token_urlsafe(32) + "\n")
         passwords[role] = path.read_text().strip()
-        credentials[role] = NatsCredential(user=ROLES[role].user, password_file=path)
-    _write_secret(auth_dir / PASSWORDS_FILE, passwords_config(passwords))
+        credentials[role] = NatsCredential(user=known[role].user, password_file=path)
+    _write_secret(auth_dir / PASSWORDS_FILE, passwords_config(passwords, known))
     return credentials

@@ -11,8 +11,13 @@ role may publish and subscribe only where its work needs (least privilege):
   may publish `syncyard.evt.>`.
 - `upstream`: the services that send commands. They publish commands (through
   JetStream) and RPCs, and read results and their own inbox, nothing else.
+  A tenant's login (`upstream_tenant`, `--upstream-tenant`) reads only its
+  spaces' results, on their own subjects, and has no RPC.
 - `analytics`: analytics and auditors. They read the event stream through
-  JetStream consumers and publish nothing on syncyard's subjects.
+  the one consumer the login owns, `analytics`, and publish nothing on
+  syncyard's subjects. A deployment with several readers renders one role
+  each (`analytics_reader`, `syncyard nats-config --analytics-reader`), whose
+  consumers no other login may create, read or delete.
 - `admin`: an operator's tool (stream maintenance, `nats` CLI, the test
   suite's clean-up). It may do anything but publish events.
 
@@ -36,6 +41,8 @@ beside it, mode 0600 (a bcrypt hash from `nats server passwd` in production).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from events.subjects import (
@@ -47,6 +54,8 @@ from events.subjects import (
     EVENT_STREAM,
     RESULT_PREFIX,
     RPC_PREFIX,
+    SPACE_PREFIX,
+    space_token,
 )
 
 ACCOUNT = "SYNCYARD"
@@ -58,16 +67,23 @@ RELAY = "relay"
 UPSTREAM = "upstream"
 ANALYTICS = "analytics"
 ADMIN = "admin"
+# The one consumer of the event stream the shared `analytics` login may use.
+ANALYTICS_CONSUMER = "analytics"
 
 _JS = "$JS.API"
 _EVENTS = f"{EVENT_PREFIX}.>"
+# Account info and finding a stream by subject (nats-py's `pull_subscribe` does).
+_LOOKUP = (f"{_JS}.INFO", f"{_JS}.STREAM.NAMES")
 
 
 def _consume(stream: str) -> tuple[str, ...]:
-    """The JetStream API subjects a client needs to read `stream` through its own consumers."""
+    """The JetStream API subjects a client needs to read `stream` through consumers of any name.
+
+    For syncyard's own worker on its own queue; readers of the event stream get
+    `_own_consumers` instead.
+    """
     return (
-        f"{_JS}.INFO",
-        f"{_JS}.STREAM.NAMES",
+        *_LOOKUP,
         f"{_JS}.STREAM.INFO.{stream}",
         f"{_JS}.CONSUMER.CREATE.{stream}",
         f"{_JS}.CONSUMER.CREATE.{stream}.>",
@@ -76,6 +92,36 @@ def _consume(stream: str) -> tuple[str, ...]:
         f"{_JS}.CONSUMER.DELETE.{stream}.>",
         f"{_JS}.CONSUMER.MSG.NEXT.{stream}.>",
         f"$JS.ACK.{stream}.>",
+    )
+
+
+def _own_consumers(stream: str, consumers: tuple[str, ...]) -> tuple[str, ...]:
+    """Read `stream` only through the consumers named `consumers`: create (named or
+    durable, with or without a filter), inspect, pull, ack and delete those, no other.
+
+    NATS permissions match whole subject tokens, so a name prefix (`analytics-*`)
+    cannot be granted: each name is listed. A consumer without a name (an
+    ephemeral, `CONSUMER.CREATE.<stream>`) gets one from the server, which no list
+    can hold, so ephemerals are refused; a reader creates one of its names
+    instead (nats-py: `js.pull_subscribe(subject, durable=NAME)`, or
+    `ConsumerConfig(name=NAME)` for a named ephemeral).
+    """
+    return (
+        *_LOOKUP,
+        f"{_JS}.STREAM.INFO.{stream}",
+        *(
+            subject
+            for name in consumers
+            for subject in (
+                f"{_JS}.CONSUMER.CREATE.{stream}.{name}",
+                f"{_JS}.CONSUMER.CREATE.{stream}.{name}.>",  # with a filter subject
+                f"{_JS}.CONSUMER.DURABLE.CREATE.{stream}.{name}",
+                f"{_JS}.CONSUMER.INFO.{stream}.{name}",
+                f"{_JS}.CONSUMER.MSG.NEXT.{stream}.{name}",
+                f"{_JS}.CONSUMER.DELETE.{stream}.{name}",
+                f"$JS.ACK.{stream}.{name}.>",
+            )
+        ),
     )
 
 
@@ -99,6 +145,8 @@ class Role:
     subscribe: tuple[str, ...]
     inbox_prefix: str
     deny_publish: tuple[str, ...] = (_EVENTS,)
+    # The event stream's consumers it owns: no other role may touch them.
+    consumers: tuple[str, ...] = ()
 
     @property
     def password_variable(self) -> str:
@@ -115,6 +163,7 @@ ROLES: dict[str, Role] = {
             publish=(
                 f"{COMMAND_PREFIX}.>",  # deferred commands go back into the queue
                 f"{RESULT_PREFIX}.>",
+                f"{SPACE_PREFIX}.*.result.>",  # each result again, for its space's readers
                 f"{DLQ_PREFIX}.>",
                 f"{UPSTREAM_INBOX}.>",  # RPC answers: to upstream's inboxes only
                 *_declare(COMMAND_STREAM, EVENT_STREAM, DLQ_STREAM),
@@ -143,11 +192,13 @@ ROLES: dict[str, Role] = {
         Role(
             name=ANALYTICS,
             user="analytics",
-            purpose="analytics and auditors: read the event stream, publish nothing",
-            publish=_consume(EVENT_STREAM),
+            purpose="analytics and auditors: read the event stream through consumer "
+            f"{ANALYTICS_CONSUMER!r}, publish nothing",
+            publish=_own_consumers(EVENT_STREAM, (ANALYTICS_CONSUMER,)),
             subscribe=("_INBOX_analytics.>",),
             inbox_prefix="_INBOX_analytics",
             deny_publish=("syncyard.>",),
+            consumers=(ANALYTICS_CONSUMER,),
         ),
         Role(
             name=ADMIN,
@@ -162,6 +213,91 @@ ROLES: dict[str, Role] = {
 
 # The roles syncyard's own processes and its CLI connect as.
 CLIENT_ROLES = (WORKER, RELAY, UPSTREAM, ANALYTICS, ADMIN)
+
+_READER_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_MAX_SPACE_ID = 128  # the contract's bound (events.base.Identifier)
+# nats-server's own rule for a consumer name, less what a subject token cannot hold.
+_CONSUMER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def analytics_reader(reader: str, consumers: tuple[str, ...] = ()) -> Role:
+    """A reader of the event stream with a login and consumers of its own.
+
+    Readers that share the `analytics` login share its consumer, and so may
+    delete or drain each other's. A deployment with several (a ledger, an
+    auditor) gives each one of these: user `analytics-<reader>`, consumers
+    named `consumers` (by default the one `analytics-<reader>`), an inbox of
+    its own. The names must not be another reader's (`roles` checks).
+    """
+    if not _READER_NAME.fullmatch(reader):
+        raise ValueError(f"reader name {reader!r}: lower-case letters, digits and _ only")
+    owned = consumers or (f"{ANALYTICS}-{reader}",)
+    for name in owned:
+        if not _CONSUMER_NAME.fullmatch(name):
+            raise ValueError(f"consumer name {name!r}: letters, digits, - and _ only")
+    return Role(
+        name=f"{ANALYTICS}_{reader}",
+        user=f"{ANALYTICS}-{reader}",
+        purpose=f"analytics reader {reader!r}: read the event stream through consumers "
+        f"{', '.join(owned)}, publish nothing",
+        publish=_own_consumers(EVENT_STREAM, owned),
+        subscribe=(f"_INBOX_{ANALYTICS}_{reader}.>",),
+        inbox_prefix=f"_INBOX_{ANALYTICS}_{reader}",
+        deny_publish=("syncyard.>",),
+        consumers=owned,
+    )
+
+
+def upstream_tenant(tenant: str, spaces: tuple[str, ...]) -> Role:
+    """An upstream login that reads only `spaces`' results.
+
+    It sends commands through JetStream and reads their results on its
+    spaces' own subjects (`syncyard.space.<space>.result.>`), never
+    `syncyard.result.>`, and has no RPC: an RPC's answer comes to the asker's
+    inbox whatever space it names, so `feed.read` over RPC would read any
+    space. It still may send a command for any space (a subject does not name
+    its space, so no permission can hold it to its own): what it cannot do is
+    read another space's answer.
+    """
+    if not _READER_NAME.fullmatch(tenant):
+        raise ValueError(f"tenant name {tenant!r}: lower-case letters, digits and _ only")
+    if not spaces or not all(0 < len(space) <= _MAX_SPACE_ID for space in spaces):
+        raise ValueError(f"tenant {tenant!r} needs its spaces, each 1 to 128 characters")
+    inbox = f"_INBOX_{UPSTREAM}_{tenant}"
+    return Role(
+        name=f"{UPSTREAM}_{tenant}",
+        user=f"{UPSTREAM}-{tenant}",
+        purpose=f"upstream tenant {tenant!r}: send commands, read the results of spaces "
+        f"{', '.join(spaces)} only",
+        publish=(f"{COMMAND_PREFIX}.>",),
+        subscribe=(
+            *(f"{SPACE_PREFIX}.{space_token(space)}.result.>" for space in spaces),
+            f"{inbox}.>",
+        ),
+        inbox_prefix=inbox,
+    )
+
+
+def roles(
+    readers: Mapping[str, tuple[str, ...]] | None = None,
+    tenants: Mapping[str, tuple[str, ...]] | None = None,
+) -> dict[str, Role]:
+    """The table: syncyard's roles, an analytics reader for each of `readers`
+    (reader name → the consumer names it owns; empty: `analytics-<reader>`), and
+    an upstream login for each of `tenants` (tenant name → its spaces)."""
+    table = dict(ROLES)
+    for tenant, spaces in (tenants or {}).items():
+        role = upstream_tenant(tenant, spaces)
+        table[role.name] = role
+    owners = {name: ANALYTICS for name in ROLES[ANALYTICS].consumers}
+    for reader, consumers in (readers or {}).items():
+        role = analytics_reader(reader, consumers)
+        for name in role.consumers:
+            if name in owners:
+                raise ValueError(f"consumer {name!r} is both {owners[name]}'s and {role.name}'s")
+            owners[name] = role.name
+        table[role.name] = role
+    return table
 
 
 def is_upstream_inbox(subject: str) -> bool:
@@ -196,13 +332,16 @@ def _user_block(role: Role) -> str:
     )
 
 
-def server_config(passwords_file: str = PASSWORDS_FILE) -> str:
+def server_config(
+    passwords_file: str = PASSWORDS_FILE, table: Mapping[str, Role] | None = None
+) -> str:
     """nats-server's `accounts` block for syncyard: one account with JetStream, a user per role.
 
     `passwords_file` (relative to this file) must define every
     `SYNCYARD_NATS_<ROLE>_PASSWORD`; nats-server refuses to start without it.
+    `table` is `ROLES` unless told (`roles(...)` adds readers).
     """
-    users = "\n".join(_user_block(role) for role in ROLES.values())
+    users = "\n".join(_user_block(role) for role in (table or ROLES).values())
     return (
         "# syncyard's NATS accounts and permissions, generated from infra/nats_roles.py:\n"
         "# edit the table there, not this file. Clients not listed here cannot connect.\n"
@@ -218,7 +357,8 @@ def server_config(passwords_file: str = PASSWORDS_FILE) -> str:
     )
 
 
-def passwords_config(passwords: dict[str, str]) -> str:
+def passwords_config(passwords: dict[str, str], table: Mapping[str, Role] | None = None) -> str:
     """The included file: each role's password (or bcrypt hash) as a quoted variable."""
-    lines = [f"{ROLES[name].password_variable}: {json.dumps(pw)}" for name, pw in passwords.items()]
+    known = table or ROLES
+    lines = [f"{known[name].password_variable}: {json.dumps(pw)}" for name, pw in passwords.items()]
     return "# syncyard's NATS passwords: keep this file 0600\n" + "\n".join(lines) + "\n"

@@ -43,12 +43,16 @@ from events.subjects import (
     op_from_subject,
     result_subject,
     space_header,
+    space_result_subject,
 )
 from infra.nats_roles import UPSTREAM_INBOX, is_upstream_inbox
 from services.resilience.keyed_lock import KeyedLocks
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("syncyard.worker")
+
+# The contract's bound on a space id (events.base.Identifier).
+MAX_SPACE_ID = 128
 
 CommandHandler = Callable[[Command, dict[str, str]], Awaitable[CommandResult]]
 
@@ -282,6 +286,14 @@ class CommandWorker:
         headers = {HEADER_COMMAND_ID: result.command_id} if result.command_id else {}
         if space_id:
             headers[HEADER_SPACE_ID] = space_header(space_id)
-        await self.nc.publish(
-            result_subject(op or "unknown"), encode(result), headers=headers or None
-        )
+        data = encode(result)
+        await self.nc.publish(result_subject(op or "unknown"), data, headers=headers or None)
+        if space_id and len(space_id) <= MAX_SPACE_ID:
+            # Again on the space's own subject, which a tenant's login may be limited
+            # to (nats_roles.upstream_tenant); the subject above stays, for every
+            # upstream reading it today. A refused command's guessed space may be
+            # any length: beyond the contract's, it gets no copy (a subject is a
+            # line of NATS's protocol, and bounded).
+            await self.nc.publish(
+                space_result_subject(space_id, op or "unknown"), data, headers=headers
+            )

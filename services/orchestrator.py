@@ -39,7 +39,7 @@ from services.providers.base import (
     ProviderCallError,
     TransactionsPage,
 )
-from services.resilience.board import Permit
+from services.resilience.board import Permit, call_key
 from services.resilience.bulkhead import Bulkhead, BulkheadFullError
 from services.resilience.hedging import HedgePolicy, LatencyTracker
 from services.resilience.live_health import LiveHealth
@@ -59,7 +59,7 @@ class BreakerGate(Protocol):
     """Whether a provider may be called now (the breaker board answers this)."""
 
     async def permit(
-        self, provider: str, region: str, command_id: str, institution_id: str | None = None
+        self, provider: str, region: str, call_key: str, institution_id: str | None = None
     ) -> Permit: ...
 
 
@@ -291,7 +291,10 @@ class Orchestrator:
         """Breaker, then rate limit: a provider either would fail or must not be called."""
         if self.gate is not None:
             permit = await self.gate.permit(
-                link.provider, region, cmd.command_id, institution_id=run.institution_id
+                link.provider,
+                region,
+                call_key(cmd.space_id, cmd.command_id),
+                institution_id=run.institution_id,
             )
             if not permit.allowed:
                 # Skipped without a call: the breaker already knows this would fail.

@@ -199,6 +199,7 @@ def decide_outcome(
                 error_type=attempt.error.type if attempt.error else None,
                 institution_id=state.institution_id,
                 blame=blame_of(attempt.error) if attempt.error else None,
+                space_id=state.space_id,
             )
         )
         if attempt.error is not None:

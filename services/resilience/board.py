@@ -29,6 +29,7 @@ from events.breaker import (
     StatusBlame,
 )
 from events.connection import ConnectionAttempted
+from events.subjects import command_msg_id
 from services.resilience.domain import (
     Breaker,
     decide_force,
@@ -77,6 +78,15 @@ class _Entry:
 
 
 Key = tuple[str, str, str | None]  # provider, region, institution (None: provider-wide)
+
+
+def call_key(space_id: str, command_id: str) -> str:
+    """A command's name across spaces, as breakers know it: `demo/sync-1`.
+
+    Its `Nats-Msg-Id` (the space percent-encoded, so two spaces' pairs never
+    share one), readable in a breaker's audit ("probe demo/sync-1 failed").
+    """
+    return command_msg_id(space_id, command_id)
 
 
 def _describe(key: Key) -> str:
@@ -132,12 +142,15 @@ class BreakerBoard:
             return entry
 
     async def permit(
-        self, provider: str, region: str, command_id: str, institution_id: str | None = None
+        self, provider: str, region: str, call_key: str, institution_id: str | None = None
     ) -> Permit:
         """May this command call `provider` in `region` (for `institution_id`'s bank) now?
 
         Both breakers must let it through: the provider-wide one, and the one of
-        the provider at that bank when the connection names its bank.
+        the provider at that bank when the connection names its bank. `call_key`
+        names the command across spaces (`call_key(space_id, command_id)`): it is
+        the probe's name, matched against the calls the log reports, and the
+        ramp's place, and command ids are unique only within a space.
         """
         entries = [await self._entry(provider, region)]
         if institution_id is not None:
@@ -152,7 +165,7 @@ class BreakerBoard:
         probe = False
         for entry in entries:
             if entry.breaker.status == "half_open":
-                if not await self._admit_probe(entry, command_id):
+                if not await self._admit_probe(entry, call_key):
                     # The probe usually answers long before its timeout: come back
                     # after one ramp interval and find the breaker closed (and
                     # ramping), open, or probing.
@@ -165,7 +178,7 @@ class BreakerBoard:
                 probe = True
         if probe:
             return Permit(allowed=True, probe=True)
-        ramping = [self._ramp(entry.breaker, command_id) for entry in entries]
+        ramping = [self._ramp(entry.breaker, call_key) for entry in entries]
         held = [permit for permit in ramping if not permit.allowed]
         return max(held, key=lambda p: p.retry_after_s or 0.0) if held else Permit(allowed=True)
 
@@ -213,7 +226,12 @@ class BreakerBoard:
         if isinstance(event, ConnectionAttempted):
             call = Observation(
                 notification_id=0,
-                command_id=event.command_id,
+                # Recorded before attempts named their space: the bare id, as probes were then.
+                command_id=(
+                    event.command_id
+                    if event.space_id is None
+                    else call_key(event.space_id, event.command_id)
+                ),
                 at=event.timestamp,
                 outcome=event.outcome,
                 error_type=event.error_type,

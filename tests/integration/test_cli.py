@@ -129,6 +129,20 @@ async def test_send_that_gets_no_result_in_time_says_so_without_a_traceback(
     assert "Traceback" not in out
 
 
+async def test_send_before_syncyard_declared_its_streams_says_it_may_be_starting(
+    nats_url: str, clean_jetstream: None
+) -> None:
+    # `make run` writes nats.url as soon as NATS is up, seconds before the streams exist.
+    sync = '{"command_id":"cli-early","space_id":"s","account_id":"nobody"}'
+    env = {"NATS_URL": nats_url, **bus.env(nats_url)}
+
+    code, out = await syncyard_cli("send", "sync.transactions", sync, "--timeout", "2", env=env)
+
+    assert code == 1, out
+    assert "no stream takes syncyard.cmd.sync.transactions" in out and "starting" in out
+    assert "Traceback" not in out
+
+
 async def _never_answer(msg: object) -> None:
     return None
 

@@ -15,13 +15,16 @@ from typing import Any, TypeVar
 import aiohttp
 import asyncpg
 import msgspec
+import nats.js.errors
 from eventsourcing.cryptography import AESCipher
 from nats.aio.client import Client as NatsClient
+from nats.js.api import ConsumerConfig
 
 from events.codec import decode_result, encode
 from events.commands import Command, RegisterConnection, SyncTransactions
 from events.results import CommandResult
 from events.subjects import (
+    EVENT_STREAM,
     HEADER_COMMAND_ID,
     HEADER_MSG_ID,
     HEADER_SPACE_ID,
@@ -31,6 +34,7 @@ from events.subjects import (
 from infra.bootstrap import ALL_COMPONENTS, Runtime, open_runtime, run_components
 from infra.config import Settings, load_settings
 from infra.http.auth import parse_tokens
+from infra.nats_roles import ANALYTICS_CONSUMER
 from services.providers.settings import ProviderSettings
 from tests.support import bus
 from tests.support.links import link_for
@@ -310,15 +314,27 @@ async def stored_events(database_url: str) -> list[tuple[int, str, bytes]]:
 
 
 async def stream_messages(nats_url: str, subject: str = "syncyard.evt.>") -> list[Any]:
-    """Every message currently in the stream behind `subject` (an ephemeral consumer).
+    """Every message currently in the stream behind `subject`, read through a fresh consumer.
 
-    Read as analytics reads the event stream; other streams, as an operator (admin).
+    Read as analytics reads the event stream, through the one consumer that
+    login owns (`analytics`: it may create no other), deleted afterwards so the
+    next read starts from the stream's first message again; other streams, as
+    an operator (admin), through an ephemeral.
     """
-    role = bus.ANALYTICS if subject.startswith("syncyard.evt") else bus.ADMIN
-    nc = await bus.connect(nats_url, role)
+    events = subject.startswith("syncyard.evt")
+    nc = await bus.connect(nats_url, bus.ANALYTICS if events else bus.ADMIN)
     try:
         js = nc.jetstream()
-        sub = await js.pull_subscribe(subject, durable=None)
+        if events:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_consumer(EVENT_STREAM, ANALYTICS_CONSUMER)  # a crashed read's
+            sub = await js.pull_subscribe(
+                subject,
+                durable=ANALYTICS_CONSUMER,
+                config=ConsumerConfig(inactive_threshold=30),
+            )
+        else:
+            sub = await js.pull_subscribe(subject, durable=None)
         out: list[Any] = []
         while True:
             try:
@@ -329,6 +345,8 @@ async def stream_messages(nats_url: str, subject: str = "syncyard.evt.>") -> lis
             for msg in batch:
                 await msg.ack()
         await sub.unsubscribe()
+        if events:
+            await js.delete_consumer(EVENT_STREAM, ANALYTICS_CONSUMER)
         return out
     finally:
         await nc.drain()

@@ -113,3 +113,19 @@ def test_the_readme_shows_the_banner_s_region_demos() -> None:
     )
 
     assert _SEND.findall(section) == _SEND.findall(demos)
+
+
+def test_another_terminal_is_told_where_this_run_keeps_its_state_unless_it_is_the_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # `send`, `audit` and `replay` find the run through its state folder.
+    monkeypatch.chdir(tmp_path)
+    elsewhere = _banner().split("Keep one account's")[0]
+    assert f"export SYNCYARD_STATE_DIR={(tmp_path / 'state').resolve()}" in elsewhere
+    assert f"cd {tmp_path}" in elsewhere
+
+    runtime = Runtime.__new__(Runtime)
+    runtime.http_url = "http://127.0.0.1:8080"
+    runtime.settings = load_settings({})
+    default = cli._banner(runtime, "nats://n", "postgresql://db", "http://127.0.0.1:8099")
+    assert "SYNCYARD_STATE_DIR" not in default

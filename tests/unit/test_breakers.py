@@ -11,7 +11,7 @@ import pytest
 from events.base import DomainEvent
 from events.breaker import BreakerOpened
 from events.connection import ConnectionAttempted
-from services.resilience.board import BreakerBoard, BreakerRecorder
+from services.resilience.board import BreakerBoard, BreakerRecorder, call_key
 from services.resilience.domain import Breaker
 from services.resilience.policy import BreakerPolicy, PolicyBook
 
@@ -59,6 +59,7 @@ def attempt(
     error_type: str = "provider_down",
     response_ms: float = 10.0,
     region: str = "US",
+    space_id: str | None = None,
 ) -> ConnectionAttempted:
     return ConnectionAttempted(
         originator_id=UUID(int=1),
@@ -74,6 +75,7 @@ def attempt(
         response_time_ms=response_ms,
         error_code=None if ok else "INSTITUTION_DOWN",
         error_type=None if ok else error_type,
+        space_id=space_id,
     )
 
 
@@ -238,3 +240,24 @@ async def test_an_open_breaker_says_when_it_will_half_open() -> None:
     await fail(board, clock, 5)
     permit = await board.permit("plaid", "US", "c")
     assert permit.retry_after_s == pytest.approx(59.0)
+
+
+async def test_a_probe_is_told_apart_from_the_same_command_id_in_another_space() -> None:
+    board, recorder, clock = board_with()
+    await fail(board, clock, 5)
+    clock.advance(61)
+    assert (await board.permit("plaid", "US", call_key("space-a", "sync-1"))).probe
+    # Space b's own sync-1 (sent before the breaker opened) fails only now: it is
+    # not the probe, so it neither reopens the breaker nor answers for the probe.
+    await board.observe(attempt(clock, "sync-1", ok=False, space_id="space-b"))
+    assert board.status("plaid", "US") == "half_open"
+    await board.observe(attempt(clock, "sync-1", ok=True, space_id="space-a"))
+    assert (await board.permit("plaid", "US", call_key("space-a", "sync-2"))).probe
+    await board.observe(attempt(clock, "sync-2", ok=True, space_id="space-a"))
+    assert board.status("plaid", "US") == "closed"
+    assert recorder.recorded().count("BreakerOpened") == 1
+
+
+def test_a_call_key_names_the_space_and_never_joins_two_pairs() -> None:
+    assert call_key("demo", "sync-1") == "demo/sync-1"
+    assert call_key("a/b", "c") != call_key("a", "b/c")

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from events.subjects import EVENT_PREFIX, command_msg_id, space_header
-from infra.cli import _nats_config
+from events.subjects import (
+    EVENT_PREFIX,
+    EVENT_STREAM,
+    command_msg_id,
+    space_header,
+    space_result_subject,
+    space_token,
+)
+from infra.cli import _nats_config, main
 from infra.eventlog.relay import event_id_key, event_msg_id
 from infra.nats_credentials import (
     NatsCredential,
@@ -18,12 +25,16 @@ from infra.nats_credentials import (
 )
 from infra.nats_roles import (
     ADMIN,
+    ANALYTICS,
+    ANALYTICS_CONSUMER,
     RELAY,
     ROLES,
     UPSTREAM,
     UPSTREAM_INBOX,
     WORKER,
+    analytics_reader,
     is_upstream_inbox,
+    roles,
     server_config,
 )
 
@@ -135,3 +146,68 @@ def test_embedded_passwords_are_random_private_and_kept_across_starts(tmp_path: 
     assert first[UPSTREAM] == NatsCredential(
         user="upstream", password_file=tmp_path / "auth" / "upstream.password"
     )
+
+
+def test_no_reader_of_the_event_stream_may_touch_a_consumer_it_does_not_name() -> None:
+    table = roles({"ledger": (), "audit": ("audit-live", "audit-backfill")})
+    api = "$JS.API.CONSUMER."
+    for role in table.values():
+        if role.name == ADMIN:
+            continue
+        on_events = [s for s in role.publish if EVENT_STREAM in s and s.startswith(api)]
+        for subject in on_events:
+            consumer = subject.split(f".{EVENT_STREAM}.", 1)[1].split(".", 1)[0]
+            assert consumer in role.consumers, (role.name, subject)
+        # An ephemeral (no name in the subject) gets a name from the server: refused.
+        assert f"{api}CREATE.{EVENT_STREAM}" not in role.publish, role.name
+    assert table["analytics_audit"].consumers == ("audit-live", "audit-backfill")
+    assert table["analytics_ledger"].user == "analytics-ledger"
+    assert table[ANALYTICS].consumers == (ANALYTICS_CONSUMER,)
+
+
+def test_two_readers_cannot_own_one_consumer_name() -> None:
+    with pytest.raises(ValueError, match="both"):
+        roles({"ledger": ("shared",), "audit": ("shared",)})
+    with pytest.raises(ValueError, match="both"):
+        roles({"ledger": (ANALYTICS_CONSUMER,)})
+    with pytest.raises(ValueError, match="reader name"):
+        analytics_reader("Ledger.x")
+    with pytest.raises(ValueError, match="consumer name"):
+        analytics_reader("ledger", ("a.b",))  # a "." would make it two subject tokens
+
+
+def test_nats_config_renders_each_reader_with_a_login_and_a_password_to_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["nats-config", "--analytics-reader", "ledger"]) == 0
+    config = capsys.readouterr().out
+    assert 'user: "analytics-ledger"' in config
+    assert '"$JS.API.CONSUMER.DELETE.SYNCYARD_EVT.analytics-ledger"' in config
+    assert main(["nats-config", "--analytics-reader", "ledger", "--passwords-template"]) == 0
+    assert "SYNCYARD_NATS_ANALYTICS_LEDGER_PASSWORD" in capsys.readouterr().out
+    assert main(["nats-config", "--analytics-reader", "a=x", "--analytics-reader", "b=x"]) == 2
+
+
+@pytest.mark.parametrize("space", ["acme.eu", "a*b", "x>y", "a b", "a/b", "demo"])
+def test_a_space_is_one_subject_token_on_its_result_subject(space: str) -> None:
+    subject = space_result_subject(space, "sync.transactions")
+    first, second, token, rest = subject.split(".", 3)
+    assert (first, second) == ("syncyard", "space") and rest == "result.sync.transactions"
+    assert not {".", "*", ">", " "} & set(token)
+    assert space_token(space) == token and space_result_subject("other", "x") != subject
+
+
+def test_a_tenant_reads_only_its_spaces_results_and_has_no_rpc() -> None:
+    table = roles(tenants={"acme": ("acme.eu", "acme.us")})
+    tenant = table["upstream_acme"]
+    assert tenant.user == "upstream-acme"
+    assert tenant.publish == ("syncyard.cmd.>",)
+    assert tenant.subscribe == (
+        "syncyard.space.acme%2Eeu.result.>",
+        "syncyard.space.acme%2Eus.result.>",
+        "_INBOX_upstream_acme.>",
+    )
+    # The worker publishes every result again on its space's subject.
+    assert "syncyard.space.*.result.>" in ROLES[WORKER].publish
+    with pytest.raises(ValueError, match="spaces"):
+        roles(tenants={"acme": ()})
