@@ -50,13 +50,19 @@ class SagaStepSucceeded(DomainEvent, frozen=True, kw_only=True):
 
 
 class SagaStepFailed(DomainEvent, frozen=True, kw_only=True):
-    """A step's attempt failed; `retry_at` set when another attempt will be made."""
+    """A step's attempt failed; `retry_at` set when another attempt will be made.
+
+    `refused`: syncyard called no provider (a breaker open or probing, a rate
+    limit, a full bulkhead): the step waits until `retry_at`, when the refusal
+    lifts, and the attempt does not count against the step's tries.
+    """
 
     step: str
     attempt: int
     error: ErrorInfo
     retryable: bool
     retry_at: datetime | None = None
+    refused: bool = False
 
 
 class SagaTimerSet(DomainEvent, frozen=True, kw_only=True):

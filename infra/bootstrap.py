@@ -368,6 +368,7 @@ async def open_runtime(
             known_providers=frozenset(providers),
             retry_policies=settings.retry,
             sync_max_age=timedelta(seconds=settings.sync_max_age_s),
+            link_max_wait=timedelta(seconds=settings.link_deadline_s),
             feed_index=feed_index,
             feed=ProjectedFeedReader(query_pool),
             relink=RelinkPolicy(after=settings.relink_after, hierarchy=dict(settings.hierarchy)),

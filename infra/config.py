@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from infra.breaker_config import breaker_policies
 from infra.http.auth import (
     ApiToken,
     TokenSpecError,
@@ -19,7 +20,12 @@ from infra.http.auth import (
     tokens_from_file,
 )
 from infra.nats_credentials import NatsCredential, credentials_from_env
-from infra.provider_config import provider_refusals, provider_settings, provider_variable
+from infra.provider_config import (
+    PROVIDER_ENV,
+    provider_refusals,
+    provider_settings,
+    provider_variable,
+)
 from infra.streams import DEAD_LETTER_MAX_AGE_S
 from projections.health_rules import HealthThresholds
 from projections.settings import DEFAULT_CALL_PRICES, ReadModelSettings
@@ -235,6 +241,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if op.strip()
         },
         read_models=_read_model_settings(env),
+        breakers=breaker_policies(env, PROVIDER_ENV.keys()),
         api_tokens=load_api_tokens(env),
         nats_credentials=credentials_from_env(env),
         **_overridden(env, _SETTINGS_OVERRIDES),

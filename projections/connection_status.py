@@ -1,7 +1,7 @@
 """Read model `connection_status`: where each connection stands.
 
 Stored facts only (last success, consecutive failures, maintenance, links
-needing re-authentication, next retry); the status word is derived at query
+needing re-authentication, next retry, a wait); the status word is derived at query
 time from those facts and the query moment, because "in maintenance until
 10:30" means something different at 10:29 and at 10:31.
 """
@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from functools import singledispatch
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -36,7 +36,7 @@ from projections.row_types import Time
 from services.ports import DbConnection, Notification
 
 ConnectionStatus = Literal[
-    "pending", "active", "error", "retrying", "maintenance", "reauth_required"
+    "pending", "active", "error", "retrying", "waiting", "maintenance", "reauth_required"
 ]
 
 SCHEMA = """
@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS connection_status (
     relink_failing_provider text,
     relink_suggested_provider text,
     relink_down_since timestamptz,
+    waiting_until timestamptz,
+    waiting_reason text,
+    waits int NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS connection_status_by_account ON connection_status (account_id);
@@ -91,6 +94,9 @@ class _State:
     relink_failing_provider: str | None = None
     relink_suggested_provider: str | None = None
     relink_down_since: datetime | None = None
+    waiting_until: datetime | None = None
+    waiting_reason: str | None = None
+    waits: int = 0
     updated_at: datetime | None = None
 
 
@@ -138,6 +144,7 @@ def _(e: ProviderUnlinked, state: _State) -> None:
 @_apply.register
 def _(e: SyncCompleted, state: _State) -> None:
     state.last_success_at, state.consecutive_failures, state.next_retry_at = e.timestamp, 0, None
+    _stop_waiting(state)
     if attempt_type(e.op) == "sync":
         state.last_successful_sync_at = e.timestamp
     if e.provider == state.maintenance_provider:
@@ -149,10 +156,22 @@ def _(e: SyncCompleted, state: _State) -> None:
 @_apply.register(SyncFailed)
 @_apply.register(SyncDeferred)
 def _(e: SyncFailed | SyncDeferred, state: _State) -> None:
+    if isinstance(e, SyncDeferred) and e.refused:
+        # Refused before any call (a breaker open, a limit, a full bulkhead): the
+        # sync waits, nothing failed, and the failures before it still stand.
+        state.waiting_until, state.waiting_reason = e.resume_at, e.error.code
+        state.waits += 1
+        return
+    _stop_waiting(state)
     state.consecutive_failures += 1
     state.last_failure_at = e.timestamp
     state.last_error_code, state.last_error_message = e.error.code, e.error.message
     state.next_retry_at = e.resume_at if isinstance(e, SyncDeferred) else None
+
+
+def _stop_waiting(state: _State) -> None:
+    """A call was made: whatever refused the sync let it through."""
+    state.waiting_until = state.waiting_reason = None
 
 
 @_apply.register
@@ -188,6 +207,7 @@ class ConnectionStatusProjection(Projection):
     name = "connection_status"
     schema = SCHEMA
     tables = ("connection_status",)
+    version = 2  # 2: refused deferrals are waits (waiting_until, waiting_reason, waits)
     handles = (
         ConnectionRegistered,
         ProviderLinked,
@@ -240,6 +260,13 @@ class ConnectionStatusRow(msgspec.Struct, frozen=True, kw_only=True):
     relink_failing_provider: str | None
     relink_suggested_provider: str | None
     relink_down_since: Time | None
+    waiting_until: Annotated[
+        Time | None, msgspec.Meta(description="a refused sync waits until then (no try spent)")
+    ]
+    waiting_reason: Annotated[
+        str | None, msgspec.Meta(description="the refusal's code, e.g. all_providers_unavailable")
+    ]
+    waits: Annotated[int, msgspec.Meta(description="refusals so far, all syncs together")]
     updated_at: Time
     status: ConnectionStatus
     in_maintenance: bool
@@ -247,12 +274,19 @@ class ConnectionStatusRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def status_at(row: Any, now: datetime) -> ConnectionStatus:
-    """The status word at `now`: re-authentication first, then maintenance, failures, success."""
+    """The status word at `now`: re-authentication, maintenance, a wait, failures, success.
+
+    `waiting`: a sync was refused without a call and runs again at
+    `waiting_until`; it is not failing, so it does not read as `retrying`.
+    """
     if row["reauth_providers"]:
         return "reauth_required"
     until = row["maintenance_until"]
     if row["maintenance_provider"] is not None and (until is None or until > now):
         return "maintenance"
+    waiting_until = row["waiting_until"]
+    if waiting_until is not None and waiting_until > now:
+        return "waiting"
     if row["consecutive_failures"] > 0:
         retry = row["next_retry_at"]
         return "retrying" if retry is not None and retry > now else "error"

@@ -12,23 +12,28 @@ from projections.row_types import Rate, Time
 from services.ports import DbConnection
 
 # The same order of precedence as connection_status.status_at: a connection is
-# active only when nothing else (re-auth, maintenance, failures) applies.
+# active only when nothing else (re-auth, maintenance, a wait, failures) applies.
 _CONNECTIONS = """
 SELECT count(*) AS total,
        count(*) FILTER (WHERE cardinality(reauth_providers) = 0 AND NOT in_maintenance
-                          AND consecutive_failures = 0 AND last_success_at IS NOT NULL) AS active,
+                          AND NOT waiting AND consecutive_failures = 0
+                          AND last_success_at IS NOT NULL) AS active,
        count(*) FILTER (WHERE consecutive_failures > 0) AS with_errors,
+       count(*) FILTER (WHERE waiting) AS waiting,
        count(*) FILTER (WHERE in_maintenance) AS in_maintenance,
        count(*) FILTER (WHERE cardinality(reauth_providers) > 0) AS requiring_reauth
 FROM (SELECT *, maintenance_provider IS NOT NULL
-                AND (maintenance_until IS NULL OR maintenance_until > $1) AS in_maintenance
+                AND (maintenance_until IS NULL OR maintenance_until > $1) AS in_maintenance,
+             coalesce(waiting_until > $1, false) AS waiting
       FROM connection_status) c
 """
 
+# A wait (a refused deferral) called nobody and spent no try: neither a try nor a failure.
 _SYNCS = """
-SELECT count(*) AS total,
+SELECT count(*) FILTER (WHERE outcome <> 'waited') AS total,
        count(*) FILTER (WHERE outcome = 'success') AS successful,
-       count(*) FILTER (WHERE outcome <> 'success') AS failed
+       count(*) FILTER (WHERE outcome IN ('failure', 'deferred')) AS failed,
+       count(*) FILTER (WHERE outcome = 'waited') AS waited
 FROM sync_log WHERE occurred_at >= $1 AND occurred_at <= $2
 """
 
@@ -39,18 +44,26 @@ class ConnectionCounts(msgspec.Struct, frozen=True, kw_only=True):
     total: int
     active: int
     with_errors: int
+    waiting: Annotated[
+        int, msgspec.Meta(description="waiting for a breaker, limit or bulkhead to let them by")
+    ] = 0
     in_maintenance: int
     requiring_reauth: int
     health_rate: Annotated[Rate | None, msgspec.Meta(description="active / total")]
 
 
 class SyncCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """Command tries in the period and how they ended (deferred ones count as failed)."""
+    """Command tries in the period and how they ended (deferred ones count as failed).
+
+    `waited` counts the refusals (a breaker open, a limit, a full bulkhead):
+    no provider was called and no try spent, so they are not in `total`.
+    """
 
     total: int
     successful: int
     failed: int
     success_rate: Rate | None
+    waited: int = 0
 
 
 class MetricsOverview(msgspec.Struct, frozen=True, kw_only=True):

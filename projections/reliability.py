@@ -5,7 +5,10 @@ as in the health windows); both bounds come from the caller, so a past
 period answers the same way every time.
 A "sync" here is any command try against a provider (link, registration or
 data sync): `deferred` tries count as failed, since each one was a failure
-the person could notice.
+the person could notice. A `waited` one (refused by an open breaker, a rate
+limit or a full bulkhead) called nobody and spent no try: it is counted
+apart, in `waited`, and in neither `total` nor `failed`, so an outage the
+breakers keep people out of does not read as a run of failures.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ from projections.row_types import Rate, Time
 from services.ports import DbConnection
 
 _OUTCOMES = """
-       count(outcome) AS total,
+       count(outcome) FILTER (WHERE outcome <> 'waited') AS total,
        count(*) FILTER (WHERE outcome = 'success') AS successful,
-       count(*) FILTER (WHERE outcome <> 'success') AS failed,
+       count(*) FILTER (WHERE outcome IN ('failure', 'deferred')) AS failed,
        count(*) FILTER (WHERE outcome = 'deferred') AS deferred,
+       count(*) FILTER (WHERE outcome = 'waited') AS waited,
        avg(duration_ms) AS avg_duration_ms
 """
 
 
 _NO_OUTCOMES: dict[str, Any] = {
-    "total": 0, "successful": 0, "failed": 0, "deferred": 0, "avg_duration_ms": None,
+    "total": 0, "successful": 0, "failed": 0, "deferred": 0, "waited": 0,
+    "avg_duration_ms": None,
 }  # fmt: skip
 
 
@@ -43,6 +48,7 @@ class ConnectionReliabilityRow(msgspec.Struct, frozen=True, kw_only=True):
     successful: int
     failed: int
     deferred: int
+    waited: int
     avg_duration_ms: float | None
     success_rate: Rate | None
 
@@ -55,6 +61,7 @@ class ProviderReliabilityRow(msgspec.Struct, frozen=True, kw_only=True):
     successful: int
     failed: int
     deferred: int
+    waited: int
     avg_duration_ms: float | None
     success_rate: Rate | None
     calls: int

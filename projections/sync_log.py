@@ -1,9 +1,11 @@
 """Read model `sync_log`: how each command against a connection ended.
 
 One row per try of a command: `success` (SyncCompleted), `failure`
-(SyncFailed) or `deferred` (SyncDeferred: failed, to be tried again), with
-the provider that answered, whether failover was used, how many calls it took
-and how long. Reliability statistics (reliability.py) are computed from it.
+(SyncFailed), `deferred` (SyncDeferred: a provider failed it, to be tried
+again) or `waited` (a refused SyncDeferred: a breaker, limit or bulkhead kept
+it from calling anyone, so no try was spent and nothing failed), with the
+provider that answered, whether failover was used, how many calls it took and
+how long. Reliability statistics (reliability.py) are computed from it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from projections.engine import Projection
 from projections.row_types import Time
 from services.ports import DbConnection, Notification
 
-SyncOutcome = Literal["success", "failure", "deferred"]
+SyncOutcome = Literal["success", "failure", "deferred", "waited"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_log (
@@ -65,6 +67,7 @@ class SyncLogProjection(Projection):
     schema = SCHEMA
     tables = ("sync_log",)
     handles = (SyncCompleted, SyncFailed, SyncDeferred)
+    version = 2  # 2: refused deferrals are `waited`, not `deferred`
 
     async def apply_page(self, conn: DbConnection, notes: list[Notification]) -> None:
         rows = []
@@ -79,7 +82,8 @@ class SyncLogProjection(Projection):
                        e.error.code, e.error.message)  # fmt: skip
             elif isinstance(e, SyncDeferred):
                 # The deferral names no provider or duration: the calls are in connection_attempts.
-                row = (None, "deferred", False, 0, None, e.error.code, e.error.message)
+                outcome = "waited" if e.refused else "deferred"
+                row = (None, outcome, False, 0, None, e.error.code, e.error.message)
             else:
                 continue
             rows.append(

@@ -103,7 +103,8 @@ def _forward(state: SagaState, flow: Flow, now: datetime) -> Action:
     failure = state.failures.get(step.name)
     attempts = state.attempts.get(step.name, 0)
     if failure is not None and failure.attempt == attempts:
-        if not failure.retryable or attempts >= step.max_attempts:
+        spent = attempts - state.refusals.get(step.name, 0)  # a refusal spent no try
+        if not failure.retryable or spent >= step.max_attempts:
             return Record([_compensating(state, now, failure.error.code, step.name, failure.error)])
         if failure.retry_at is not None and now < failure.retry_at:
             return Wait(failure.retry_at)
@@ -225,8 +226,14 @@ def outcome_event(
     *,
     output: dict[str, Any],
     error: ErrorInfo | None,
+    wait_until: datetime | None = None,
 ) -> DomainEvent:
-    """What an executed step or compensation records: success, or failure and when to retry."""
+    """What an executed step or compensation records: success, or failure and when to retry.
+
+    A step refused without a call (`wait_until`: when the refusal lifts) waits
+    and keeps its tries, until its wait since the first refusal would pass the
+    step's `max_wait` (the link deadline by default): then it fails for good.
+    """
     flow = FLOWS[state.kind]
     envelope: dict[str, Any] = {
         "originator_id": state.id,
@@ -251,7 +258,20 @@ def outcome_event(
         return SagaStepSucceeded(
             **envelope, step=action.name, attempt=action.attempt, output=output
         )
-    retryable = error.retryable and action.attempt < flow.step(action.name).max_attempts
+    spec = flow.step(action.name)
+    if wait_until is not None and error.retryable:
+        since = state.waiting_since.get(action.name, now)
+        if wait_until - since <= (spec.max_wait or link_deadline(state)):
+            return SagaStepFailed(
+                **envelope, step=action.name, attempt=action.attempt, error=error,
+                retryable=True, retry_at=wait_until, refused=True,
+            )  # fmt: skip
+        error = msgspec.structs.replace(
+            error, message=f"refused for longer than the step may wait; {error.message}",
+            retryable=False,
+        )  # fmt: skip
+    spent = action.attempt - state.refusals.get(action.name, 0)
+    retryable = error.retryable and spent < spec.max_attempts
     return SagaStepFailed(
         **envelope,
         step=action.name,

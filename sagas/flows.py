@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from services.resilience.retry import DEFAULT_SYNC_MAX_AGE
+
 StepKind = Literal["call", "wait"]
 
 
@@ -22,6 +24,9 @@ class StepSpec(msgspec.Struct, frozen=True, kw_only=True):
     compensations: tuple[str, ...] = ()
     max_attempts: int = 3
     timer: str | None = None  # wait steps: the deadline's name
+    # How long a step refused without a call (a breaker open, a limit) may keep
+    # waiting, from its first refusal; None: the saga's link deadline.
+    max_wait: timedelta | None = None
 
 
 class RetryBackoff(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,8 +61,10 @@ LINK_FLOW = Flow(
         StepSpec(name="await_public_token", kind="wait", timer="link_deadline"),
         # remove_item needs the access token, so it runs before forget_token.
         StepSpec(name="exchange_token", compensations=("remove_item", "forget_token")),
-        StepSpec(name="get_accounts"),
-        StepSpec(name="sync_transactions"),
+        # The link exists by now: an outage must not undo it, so these wait as
+        # long as a sync would (services/resilience/retry.py).
+        StepSpec(name="get_accounts", max_wait=DEFAULT_SYNC_MAX_AGE),
+        StepSpec(name="sync_transactions", max_wait=DEFAULT_SYNC_MAX_AGE),
     ),
 )
 
@@ -67,7 +74,7 @@ RECONNECT_FLOW = Flow(
         StepSpec(name="create_update_link"),
         StepSpec(name="await_completion", kind="wait", timer="link_deadline"),
         StepSpec(name="mark_usable"),
-        StepSpec(name="sync_transactions"),
+        StepSpec(name="sync_transactions", max_wait=DEFAULT_SYNC_MAX_AGE),
     ),
 )
 

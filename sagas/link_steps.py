@@ -12,6 +12,7 @@ provider, item and credential id.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from events.errors import ErrorInfo
 from sagas.steps import Executor, StepContext, StepFailedError, StepResult
 from services.connections.domain import (
     ConnectionState,
+    Outcome,
     credential_id_for,
     decide_outcome,
     decide_register,
@@ -31,6 +33,7 @@ from services.connections.state import pair_key
 from services.create_link import request_link
 from services.providers.base import ProviderCallError
 from services.providers.http import idempotency_key
+from services.resilience.retry import refusal_delay_s
 from services.sync_connection import plan_feed
 
 
@@ -50,6 +53,8 @@ async def create_link(ctx: StepContext) -> StepResult:
     )
     with idempotency_key(ctx.key):
         outcome, record = await request_link(ctx.deps, cmd, now=ctx.now, trace={})
+    if outcome.refused_without_call:
+        return _waits(ctx, outcome)
     if not outcome.success or outcome.data is None:
         error = outcome.error or ErrorInfo(
             code="no_outcome", message="no provider answered", type="unknown", retryable=True
@@ -123,6 +128,8 @@ async def _read(ctx: StepContext, cmd: GetAccounts | SyncTransactions) -> StepRe
     # Only the new link: its token is bound to this provider, so there is no failover.
     with idempotency_key(ctx.key):
         outcome = await ctx.deps.orchestrator.execute_with_failover(cmd, [link], region)
+    if outcome.refused_without_call:
+        return _waits(ctx, outcome)
 
     feed = None
     if isinstance(cmd, SyncTransactions) and outcome.success:
@@ -140,6 +147,17 @@ async def _read(ctx: StepContext, cmd: GetAccounts | SyncTransactions) -> StepRe
         )
         return StepResult(error=error, connection=record)
     return StepResult(output=dict(outcome.summary), connection=record)
+
+
+def _waits(ctx: StepContext, outcome: Outcome) -> StepResult:
+    """Refused without a call: the step comes back when the refusal lifts (with jitter).
+
+    Nothing is recorded on the connection: no provider was called, and a link
+    being made is no failure of the connection's. The saga's event says why.
+    """
+    assert outcome.error is not None
+    delay = refusal_delay_s(outcome.retry_after_s, ctx.deps.rng)
+    return StepResult(error=outcome.error, wait_until=ctx.now + timedelta(seconds=delay))
 
 
 async def get_accounts(ctx: StepContext) -> StepResult:

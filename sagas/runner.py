@@ -146,7 +146,10 @@ class SagaRunner:
             result = StepResult(error=exc.error)
         self.steps_run += 1
         self.crash.at(action.name, "after_effect")
-        event = outcome_event(state, action, now, output=result.output, error=result.error)
+        event = outcome_event(
+            state, action, now, output=result.output, error=result.error,
+            wait_until=result.wait_until,
+        )  # fmt: skip
         # What follows without I/O (e.g. the next step's start) rides in the same
         # transaction: half the commits per step, and nothing recorded out of order.
         after = evolve(state, event)

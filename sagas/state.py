@@ -98,6 +98,10 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True):
     attempts: dict[str, int] = {}
     in_flight: InFlight | None = None
     failures: dict[str, Failure] = {}
+    # Per step: attempts refused without a call (not counted against its tries),
+    # and when the first refusal came (its waits are bounded from there).
+    refusals: dict[str, int] = {}
+    waiting_since: dict[str, datetime] = {}
     timers: dict[str, datetime] = {}
     fired: frozenset[str] = frozenset()
     completion_received: bool = False
@@ -163,6 +167,12 @@ def _(event: SagaStepFailed, state: SagaState | None) -> SagaState:
         attempt=event.attempt, error=event.error, retryable=event.retryable, retry_at=event.retry_at
     )
     failures = {**state.failures, event.step: failure}
+    if event.refused:
+        refusals = {**state.refusals, event.step: state.refusals.get(event.step, 0) + 1}
+        since = {event.step: event.timestamp, **state.waiting_since}
+        return _bump(
+            state, event, in_flight=None, failures=failures, refusals=refusals, waiting_since=since
+        )
     return _bump(state, event, in_flight=None, failures=failures)
 
 

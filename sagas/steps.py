@@ -71,6 +71,8 @@ class StepResult(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     connection: ConnectionDecision | None = None
     private: Sequence[DomainEvent] = ()
+    # Refused without a call: try again then, without spending one of the step's tries.
+    wait_until: datetime | None = None
 
 
 class StepFailedError(Exception):

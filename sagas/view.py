@@ -136,8 +136,10 @@ def _attempt_event(
             row = _attempt(rows, steps, event.step, event.attempt)
         else:
             row = _attempt(comp_rows, comps, event.compensation, event.attempt)
+        refused = isinstance(event, SagaStepFailed) and event.refused
         row.update(
-            outcome="failed",
+            # Refused without a call: the step waited, it did not fail.
+            outcome="waited" if refused else "failed",
             finished_at=_at(event),
             error=msgspec.to_builtins(event.error),
             retry_at=event.retry_at.isoformat() if event.retry_at else None,
@@ -188,7 +190,9 @@ def saga_text(view: dict[str, Any]) -> str:
     ]
     for step in view["steps"]:
         for row in step["attempts"]:
-            detail = row.get("error", {}).get("code") if row["outcome"] == "failed" else ""
+            detail = (
+                row.get("error", {}).get("code") if row["outcome"] in ("failed", "waited") else ""
+            )
             lines.append(
                 f"  step {step['name']} attempt {row['attempt']}: {row['outcome']}"
                 f"{' (' + detail + ')' if detail else ''}  key={row.get('idempotency_key', '-')}"

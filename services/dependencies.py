@@ -32,6 +32,9 @@ class Dependencies(msgspec.Struct, frozen=True, kw_only=True):
     retry_policies: Mapping[str, RetryPolicy] = msgspec.field(default_factory=lambda: DEFAULT_RETRY)
     # A sync failing on errors time can fix is retried this long from its first receipt.
     sync_max_age: timedelta = DEFAULT_SYNC_MAX_AGE
+    # A `link.create` every provider refused waits at most this long: the link
+    # deadline, past which nobody is at the screen for the token.
+    link_max_wait: timedelta = timedelta(minutes=30)
     rng: random.Random = msgspec.field(default_factory=random.Random)
     relink: RelinkPolicy = msgspec.field(default_factory=RelinkPolicy)
     institutions: Institutions | None = None

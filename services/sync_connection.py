@@ -81,7 +81,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
         feed = await plan_feed(deps, state, outcome)
         deps.checkpoint("after_provider")  # the provider's pages planned, nothing recorded
     now = deps.now()
-    next_try, outcome = _next_try(
+    next_try, outcome = decide_retry(
         deps, cmd, outcome, tries_before=tries_before, received_at=received_at, now=now
     )
     resume_at = next_try.resume_at
@@ -260,7 +260,7 @@ def _no_usable_link(state: ConnectionState, now: datetime) -> Outcome:
     )
 
 
-def _next_try(
+def decide_retry(
     deps: Dependencies,
     cmd: Command,
     outcome: Outcome,
@@ -268,14 +268,15 @@ def _next_try(
     tries_before: int,
     received_at: datetime,
     now: datetime,
+    max_age: timedelta | None = None,
 ) -> tuple[NextTry, Outcome]:
     """When a command that did not succeed runs again, or why it ends now.
 
     A command refused without a call waits for the refusal to lift and spends
     no try; one that failed at a provider spends one and backs off. Either way
     it ends only on an error time cannot fix, at its maximum age, or at its own
-    deadline (services/resilience/retry.py). Past its maximum age, the outcome's
-    error says so.
+    deadline (services/resilience/retry.py). Past its maximum age (`max_age`,
+    the sync's by default), the outcome's error says so.
     """
     error = outcome.error
     if outcome.success or error is None:
@@ -290,7 +291,7 @@ def _next_try(
         received_at=received_at,
         now=now,
         policies=deps.retry_policies,
-        max_age=deps.sync_max_age,
+        max_age=deps.sync_max_age if max_age is None else max_age,
         deadline=cmd.deadline,
         rng=deps.rng,
     )

@@ -105,6 +105,9 @@ class BreakerBoard:
         self.policies = policies
         self.clock = clock
         self._entries: dict[Key, _Entry] = {}
+        # Each bank's breakers at every provider, by (region, institution): where
+        # `permit` looks for the bank's own outage seen at another provider.
+        self._banks: dict[tuple[str, str], dict[str, _Entry]] = {}
         self._loading = KeyedLocks()
         self._admitting = KeyedLocks()
 
@@ -139,6 +142,8 @@ class BreakerBoard:
                         f"held {breaker.forced} by {breaker.forced_by}: {breaker.forced_reason}"
                     )
                 self._entries[key] = entry
+                if institution_id is not None:
+                    self._banks.setdefault((region, institution_id), {})[provider] = entry
             return entry
 
     async def permit(
@@ -161,6 +166,8 @@ class BreakerBoard:
         for entry in entries:
             if entry.breaker.status == "open":
                 return self._refusal(entry)
+        if institution_id is not None and (down := self._bank_down_elsewhere(entries[-1])):
+            return self._refusal(down, seen_for=provider)
         policy = self.policies.for_(provider, region)
         probe = False
         for entry in entries:
@@ -200,12 +207,44 @@ class BreakerBoard:
             retry_after_s=wait,
         )
 
-    def _refusal(self, entry: _Entry) -> Permit:
+    def _bank_down_elsewhere(self, mine: _Entry) -> _Entry | None:
+        """The bank's breaker at another provider, open on the bank's own trouble.
+
+        A bank that is down is down for every provider: failing over into the
+        same outage spends a try and a paid call for an error. Only while that
+        breaker is open: once it half-opens, this provider's own bank breaker
+        judges its calls again, so a bank no longer called at the provider
+        that saw the outage cannot hold syncs here beyond one open time.
+        """
+        breaker = mine.breaker
+        assert breaker.institution_id is not None
+        at_bank = self._banks.get((breaker.region, breaker.institution_id), {})
+        now = self.clock()
+        return next(
+            (
+                other
+                for provider, other in sorted(at_bank.items())
+                if provider != breaker.provider
+                and other.breaker.status == "open"
+                and other.breaker.bank_down
+                and (other.breaker.open_until is None or other.breaker.open_until > now)
+            ),
+            None,
+        )
+
+    def _refusal(self, entry: _Entry, *, seen_for: str | None = None) -> Permit:
         breaker = entry.breaker
         until = f"{breaker.open_until:%H:%M:%S}Z" if breaker.open_until else "later"
         wait = (breaker.open_until - self.clock()).total_seconds() if breaker.open_until else None
         held = " (held by an operator)" if breaker.forced == "open" else ""
         where = f" at {breaker.institution_id}" if breaker.institution_id else ""
+        if seen_for is not None:
+            reason = (
+                f"{breaker.institution_id} is down on its own side (its breaker at "
+                f"{breaker.provider} open until {until}: {entry.last_reason}); waiting rather "
+                f"than calling it through {seen_for}"
+            )
+            return Permit(allowed=False, reason=reason, retry_after_s=wait)
         return Permit(
             allowed=False,
             reason=f"breaker{where} open until {until}{held}: {entry.last_reason}",

@@ -68,6 +68,10 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     forced_by: str = ""
     forced_reason: str = ""
     forced_command: str | None = None
+    # Opened on the bank's own trouble (a bank breaker's failed calls, all the
+    # bank's by the window's rule, or the provider's status blaming the bank):
+    # the same bank at other providers is likely down too (board.py).
+    bank_down: bool = False
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -312,6 +316,8 @@ def _(event: BreakerOpened, breaker: Breaker) -> Breaker:
         half_opened_at=None,
         probes=(),
         probe_admitted_at={},
+        bank_down=event.institution_id is not None
+        and (event.source == "calls" or event.blame == "institution"),
     )
 
 
@@ -348,6 +354,7 @@ def _(event: BreakerClosed, breaker: Breaker) -> Breaker:
         probe_admitted_at={},
         last_transition_at=event.timestamp,
         closed_at=event.timestamp,
+        bank_down=False,
     )
 
 
@@ -367,6 +374,7 @@ def _(event: BreakerForced, breaker: Breaker) -> Breaker:
         forced_by=event.actor,
         forced_reason=event.reason,
         forced_command=event.command_id,
+        bank_down=False,  # an operator's hold says nothing about the bank
     )
 
 
@@ -385,6 +393,7 @@ def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
         forced_until=None,
         forced_by="",
         forced_reason="",
+        bank_down=False,
     )
 
 

@@ -125,16 +125,29 @@ class Log:
                   "attempts": 1, "response_time_ms": 300.0, "error": error(), **kw}  # fmt: skip
         self.add(SyncFailed(**self.envelope(conn_id, at), command_id=command, **fields))
 
-    def deferred(self, conn_id: uuid.UUID, at: datetime, command: str, resume_at: datetime) -> None:
+    def deferred(
+        self,
+        conn_id: uuid.UUID,
+        at: datetime,
+        command: str,
+        resume_at: datetime,
+        *,
+        refused: bool = False,
+    ) -> None:
+        # A refusal called nobody: what refused it is the error, and no try was spent.
         self.add(
             SyncDeferred(
                 **self.envelope(conn_id, at),
                 command_id=command,
                 op="sync.transactions",
-                tries=1,
+                tries=0 if refused else 1,
                 resume_at=resume_at,
-                error=error("INSTITUTION_DOWN", "maintenance"),
+                error=error("all_providers_unavailable", "provider_down")
+                if refused
+                else error("INSTITUTION_DOWN", "maintenance"),
                 command={"command_id": command},
+                refused=refused,
+                waits=1 if refused else 0,
             )
         )
 

@@ -77,6 +77,33 @@ async def test_one_bank_down_at_plaid_leaves_syncs_to_other_banks_at_plaid_flowi
     assert topics.count("BreakerOpened") == 1
 
 
+async def test_a_bank_down_at_plaid_makes_its_syncs_wait_rather_than_fail_over_into_it(
+    syncyard: Runtime, upstream: Client, sandbox: str
+) -> None:
+    account, bank, plaid_id = DOWN
+    assert (await upstream.send(at_bank(account, bank))).success
+    # Another person at the same bank holds links at Plaid and MX.
+    both = "dee"
+    assert (await upstream.send(at_bank(both, bank))).success
+    mx_link = msgspec.structs.replace(register(both, "mx"), institution_id=bank)
+    assert (await upstream.send(mx_link)).success
+    await inject_fault(
+        sandbox, provider="plaid", institution=plaid_id, error_code="INSTITUTION_DOWN"
+    )
+    for n in range(5):
+        assert not (await upstream.send(sync(account, f"bank-down-{n}"))).success
+    await eventually(lambda: _status(syncyard, bank), lambda s: s == "open", timeout=5)
+
+    mx_before = (await sandbox_calls(sandbox)).get("mx", {})
+    waited = await upstream.send(sync(both, "bank-down-both"))
+    # The bank is down on its own side: MX would meet the same outage, so the sync
+    # waits for the bank (no try spent) instead of paying MX for an error.
+    assert not waited.success and waited.attempts == 0 and waited.deferred_until is not None
+    assert waited.error is not None and "down on its own side" in waited.error.message
+    assert (await sandbox_calls(sandbox)).get("mx", {}) == mx_before
+    assert syncyard.board.status("mx", "US", bank) == "closed"
+
+
 async def _status(runtime: Runtime, bank: str) -> str:
     return runtime.board.status("plaid", "US", bank)
 

@@ -37,7 +37,7 @@ from projections.saga_status import (
     saga_counts,
     sagas_by_status,
 )
-from projections.sync_log import SyncLogProjection
+from projections.sync_log import SyncLogProjection, sync_log
 from tests.integration.read_model_events import (
     HOUR,
     MIN,
@@ -181,6 +181,35 @@ async def test_connection_status_follows_failures_retries_and_maintenance_over_t
     await apply(conn, more, [ConnectionStatusProjection()])
     (again,) = await connection_status(conn, "acct-a", None, T0)
     assert again == a
+
+
+async def test_a_refused_sync_reads_as_a_wait_not_a_failure_in_status_log_and_reliability(
+    conn: asyncpg.Connection,
+) -> None:
+    log = status_log()  # acct-a: one success, one failure, one provider deferral
+    log.deferred(A, T0 - 2 * MIN, "c5", resume_at=T0 + MIN, refused=True)
+    log.deferred(A, T0 - MIN, "c5", resume_at=T0 + 2 * MIN, refused=True)
+    await apply(conn, log)
+    (a,) = await connection_status(conn, "acct-a", None, T0)
+    # Two failures before the waits still stand; the waits add none.
+    assert a.status == "waiting" and a.consecutive_failures == 2 and a.waits == 2
+    assert a.waiting_until == T0 + 2 * MIN and a.waiting_reason == "all_providers_unavailable"
+    (a_later,) = await connection_status(conn, "acct-a", None, T0 + 10 * MIN)
+    assert a_later.status == "error"  # nothing came of the wait: the failures show again
+    since = T0 - 24 * HOUR
+    (stats,) = await connection_reliability(conn, "acct-a", None, since, T0)
+    assert (stats.total, stats.failed, stats.deferred, stats.waited) == (3, 2, 1, 2)
+    assert stats.success_rate == pytest.approx(1 / 3)
+    outcomes = [r.outcome for r in await sync_log(conn, "acct-a", None, 10)]
+    assert outcomes == ["waited", "waited", "deferred", "failure", "success"]
+    overview = await metrics_overview(conn, since, T0)
+    assert (overview.syncs.total, overview.syncs.failed, overview.syncs.waited) == (3, 2, 2)
+    assert overview.connections.waiting == 1 and overview.connections.active == 0
+
+    log.completed(A, T0, "c5")
+    await apply(conn, Log(notes=log.notes[-1:]), [ConnectionStatusProjection()])
+    (a,) = await connection_status(conn, "acct-a", None, T0)
+    assert a.status == "active" and a.waiting_until is None and a.waits == 2
 
 
 async def test_reliability_counts_syncs_calls_cost_and_failover_rates_per_period(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -15,6 +16,8 @@ from infra.config import Settings
 from services.resilience.policy import BreakerPolicy, PolicyBook
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 from tests.support.harness import (
+    AUTH,
+    SPACE,
     Client,
     client,
     decode_json,
@@ -95,6 +98,46 @@ async def test_a_sync_refused_by_an_open_breaker_keeps_its_tries_and_runs_once_i
     final = upstream.finals["waits-1"]
     assert final.success and final.provider == "plaid"
     assert refusal["refused"] is True and refusal["tries"] == 0 and refusal["waits"] == 1
+
+
+async def test_the_read_models_show_a_refused_sync_as_a_wait_and_not_as_a_failure(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    settings = waiting_settings(sandbox)
+    async with (
+        running_syncyard(settings, nats_url, database_url) as runtime,
+        client(nats_url) as upstream,
+        aiohttp.ClientSession(headers=AUTH) as http,
+    ):
+        assert (await upstream.send(register("acct-r", "plaid"))).success
+        await open_plaid(upstream, sandbox)
+
+        async def status() -> str:
+            return runtime.board.status("plaid", "US")
+
+        await eventually(status, lambda s: s == "open", timeout=5)
+        assert (await upstream.send(sync("acct-r", "waits-r"))).attempts == 0
+        assert await upstream.wait_final(["waits-r"], 20)
+        assert upstream.finals["waits-r"].success
+
+        async def fetch(path: str) -> Any:
+            async with http.get(f"{runtime.http_url}/v1{path}?space_id={SPACE}") as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json()
+
+        syncs = await eventually(
+            lambda: fetch("/connections/acct-r/syncs"),
+            lambda body: any(s["outcome"] == "success" for s in body["syncs"]),
+        )
+        connection = (await fetch("/connections/acct-r/status"))["connections"][0]
+        (reliability,) = (await fetch("/connections/acct-r/reliability"))["connections"]
+    outcomes = {s["outcome"] for s in syncs["syncs"] if s["command_id"] == "waits-r"}
+    assert "waited" in outcomes and "deferred" not in outcomes and "failure" not in outcomes
+    # The wait was no failure: the connection is active, its one sync a success.
+    assert connection["status"] == "active" and connection["consecutive_failures"] == 0
+    assert connection["waits"] >= 1 and connection["waiting_until"] is None
+    assert reliability["waited"] >= 1 and reliability["failed"] == 0
+    assert reliability["total"] == reliability["successful"] == 1
 
 
 async def test_syncs_waiting_behind_a_breaker_reach_plaid_on_a_ramp_once_it_closes(

@@ -200,3 +200,42 @@ async def test_a_banks_probe_failing_for_plaids_own_reason_only_frees_its_slot()
     assert b.status("plaid", "US", "gingham_savings") == "half_open"
     assert (await b.permit("plaid", "US", "c101", institution_id="gingham_savings")).probe
     assert recorder.recorded().count("BreakerOpened") == 1
+
+
+async def test_a_bank_down_on_its_own_side_at_plaid_makes_mx_wait_for_that_bank_only() -> None:
+    b, recorder, clock = board()
+    await feed(b, clock, [attempt(clock, n) for n in range(5)])  # INSTITUTION_DOWN at Plaid
+    refused = await b.permit("mx", "US", "m1", institution_id="gingham_savings")
+    assert not refused.allowed and "down on its own side" in refused.reason
+    assert refused.retry_after_s is not None and 0 < refused.retry_after_s <= 60
+    # Other banks at MX, and MX without a bank, are none of this outage's business.
+    assert (await b.permit("mx", "US", "m2", institution_id="houndstooth_bank")).allowed
+    assert (await b.permit("mx", "US", "m3")).allowed
+    assert b.status("mx", "US", "gingham_savings") == "closed"  # MX's own breaker untouched
+    assert not any(stream == breaker_id_for("mx", "US", "gingham_savings") for stream in
+                   recorder.streams)  # fmt: skip
+    # Once Plaid's breaker half-opens, MX's own bank breaker judges MX's calls again.
+    clock.advance(61)
+    await b.tick()
+    assert (await b.permit("mx", "US", "m4", institution_id="gingham_savings")).allowed
+
+
+async def test_the_status_blaming_the_bank_spreads_the_wait_and_blaming_plaid_does_not() -> None:
+    reports = [ProviderStatusReport(product="item_logins", status="DOWN", success=0.1)]
+    bank, _, _ = board()
+    await bank.provider_status("plaid", "US", "gingham_savings", reports, "institution")
+    assert not (await bank.permit("finicity", "US", "f1", institution_id="gingham_savings")).allowed
+    plaid, _, _ = board()
+    await plaid.provider_status("plaid", "US", "gingham_savings", reports, "provider")
+    assert plaid.status("plaid", "US", "gingham_savings") == "open"
+    assert (await plaid.permit("finicity", "US", "f2", institution_id="gingham_savings")).allowed
+
+
+async def test_an_operators_hold_at_one_provider_routes_around_it_instead_of_spreading() -> None:
+    b, _, _ = board()
+    await b.force(
+        "plaid", "US", "gingham_savings", state="open", duration_s=600, actor="ops",
+        reason="Plaid's connector to this bank is broken", command_id="hold",
+    )  # fmt: skip
+    assert not (await b.permit("plaid", "US", "p", institution_id="gingham_savings")).allowed
+    assert (await b.permit("mx", "US", "m", institution_id="gingham_savings")).allowed

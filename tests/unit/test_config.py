@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 
 from events.subjects import DLQ_STREAM
@@ -19,6 +20,7 @@ from infra.telemetry import MaskingFormatter
 from services.providers.base import WebhookRejectedError
 from services.providers.registry import build_providers
 from services.resilience.hedging import HedgePolicy
+from services.resilience.policy import BreakerPolicy, PolicyBook
 from services.resilience.rate_limit import RateLimit
 
 pytestmark = pytest.mark.unit
@@ -140,6 +142,52 @@ def test_the_health_margin_is_read_and_bounded() -> None:
     assert load_settings({"SYNCYARD_HEALTH_MARGIN": "100"}).health_margin == 100
     with pytest.raises(ValueError, match="0 to 100 points"):
         load_settings({"SYNCYARD_HEALTH_MARGIN": "101"})
+
+
+def test_the_breaker_rule_is_read_for_every_provider_and_for_one() -> None:
+    assert load_settings({}).breakers == PolicyBook()  # BreakerPolicy's documented defaults
+    book = load_settings(
+        {
+            "SYNCYARD_BREAKER_WINDOW_S": "120",
+            "SYNCYARD_BREAKER_FAILURE_RATE": "0.6",
+            "SYNCYARD_BREAKER_MINIMUM_CALLS": "40",
+            "SYNCYARD_BREAKER_FAILURE_THRESHOLD": "8",
+            "SYNCYARD_BREAKER_OPEN_S": "30",
+            "SYNCYARD_BREAKER_MX_OPEN_S": "90",
+            "SYNCYARD_BREAKER_MX_FAILURE_RATE": "off",
+        }
+    ).breakers
+    rule = BreakerPolicy(
+        window_s=120.0, failure_rate=0.6, minimum_calls=40, failure_threshold=8, open_timeout_s=30.0
+    )
+    assert book.for_("plaid", "US") == book.default == rule
+    # MX keeps the default's other numbers, its own on top.
+    assert book.for_("mx", "MX") == msgspec.structs.replace(
+        rule, open_timeout_s=90.0, failure_rate=None
+    )
+    never = load_settings(
+        {"SYNCYARD_BREAKER_FAILURE_RATE": "off", "SYNCYARD_BREAKER_FAILURE_THRESHOLD": "none"}
+    ).breakers.default
+    assert (never.failure_rate, never.failure_threshold) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SYNCYARD_BREAKER_WINDOW", "60", "names no breaker setting"),
+        ("SYNCYARD_BREAKER_PLAIDD_OPEN_S", "60", "no provider 'plaidd'"),
+        ("SYNCYARD_BREAKER_MXOPEN_S", "60", "names no breaker setting"),
+        ("SYNCYARD_BREAKER_FAILURE_RATE", "1.5", "at most 1"),
+        ("SYNCYARD_BREAKER_MINIMUM_CALLS", "0", "at least 1"),
+        ("SYNCYARD_BREAKER_PLAID_OPEN_S", "0", "> 0"),
+    ],
+)
+def test_a_breaker_variable_that_says_nothing_sensible_is_refused_by_name(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message) as refused:
+        load_settings({variable: value})
+    assert variable in str(refused.value)
 
 
 SAFE_SERVERS = {

@@ -20,6 +20,7 @@ from events.saga import (
     SagaNeedsAttention,
     SagaResumed,
     SagaStarted,
+    SagaStepFailed,
     SagaStepStarted,
 )
 from sagas.decide import DEADLINE_PASSED, Done, Execute, Record, Wait, decide, outcome_event
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SAGA = uuid.UUID(int=7)
-Outcome = Literal["ok", "retry", "fail"]
+Outcome = Literal["ok", "retry", "fail", "refused"]
+REFUSAL_WAIT = timedelta(seconds=45)  # e.g. until an open breaker half-opens
 CALL_STEPS = {
     "link": [s.name for s in LINK_FLOW.steps if s.kind == "call"],
     "reconnect": [s.name for s in RECONNECT_FLOW.steps if s.kind == "call"],
@@ -126,15 +128,22 @@ class Run:
             self.crash_before_event.discard(action.name)
             return  # the process died: nothing recorded; decide must hand out the same key
         failure: ErrorInfo | None = None
+        wait_until = None
         if action.what == "compensation":
             if action.name in self.failing:
                 failure = error("remove_failed", True)
         else:
             script = self.outcomes.get(action.name) or ["ok"]
             outcome = script.pop(0) if len(script) > 1 else script[0]
-            if outcome != "ok":
+            if outcome == "refused":
+                failure = error("all_providers_unavailable", True)
+                wait_until = self.now + REFUSAL_WAIT
+            elif outcome != "ok":
                 failure = error(f"{action.name}_{outcome}", outcome == "retry")
-        self.record([outcome_event(self.state, action, self.now, output={}, error=failure)])
+        event = outcome_event(
+            self.state, action, self.now, output={}, error=failure, wait_until=wait_until
+        )
+        self.record([event])
 
 
 def test_a_flow_whose_steps_all_succeed_completes_in_order() -> None:
@@ -161,6 +170,36 @@ def test_a_step_that_keeps_failing_retryably_is_compensated_after_its_last_attem
     assert state.status == "aborted"
     assert state.attempts["exchange_token"] == LINK_FLOW.step("exchange_token").max_attempts
     assert state.compensated == ("mark_connection_aborted",)
+
+
+def test_a_first_sync_refused_by_an_open_breaker_waits_without_spending_tries_then_runs() -> None:
+    # More refusals than the step has tries, over far longer than the link deadline:
+    # the link exists by then, and an outage must not undo it.
+    refusals: list[Outcome] = ["refused"] * 10
+    run = Run(started(deadline_s=60.0), {"sync_transactions": [*refusals, "ok"]})
+    state = run.go()
+    assert state.status == "completed" and state.compensated == ()
+    assert state.attempts["sync_transactions"] == 11 and state.refusals["sync_transactions"] == 10
+    waits = [e for e in run.events if isinstance(e, SagaStepFailed)]
+    assert all(
+        e.refused and e.retryable and e.retry_at == e.timestamp + REFUSAL_WAIT for e in waits
+    )
+
+
+def test_a_refused_step_still_has_all_its_tries_for_real_failures() -> None:
+    script: list[Outcome] = ["refused", "refused", "retry", "retry", "ok"]
+    state = Run(started(), {"get_accounts": script}).go()
+    assert state.status == "completed"  # 2 failures of 3 allowed: the refusals spent none
+
+
+def test_a_link_refused_past_its_deadline_aborts_instead_of_waiting_on() -> None:
+    run = Run(started(deadline_s=60.0), {"create_link": ["refused"]})
+    state = run.go()
+    assert state.status == "aborted" and state.refusals["create_link"] == 1
+    last = [e for e in run.events if isinstance(e, SagaStepFailed)][-1]
+    assert not last.retryable and "refused for longer" in last.error.message
+    # 45 s, then 90 s from the first refusal: past the 60 s deadline, no third wait.
+    assert state.attempts["create_link"] == 2
 
 
 def test_the_deadline_passing_without_the_person_aborts_at_the_wait_step() -> None:
