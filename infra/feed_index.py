@@ -80,6 +80,26 @@ INSERT INTO syncyard_feed_index_version VALUES ($1, $2)
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
 WHERE syncyard_feed_index_version.version < EXCLUDED.version
 """
+# A sync's usual record (one FeedAppended, nothing withdrawn) in one statement and
+# one implicit transaction: rows and version commit together, as in the general
+# path, without BEGIN and COMMIT round trips.
+_UPSERT_AND_ADVANCE = """
+WITH upserted AS (
+INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
+    amount_cents, posted, authorized, description, pending, fingerprint, position)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
+                         $7::date[], $8::text[], $9::boolean[], $10::text[], $11::bigint[])
+ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
+    syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
+    posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
+    description = EXCLUDED.description,
+    pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
+    position = LEAST(i.position, EXCLUDED.position)
+RETURNING 1)
+INSERT INTO syncyard_feed_index_version VALUES ($1, $12)
+ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
+WHERE syncyard_feed_index_version.version < EXCLUDED.version
+"""
 _Row = tuple[str, str, str, int, date, date | None, str, bool, str, int]
 
 
@@ -90,6 +110,10 @@ class PostgresFeedIndex(FeedIndexPort):
         # One connection's syncs run one at a time in a worker; this keeps a
         # catch-up and a record of the same connection from interleaving.
         self._locks = KeyedLocks()
+        # A lower bound of each connection's indexed version, as this process last
+        # wrote or read it: the version only grows, so a sync whose state is no newer
+        # skips the catch-up's read (one round trip per sync).
+        self._indexed: dict[UUID, int] = {}
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -106,6 +130,8 @@ class PostgresFeedIndex(FeedIndexPort):
         around: tuple[date, date] | None,
     ) -> list[Known]:
         await self._catch_up(connection_id, upto_version)
+        if not provider_ids and around is None:
+            return []  # nothing to look up: the query could only match nothing
         first, last = around if around is not None else (None, None)
         rows = await self.pool.fetch(
             _KNOWN, connection_id, provider, list(provider_ids), first, last
@@ -133,53 +159,37 @@ class PostgresFeedIndex(FeedIndexPort):
             await self._apply(connection_id, events)
 
     async def _catch_up(self, connection_id: UUID, version: int) -> None:
+        if self._indexed.get(connection_id, -1) >= version:
+            return
         async with self._locks.hold(connection_id):
             indexed = await self.pool.fetchval(
                 "SELECT version FROM syncyard_feed_index_version WHERE connection_id = $1",
                 connection_id,
             )
             if indexed is not None and indexed >= version:
+                self._known_indexed(connection_id, indexed)
                 return
             missed = await self.store.events_after(connection_id, int(indexed or 0))
             await self._apply(connection_id, [e for e in missed if e.originator_version <= version])
+
+    def _known_indexed(self, connection_id: UUID, version: int) -> None:
+        if version > self._indexed.get(connection_id, -1):
+            self._indexed[connection_id] = version
 
     async def _apply(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
         feed = [e for e in events if isinstance(e, FeedAppended)]
         if not events:
             return
+        version = events[-1].originator_version
+        if len(feed) <= 1 and not any(e.change == "removed" for f in feed for e in f.entries):
+            columns = _columns(feed[0]) if feed else [[] for _ in range(10)]
+            await self.pool.execute(_UPSERT_AND_ADVANCE, connection_id, *columns, version)
+            self._known_indexed(connection_id, version)
+            return
         async with self.pool.acquire() as conn, conn.transaction():
             for event in feed:
-                rows: list[_Row] = []
-                for entry in event.entries:
-                    if entry.transaction is not None:
-                        rows.append(
-                            _row(
-                                event.provider,
-                                entry.provider_transaction_id,
-                                entry.syncyard_transaction_id,
-                                entry.transaction,
-                                entry.position,
-                            )
-                        )
-                for seen in event.recognised:
-                    rows.append(
-                        _row(
-                            event.provider,
-                            seen.provider_transaction_id,
-                            seen.syncyard_transaction_id,
-                            seen.transaction,
-                            seen.delivered_at,
-                        )
-                    )
-                if rows:
-                    # One id twice in a walk (added, then modified on a later page):
-                    # the last content stands, the first position is where it began.
-                    latest: dict[tuple[str, str], _Row] = {}
-                    for row in rows:
-                        earlier = latest.get((row[0], row[1]))
-                        position = row[9] if earlier is None else min(earlier[9], row[9])
-                        latest[(row[0], row[1])] = (*row[:9], position)
-                    columns = [list(column) for column in zip(*latest.values(), strict=True)]
+                columns = _columns(event)
+                if columns[0]:
                     await conn.execute(_UPSERT, connection_id, *columns)
                 removed = [e for e in event.entries if e.change == "removed"]
                 if removed:
@@ -190,7 +200,44 @@ class PostgresFeedIndex(FeedIndexPort):
                         [e.syncyard_transaction_id for e in removed],
                         [e.provider_transaction_id for e in removed],
                     )
-            await conn.execute(_ADVANCE, connection_id, events[-1].originator_version)
+            await conn.execute(_ADVANCE, connection_id, version)
+        self._known_indexed(connection_id, version)
+
+
+def _columns(event: FeedAppended) -> list[list[object]]:
+    """The index rows an event's entries and recognised copies make, as columns."""
+    rows: list[_Row] = []
+    for entry in event.entries:
+        if entry.transaction is not None:
+            rows.append(
+                _row(
+                    event.provider,
+                    entry.provider_transaction_id,
+                    entry.syncyard_transaction_id,
+                    entry.transaction,
+                    entry.position,
+                )
+            )
+    for seen in event.recognised:
+        rows.append(
+            _row(
+                event.provider,
+                seen.provider_transaction_id,
+                seen.syncyard_transaction_id,
+                seen.transaction,
+                seen.delivered_at,
+            )
+        )
+    # One id twice in a walk (added, then modified on a later page):
+    # the last content stands, the first position is where it began.
+    latest: dict[tuple[str, str], _Row] = {}
+    for row in rows:
+        earlier = latest.get((row[0], row[1]))
+        position = row[9] if earlier is None else min(earlier[9], row[9])
+        latest[(row[0], row[1])] = (*row[:9], position)
+    if not latest:
+        return [[] for _ in range(10)]
+    return [list(column) for column in zip(*latest.values(), strict=True)]
 
 
 def _row(
