@@ -11,8 +11,10 @@ idempotent and nothing is indexed that was not committed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import date
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -80,15 +82,15 @@ INSERT INTO syncyard_feed_index_version VALUES ($1, $2)
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
 WHERE syncyard_feed_index_version.version < EXCLUDED.version
 """
-# A sync's usual record (one FeedAppended, nothing withdrawn) in one statement and
-# one implicit transaction: rows and version commit together, as in the general
-# path, without BEGIN and COMMIT round trips.
-_UPSERT_AND_ADVANCE = """
+# The usual records of syncs running at the same time (one FeedAppended each,
+# nothing withdrawn) in one statement and one implicit transaction: every
+# record's rows and version commit together, or none does.
+_RECORD_BATCH = """
 WITH upserted AS (
 INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
     amount_cents, posted, authorized, description, pending, fingerprint, position)
-SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
-                         $7::date[], $8::text[], $9::boolean[], $10::text[], $11::bigint[])
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
+                     $7::date[], $8::text[], $9::boolean[], $10::text[], $11::bigint[])
 ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
     syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
     posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
@@ -96,11 +98,20 @@ ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
     pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
     position = LEAST(i.position, EXCLUDED.position)
 RETURNING 1)
-INSERT INTO syncyard_feed_index_version VALUES ($1, $12)
+INSERT INTO syncyard_feed_index_version AS v SELECT * FROM unnest($12::uuid[], $13::bigint[])
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
-WHERE syncyard_feed_index_version.version < EXCLUDED.version
+WHERE v.version < EXCLUDED.version
 """
 _Row = tuple[str, str, str, int, date, date | None, str, bool, str, int]
+
+
+class _Record(NamedTuple):
+    """One sync's rows and version, waiting for the next batch to write them."""
+
+    connection_id: UUID
+    rows: list[_Row]
+    version: int
+    written: asyncio.Future[None]
 
 
 class PostgresFeedIndex(FeedIndexPort):
@@ -114,6 +125,10 @@ class PostgresFeedIndex(FeedIndexPort):
         # wrote or read it: the version only grows, so a sync whose state is no newer
         # skips the catch-up's read (one round trip per sync).
         self._indexed: dict[UUID, int] = {}
+        # Records wait here while a batch is being written, then go in the next
+        # one: a round trip and a commit per batch of syncs, not per sync.
+        self._waiting: list[_Record] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -182,14 +197,13 @@ class PostgresFeedIndex(FeedIndexPort):
             return
         version = events[-1].originator_version
         if len(feed) <= 1 and not any(e.change == "removed" for f in feed for e in f.entries):
-            columns = _columns(feed[0]) if feed else [[] for _ in range(10)]
-            await self.pool.execute(_UPSERT_AND_ADVANCE, connection_id, *columns, version)
-            self._known_indexed(connection_id, version)
+            await self._batched(connection_id, _rows(feed[0]) if feed else [], version)
             return
         async with self.pool.acquire() as conn, conn.transaction():
             for event in feed:
-                columns = _columns(event)
-                if columns[0]:
+                latest = _rows(event)
+                if latest:
+                    columns = [list(column) for column in zip(*latest, strict=True)]
                     await conn.execute(_UPSERT, connection_id, *columns)
                 removed = [e for e in event.entries if e.change == "removed"]
                 if removed:
@@ -203,9 +217,69 @@ class PostgresFeedIndex(FeedIndexPort):
             await conn.execute(_ADVANCE, connection_id, version)
         self._known_indexed(connection_id, version)
 
+    async def _batched(self, connection_id: UUID, rows: list[_Row], version: int) -> None:
+        record = _Record(connection_id, rows, version, asyncio.get_running_loop().create_future())
+        self._waiting.append(record)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_waiting())
+        await record.written
 
-def _columns(event: FeedAppended) -> list[list[object]]:
-    """The index rows an event's entries and recognised copies make, as columns."""
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._write(batch)
+                except Exception:
+                    # One record that cannot be written must not fail the syncs that
+                    # happened to share its batch: each alone, each its own answer.
+                    for record in batch:
+                        try:
+                            await self._write([record])
+                        except Exception as exc:
+                            _settle(record.written, exc)
+                        else:
+                            self._done(record)
+                else:
+                    for record in batch:
+                        self._done(record)
+        finally:
+            self._writer = None
+
+    def _done(self, record: _Record) -> None:
+        self._known_indexed(record.connection_id, record.version)
+        _settle(record.written, None)
+
+    async def _write(self, batch: Sequence[_Record]) -> None:
+        rows: dict[tuple[UUID, str, str], tuple[UUID, *_Row]] = {}
+        versions: dict[UUID, int] = {}
+        for record in batch:
+            for row in record.rows:
+                key = (record.connection_id, row[0], row[1])
+                earlier = rows.get(key)
+                # A row twice in one statement is an error: the later stands, as above.
+                position = row[9] if earlier is None else min(earlier[10], row[9])
+                rows[key] = (record.connection_id, *row[:9], position)
+            versions[record.connection_id] = max(
+                record.version, versions.get(record.connection_id, 0)
+            )
+        columns: list[list[object]] = (
+            [list(c) for c in zip(*rows.values(), strict=True)] if rows else [[]] * 11
+        )
+        await self.pool.execute(_RECORD_BATCH, *columns, list(versions), list(versions.values()))
+
+
+def _settle(written: asyncio.Future[None], error: BaseException | None) -> None:
+    if written.done():  # its sync was cancelled meanwhile
+        return
+    if error is None:
+        written.set_result(None)
+    else:
+        written.set_exception(error)
+
+
+def _rows(event: FeedAppended) -> list[_Row]:
+    """The index rows an event's entries and recognised copies make, each id once."""
     rows: list[_Row] = []
     for entry in event.entries:
         if entry.transaction is not None:
@@ -235,9 +309,7 @@ def _columns(event: FeedAppended) -> list[list[object]]:
         earlier = latest.get((row[0], row[1]))
         position = row[9] if earlier is None else min(earlier[9], row[9])
         latest[(row[0], row[1])] = (*row[:9], position)
-    if not latest:
-        return [[] for _ in range(10)]
-    return [list(column) for column in zip(*latest.values(), strict=True)]
+    return list(latest.values())
 
 
 def _row(

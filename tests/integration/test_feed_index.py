@@ -1,19 +1,22 @@
 """The feed index's shortcuts (issue #13) on a real PostgreSQL: fewer round trips, nothing missed.
 
-A sync records its `FeedAppended` in one statement and remembers how far the
-index is; the next sync of the connection in the same process then skips the
+Syncs recording at the same time share one statement (a record that cannot be
+written is retried alone, so it fails alone); the index remembers how far it
+is, and the next sync of the connection in the same process skips the
 catch-up's read of the version table. The events come from a list standing
 in for the event store: what is under test is the index's own table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
 from events.base import DomainEvent
@@ -169,3 +172,49 @@ async def test_a_page_with_nothing_to_look_up_asks_nothing(pool: asyncpg.Pool) -
 
     assert known == []
     assert log.statements == []
+
+
+async def test_syncs_recording_at_the_same_time_share_one_statement(pool: asyncpg.Pool) -> None:
+    log = StatementLog(pool)
+    index = PostgresFeedIndex(log, Stored())  # type: ignore[arg-type]
+    await index.setup()
+    connections = [uuid.uuid4() for _ in range(3)]
+    log.statements.clear()
+
+    await asyncio.gather(
+        *(index.record(c, [appended(c, 2, f"t{i}", 1)]) for i, c in enumerate(connections))
+    )
+
+    assert len(log.statements) == 1, log.statements
+    indexed = await pool.fetch("SELECT connection_id, version FROM syncyard_feed_index_version")
+    assert {(r["connection_id"], r["version"]) for r in indexed} == {(c, 2) for c in connections}
+
+
+async def test_a_record_that_cannot_be_written_fails_alone_not_its_batch(
+    pool: asyncpg.Pool,
+) -> None:
+    index = PostgresFeedIndex(pool, Stored())  # type: ignore[arg-type]
+    await index.setup()
+    good, poisoned, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # More cents than a bigint holds: the batch's statement fails as a whole.
+    too_big = msgspec.structs.replace(
+        appended(poisoned, 2, "tx", 1).entries[0],
+        transaction=FeedTransaction(
+            provider_account_id="acc", amount="1" + "0" * 20, date=date(2025, 1, 20), name="x"
+        ),
+    )
+    bad = msgspec.structs.replace(appended(poisoned, 2, "tx", 1), entries=(too_big,))
+
+    outcomes = await asyncio.gather(
+        index.record(good, [appended(good, 2, "t1", 1)]),
+        index.record(poisoned, [bad]),
+        index.record(other, [appended(other, 4, "t2", 1)]),
+        return_exceptions=True,
+    )
+
+    assert outcomes[0] is None and outcomes[2] is None, outcomes
+    assert isinstance(outcomes[1], Exception), outcomes
+    indexed = await pool.fetch("SELECT connection_id, version FROM syncyard_feed_index_version")
+    assert {(r["connection_id"], r["version"]) for r in indexed} == {(good, 2), (other, 4)}
+    assert await _known_ids(index, good, 2) == {"t1"}
+    # Its sync is not acknowledged; the redelivery's catch-up tries again from the store.
