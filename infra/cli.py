@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import nats
@@ -458,9 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     try:
         if args.command == "up":
-            asyncio.run(_up(settings))
+            _run_service(_up(settings))
         elif args.command == "serve":
-            asyncio.run(_serve(settings, [c for c in args.components.split(",") if c]))
+            _run_service(_serve(settings, [c for c in args.components.split(",") if c]))
         elif args.command == "send":
             payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
             return asyncio.run(
@@ -485,6 +487,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process on uvloop when it is installed (issue #13: it measured
+    cheaper per command, docs/BENCHMARKS.md); SYNCYARD_EVENT_LOOP=asyncio keeps the
+    standard loop, for comparing the two."""
+    if os.environ.get("SYNCYARD_EVENT_LOOP") != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415 - optional: absent, the standard loop runs
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 if __name__ == "__main__":
