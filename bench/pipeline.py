@@ -1,7 +1,9 @@
 """The bare pipeline: the I/O of one sync and nothing else, the floor syncyard is held to.
 
-Per command: consumed from a JetStream work queue, one HTTP call to the
-sandbox's `/plaid/transactions/sync`, a row in one batched INSERT per fetched
+Per command: consumed from a JetStream work queue, the HTTP calls of one sync
+to the sandbox's `/plaid/transactions/sync` (from the account's cursor, page
+after page while the sandbox has more, as syncyard's walk does: one call once
+an account is caught up), a row in one batched INSERT per fetched
 batch (one transaction, as the group committer saves a batch), one result
 published on core NATS, the message acked after the commit. No decoding into
 types, no breakers, no events: what is left when syncyard's own work is taken
@@ -26,6 +28,7 @@ from nats.aio.msg import Msg
 
 from infra.nats_credentials import NatsCredential, connect_options
 from infra.nats_roles import ADMIN
+from services.orchestrator import MAX_PAGES_PER_SYNC
 
 STREAM = "BENCH_PIPE"
 SUBJECT = "bench.pipe.cmd"
@@ -54,18 +57,28 @@ async def serve(nats_url: str, db_url: str, sandbox_url: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     url = f"{sandbox_url}/plaid/transactions/sync"
     async with aiohttp.ClientSession() as session:
+        cursors: dict[str, str] = {}
 
         async def call(msg: Msg) -> tuple[str, str]:
             command = json.loads(msg.data)
-            body = {
-                "client_id": "bench",
-                "secret": "b",
-                "access_token": f"access-sandbox-{command['account_id']}",
-                "count": command.get("count", 5),
-            }
-            async with session.post(url, json=body) as resp:
-                page = await resp.text()
-            return command["command_id"], page
+            account = command["account_id"]
+            pages = []
+            for _ in range(MAX_PAGES_PER_SYNC):
+                body = {
+                    "client_id": "bench",
+                    "secret": "b",
+                    # The token syncyard registers for account "a<n>" (bench.spine).
+                    "access_token": f"access-sandbox-{account[1:]}",
+                    "cursor": cursors.get(account, ""),
+                    "count": command.get("count", 5),
+                }
+                async with session.post(url, json=body) as resp:
+                    page = await resp.json()
+                pages.append(page)
+                cursors[account] = page["next_cursor"]
+                if not page["has_more"]:
+                    break
+            return command["command_id"], json.dumps(pages)
 
         print("ready", flush=True)
         while not stop.is_set():
