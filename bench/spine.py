@@ -104,7 +104,9 @@ def library_saves(db_url: str, threads: int, per_thread: int, db_functions: bool
 
 # -- (b) end to end ----------------------------------------------------------
 SETTLE_S = 0.5
-ONE_PROCESS = "worker,relay,projector,provider_status"  # what `make run` runs, less the API
+# Every component but the API: what `make run` ran until issue #13 (it now starts the
+# relay and projector as a second process, the split shape below).
+ONE_PROCESS = "worker,relay,projector,provider_status"
 SPLIT = ("worker", "relay,projector")
 # Each process's name in the CPU table, by the components it runs.
 PROCESS_NAMES = {ONE_PROCESS: "syncyard", "worker": "worker", "relay,projector": "relay+projector"}
@@ -330,7 +332,7 @@ async def call_overhead(sandbox_url: str, n: int) -> tuple[float, float]:
 
 
 SHAPES = {
-    "one": "one process (make run)",
+    "one": "one process",
     "split": "worker + followers processes",
     "bare": "bare pipeline (the floor)",
 }
