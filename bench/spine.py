@@ -141,7 +141,7 @@ def syncyard_env(nats_url: str, db_url: str, sandbox_url: str) -> dict[str, str]
 @contextlib.asynccontextmanager
 async def processes(shapes: tuple[str, ...], env: dict[str, str]) -> AsyncIterator[dict[str, int]]:
     """`syncyard serve --components …` per shape, each in its own process (the one-process
-    shape is what `make run` runs): their pids by name, the client staying here."""
+    shape is what `make run` ran until issue #13): their pids by name, the client here."""
     procs = [Component(components, env) for components in shapes]
     try:
         for proc in procs:
