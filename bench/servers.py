@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -30,21 +30,39 @@ CIPHER_KEY = "0" * 43 + "="
 SECRETS = {"finicity": "bench-app-key:bench-partner-secret"}
 
 
+class Servers(NamedTuple):
+    nats_url: str
+    pg_url: str
+    # None when NATS_URL / DATABASE_URL name servers this process did not start:
+    # their CPU is then not ours to count.
+    nats_pid: int | None
+    postmaster_pid: int | None
+
+
 @contextlib.asynccontextmanager
-async def servers() -> AsyncIterator[tuple[str, str]]:
-    """NATS (with JetStream) and PostgreSQL URLs, for as long as the context lasts."""
+async def embedded_servers() -> AsyncIterator[Servers]:
+    """NATS (with JetStream) and PostgreSQL, with their process ids where we started them."""
     with tempfile.TemporaryDirectory(prefix="syncyard-bench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             nats_url = os.environ.get("NATS_URL")
+            nats_pid = None
             if not nats_url:
                 server = await stack.enter_async_context(EmbeddedNats(Path(tmp)))
-                nats_url = server.url
+                nats_url, nats_pid = server.url, server.pid
                 bus.register(nats_url, server.credentials)
-            pg_url = (
-                os.environ.get("DATABASE_URL")
-                or (await stack.enter_async_context(EmbeddedPostgres(Path(tmp)))).url
-            )
-            yield nats_url, pg_url
+            pg_url = os.environ.get("DATABASE_URL")
+            postmaster_pid = None
+            if not pg_url:
+                postgres = await stack.enter_async_context(EmbeddedPostgres(Path(tmp)))
+                pg_url, postmaster_pid = postgres.url, postgres.pid
+            yield Servers(nats_url, pg_url, nats_pid, postmaster_pid)
+
+
+@contextlib.asynccontextmanager
+async def servers() -> AsyncIterator[tuple[str, str]]:
+    """NATS (with JetStream) and PostgreSQL URLs, for as long as the context lasts."""
+    async with embedded_servers() as running:
+        yield running.nats_url, running.pg_url
 
 
 async def fresh_database(pg_url: str) -> str:
@@ -53,8 +71,8 @@ async def fresh_database(pg_url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sandbox(scenario: str = "none") -> AsyncIterator[str]:
-    """The sandbox in its own process, as a real provider is: its CPU is not ours.
+async def sandbox_process(scenario: str = "none") -> AsyncIterator[tuple[str, int]]:
+    """The sandbox in its own process, as a real provider is: its URL and process id.
 
     No scenario by default: the sandbox's own default (`calm`) adds 35 ms median
     latency to every call, which would swamp what these benchmarks measure.
@@ -65,10 +83,17 @@ async def sandbox(scenario: str = "none") -> AsyncIterator[str]:
     )
     try:
         await wait_for_tcp("127.0.0.1", port, 15.0)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def sandbox(scenario: str = "none") -> AsyncIterator[str]:
+    """The sandbox's URL, its CPU not ours (see `sandbox_process`)."""
+    async with sandbox_process(scenario) as (url, _pid):
+        yield url
 
 
 def provider_settings(

@@ -12,29 +12,39 @@ import asyncio
 import contextlib
 import os
 import statistics
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import asyncpg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from nats.js.api import ConsumerConfig, RetentionPolicy
 
+from bench import pipeline
 from bench.cli import run
-from bench.report import machine, pct, render
-from bench.servers import CIPHER_KEY, bench_settings, fresh_database, sandbox, servers
+from bench.cpu import CpuMeter, per_command_us
+from bench.report import Row, machine, pct, render
+from bench.servers import (
+    CIPHER_KEY,
+    bench_settings,
+    embedded_servers,
+    fresh_database,
+    sandbox_process,
+)
 from events.codec import decode_result, encode
 from events.commands import RegisterConnection, SyncTransactions
 from events.subjects import HEADER_COMMAND_ID, HEADER_MSG_ID, command_msg_id, command_subject
-from infra.bootstrap import ALL_COMPONENTS, pg_parts
+from infra.bootstrap import pg_parts
 from infra.eventstore import library_env
 from services.orchestrator import Orchestrator
 from services.providers.registry import build_providers
 from tests.support import bus
-from tests.support.harness import Component, running_syncyard
+from tests.support.harness import Component
 from tests.support.links import link_for
 
 
@@ -93,20 +103,25 @@ def library_saves(db_url: str, threads: int, per_thread: int, db_functions: bool
 
 
 # -- (b) end to end ----------------------------------------------------------
-@contextlib.asynccontextmanager
-async def syncyard_running(
-    nats_url: str, db_url: str, sandbox_url: str, split: bool
-) -> AsyncIterator[None]:
-    """One process with every component (as `make run`), or a worker process and a
-    relay+projector process (as a deployment would), the client staying here."""
-    if not split:
-        settings = bench_settings(sandbox_url)
-        async with running_syncyard(
-            settings, nats_url, db_url, components=ALL_COMPONENTS - {"api"}
-        ):
-            yield
-        return
-    env = {
+SETTLE_S = 0.5
+# Every component but the API: what `make run` ran until issue #13 (it now starts the
+# relay and projector as a second process, the split shape below).
+ONE_PROCESS = "worker,relay,projector,provider_status"
+SPLIT = ("worker", "relay,projector")
+# Each process's name in the CPU table, by the components it runs.
+PROCESS_NAMES = {ONE_PROCESS: "syncyard", "worker": "worker", "relay,projector": "relay+projector"}
+
+
+class Run(NamedTuple):
+    """One end-to-end run: its rate, its latencies (ms), and CPU µs per command per process."""
+
+    rate: float
+    latencies: list[float]
+    cpu_us: dict[str, float]
+
+
+def syncyard_env(nats_url: str, db_url: str, sandbox_url: str) -> dict[str, str]:
+    return {
         **os.environ,
         "NATS_URL": nats_url,
         **bus.env(nats_url),
@@ -121,22 +136,96 @@ async def syncyard_running(
         "SYNCYARD_MX_CLIENT_ID": "sandbox-client",
         "SYNCYARD_MX_SECRET": "sandbox-secret",
     }
-    procs = [Component(components, env) for components in ("worker", "relay,projector")]
+
+
+@contextlib.asynccontextmanager
+async def processes(shapes: tuple[str, ...], env: dict[str, str]) -> AsyncIterator[dict[str, int]]:
+    """`syncyard serve --components …` per shape, each in its own process (the one-process
+    shape is what `make run` ran until issue #13): their pids by name, the client here."""
+    procs = [Component(components, env) for components in shapes]
     try:
         for proc in procs:
             await proc.start()
-        yield
+        pids = {}
+        for shape, proc in zip(shapes, procs, strict=True):
+            assert proc.proc is not None
+            pids[PROCESS_NAMES[shape]] = proc.proc.pid
+        yield pids
     finally:
         for proc in procs:
             await proc.stop()
 
 
+@contextlib.asynccontextmanager
+async def bare_pipeline(
+    nats_url: str, db_url: str, sandbox_url: str
+) -> AsyncIterator[dict[str, int]]:
+    """`bench.pipeline` in its own process, on a work queue of its own."""
+    nc = await bus.connect(nats_url, bus.ADMIN)
+    js = nc.jetstream()
+    await js.add_stream(
+        name=pipeline.STREAM, subjects=[pipeline.SUBJECT], retention=RetentionPolicy.WORK_QUEUE
+    )
+    await js.add_consumer(
+        pipeline.STREAM, ConsumerConfig(durable_name=pipeline.CONSUMER, ack_wait=30)
+    )
+    admin = bus.credentials(nats_url).get(bus.ADMIN)
+    env = dict(os.environ)
+    if admin is not None and admin.password_file is not None:
+        env[pipeline.USER_VARIABLE] = admin.user or ""
+        env[pipeline.PASSWORD_FILE_VARIABLE] = str(admin.password_file)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.pipeline",
+        nats_url,
+        db_url,
+        sandbox_url,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            raise SystemExit(f"bench.pipeline did not start: {line!r}")
+        yield {"bare pipeline": proc.pid}
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        await js.delete_stream(pipeline.STREAM)
+        await nc.drain()
+
+
 async def end_to_end(
-    nats_url: str, db_url: str, sandbox_url: str, n: int, rate: float | None, *, split: bool
-) -> tuple[float, list[float]]:
-    """Commands/s (unpaced) or latencies at a fixed `rate`; latency = publish → result."""
-    async with syncyard_running(nats_url, db_url, sandbox_url, split):
-        nc = await bus.connect(nats_url)
+    nats_url: str,
+    db_url: str,
+    sandbox_url: str,
+    n: int,
+    rate: float | None,
+    *,
+    shape: str,
+    shared: dict[str, int | None],
+) -> Run:
+    """Commands/s (unpaced) or latencies at a fixed `rate`; latency = publish → result.
+
+    `shape`: "one" (one syncyard process), "split" (worker, relay+projector) or
+    "bare" (bench.pipeline). `shared`: the processes every shape uses (the
+    sandbox, nats-server, the postmaster), whose CPU the run reads too.
+    """
+    bare = shape == "bare"
+    running = (
+        bare_pipeline(nats_url, db_url, sandbox_url)
+        if bare
+        else processes(
+            (ONE_PROCESS,) if shape == "one" else SPLIT,
+            syncyard_env(nats_url, db_url, sandbox_url),
+        )
+    )
+    async with running as own:
+        meter = CpuMeter({**own, **shared}, with_children=frozenset({"postgres"}))
+        nc = await bus.connect(nats_url, bus.ADMIN if bare else bus.UPSTREAM)
         js = nc.jetstream()
         sent: dict[str, float] = {}
         latencies: list[float] = []
@@ -147,16 +236,19 @@ async def end_to_end(
             cid = (msg.headers or {}).get(HEADER_COMMAND_ID, "")
             if cid in sent:
                 latencies.append((time.perf_counter() - sent.pop(cid)) * 1000)
-                result = decode_result(msg.data)
-                if not result.success:
-                    failures.append(f"{cid}: {result.error}")
+                if not bare:
+                    result = decode_result(msg.data)
+                    if not result.success:
+                        failures.append(f"{cid}: {result.error}")
                 if len(latencies) == n:
                     done.set()
 
-        await nc.subscribe("syncyard.result.sync.transactions", cb=on_result)
+        await nc.subscribe(
+            pipeline.RESULTS if bare else "syncyard.result.sync.transactions", cb=on_result
+        )
         accounts = int(os.environ.get("BENCH_ACCOUNTS", "100"))
         run = uuid.uuid4().hex[:8]  # JetStream would drop a second run's ids as duplicates
-        for a in range(accounts):
+        for a in range(0 if bare else accounts):
             reg = RegisterConnection(
                 command_id=f"reg-{run}-{a}",
                 space_id="bench",
@@ -181,11 +273,12 @@ async def end_to_end(
             )
             sent[cmd.command_id] = time.perf_counter()
             await js.publish(
-                command_subject(cmd.op),
+                pipeline.SUBJECT if bare else command_subject(cmd.op),
                 encode(cmd),
                 headers={HEADER_MSG_ID: command_msg_id(cmd.space_id, cmd.command_id)},
             )
 
+        before = meter.read()
         started = time.perf_counter()
         if rate is None:
             for chunk in range(0, n, 256):
@@ -201,10 +294,14 @@ async def end_to_end(
             await asyncio.gather(*pending)
         await asyncio.wait_for(done.wait(), 300)
         throughput = n / (time.perf_counter() - started)
+        # The followers (relay, projector) finish a little after the last result:
+        # their work belongs to these commands too.
+        await asyncio.sleep(SETTLE_S)
+        after = meter.read()
         if failures:
             raise SystemExit(f"{len(failures)} commands failed, e.g. {failures[0]}")
         await nc.drain()
-    return throughput, latencies
+    return Run(throughput, latencies, per_command_us(before, after, n))
 
 
 # -- (c) orchestrator overhead -----------------------------------------------
@@ -234,10 +331,76 @@ async def call_overhead(sandbox_url: str, n: int) -> tuple[float, float]:
     return statistics.median(bare), statistics.median(through)
 
 
+SHAPES = {
+    "one": "one process",
+    "split": "worker + followers processes",
+    "bare": "bare pipeline (the floor)",
+}
+# Issue #13's targets, each a ratio within one run (scenario `none`).
+TARGET_ONE_VS_DB_FUNCTIONS = 0.6
+TARGET_SPLIT_VS_DB_FUNCTIONS = 1.0
+TARGET_P99_MS = 25.0
+TARGET_WORKER_VS_BARE_CPU = 2.0
+
+
+def chosen_shapes() -> list[str]:
+    """`BENCH_SHAPES=one,bare` runs only those (for A/B runs while profiling)."""
+    chosen = os.environ.get("BENCH_SHAPES")
+    return [s for s in SHAPES if chosen is None or s in chosen.split(",")]
+
+
+def cpu_row(shape: str, run: Run) -> Row:
+    parts = ", ".join(f"{name} {us:,.0f}" for name, us in run.cpu_us.items())
+    total = sum(run.cpu_us.values())
+    return (f"(e) CPU per command, unpaced, {SHAPES[shape]}", f"{total:,.0f} µs", parts)
+
+
+def verdicts(lib_fast: float, runs: dict[str, tuple[Run, Run]]) -> list[str]:
+    """One line per target of issue #13: met or not, with the figures."""
+
+    def line(met: bool, text: str) -> str:
+        return f"{'met    ' if met else 'NOT MET'}  {text}"
+
+    one, one_paced = runs["one"]
+    split = runs["split"][0]
+    bare = runs["bare"][0]
+    worker_us = split.cpu_us.get("worker", float("nan"))
+    bare_us = bare.cpu_us.get("bare pipeline", float("nan"))
+    p99 = pct(one_paced.latencies, 99)
+    return [
+        line(
+            one.rate >= TARGET_ONE_VS_DB_FUNCTIONS * lib_fast,
+            f"one process ≥ {TARGET_ONE_VS_DB_FUNCTIONS}× (d'): {one.rate:,.0f} commands/s "
+            f"= {one.rate / lib_fast:.2f}× of {lib_fast:,.0f}",
+        ),
+        line(
+            split.rate >= TARGET_SPLIT_VS_DB_FUNCTIONS * lib_fast,
+            f"split ≥ {TARGET_SPLIT_VS_DB_FUNCTIONS}× (d'): {split.rate:,.0f} commands/s "
+            f"= {split.rate / lib_fast:.2f}× of {lib_fast:,.0f}",
+        ),
+        line(
+            p99 <= TARGET_P99_MS,
+            f"p99 command → committed at 500/s, one process ≤ {TARGET_P99_MS:.0f} ms: {p99:.1f} ms",
+        ),
+        line(
+            worker_us <= TARGET_WORKER_VS_BARE_CPU * bare_us,
+            f"worker CPU per command ≤ {TARGET_WORKER_VS_BARE_CPU:.0f}× the bare pipeline's: "
+            f"{worker_us:,.0f} vs {bare_us:,.0f} µs = {worker_us / bare_us:.2f}× "
+            f"(one process, every component: {one.cpu_us.get('syncyard', float('nan')):,.0f} µs)",
+        ),
+    ]
+
+
 async def main(quick: bool) -> None:
     scale = 0.25 if quick else 1.0
-    e2e: dict[bool, tuple[float, list[float], list[float]]] = {}
-    async with servers() as (nats_url, pg_url), sandbox() as sandbox_url:
+    runs: dict[str, tuple[Run, Run]] = {}
+    async with embedded_servers() as running, sandbox_process() as (sandbox_url, sandbox_pid):
+        nats_url, pg_url = running.nats_url, running.pg_url
+        shared = {
+            "sandbox": sandbox_pid,
+            "nats-server": running.nats_pid,
+            "postgres": running.postmaster_pid,
+        }
         db = await fresh_database(pg_url)
         js_rate = await raw_jetstream_publish(nats_url, int(3000 * scale))
         pg_rate = await raw_postgres_commits(db, int(3000 * scale))
@@ -247,45 +410,48 @@ async def main(quick: bool) -> None:
         lib_fast = await asyncio.to_thread(
             library_saves, await fresh_database(pg_url), 4, int(500 * scale), True
         )
-        for split in (False, True):
-            rate, unpaced = await end_to_end(
+        for shape in chosen_shapes():
+            unpaced = await end_to_end(
                 nats_url,
                 await fresh_database(pg_url),
                 sandbox_url,
                 int(4000 * scale),
                 None,
-                split=split,
+                shape=shape,
+                shared=shared,
             )
-            _, paced = await end_to_end(
+            paced = await end_to_end(
                 nats_url,
                 await fresh_database(pg_url),
                 sandbox_url,
                 int(5000 * scale),
                 500.0,
-                split=split,
+                shape=shape,
+                shared=shared,
             )
-            e2e[split] = (rate, unpaced, paced)
+            runs[shape] = (unpaced, paced)
         bare_us, through_us = await call_overhead(sandbox_url, int(1000 * scale))
-    rows = [
+    rows: list[Row] = [
         ("(a) JetStream publish, awaiting each ack", f"{js_rate:,.0f} msg/s", "baseline"),
         ("(a) PostgreSQL single-row commit, 1 connection", f"{pg_rate:,.0f} tx/s", "baseline"),
         ("(d) eventsourcing save, 1 event/tx, 4 threads", f"{lib_plain:,.0f} events/s", "baseline"),
         ("(d') the same with its database functions on", f"{lib_fast:,.0f} events/s", "baseline"),
     ]
-    for split, (rate, unpaced, paced) in e2e.items():
-        shape = "worker + followers processes" if split else "one process (make run)"
+    for shape, (unpaced, paced) in runs.items():
         rows += [
             (
-                f"(b) end to end, unpaced, {shape}",
-                f"{rate:,.0f} commands/s",
-                f"{rate / lib_plain:.2f}× (d), {rate / lib_fast:.2f}× (d'), "
-                f"{rate / pg_rate:.2f}× PG commits",
+                f"(b) end to end, unpaced, {SHAPES[shape]}",
+                f"{unpaced.rate:,.0f} commands/s",
+                f"{unpaced.rate / lib_plain:.2f}× (d), {unpaced.rate / lib_fast:.2f}× (d'), "
+                f"{unpaced.rate / pg_rate:.2f}× PG commits",
             ),
             (
-                f"(b) command → committed at 500/s, {shape}",
-                f"p50 {pct(paced, 50):.1f} ms, p99 {pct(paced, 99):.1f} ms",
-                f"unpaced burst: p50 {pct(unpaced, 50):.0f} ms, p99 {pct(unpaced, 99):.0f} ms",
+                f"(b) command → committed at 500/s, {SHAPES[shape]}",
+                f"p50 {pct(paced.latencies, 50):.1f} ms, p99 {pct(paced.latencies, 99):.1f} ms",
+                f"unpaced burst: p50 {pct(unpaced.latencies, 50):.0f} ms, "
+                f"p99 {pct(unpaced.latencies, 99):.0f} ms",
             ),
+            cpu_row(shape, unpaced),
         ]
     rows.append(
         (
@@ -296,6 +462,10 @@ async def main(quick: bool) -> None:
     )
     heading = f"syncyard spine benchmark — {machine()}, scale {scale}"
     print(render(heading, rows))
+    if set(runs) == set(SHAPES):  # a profiling run may leave some out
+        print("\nIssue #13's targets (scenario none, same-run ratios):")
+        for verdict in verdicts(lib_fast, runs):
+            print(verdict)
 
 
 if __name__ == "__main__":

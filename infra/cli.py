@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import nats
@@ -255,9 +257,14 @@ async def _up(settings: Settings) -> None:
             open_runtime(settings, nats_url, database_url, cipher_key=cipher_key_for(settings))
         )
         assert database_url is not None
+        followers = await _start_followers(settings, nats_url, database_url, sandbox_url)
+        # Stopped before the servers they use (the stack unwinds last in, first out).
+        stack.push_async_callback(_stop_followers, followers)
+        watcher = asyncio.create_task(_stop_when_gone(followers, stop))
+        stack.callback(watcher.cancel)
         await run_components(
             runtime,
-            ALL_COMPONENTS,
+            ALL_COMPONENTS - set(FOLLOWERS),
             stop,
             # Masked: the banner is printed, and a URL's password must never be.
             on_ready=lambda rt: print(
@@ -265,6 +272,86 @@ async def _up(settings: Settings) -> None:
             ),
         )
     print("syncyard stopped cleanly.", flush=True)
+
+
+# `up` runs the relay and the projector in a process of their own: two processes
+# (two GILs) on two cores measured faster than one (docs/BENCHMARKS.md, issue #13).
+FOLLOWERS = ("relay", "projector")
+
+
+def _followers_env(
+    settings: Settings, nats_url: str, database_url: str, sandbox_url: str
+) -> dict[str, str]:
+    """What `serve --components relay,projector` needs to join `up`'s servers."""
+    env = {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "SYNCYARD_CIPHER_KEY": cipher_key_for(settings),
+    }
+    for role, credential in settings.nats_credentials.items():
+        if credential.user:
+            env[credential_variable(role, "USER")] = credential.user
+        if credential.password_file is not None:
+            env[credential_variable(role, "PASSWORD_FILE")] = str(credential.password_file)
+        if credential.creds_file is not None:
+            env[credential_variable(role, "CREDS_FILE")] = str(credential.creds_file)
+    if not any(key.endswith("_BASE_URL") and key.startswith("SYNCYARD_") for key in os.environ):
+        # Outside the embedded mode a provider must be named; the followers call none,
+        # so the sandbox's Plaid, which speaks http:// only, does.
+        env["SYNCYARD_PLAID_BASE_URL"] = f"{sandbox_url}/plaid"
+        env["SYNCYARD_PLAID_CLIENT_ID"] = "sandbox-client"
+        env["SYNCYARD_PLAID_SECRET"] = "sandbox-secret"  # noqa: S105 - the sandbox holds none
+        env["SYNCYARD_INSECURE_PROVIDERS"] = "1"
+    return env
+
+
+async def _start_followers(
+    settings: Settings, nats_url: str, database_url: str, sandbox_url: str
+) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "serve",
+        "--components",
+        ",".join(FOLLOWERS),
+        env=_followers_env(settings, nats_url, database_url, sandbox_url),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    except TimeoutError:
+        line = b""
+    if line.strip() != b"ready":
+        await _stop_followers(proc)
+        raise ConfigurationError("the relay and projector process did not start (its log above)")
+    return proc
+
+
+async def _stop_when_gone(followers: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
+    """A followers' process that dies takes the rest down: nothing would be relayed."""
+    assert followers.stdout is not None
+    while await followers.stdout.readline():
+        pass
+    await followers.wait()
+    if not stop.is_set():
+        log.error("the relay and projector process exited (%s): stopping", followers.returncode)
+        stop.set()
+
+
+async def _stop_followers(proc: asyncio.subprocess.Process) -> None:
+    # Ctrl-C reaches it too (the terminal signals the whole process group); a
+    # SIGTERM to `up` alone does not, hence ours.
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def _serve(settings: Settings, components: Sequence[str]) -> None:
@@ -553,9 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     try:
         if args.command == "up":
-            asyncio.run(_up(settings))
+            _run_service(_up(settings))
         elif args.command == "serve":
-            asyncio.run(_serve(settings, [c for c in args.components.split(",") if c]))
+            _run_service(_serve(settings, [c for c in args.components.split(",") if c]))
         elif args.command == "send":
             payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
             code = asyncio.run(
@@ -580,6 +667,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process on uvloop when it is installed (issue #13: it measured
+    cheaper per command, docs/BENCHMARKS.md); SYNCYARD_EVENT_LOOP=asyncio keeps the
+    standard loop, for comparing the two."""
+    if os.environ.get("SYNCYARD_EVENT_LOOP") != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415 - optional: absent, the standard loop runs
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ idempotent and nothing is indexed that was not committed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import date
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -80,7 +82,36 @@ INSERT INTO syncyard_feed_index_version VALUES ($1, $2)
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
 WHERE syncyard_feed_index_version.version < EXCLUDED.version
 """
+# The usual records of syncs running at the same time (one FeedAppended each,
+# nothing withdrawn) in one statement and one implicit transaction: every
+# record's rows and version commit together, or none does.
+_RECORD_BATCH = """
+WITH upserted AS (
+INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
+    amount_cents, posted, authorized, description, pending, fingerprint, position)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
+                     $7::date[], $8::text[], $9::boolean[], $10::text[], $11::bigint[])
+ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
+    syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
+    posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
+    description = EXCLUDED.description,
+    pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
+    position = LEAST(i.position, EXCLUDED.position)
+RETURNING 1)
+INSERT INTO syncyard_feed_index_version AS v SELECT * FROM unnest($12::uuid[], $13::bigint[])
+ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
+WHERE v.version < EXCLUDED.version
+"""
 _Row = tuple[str, str, str, int, date, date | None, str, bool, str, int]
+
+
+class _Record(NamedTuple):
+    """One sync's rows and version, waiting for the next batch to write them."""
+
+    connection_id: UUID
+    rows: list[_Row]
+    version: int
+    written: asyncio.Future[None]
 
 
 class PostgresFeedIndex(FeedIndexPort):
@@ -90,6 +121,14 @@ class PostgresFeedIndex(FeedIndexPort):
         # One connection's syncs run one at a time in a worker; this keeps a
         # catch-up and a record of the same connection from interleaving.
         self._locks = KeyedLocks()
+        # A lower bound of each connection's indexed version, as this process last
+        # wrote or read it: the version only grows, so a sync whose state is no newer
+        # skips the catch-up's read (one round trip per sync).
+        self._indexed: dict[UUID, int] = {}
+        # Records wait here while a batch is being written, then go in the next
+        # one: a round trip and a commit per batch of syncs, not per sync.
+        self._waiting: list[_Record] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -106,6 +145,8 @@ class PostgresFeedIndex(FeedIndexPort):
         around: tuple[date, date] | None,
     ) -> list[Known]:
         await self._catch_up(connection_id, upto_version)
+        if not provider_ids and around is None:
+            return []  # nothing to look up: the query could only match nothing
         first, last = around if around is not None else (None, None)
         rows = await self.pool.fetch(
             _KNOWN, connection_id, provider, list(provider_ids), first, last
@@ -133,53 +174,36 @@ class PostgresFeedIndex(FeedIndexPort):
             await self._apply(connection_id, events)
 
     async def _catch_up(self, connection_id: UUID, version: int) -> None:
+        if self._indexed.get(connection_id, -1) >= version:
+            return
         async with self._locks.hold(connection_id):
             indexed = await self.pool.fetchval(
                 "SELECT version FROM syncyard_feed_index_version WHERE connection_id = $1",
                 connection_id,
             )
             if indexed is not None and indexed >= version:
+                self._known_indexed(connection_id, indexed)
                 return
             missed = await self.store.events_after(connection_id, int(indexed or 0))
             await self._apply(connection_id, [e for e in missed if e.originator_version <= version])
+
+    def _known_indexed(self, connection_id: UUID, version: int) -> None:
+        if version > self._indexed.get(connection_id, -1):
+            self._indexed[connection_id] = version
 
     async def _apply(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
         feed = [e for e in events if isinstance(e, FeedAppended)]
         if not events:
             return
+        version = events[-1].originator_version
+        if len(feed) <= 1 and not any(e.change == "removed" for f in feed for e in f.entries):
+            await self._batched(connection_id, _rows(feed[0]) if feed else [], version)
+            return
         async with self.pool.acquire() as conn, conn.transaction():
             for event in feed:
-                rows: list[_Row] = []
-                for entry in event.entries:
-                    if entry.transaction is not None:
-                        rows.append(
-                            _row(
-                                event.provider,
-                                entry.provider_transaction_id,
-                                entry.syncyard_transaction_id,
-                                entry.transaction,
-                                entry.position,
-                            )
-                        )
-                for seen in event.recognised:
-                    rows.append(
-                        _row(
-                            event.provider,
-                            seen.provider_transaction_id,
-                            seen.syncyard_transaction_id,
-                            seen.transaction,
-                            seen.delivered_at,
-                        )
-                    )
-                if rows:
-                    # One id twice in a walk (added, then modified on a later page):
-                    # the last content stands, the first position is where it began.
-                    latest: dict[tuple[str, str], _Row] = {}
-                    for row in rows:
-                        earlier = latest.get((row[0], row[1]))
-                        position = row[9] if earlier is None else min(earlier[9], row[9])
-                        latest[(row[0], row[1])] = (*row[:9], position)
-                    columns = [list(column) for column in zip(*latest.values(), strict=True)]
+                latest = _rows(event)
+                if latest:
+                    columns = [list(column) for column in zip(*latest, strict=True)]
                     await conn.execute(_UPSERT, connection_id, *columns)
                 removed = [e for e in event.entries if e.change == "removed"]
                 if removed:
@@ -190,7 +214,102 @@ class PostgresFeedIndex(FeedIndexPort):
                         [e.syncyard_transaction_id for e in removed],
                         [e.provider_transaction_id for e in removed],
                     )
-            await conn.execute(_ADVANCE, connection_id, events[-1].originator_version)
+            await conn.execute(_ADVANCE, connection_id, version)
+        self._known_indexed(connection_id, version)
+
+    async def _batched(self, connection_id: UUID, rows: list[_Row], version: int) -> None:
+        record = _Record(connection_id, rows, version, asyncio.get_running_loop().create_future())
+        self._waiting.append(record)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_waiting())
+        await record.written
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._write(batch)
+                except Exception:
+                    # One record that cannot be written must not fail the syncs that
+                    # happened to share its batch: each alone, each its own answer.
+                    for record in batch:
+                        try:
+                            await self._write([record])
+                        except Exception as exc:
+                            _settle(record.written, exc)
+                        else:
+                            self._done(record)
+                else:
+                    for record in batch:
+                        self._done(record)
+        finally:
+            self._writer = None
+
+    def _done(self, record: _Record) -> None:
+        self._known_indexed(record.connection_id, record.version)
+        _settle(record.written, None)
+
+    async def _write(self, batch: Sequence[_Record]) -> None:
+        rows: dict[tuple[UUID, str, str], tuple[UUID, *_Row]] = {}
+        versions: dict[UUID, int] = {}
+        for record in batch:
+            for row in record.rows:
+                key = (record.connection_id, row[0], row[1])
+                earlier = rows.get(key)
+                # A row twice in one statement is an error: the later stands, as above.
+                position = row[9] if earlier is None else min(earlier[10], row[9])
+                rows[key] = (record.connection_id, *row[:9], position)
+            versions[record.connection_id] = max(
+                record.version, versions.get(record.connection_id, 0)
+            )
+        columns: list[list[object]] = (
+            [list(c) for c in zip(*rows.values(), strict=True)] if rows else [[]] * 11
+        )
+        await self.pool.execute(_RECORD_BATCH, *columns, list(versions), list(versions.values()))
+
+
+def _settle(written: asyncio.Future[None], error: BaseException | None) -> None:
+    if written.done():  # its sync was cancelled meanwhile
+        return
+    if error is None:
+        written.set_result(None)
+    else:
+        written.set_exception(error)
+
+
+def _rows(event: FeedAppended) -> list[_Row]:
+    """The index rows an event's entries and recognised copies make, each id once."""
+    rows: list[_Row] = []
+    for entry in event.entries:
+        if entry.transaction is not None:
+            rows.append(
+                _row(
+                    event.provider,
+                    entry.provider_transaction_id,
+                    entry.syncyard_transaction_id,
+                    entry.transaction,
+                    entry.position,
+                )
+            )
+    for seen in event.recognised:
+        rows.append(
+            _row(
+                event.provider,
+                seen.provider_transaction_id,
+                seen.syncyard_transaction_id,
+                seen.transaction,
+                seen.delivered_at,
+            )
+        )
+    # One id twice in a walk (added, then modified on a later page):
+    # the last content stands, the first position is where it began.
+    latest: dict[tuple[str, str], _Row] = {}
+    for row in rows:
+        earlier = latest.get((row[0], row[1]))
+        position = row[9] if earlier is None else min(earlier[9], row[9])
+        latest[(row[0], row[1])] = (*row[:9], position)
+    return list(latest.values())
 
 
 def _row(

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import msgspec
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from infra.bootstrap import Runtime
+from infra.embedded import find_free_port
 from tests.support import bus
 
 pytestmark = pytest.mark.integration
@@ -201,3 +203,44 @@ async def test_serve_refuses_an_http_provider_url_and_never_prints_the_database_
     assert code == 2, out
     assert "SYNCYARD_PLAID_BASE_URL must be an https:// URL" in out
     assert "hunter2" not in out and "nats-token" not in out
+
+
+@pytest.mark.timeout(180)
+async def test_up_runs_the_relay_and_projector_in_a_second_process_and_stops_it(
+    tmp_path: Path,
+) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("NATS_URL", "DATABASE_URL") and not key.startswith("SYNCYARD_")
+    }
+    env |= {
+        "SYNCYARD_STATE_DIR": str(tmp_path),
+        "SYNCYARD_HTTP_PORT": str(find_free_port()),
+        "SYNCYARD_SANDBOX_PORT": str(find_free_port()),
+    }
+    up = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "infra.cli", "up", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert up.stdout is not None
+    try:
+        async with asyncio.timeout(120):
+            while b"Ctrl-C" not in await up.stdout.readline():
+                assert up.returncode is None
+        (followers,) = [
+            child
+            for child in psutil.Process(up.pid).children()
+            if "relay,projector" in " ".join(child.cmdline())
+        ]
+        assert "serve" in followers.cmdline()
+
+        # A SIGTERM to `up` alone (Ctrl-C would reach both): it stops its followers too.
+        up.terminate()
+        async with asyncio.timeout(60):
+            await up.communicate()
+        assert up.returncode == 0
+        assert not followers.is_running() or followers.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if up.returncode is None:
+            up.kill()
+            await up.wait()
