@@ -206,12 +206,14 @@ Ctrl-C stops everything.
 """
 
 
-def _refuse_unsafe(settings: Settings, *, serves_api: bool = True) -> None:
+def _refuse_unsafe(
+    settings: Settings, *, serves_api: bool = True, calls_providers: bool = True
+) -> None:
     """Fail closed: outside the embedded mode, refuse settings that would leak or lose data.
 
     Every reason is said at once, the API's tokens included, before anything connects.
     """
-    reasons = refusals(settings)
+    reasons = refusals(settings, calls_providers=calls_providers)
     if serves_api and not settings.embedded and not settings.api_tokens:
         reasons.append(
             "the HTTP API needs API tokens: set SYNCYARD_API_TOKENS (NAME:ROLE:SPACES:TOKEN, "
@@ -257,7 +259,7 @@ async def _up(settings: Settings) -> None:
             open_runtime(settings, nats_url, database_url, cipher_key=cipher_key_for(settings))
         )
         assert database_url is not None
-        followers = await _start_followers(settings, nats_url, database_url, sandbox_url)
+        followers = await _start_followers(settings, nats_url, database_url)
         # Stopped before the servers they use (the stack unwinds last in, first out).
         stack.push_async_callback(_stop_followers, followers)
         watcher = asyncio.create_task(_stop_when_gone(followers, stop))
@@ -279,9 +281,7 @@ async def _up(settings: Settings) -> None:
 FOLLOWERS = ("relay", "projector")
 
 
-def _followers_env(
-    settings: Settings, nats_url: str, database_url: str, sandbox_url: str
-) -> dict[str, str]:
+def _followers_env(settings: Settings, nats_url: str, database_url: str) -> dict[str, str]:
     """What `serve --components relay,projector` needs to join `up`'s servers."""
     env = {
         **os.environ,
@@ -296,18 +296,11 @@ def _followers_env(
             env[credential_variable(role, "PASSWORD_FILE")] = str(credential.password_file)
         if credential.creds_file is not None:
             env[credential_variable(role, "CREDS_FILE")] = str(credential.creds_file)
-    if not any(key.endswith("_BASE_URL") and key.startswith("SYNCYARD_") for key in os.environ):
-        # Outside the embedded mode a provider must be named; the followers call none,
-        # so the sandbox's Plaid, which speaks http:// only, does.
-        env["SYNCYARD_PLAID_BASE_URL"] = f"{sandbox_url}/plaid"
-        env["SYNCYARD_PLAID_CLIENT_ID"] = "sandbox-client"
-        env["SYNCYARD_PLAID_SECRET"] = "sandbox-secret"  # noqa: S105 - the sandbox holds none
-        env["SYNCYARD_INSECURE_PROVIDERS"] = "1"
     return env
 
 
 async def _start_followers(
-    settings: Settings, nats_url: str, database_url: str, sandbox_url: str
+    settings: Settings, nats_url: str, database_url: str
 ) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -316,7 +309,7 @@ async def _start_followers(
         "serve",
         "--components",
         ",".join(FOLLOWERS),
-        env=_followers_env(settings, nats_url, database_url, sandbox_url),
+        env=_followers_env(settings, nats_url, database_url),
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
@@ -357,7 +350,11 @@ async def _stop_followers(proc: asyncio.subprocess.Process) -> None:
 async def _serve(settings: Settings, components: Sequence[str]) -> None:
     if not (settings.nats_url and settings.database_url):
         raise ConfigurationError("serve needs NATS_URL and DATABASE_URL; `syncyard up` embeds them")
-    _refuse_unsafe(settings, serves_api="api" in components)
+    _refuse_unsafe(
+        settings,
+        serves_api="api" in components,
+        calls_providers=not set(components) <= set(FOLLOWERS),
+    )
     stop = asyncio.Event()
     _install_stop_signals(stop)
     setup_tracing(settings.otlp_endpoint)

@@ -275,12 +275,14 @@ TLS_PARAMETERS = frozenset(
 )
 
 
-def refusals(settings: Settings) -> list[str]:
+def refusals(settings: Settings, *, calls_providers: bool = True) -> list[str]:
     """What stops syncyard from starting with these settings; empty when nothing does.
 
     The embedded mode is local and throwaway, so nothing is asked of it. Outside
     it (any external server configured), syncyard fails closed: every reason is
     listed at once, naming the variable to set, and never printing a value.
+    A process that calls no provider (`calls_providers=False`: the relay and the
+    projector alone) need not name one; a provider it is given is still checked.
     """
     if settings.embedded:
         return []
@@ -290,7 +292,7 @@ def refusals(settings: Settings) -> list[str]:
             "SYNCYARD_CIPHER_KEY is not set: access tokens are stored encrypted, and outside "
             "the embedded mode the key must be yours, not one generated on the fly"
         )
-    if not settings.providers:
+    if calls_providers and not settings.providers:
         names = " or ".join(provider_variable(n, "BASE_URL") for n in ("plaid", "mx"))
         reasons.append(
             f"no provider is configured: set {names}, with its _CLIENT_ID and _SECRET, or "

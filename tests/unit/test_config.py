@@ -218,6 +218,14 @@ def test_outside_the_embedded_mode_no_provider_falls_back_to_the_sandbox() -> No
     assert any("SYNCYARD_PLAID_BASE_URL" in r and "no provider" in r for r in reasons)
 
 
+def test_a_process_that_calls_no_provider_need_not_name_one_but_one_named_is_checked() -> None:
+    # The relay and projector alone (`serve --components relay,projector`, as `up` runs them).
+    assert refusals(load_settings(SAFE_SERVERS), calls_providers=False) == []
+    insecure = {**SAFE_SERVERS, **PLAID, "SYNCYARD_PLAID_BASE_URL": "http://plaid.internal"}
+    [reason] = refusals(load_settings(insecure), calls_providers=False)
+    assert reason.startswith("SYNCYARD_PLAID_BASE_URL must be an https:// URL")
+
+
 def test_a_provider_named_without_its_address_or_secrets_is_refused_by_name() -> None:
     settings = load_settings({**SAFE_SERVERS, **PLAID, "SYNCYARD_MX_CLIENT_ID": "mx-client"})
 
