@@ -589,6 +589,9 @@ class EmbeddedPostgres:
     def _pg_ctl_start(self, port: int) -> None:
         # -k '': no unix socket, TCP only (pg_ctl -w watches postmaster.pid, not a socket).
         options = f"-h {LOOPBACK} -p {port} -k ''"
+        # A statement that waits on a lock past deadlock_timeout (1 s) is logged with
+        # who holds it: a register once waited 30 s at startup, cause unknown.
+        options += " -c log_lock_waits=on"
         if not self._durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         # pg_ctl puts the postmaster in its own session (setsid), so a Ctrl-C meant

@@ -78,6 +78,8 @@ async def test_a_second_postgres_start_on_the_same_state_dir_finds_the_data(
     async with EmbeddedPostgres(tmp_path) as first:
         connection = await asyncpg.connect(first.url)
         try:
+            # A lock wait is logged with its holder: what a 3 a.m. reader needs.
+            assert await connection.fetchval("SHOW log_lock_waits") == "on"
             await connection.execute("CREATE TABLE kept (note text)")
             await connection.execute("INSERT INTO kept VALUES ('written by the first start')")
         finally:
