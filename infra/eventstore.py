@@ -34,6 +34,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment, get_topic, retry
+from psycopg.sql import SQL, Identifier
 
 from events.base import DomainEvent
 from events.connection import ProviderLinked
@@ -137,6 +138,44 @@ class ShreddingRecorder(PostgresApplicationRecorder):
     credential is forgotten, or replaced, together with its key's destruction,
     or neither happens and the caller tries again.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The library's insert function takes no table lock (its other path does):
+        # two writers (replicas, or the breaker recorder beside the group committer)
+        # could then commit notification ids out of order, and the relay and the
+        # projector, which read past the highest id they saw, would skip the lower
+        # one for good. Locking the table in the function serialises the inserts,
+        # as reader.py relies on; CREATE OR REPLACE updates earlier databases.
+        locked = SQL(
+            "CREATE OR REPLACE FUNCTION "
+            "{schema}.{insert_events}(events {schema}.{event}[]) "
+            "RETURNS SETOF bigint "
+            "LANGUAGE plpgsql "
+            "AS "
+            "$BODY$"
+            "BEGIN"
+            "    SET LOCAL lock_timeout = '{lock_timeout}s';"
+            "    LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+            "    NOTIFY {channel};"
+            "    RETURN QUERY"
+            "    INSERT INTO {schema}.{table} AS t ("
+            "    originator_id, originator_version, topic, state)"
+            "    SELECT originator_id, originator_version, topic, state"
+            "    FROM unnest(events)"
+            "    RETURNING notification_id;"
+            "END;"
+            "$BODY$"
+        ).format(
+            insert_events=Identifier(self.pg_function_name_insert_events),
+            lock_timeout=self.datastore.lock_timeout,
+            channel=Identifier(self.channel_name),
+            event=Identifier(self.stored_event_type_name),
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+        )
+        self.sql_create_pg_function_insert_events = locked
+        self.sql_create_statements[self.create_insert_function_statement_index] = locked
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
