@@ -175,8 +175,9 @@ ACCESS: dict[RouteKey, Access] = {
     ("get", "/v1/providers/reliability"): Access(READERS, "provider"),
     ("get", "/v1/providers/failover-rates"): Access(READERS, "provider"),
     ("get", "/v1/breakers"): Access(READERS, "provider"),
-    ("post", "/v1/breakers/force"): Access(OPERATORS, "provider"),
-    ("post", "/v1/breakers/release"): Access(OPERATORS, "provider"),
+    # A hold stops or lets through every space's calls: only an operator of every space.
+    ("post", "/v1/breakers/force"): Access(OPERATORS, "fleet"),
+    ("post", "/v1/breakers/release"): Access(OPERATORS, "fleet"),
     ("get", "/v1/connections/{account_id}/history"): Access(AUDITORS, "space"),
     ("get", "/v1/connections/{account_id}/status"): Access(READERS, "space"),
     ("get", "/v1/connections/{account_id}/syncs"): Access(READERS, "space"),

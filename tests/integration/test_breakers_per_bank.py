@@ -180,6 +180,10 @@ async def test_only_operators_may_hold_a_breaker_over_http(syncyard: Runtime) ->
     async with aiohttp.ClientSession() as http:
         async with http.post(url, json=body, headers=auth("viewer")) as r:
             assert r.status == 403
+        # A hold stops every space's calls: an operator of one space (a tenant's
+        # backend) may not hold one for everyone.
+        async with http.post(url, json=body, headers=auth("operator-1")) as r:
+            assert r.status == 403
         async with http.post(url, json=body, headers=auth("operator")) as r:
             assert r.status == 200
             assert (await r.json())["data"]["forced"] == "open"
