@@ -72,6 +72,9 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     # bank's by the window's rule, or the provider's status blaming the bank):
     # the same bank at other providers is likely down too (board.py).
     bank_down: bool = False
+    # The last release recorded: a redelivered release must not close a breaker
+    # that opened again since.
+    released_command: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -255,8 +258,11 @@ def decide_force(
 def decide_release(
     breaker: Breaker, *, actor: str, reason: str, command_id: str, now: datetime
 ) -> list[DomainEvent]:
-    """End a hold (or, as Polly's `Reset()`, close an open breaker); nothing when closed."""
+    """End a hold (or, as Polly's `Reset()`, close an open breaker); nothing when closed,
+    nor for a release already recorded (redelivered after the breaker opened again)."""
     if breaker.forced is None and breaker.status == "closed":
+        return []
+    if breaker.released_command == command_id:
         return []
     return [
         BreakerReleased(
@@ -316,7 +322,11 @@ def _(event: BreakerOpened, breaker: Breaker) -> Breaker:
         half_opened_at=None,
         probes=(),
         probe_admitted_at={},
-        bank_down=event.institution_id is not None
+        # Only an open from closed spreads to the bank at other providers: a failed
+        # probe re-opening it would otherwise hold them round after round, while
+        # this provider's own connector to the bank may be what is broken.
+        bank_down=breaker.status == "closed"
+        and event.institution_id is not None
         and (event.source == "calls" or event.blame == "institution"),
     )
 
@@ -383,6 +393,10 @@ def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
     return msgspec.structs.replace(
         breaker,
         version=event.originator_version,
+        # Closing an open breaker (a hold's end, or a reset) lets the waiting work
+        # back on the ramp, not all at once onto a provider no probe has checked.
+        closed_at=event.timestamp if breaker.status != "closed" else breaker.closed_at,
+        released_command=event.command_id,
         status="closed",
         open_until=None,
         half_opened_at=None,

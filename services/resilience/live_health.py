@@ -108,6 +108,8 @@ class LiveHealth:
     def observe(self, event: DomainEvent) -> None:
         """Take in one event from the log; others than calls and transitions are ignored."""
         if isinstance(event, (BreakerOpened, BreakerHalfOpened, BreakerClosed)):
+            if event.institution_id is not None:
+                return  # one bank's breaker at the provider says nothing of the whole
             known = self._providers.get((event.provider, event.region))
             if known is not None:
                 known.minutes.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import msgspec
 import pytest
 
 from events.breaker import BreakerForced, BreakerOpened, BreakerReleased, ProviderStatusReport
@@ -239,3 +240,44 @@ async def test_an_operators_hold_at_one_provider_routes_around_it_instead_of_spr
     )  # fmt: skip
     assert not (await b.permit("plaid", "US", "p", institution_id="gingham_savings")).allowed
     assert (await b.permit("mx", "US", "m", institution_id="gingham_savings")).allowed
+
+
+async def test_a_failed_probe_reopening_a_banks_breaker_does_not_hold_other_providers_again() -> (
+    None
+):
+    # Plaid's own connector to a bank can answer INSTITUTION_DOWN for hours: the
+    # spread to MX lasts one open time, not every round of Plaid's probes.
+    b, _, clock = board()
+    await feed(b, clock, [attempt(clock, n) for n in range(5)])
+    assert not (await b.permit("mx", "US", "m1", institution_id="gingham_savings")).allowed
+    clock.advance(61)
+    await b.tick()
+    probe = await b.permit("plaid", "US", "probe-1", institution_id="gingham_savings")
+    assert probe.allowed and probe.probe
+    failed = attempt(clock, 99)
+    await b.observe(msgspec.structs.replace(failed, command_id="probe-1"))
+    assert b.status("plaid", "US", "gingham_savings") == "open"  # re-opened by its probe
+    assert (await b.permit("mx", "US", "m2", institution_id="gingham_savings")).allowed
+
+
+async def test_releasing_an_open_breaker_lets_the_waiting_work_back_on_the_ramp() -> None:
+    b, _, clock = board()
+    args = {"state": "open", "duration_s": 7200.0, "actor": "ops", "reason": "incident"}
+    await b.force("plaid", "US", None, command_id="hold", **args)  # type: ignore[arg-type]
+    clock.advance(3600)
+    await b.release("plaid", "US", None, actor="ops", reason="over", command_id="rel")
+    let_through = [(await b.permit("plaid", "US", f"w{n}")).allowed for n in range(200)]
+    # The ramp's first interval lets about an eighth through, not the whole backlog.
+    assert 0 < sum(let_through) < 100
+
+
+async def test_a_redelivered_release_does_not_close_a_breaker_that_opened_again() -> None:
+    b, recorder, clock = board()
+    args = {"state": "open", "duration_s": 60.0, "actor": "ops", "reason": "r"}
+    await b.force("plaid", "US", None, command_id="f", **args)  # type: ignore[arg-type]
+    await b.release("plaid", "US", None, actor="ops", reason="over", command_id="r")
+    await feed(b, clock, [attempt(clock, n, blame="provider") for n in range(5)])
+    assert b.status("plaid", "US") == "open"
+    await b.release("plaid", "US", None, actor="ops", reason="over", command_id="r")
+    assert b.status("plaid", "US") == "open"
+    assert recorder.recorded().count("BreakerReleased") == 1

@@ -128,6 +128,23 @@ def test_a_breaker_transition_clears_the_window_so_the_probe_keeps_its_place() -
     assert health.score("plaid", "US", NOW) == 100  # no calls since, and a recent success
 
 
+def test_one_banks_breaker_at_a_provider_does_not_clear_the_providers_window() -> None:
+    # With many banks some bank breaker is always moving: clearing the provider's
+    # window on each would keep a sick provider's score at 100.
+    opened_at_a_bank = BreakerOpened(
+        originator_id=uuid.uuid4(),
+        originator_version=1,
+        timestamp=NOW,
+        provider="plaid",
+        region="US",
+        institution_id="gingham_savings",
+        open_until=NOW + timedelta(seconds=60),
+        reason="5 failures",
+    )
+    sick = health_after(*failing("plaid", 10), opened_at_a_bank)
+    assert sick.score("plaid", "US", NOW) < health_after().score("plaid", "US", NOW)
+
+
 async def test_the_orchestrator_tries_the_healthier_link_first_and_records_both_scores() -> None:
     plaid, mx = FakeProvider("plaid", err("provider_down", True)), FakeProvider("mx")
     orch = Orchestrator(
