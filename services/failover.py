@@ -21,6 +21,17 @@ DEADLINE_EXCEEDED = ErrorInfo(
     type="network",
     retryable=False,
 )
+# A command without a deadline still gives each try a budget; running out of it
+# before every linked provider was called ends this try, not the sync: the next
+# try (a deferral, retried up to the sync's maximum age) resumes.
+TRY_TIME_SPENT = ErrorInfo(
+    code="try_time_spent",
+    message="this try's time ran out before every linked provider could answer; "
+    "the sync is tried again",
+    type="network",
+    retryable=True,
+    blame="syncyard",
+)
 
 
 class CallRun:

@@ -25,6 +25,7 @@ from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
 from services.failover import (
     DEADLINE_EXCEEDED,
+    TRY_TIME_SPENT,
     HEALTH_MARGIN,
     Answer,
     CallRun,
@@ -152,7 +153,10 @@ class Orchestrator:
                 continue
             remaining = budget_end - self._clock()
             if remaining < MIN_CALL_BUDGET_S:
-                return run.finish(success=False, provider=link.provider, error=DEADLINE_EXCEEDED)
+                # Only the command's own deadline ends it for good; our budget per
+                # try (no deadline given) ends this try, and a deferral goes on.
+                spent = DEADLINE_EXCEEDED if cmd.deadline is not None else TRY_TIME_SPENT
+                return run.finish(success=False, provider=link.provider, error=spent)
             timeout_s = min(remaining, self.call_timeout_s)
             partner = self._hedge_partner(run, index) if hedge else None
             if hedge is not None and partner is not None:

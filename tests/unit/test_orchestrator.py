@@ -152,6 +152,40 @@ async def test_a_passed_deadline_calls_no_provider() -> None:
     assert plaid.calls == 0
 
 
+class SlowFailure(FakeProvider):
+    """Fails as a timeout does: after the whole call time has gone."""
+
+    def __init__(self, name: str, clock: list[float]) -> None:
+        super().__init__(name, err("network", True))
+        self.clock = clock
+
+    async def sync_transactions(
+        self, link: LinkCredentials, *, cursor: str | None, count: int, timeout_s: float
+    ) -> TransactionsPage:
+        self.clock[0] += timeout_s
+        return await super().sync_transactions(
+            link, cursor=cursor, count=count, timeout_s=timeout_s
+        )
+
+
+async def test_a_try_out_of_time_without_a_deadline_is_tried_again_not_failed_for_good() -> None:
+    now = [0.0]
+    slow = {name: SlowFailure(name, now) for name in ("plaid", "mx", "finicity")}
+    orch = Orchestrator(
+        dict(slow),
+        hierarchy={"US": ("plaid", "mx", "finicity")},
+        in_call_pause_s=0.0,  # a timeout earns one more try in the call (the default)
+        clock=lambda: now[0],
+    )
+    outcome = await orch.execute_with_failover(
+        SYNC, [link("plaid"), link("mx"), link("finicity")], "US"
+    )
+    assert outcome.error is not None and outcome.error.code == "try_time_spent"
+    assert outcome.error.retryable  # deferred by the sync handler, not SyncFailed
+    # Plaid twice (its in-call retry) and MX: 3 x 10 s, the whole 30 s budget.
+    assert (slow["plaid"].calls, slow["mx"].calls, slow["finicity"].calls) == (2, 1, 0)
+
+
 class BlipProvider(FakeProvider):
     """Fails its first `blips` calls with `error`, then answers."""
 
