@@ -25,8 +25,8 @@ from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
 from services.failover import (
     DEADLINE_EXCEEDED,
-    TRY_TIME_SPENT,
     HEALTH_MARGIN,
+    TRY_TIME_SPENT,
     Answer,
     CallRun,
     exhausted_error,
