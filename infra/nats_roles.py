@@ -134,6 +134,15 @@ def _declare(*streams: str) -> tuple[str, ...]:
     )
 
 
+def _declare_only(*streams: str) -> tuple[str, ...]:
+    """Create (an existing stream's create with another config is refused) and inspect:
+    an update could shrink the stream's limits (deleting events) or add subjects
+    that take other messages in."""
+    return tuple(
+        f"{_JS}.STREAM.{verb}.{stream}" for stream in streams for verb in ("CREATE", "INFO")
+    )
+
+
 @dataclass(frozen=True)
 class Role:
     """One kind of NATS client: its user, its inbox and its permissions."""
@@ -166,7 +175,8 @@ ROLES: dict[str, Role] = {
                 f"{SPACE_PREFIX}.*.result.>",  # each result again, for its space's readers
                 f"{DLQ_PREFIX}.>",
                 f"{UPSTREAM_INBOX}.>",  # RPC answers: to upstream's inboxes only
-                *_declare(COMMAND_STREAM, EVENT_STREAM, DLQ_STREAM),
+                *_declare(COMMAND_STREAM, DLQ_STREAM),
+                *_declare_only(EVENT_STREAM),
                 *_consume(COMMAND_STREAM),
             ),
             subscribe=(f"{RPC_PREFIX}.>", "_INBOX_worker.>"),

@@ -7,6 +7,8 @@ the record of truth; a command is acked only after its events are committed.
 
 from __future__ import annotations
 
+import logging
+
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -26,6 +28,8 @@ from events.subjects import (
     EVENT_PREFIX,
     EVENT_STREAM,
 )
+
+log = logging.getLogger(__name__)
 
 WORKER_CONSUMER = "syncyard-worker"
 # A resent command within this window is dropped by NATS itself; after it, the
@@ -100,5 +104,14 @@ async def declare_streams(
         try:
             await js.add_stream(config)
         except BadRequestError:  # exists with older settings: bring it up to date
+            if config.name == EVENT_STREAM:
+                # The event stream is the auditors' record: syncyard's own login may
+                # not change it (an update could shrink its limits and drop events).
+                log.warning(
+                    "stream %s exists with other settings; left as it is (an operator "
+                    "updates it with the admin login)",
+                    config.name,
+                )
+                continue
             await js.update_stream(config)
     await js.add_consumer(COMMAND_STREAM, worker_consumer_config())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,6 +116,22 @@ async def test_the_worker_s_own_connection_cannot_publish_an_event(
             await syncyard.js.publish(FORGED_SUBJECT, FORGED, timeout=1)
         await eventually(lambda: asyncio.sleep(0, caplog.text.lower()), lambda t: said in t)
     assert forged_on(await stream_messages(nats_url)) == []
+
+
+async def test_the_worker_s_login_cannot_change_the_event_stream(
+    syncyard: Runtime, nats_url: str
+) -> None:
+    # An update could shrink the stream's limits (dropping events) or add subjects
+    # that take other messages in: only an operator's admin login may.
+    async with connected(nats_url, bus.WORKER) as (nc, errors):
+        js = nc.jetstream(timeout=1)
+        config = (await js.stream_info(EVENT_STREAM)).config
+        shrunk = dataclasses.replace(config, max_msgs=1)
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):
+            await js.update_stream(shrunk)
+        assert await refused(errors, f"$JS.API.STREAM.UPDATE.{EVENT_STREAM}")
+    async with connected(nats_url, bus.ADMIN) as (admin, _):
+        assert (await admin.jetstream().stream_info(EVENT_STREAM)).config.max_msgs != 1
 
 
 @pytest.fixture(params=["permissions", "no permissions"])
