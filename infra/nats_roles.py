@@ -216,7 +216,10 @@ ROLES: dict[str, Role] = {
             purpose="operators' tools: stream maintenance; never publishes events",
             publish=(">",),
             subscribe=(">",),
-            inbox_prefix=UPSTREAM_INBOX,
+            # Its own inbox: upstream logins read `_INBOX.>`, and an admin's
+            # replies (a stream's messages, access tokens included) must not
+            # reach them. The `nats` CLI takes `--inbox-prefix _INBOX_admin`.
+            inbox_prefix="_INBOX_admin",
         ),
     )
 }

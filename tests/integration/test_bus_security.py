@@ -134,6 +134,21 @@ async def test_the_worker_s_login_cannot_change_the_event_stream(
         assert (await admin.jetstream().stream_info(EVENT_STREAM)).config.max_msgs != 1
 
 
+async def test_an_upstream_login_does_not_see_the_replies_an_admin_gets(
+    syncyard: Runtime, nats_url: str
+) -> None:
+    # Upstream logins read `_INBOX.>` (any client library's default inbox); an
+    # admin's replies (a stream's messages, access tokens included) go elsewhere.
+    async with connected(nats_url, bus.UPSTREAM) as (upstream, _):
+        overheard = await upstream.subscribe("_INBOX.>")
+        async with connected(nats_url, bus.ADMIN) as (admin, _):
+            info = await admin.jetstream().stream_info(EVENT_STREAM)
+            assert info.config.name == EVENT_STREAM
+        await upstream.flush()
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):
+            await overheard.next_msg(timeout=0.5)
+
+
 @pytest.fixture(params=["permissions", "no permissions"])
 async def any_nats(
     request: pytest.FixtureRequest, nats_url: str, clean_jetstream: None, tmp_path: Path
