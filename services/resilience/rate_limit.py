@@ -100,10 +100,15 @@ class RateLimiter:
             # Two replicas starting together may race to create the table.
             with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
                 await conn.execute(SCHEMA)
-            await conn.executemany(
-                "INSERT INTO syncyard_rate_limits (key) VALUES ($1) ON CONFLICT DO NOTHING",
-                [(key,) for key in self.limits],
-            )
+            # Never an empty list: asyncpg then parses the statement but sends no
+            # Sync, and the server's statement timeout keeps running on the idle
+            # connection (the per-command pool skips the reset that would end it):
+            # the next query on it, once that timeout has passed, fails at once.
+            if self.limits:
+                await conn.executemany(
+                    "INSERT INTO syncyard_rate_limits (key) VALUES ($1) ON CONFLICT DO NOTHING",
+                    [(key,) for key in self.limits],
+                )
         self._ready = True
 
     async def acquire(self, provider: str, op: str) -> RateDecision:

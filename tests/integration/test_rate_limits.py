@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 
 import aiohttp
+import asyncpg
 import msgspec
 import pytest
 
-from services.resilience.rate_limit import RateLimit
+from services.resilience.rate_limit import RateLimit, RateLimiter
 from tests.support.harness import (
     client,
     register,
@@ -57,3 +58,28 @@ async def test_under_real_quotas_two_replicas_never_exceed_the_limit_and_see_no_
     assert providers.count("plaid") <= 10
     assert providers.count("plaid") + providers.count("mx") == len(commands)
     assert "ProviderFailed" not in [t for _, t, _ in await stored_events(database_url)]
+
+
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """The per-command pool's reset (`infra/bootstrap.py`): none, to save a round trip."""
+
+
+async def test_setting_up_without_limits_leaves_no_statement_open_on_the_connection(
+    database_url: str,
+) -> None:
+    # Set up like the per-command pool: a statement timeout, no reset on release.
+    # With no limits configured the setup used to send asyncpg's `executemany` an
+    # empty list, which parses the INSERT but never sends a Sync: the server's
+    # statement timer kept running on the idle connection, and the next query on
+    # it, once that timeout had passed, failed at once (a `connection.register`
+    # in a fresh `make run`, in `key_for_new`, ~30 s after start).
+    async with asyncpg.create_pool(
+        database_url,
+        min_size=1,
+        max_size=1,
+        reset=_no_reset,
+        server_settings={"statement_timeout": "500ms"},
+    ) as pool:
+        await RateLimiter(pool, {}).setup()
+        await asyncio.sleep(1.0)
+        assert await pool.fetchval("SELECT 1") == 1
