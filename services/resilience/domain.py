@@ -393,9 +393,6 @@ def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
     return msgspec.structs.replace(
         breaker,
         version=event.originator_version,
-        # Closing an open breaker (a hold's end, or a reset) lets the waiting work
-        # back on the ramp, not all at once onto a provider no probe has checked.
-        closed_at=event.timestamp if breaker.status != "closed" else breaker.closed_at,
         released_command=event.command_id,
         status="closed",
         open_until=None,

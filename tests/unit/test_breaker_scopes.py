@@ -260,17 +260,6 @@ async def test_a_failed_probe_reopening_a_banks_breaker_does_not_hold_other_prov
     assert (await b.permit("mx", "US", "m2", institution_id="gingham_savings")).allowed
 
 
-async def test_releasing_an_open_breaker_lets_the_waiting_work_back_on_the_ramp() -> None:
-    b, _, clock = board()
-    args = {"state": "open", "duration_s": 7200.0, "actor": "ops", "reason": "incident"}
-    await b.force("plaid", "US", None, command_id="hold", **args)  # type: ignore[arg-type]
-    clock.advance(3600)
-    await b.release("plaid", "US", None, actor="ops", reason="over", command_id="rel")
-    let_through = [(await b.permit("plaid", "US", f"w{n}")).allowed for n in range(200)]
-    # The ramp's first interval lets about an eighth through, not the whole backlog.
-    assert 0 < sum(let_through) < 100
-
-
 async def test_a_redelivered_release_does_not_close_a_breaker_that_opened_again() -> None:
     b, recorder, clock = board()
     args = {"state": "open", "duration_s": 60.0, "actor": "ops", "reason": "r"}
