@@ -43,33 +43,30 @@ class _Release(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 def breaker_routes(execute: Execute) -> list[web.RouteDef]:
-    async def force(request: web.Request) -> web.Response:
-        try:
-            hold = msgspec.json.decode(await request.read(), type=_Hold)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return bad_request(str(exc))
-        cmd = ForceBreaker(
-            command_id=f"breaker-force-{uuid.uuid4()}",
-            space_id=OPERATORS_SPACE,
-            actor=request[CALLER].name,
-            **msgspec.structs.asdict(hold),
-        )
-        return _answer(await execute(cmd))
+    def holding(
+        body: type[_Hold] | type[_Release], command: type[ForceBreaker] | type[ReleaseBreaker]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A route that turns its body into the breaker command, the caller as its actor."""
 
-    async def release(request: web.Request) -> web.Response:
-        try:
-            ask = msgspec.json.decode(await request.read(), type=_Release)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return bad_request(str(exc))
-        cmd = ReleaseBreaker(
-            command_id=f"breaker-release-{uuid.uuid4()}",
-            space_id=OPERATORS_SPACE,
-            actor=request[CALLER].name,
-            **msgspec.structs.asdict(ask),
-        )
-        return _answer(await execute(cmd))
+        async def handle(request: web.Request) -> web.Response:
+            try:
+                ask = msgspec.json.decode(await request.read(), type=body)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                return bad_request(str(exc))
+            cmd = command(
+                command_id=f"{command.op.replace('.', '-')}-{uuid.uuid4()}",
+                space_id=OPERATORS_SPACE,
+                actor=request[CALLER].name,
+                **msgspec.structs.asdict(ask),
+            )
+            return _answer(await execute(cmd))
 
-    return [web.post("/v1/breakers/force", force), web.post("/v1/breakers/release", release)]
+        return handle
+
+    return [
+        web.post("/v1/breakers/force", holding(_Hold, ForceBreaker)),
+        web.post("/v1/breakers/release", holding(_Release, ReleaseBreaker)),
+    ]
 
 
 def _answer(result: CommandResult) -> web.Response:
