@@ -162,16 +162,18 @@ class ScenarioWebhooks:
 
     async def _run(self, webhooks: list[ScenarioWebhook]) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started, loaded_at = loop.time(), datetime.now(UTC)
         for webhook in webhooks:
             await asyncio.sleep(max(0.0, started + webhook.at_s - loop.time()))
-            await self._send_to_every_item(webhook)
+            await self._send_to_every_item(webhook, loaded_at)
 
-    async def _send_to_every_item(self, webhook: ScenarioWebhook) -> None:
+    async def _send_to_every_item(self, webhook: ScenarioWebhook, loaded_at: datetime) -> None:
         links = self._app[LINKS]
         session = self._app[WEBHOOK_SESSION]
         key = self._app[PLAID_SIGNING_KEY]
-        expires = datetime.now(UTC) + timedelta(days=webhook.consent_expires_in_days)
+        # Counted from the scenario's start, not the sending: a notice sent again
+        # names the same end, as a provider re-sending the same notice does.
+        expires = loaded_at + timedelta(days=webhook.consent_expires_in_days)
         for access_token, item in list(links.plaid_items.items()):
             if not item.webhook:
                 continue

@@ -28,6 +28,11 @@ consent_expires_in_days = 7
 
 [[item_webhooks]]
 at_s = 0.1
+webhook_code = "PENDING_EXPIRATION"
+consent_expires_in_days = 7
+
+[[item_webhooks]]
+at_s = 0.15
 webhook_code = "PENDING_DISCONNECT"
 reason = "INSTITUTION_TOKEN_EXPIRATION"
 """
@@ -80,14 +85,16 @@ async def test_a_scenario_tells_every_linked_item_signed_in_the_order_of_its_tim
 
     sandbox_app[FAULT_BOOK].load_scenario(parse(SOON))
     async with asyncio.timeout(10):
-        while len(got.received) < 2:
+        while len(got.received) < 3:
             got.arrived.clear()
             await got.arrived.wait()
 
-    (notice, token), (disconnect, _) = got.received
+    (notice, token), (again, _), (disconnect, _) = got.received
     item_id = links.plaid_item_id("access-sandbox-one")
     assert notice["webhook_code"] == "PENDING_EXPIRATION" and notice["item_id"] == item_id
     assert str(notice["consent_expiration_time"]).endswith("Z")
+    # Sent again, the notice names the same end: syncyard records it once.
+    assert again["consent_expiration_time"] == notice["consent_expiration_time"]
     assert disconnect["webhook_code"] == "PENDING_DISCONNECT"
     assert disconnect["reason"] == "INSTITUTION_TOKEN_EXPIRATION"
     # Signed as Plaid signs: an ES256 JWT by the sandbox's published key.
