@@ -97,8 +97,8 @@ class ScenarioWebhook(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     It goes to every Plaid Item the link flow has made by then (each to its own
     webhook URL), as Plaid tells each Item of a bank's consent or login trouble:
     `PENDING_EXPIRATION` (the consent ends `consent_expires_in_days` after the
-    scenario was loaded, the same end each time it is sent), `PENDING_DISCONNECT` (with `reason`), `ERROR` (with
-    `error_code`) or `LOGIN_REPAIRED`.
+    scenario was loaded, the same end each time it is sent), `PENDING_DISCONNECT`
+    (with `reason`), `ERROR` (with `error_code`) or `LOGIN_REPAIRED`.
     """
 
     at_s: float
