@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiohttp
 import asyncpg
@@ -43,21 +44,30 @@ async def test_under_real_quotas_two_replicas_never_exceed_the_limit_and_see_no_
             assert (await upstream.send(register(f"q{a}", "plaid"))).success
             assert (await upstream.send(register(f"q{a}", "mx"))).success
         commands = [sync(f"q{n % 4}", f"quota-{n}") for n in range(24)]
+        first_minute = _minute()
         await asyncio.gather(*(upstream.publish(cmd) for cmd in commands))
         results = [await upstream.result(cmd.command_id, timeout=30) for cmd in commands]
+        # The limit counts per clock minute: a run that crosses a minute's end
+        # (a slow, loaded machine) may spend the next minute's ten as well.
+        minutes = _minute() - first_minute + 1
 
     assert all(r.success for r in results), [r.error for r in results if not r.success]
     providers = [r.provider for r in results]
     calls = await sandbox_calls(sandbox)
     plaid_syncs = sum(v["calls"] for k, v in calls["plaid"].items() if "transactions" in k)
-    assert plaid_syncs == 10  # exactly the limit, shared by both replicas
+    # The limit, shared by both replicas: spent, and never exceeded in any minute.
+    assert 10 <= plaid_syncs <= 10 * minutes
     # The rest went to the backup link, unsent to plaid. Two replicas may sync one
     # account at once: the one that appends second re-plans (SyncRaceError), and
     # with Plaid's quota spent by then, its redelivery is served by MX; the quota
     # still counted the discarded call.
-    assert providers.count("plaid") <= 10
+    assert providers.count("plaid") <= plaid_syncs
     assert providers.count("plaid") + providers.count("mx") == len(commands)
     assert "ProviderFailed" not in [t for _, t, _ in await stored_events(database_url)]
+
+
+def _minute() -> int:
+    return int(time.time() // 60)
 
 
 async def _no_reset(_: asyncpg.Connection) -> None:
