@@ -97,7 +97,8 @@ def sync_crash_hook(env: Mapping[str, str] | None = None) -> Callable[[str], Non
 
     `SYNCYARD_SYNC_CRASH_AT=after_provider` SIGKILLs this process when a sync has
     the provider's pages and nothing is recorded yet; `after_commit` when its
-    events are committed but not yet indexed, relayed or answered. Unset: inert.
+    events are committed (with their feed index rows) but not yet relayed or
+    answered. Unset: inert.
     """
     point = (os.environ if env is None else env).get(SYNC_CRASH_ENV)
     if not point:
@@ -324,6 +325,7 @@ async def open_runtime(
         providers = build_providers(session, settings.providers, manual_entries=manual_entries)
         feed_index = PostgresFeedIndex(query_pool, store)
         await feed_index.setup()
+        store.feed_index = feed_index
         limiter = RateLimiter(query_pool, settings.rate_limits)
         await limiter.setup()
         board = BreakerBoard(

@@ -42,6 +42,7 @@ from events.credentials import CredentialForgotten, CredentialStored
 from events.upcasting import mark_version
 from infra.credential_keys import SHRED_IN_TRANSACTION, CredentialKeys, is_sealed, seal, unseal
 from infra.eventlog.reader import decode_stored
+from infra.feed_index import IndexWithEvents, PostgresFeedIndex
 from services.connections.domain import ConnectionState, fold
 from services.ports import Change, EventStorePort, StreamConflictError
 from services.providers.base import LinkCredentials
@@ -282,6 +283,9 @@ class PostgresEventStore(EventStorePort):
             f'SELECT * FROM "{schema}"."{function}"($1::"{schema}".'  # noqa: S608 - our names
             f'"{recorder.stored_event_type_name}"[])'
         )
+        # Set by the runtime: the feed index whose rows the committer writes with
+        # the events they come from (one statement, one commit, per batch).
+        self.feed_index: PostgresFeedIndex | None = None
         self._now = now or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[UUID, ConnectionState] = OrderedDict()
         self._tokens: dict[UUID, str] = {}
@@ -514,8 +518,14 @@ class PostgresEventStore(EventStorePort):
     ) -> list[list[DomainEvent] | BaseException]:
         states = await self._states_for(batch)
         decided = self._decide(batch, states)
+        index = None
+        if self.feed_index is not None:
+            changed = zip(batch, decided, strict=True)
+            index = self.feed_index.with_events(
+                [(p.change.connection_id, e) for p, e in changed if p.change and e]
+            )
         try:
-            await self._put_async(self._recorded(batch, decided))
+            indexed = await self._put_async(self._recorded(batch, decided), index)
         except IntegrityError:
             # Another replica appended to one of these streams: our cached states
             # were stale, or a saga's holder lost the race. Retry each request alone
@@ -524,12 +534,16 @@ class PostgresEventStore(EventStorePort):
                 self.forget(connection_id)
             return await asyncio.to_thread(lambda: [self._save_one(p) for p in batch])
         self.batches_saved += 1
+        if indexed and index is not None and self.feed_index is not None:
+            self.feed_index.indexed_with_events(index.records)
         for state in states.values():
             if state is not None:
                 self._remember(state)
         return list(decided)
 
-    async def _put_async(self, events: list[DomainEvent]) -> None:
+    async def _put_async(
+        self, events: list[DomainEvent], index: IndexWithEvents | None = None
+    ) -> bool:
         """`_put` without a thread: the batch's events in one statement over asyncpg.
 
         The library's own insert (psycopg, in a worker thread) spent most of a
@@ -541,26 +555,35 @@ class PostgresEventStore(EventStorePort):
         path (`_put`): it shreds keys in the transaction and retries a lost
         connection. A retry after a commit whose answer was lost conflicts on
         the versions it wrote, and is then decided again on fresh state.
+
+        `index`: feed index rows written in the same statement. Returns whether
+        they were; when not, each sync indexes its own (`FeedIndexPort.record`).
         """
         if not events:
-            return
+            return False
         if _forgets_any(events):
             await asyncio.to_thread(self._put, events)
-            return
+            return False
         mapper = self.mapper
         rows = [
             (s.originator_id, s.originator_version, s.topic, s.state)
             for s in map(mapper.to_stored_event, events)
         ]
         try:
-            await self.pool.fetch(self._insert_events_sql, rows)
-        except asyncpg.UniqueViolationError as exc:
-            raise IntegrityError(str(exc)) from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            if index is None:
+                await self.pool.fetch(self._insert_events_sql, rows)
+            else:
+                statement = index.statement(self._insert_events_sql)
+                await self.pool.fetch(statement, rows, *index.arguments)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if isinstance(exc, asyncpg.UniqueViolationError) and exc.table_name == EVENTS_TABLE:
+                raise IntegrityError(str(exc)) from exc
+            # Anything else (the library's path reports a conflict the same way):
             log.warning("event insert failed; trying again the library's way", exc_info=True)
             await asyncio.to_thread(self._put, events)
-            return
+            return False
         self._cache_new_tokens(events)
+        return index is not None
 
     def _cache_new_tokens(self, events: Sequence[DomainEvent]) -> None:
         # A new link's first sync should not have to read its token back.

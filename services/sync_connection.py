@@ -106,8 +106,9 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
-        deps.checkpoint("after_commit")  # recorded; not indexed, relayed or answered yet
+        deps.checkpoint("after_commit")  # recorded (and indexed); not relayed or answered yet
         if feed is not None:
+            # Usually written with the events already: then this returns at once.
             await deps.feed_index.record(connection_id, recorded)
         # The event first, the timer after: the command is acknowledged only once
         # both are done, so a crash between them brings the command back (above).

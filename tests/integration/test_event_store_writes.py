@@ -57,3 +57,55 @@ async def test_a_writer_dropped_while_it_waits_to_insert_records_its_sync_once(
     assert [e.command_id for e in completed] == ["sync-dropped"]
     versions = [e.originator_version for e in events]
     assert versions == list(range(1, len(events) + 1))
+
+
+# Fails the first write to the feed index's version table, and only the first: a
+# sequence's increments are not undone with the transaction that made them.
+FAIL_FIRST_INDEX_WRITE = """
+CREATE SEQUENCE index_writes;
+CREATE FUNCTION fail_first_index_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('index_writes') = 1 THEN
+        RAISE EXCEPTION 'the index write fails this once';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER fail_first_index_write BEFORE INSERT OR UPDATE ON syncyard_feed_index_version
+    FOR EACH ROW EXECUTE FUNCTION fail_first_index_write();
+"""
+
+
+async def test_a_sync_whose_index_rows_cannot_go_with_its_events_is_recorded_and_indexed(
+    syncyard: Runtime, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (await syncyard.execute(register("acct-index", "plaid"))).success
+    # A first sync catches the index up with the registration: the next plans
+    # without writing to the index before its commit.
+    first = await syncyard.execute(sync("acct-index", "sync-first", count=5))
+    assert first.success and first.data is not None and first.data["has_more"]
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(FAIL_FIRST_INDEX_WRITE)
+        result = await syncyard.execute(sync("acct-index", "sync-index", count=5))
+        indexed = await admin.fetchval(
+            "SELECT version FROM syncyard_feed_index_version WHERE connection_id = $1",
+            connection_id_for(SPACE, "acct-index"),
+        )
+        rows = await admin.fetchval(
+            "SELECT count(*) FROM syncyard_feed_index WHERE connection_id = $1",
+            connection_id_for(SPACE, "acct-index"),
+        )
+        assert await admin.fetchval("SELECT last_value FROM index_writes") >= 2
+    finally:
+        await admin.close()
+
+    # The statement with the index rows failed as a whole; the events went in
+    # the library's way, and the sync then indexed them itself.
+    assert result.success, result.error
+    assert result.data is not None and result.data["entries"]
+    assert any("event insert failed" in r.getMessage() for r in caplog.records)
+    events = await syncyard.store.events_after(connection_id_for(SPACE, "acct-index"), 0)
+    completed = [e.command_id for e in events if isinstance(e, SyncCompleted)]
+    assert completed == ["sync-first", "sync-index"]
+    assert indexed == events[-1].originator_version
+    assert rows == len(first.data["entries"]) + len(result.data["entries"])
