@@ -195,10 +195,10 @@ async def test_a_command_on_a_tenant_s_subject_for_another_space_is_refused_and_
             # On its own space's subject, a payload naming globex's space: not run.
             await acme.send(forged, subject=space_command_subject("acme.eu", forged.op))
             mismatch = await upstream.result_in("acme.eu", "forged-3")
-            # And garbage claiming globex's space, which is not believed either.
+            # And a command that cannot be decoded, claiming globex's space: not believed.
             await acme.js.publish(
                 space_command_subject("acme.eu", "sync.transactions"),
-                b'{"command_id":"junk-1","space_id":"globex",',
+                b'{"command_id":"junk-1","space_id":"globex"}',  # no account_id
                 headers={HEADER_MSG_ID: "acme.eu/junk-1"},
             )
             junk = await upstream.result_in("acme.eu", "junk-1")
@@ -215,7 +215,7 @@ async def test_a_command_on_a_tenant_s_subject_for_another_space_is_refused_and_
 
     assert mismatch.error is not None and not mismatch.success
     assert mismatch.error.code == "space_mismatch"
-    assert junk.error is not None and junk.error.code == "malformed_json"
+    assert junk.error is not None and junk.error.code == "invalid_command"
     assert globex.answered() == ["globex-1"]  # no refusal planted among globex's results
     assert acme.answered() == ["forged-3", "junk-1"]
     letters = await eventually(
@@ -226,7 +226,7 @@ async def test_a_command_on_a_tenant_s_subject_for_another_space_is_refused_and_
     assert reasons["forged-3"]["original_subject"] == (
         "syncyard.space.acme%2Eeu.cmd.connection.register"
     )
-    assert reasons["junk-1"]["reason_code"] == "malformed_json"
+    assert reasons["junk-1"]["reason_code"] == "invalid_command"
     registered = [t for _, t, _ in await stored_events(database_url) if t == "ConnectionRegistered"]
     assert len(registered) == 1  # globex's own: the forged registration never ran
 
@@ -242,9 +242,9 @@ async def test_garbage_on_the_subject_that_names_no_space_is_refused_on_the_glob
         try:
             await globex.nc.subscribe("syncyard.space.globex.result.>", cb=globex.on_result)
             await globex.nc.flush()
-            # Its payload claims globex's space: a claim, not where it was sent.
+            # It cannot be decoded, and claims globex's space: a claim, not where it was sent.
             await upstream.publish_raw(
-                "sync.transactions", b'{"command_id":"junk-2","space_id":"globex",', "junk-2"
+                "sync.transactions", b'{"command_id":"junk-2","space_id":"globex"}', "globex/junk-2"
             )
             refused = await upstream.result("junk-2")
             await upstream.publish(register("acct-globex", "plaid", "globex-1", space_id="globex"))
@@ -253,7 +253,7 @@ async def test_garbage_on_the_subject_that_names_no_space_is_refused_on_the_glob
         finally:
             await globex.nc.close()
 
-    assert refused.error is not None and refused.error.code == "malformed_json"
+    assert refused.error is not None and refused.error.code == "invalid_command"
     assert ("", "junk-2") in upstream.in_space  # no space named: none claimed
     assert ("globex", "junk-2") not in upstream.in_space
     assert globex.answered() == ["globex-1"]
