@@ -100,8 +100,10 @@ def command_address(subject: str) -> CommandAddress:
         space_id: str | None = unquote(token, errors="strict")
     except UnicodeDecodeError:
         space_id = None
-    if space_id is not None and (not space_id or space_token(space_id) != token):
-        space_id = None  # another spelling of some space: permissions name only the canonical one
+    if not (op and space_id and space_token(space_id) == token):
+        # Not a space's command subject, or another spelling of a space's token:
+        # permissions name a space by `space_token` alone.
+        space_id = None
     return CommandAddress(op, True, space_id)
 
 
