@@ -128,7 +128,9 @@ async def test_a_tenant_sends_commands_on_its_own_space_s_subject_and_nowhere_el
             # nats-server refuses both publishes, so neither reaches the queue.
             await acme.nc.publish(command_subject(forged.op), encode(forged))
             assert await acme.refused_publish(command_subject(forged.op))
-            await acme.nc.publish(space_command_subject("globex", forged_sync.op), b"{}")
+            await acme.nc.publish(
+                space_command_subject("globex", forged_sync.op), encode(forged_sync)
+            )
             assert await acme.refused_publish(space_command_subject("globex", forged_sync.op))
 
             # Its own space's commands, on its space's subject, run end to end.
