@@ -11,6 +11,13 @@ event stream) would otherwise have syncyard publish there. Such a request is
 not run; it is dead-lettered (reason `reply_not_inbox`), so an operator sees
 who tries, and answered nowhere. nats-server backs this up: the worker's user
 may publish on upstream inboxes only, not wherever a request points.
+
+A command sent on its space's subject (`syncyard.space.<space>.cmd.<op>`, the
+only one a tenant's login may publish on) runs only if its payload names that
+space; otherwise it is dead-lettered (`space_mismatch`) and never runs. A
+refusal is published on a space's results subject only when the subject named
+that space, never on one the payload claims: a payload is the sender's to
+write, and a tenant must not plant refusals among another's results.
 """
 
 from __future__ import annotations
@@ -33,12 +40,12 @@ from events.deadletter import DeadLetter
 from events.errors import ErrorInfo, ErrorType
 from events.results import CommandResult
 from events.subjects import (
-    COMMAND_PREFIX,
     COMMAND_STREAM,
     HEADER_COMMAND_ID,
     HEADER_MSG_ID,
     HEADER_SPACE_ID,
     RPC_PREFIX,
+    command_address,
     dlq_subject,
     op_from_subject,
     result_subject,
@@ -59,7 +66,6 @@ CommandHandler = Callable[[Command, dict[str, str]], Awaitable[CommandResult]]
 
 class _LooseId(msgspec.Struct):
     command_id: str | None = None
-    space_id: str | None = None
 
 
 def _loose_id(msg: Msg) -> _LooseId:
@@ -76,9 +82,12 @@ def _guess_command_id(msg: Msg) -> str | None:
     return (msg.headers or {}).get(HEADER_MSG_ID)
 
 
-def _guess_space_id(msg: Msg) -> str | None:
-    found = _loose_id(msg).space_id
-    return found[:128] if isinstance(found, str) else None
+def _space_mismatch(subject: str) -> CommandDecodeError:
+    return CommandDecodeError(
+        "space_mismatch",
+        f"sent on {subject[:256]!r}, a subject for another space than the command's "
+        "space_id: not run (send it on its own space's subject)",
+    )
 
 
 class CommandWorker:
@@ -154,15 +163,18 @@ class CommandWorker:
 
     # -- one command ----------------------------------------------------------
     async def _process_queued(self, msg: Msg) -> None:
-        op = op_from_subject(msg.subject, COMMAND_PREFIX)
+        # The subject's space, when it names one, is the only space a refusal is told to.
+        op, scoped, subject_space = command_address(msg.subject)
         deliveries = msg.metadata.num_delivered or 1
         with self._span(op, msg) as trace_ctx:
             try:
                 cmd = decode_command(op, msg.data)
+                if scoped and cmd.space_id != subject_space:
+                    raise _space_mismatch(msg.subject)
             except CommandDecodeError as exc:
                 await self._dead_letter(msg, op, exc.code, exc.reason, deliveries)
                 await self._publish_result(
-                    op, self._refusal(msg, op, exc.code, exc.reason), _guess_space_id(msg)
+                    op, self._refusal(msg, op, exc.code, exc.reason), subject_space
                 )
                 await msg.ack()
                 return
@@ -291,9 +303,9 @@ class CommandWorker:
         if space_id and len(space_id) <= MAX_SPACE_ID:
             # Again on the space's own subject, which a tenant's login may be limited
             # to (nats_roles.upstream_tenant); the subject above stays, for every
-            # upstream reading it today. A refused command's guessed space may be
-            # any length: beyond the contract's, it gets no copy (a subject is a
-            # line of NATS's protocol, and bounded).
+            # upstream reading it today. A refused command's subject may name a
+            # space of any length: beyond the contract's, it gets no copy (no
+            # tenant's login can name one, and a subject is bounded).
             await self.nc.publish(
                 space_result_subject(space_id, op or "unknown"), data, headers=headers
             )
