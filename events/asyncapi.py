@@ -21,7 +21,7 @@ import msgspec
 
 from events.base import DomainEvent
 from events.breaker import BREAKER_EVENT_TYPES
-from events.commands import COMMAND_TYPES
+from events.commands import COMMAND_TYPES, FLEET_OPS
 from events.connection import CONNECTION_EVENT_TYPES
 from events.deadletter import DeadLetter
 from events.institutions import INSTITUTION_EVENT_TYPES
@@ -215,10 +215,15 @@ def asyncapi_document() -> Document:
             f"{SPACE_PREFIX}.{{space}}.cmd.{op}",
             message,
             title=f"{op} (queued, on its space's subject)",
-            description=f"The same queue as `{queued}`, on the subject of the command's "
-            "space: a tenant's login may publish its spaces' alone. A command whose "
-            "`space_id` is not the subject's space is not run: it is dead-lettered "
-            "(`space_mismatch`) and refused on the space's results subject.",
+            description=(
+                f"Not run when sent here (`fleet_op`): `{op}` acts for every space, so it "
+                f"is sent on `{queued}` alone, and no tenant's login may publish here."
+                if op in FLEET_OPS
+                else f"The same queue as `{queued}`, on the subject of the command's "
+                "space: a tenant's login may publish its spaces' alone. A command whose "
+                "`space_id` is not the subject's space is not run: it is dead-lettered "
+                "(`space_mismatch`) and refused on the space's results subject."
+            ),
         )
         doc.channels[per_space]["parameters"] = {"space": _SPACE_PARAMETER}
         doc.operation("receive", per_space, message)

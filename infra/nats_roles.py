@@ -46,6 +46,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from events.commands import SPACE_OPS
 from events.subjects import (
     COMMAND_PREFIX,
     COMMAND_STREAM,
@@ -273,7 +274,9 @@ def upstream_tenant(tenant: str, spaces: tuple[str, ...]) -> Role:
     than its subject (`space_mismatch`). It reads results on its spaces' own
     subjects (`syncyard.space.<space>.result.>`), never `syncyard.result.>`,
     and has no RPC: an RPC's answer comes to the asker's inbox whatever space
-    it names, so `feed.read` over RPC would read any space.
+    it names, so `feed.read` over RPC would read any space. It may not send the
+    fleet's ops (`FLEET_OPS`: breakers, the institution mapping), which act for
+    every space.
     """
     if not _READER_NAME.fullmatch(tenant):
         raise ValueError(f"tenant name {tenant!r}: lower-case letters, digits and _ only")
@@ -285,7 +288,11 @@ def upstream_tenant(tenant: str, spaces: tuple[str, ...]) -> Role:
         user=f"{UPSTREAM}-{tenant}",
         purpose=f"upstream tenant {tenant!r}: send the commands and read the results of "
         f"spaces {', '.join(spaces)} only",
-        publish=tuple(f"{SPACE_PREFIX}.{space_token(space)}.cmd.>" for space in spaces),
+        # Each op but the fleet's (breakers, the institution mapping), which act
+        # for every space: the worker refuses those on a space's subject too.
+        publish=tuple(
+            f"{SPACE_PREFIX}.{space_token(space)}.cmd.{op}" for space in spaces for op in SPACE_OPS
+        ),
         subscribe=(
             *(f"{SPACE_PREFIX}.{space_token(space)}.result.>" for space in spaces),
             f"{inbox}.>",

@@ -35,7 +35,7 @@ from nats.js import JetStreamContext
 from opentelemetry import propagate, trace
 
 from events.codec import MAX_COMMAND_BYTES, CommandDecodeError, decode_command, encode
-from events.commands import Command, dead_letter_payload
+from events.commands import FLEET_OPS, Command, dead_letter_payload
 from events.deadletter import DeadLetter
 from events.errors import ErrorInfo, ErrorType
 from events.results import CommandResult
@@ -46,6 +46,7 @@ from events.subjects import (
     HEADER_SPACE_ID,
     RPC_PREFIX,
     command_address,
+    command_subject,
     dlq_subject,
     op_from_subject,
     result_subject,
@@ -87,6 +88,14 @@ def _space_mismatch(subject: str) -> CommandDecodeError:
         "space_mismatch",
         f"sent on {subject[:256]!r}, a subject for another space than the command's "
         "space_id: not run (send it on its own space's subject)",
+    )
+
+
+def _fleet_op_on_space_subject(subject: str, op: str) -> CommandDecodeError:
+    return CommandDecodeError(
+        "fleet_op",
+        f"{op} acts for every space: not run when sent on a space's subject "
+        f"({subject[:256]!r}); an operator sends it on {command_subject(op)!r}",
     )
 
 
@@ -171,6 +180,8 @@ class CommandWorker:
                 cmd = decode_command(op, msg.data)
                 if scoped and cmd.space_id != subject_space:
                     raise _space_mismatch(msg.subject)
+                if scoped and op in FLEET_OPS:
+                    raise _fleet_op_on_space_subject(msg.subject, op)
             except CommandDecodeError as exc:
                 await self._dead_letter(msg, op, exc.code, exc.reason, deliveries)
                 await self._publish_result(

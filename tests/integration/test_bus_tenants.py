@@ -16,7 +16,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from events.codec import decode_result, encode
-from events.commands import Command
+from events.commands import Command, ForceBreaker
 from events.subjects import (
     HEADER_MSG_ID,
     command_msg_id,
@@ -80,7 +80,7 @@ class Tenant:
     async def refused_publish(self, subject: str) -> bool:
         """Whether nats-server said this login may not publish on `subject`."""
         await self.nc.flush()  # the server's -ERR for a publish comes before its PONG
-        said = f'permissions violation for publish to "{subject}"'
+        said = f'permissions violation for publish to "{subject}"'.lower()
         await eventually(lambda: asyncio.sleep(0, self.errors), lambda e: any(said in x for x in e))
         return True
 
@@ -259,3 +259,39 @@ async def test_garbage_on_the_subject_that_names_no_space_is_refused_on_the_glob
     assert ("", "junk-2") in upstream.in_space  # no space named: none claimed
     assert ("globex", "junk-2") not in upstream.in_space
     assert globex.answered() == ["globex-1"]
+
+
+async def test_the_fleet_s_ops_run_only_on_the_fleet_wide_subject(
+    tenant_nats: str, sandbox: str, database_url: str
+) -> None:
+    hold = ForceBreaker(
+        command_id="hold-1",
+        space_id="acme.eu",
+        provider="plaid",
+        state="open",
+        duration_s=60,
+        actor="acme-ops",
+        reason="a tenant holding plaid open for everyone",
+    )
+    async with (
+        running_syncyard(settings_for(sandbox), tenant_nats, database_url),
+        client(tenant_nats) as upstream,
+    ):
+        acme = await tenant(tenant_nats, ACME)
+        try:
+            # A tenant may not send it, even for its own space: it acts for every space.
+            subject = space_command_subject("acme.eu", hold.op)
+            await acme.nc.publish(subject, encode(hold))
+            assert await acme.refused_publish(subject)
+        finally:
+            await acme.nc.close()
+        # A login that may publish there anyway: the worker refuses it, and it never runs.
+        await upstream.js.publish(
+            subject,
+            encode(hold),
+            headers={HEADER_MSG_ID: command_msg_id(hold.space_id, hold.command_id)},
+        )
+        refused = await upstream.result_in("acme.eu", "hold-1")
+
+    assert refused.error is not None and refused.error.code == "fleet_op"
+    assert "BreakerForced" not in [t for _, t, _ in await stored_events(database_url)]

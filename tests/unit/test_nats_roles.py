@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from events.commands import FLEET_OPS, SPACE_OPS
 from events.subjects import (
     EVENT_PREFIX,
     EVENT_STREAM,
@@ -223,7 +224,15 @@ def test_a_tenant_sends_and_reads_only_its_spaces_commands_and_results_and_has_n
     table = roles(tenants={"acme": ("acme.eu", "acme.us")})
     tenant = table["upstream_acme"]
     assert tenant.user == "upstream-acme"
-    assert tenant.publish == ("syncyard.space.acme%2Eeu.cmd.>", "syncyard.space.acme%2Eus.cmd.>")
+    # Every op but the fleet's, on each of its spaces' subjects.
+    assert tenant.publish == tuple(
+        f"syncyard.space.{token}.cmd.{op}"
+        for token in ("acme%2Eeu", "acme%2Eus")
+        for op in SPACE_OPS
+    )
+    assert "sync.transactions" in SPACE_OPS
+    assert not FLEET_OPS & set(SPACE_OPS)
+    assert {"breaker.force", "breaker.release", "institution.map"} == FLEET_OPS
     assert tenant.subscribe == (
         "syncyard.space.acme%2Eeu.result.>",
         "syncyard.space.acme%2Eus.result.>",
