@@ -54,6 +54,7 @@ from events.subjects import (
     space_result_subject,
 )
 from infra.nats_roles import UPSTREAM_INBOX, is_upstream_inbox
+from services import tracing
 from services.resilience.keyed_lock import KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,9 @@ class CommandWorker:
 
     @contextlib.contextmanager
     def _span(self, op: str, msg: Msg) -> Iterator[dict[str, str]]:
+        if not tracing.traced(msg.headers):
+            yield {}  # no span anybody could see, no context to pass on (services/tracing.py)
+            return
         parent = propagate.extract(dict(msg.headers or {}))
         with tracer.start_as_current_span(
             f"command {op}", context=parent, kind=trace.SpanKind.CONSUMER
