@@ -212,8 +212,9 @@ class PostgresFeedIndex(FeedIndexPort):
     def with_events(
         self, changes: Sequence[tuple[UUID, Sequence[DomainEvent]]]
     ) -> IndexWithEvents | None:
-        """The rows of the usual syncs among `changes` (one `FeedAppended`, nothing
-        withdrawn), for the event store to write in the statement that records them.
+        """The rows of the usual syncs among `changes` (at most one `FeedAppended`,
+        nothing withdrawn), for the event store to write in the statement that
+        records them.
 
         Only a change the index is known to be caught up to qualifies (planning
         a sync catches it up, `known`), so its rows and version follow on from
@@ -223,12 +224,14 @@ class PostgresFeedIndex(FeedIndexPort):
         records: list[_Record] = []
         for connection_id, events in changes:
             feed = [e for e in events if isinstance(e, FeedAppended)]
-            if len(feed) != 1 or any(e.change == "removed" for e in feed[0].entries):
+            if len(feed) > 1 or any(e.change == "removed" for f in feed for e in f.entries):
                 continue
             if self._indexed.get(connection_id, -1) < events[0].originator_version - 1:
                 continue  # the index is not known to be caught up to these events
             version = events[-1].originator_version
-            records.append(_Record(connection_id, _rows(feed[0]), version, None))
+            # No FeedAppended (a sync that found nothing new, a failed one): the
+            # version still moves on, so the next sync need not catch up.
+            records.append(_Record(connection_id, _rows(feed[0]) if feed else [], version, None))
         if not records:
             return None
         rows, versions = _columns(records)
