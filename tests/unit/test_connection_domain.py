@@ -168,8 +168,9 @@ def test_a_walk_that_finds_nothing_new_records_no_feed_event() -> None:
     first = _walked(state, "s1", moved)
     # The cursor moved: recorded, so the next walk starts from it.
     assert [type(e) for e in first] == [ConnectionAttempted, FeedAppended, SyncCompleted]
-    state = fold(state, first)
-    assert state is not None and state.cursors["plaid"] == "c-1"
+    after_first = fold(state, first)
+    assert after_first is not None and after_first.cursors["plaid"] == "c-1"
+    state = after_first
 
     again = _walked(state, "s2", moved)
     # Same cursor, no entries, nothing held: a FeedAppended would change nothing.
