@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
@@ -100,6 +101,42 @@ def _fleet_op_on_space_subject(subject: str, op: str) -> CommandDecodeError:
     )
 
 
+class InProgress:
+    """Tells JetStream that commands still running are being worked on: one timer for all.
+
+    Every `period_s` (a third of the ack wait), each command running for at least
+    that long gets an in-progress ack, so none is redelivered while it runs, and
+    the longest a running command goes without one is two periods. (A timer task
+    per command cost its creation and cancellation on every command.)
+    """
+
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period_s = period_s
+        self._clock = clock
+        self._since: dict[int, tuple[Msg, float]] = {}  # a Msg is not hashable
+
+    def add(self, msg: Msg) -> None:
+        self._since[id(msg)] = (msg, self._clock())
+
+    def discard(self, msg: Msg) -> None:
+        self._since.pop(id(msg), None)
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    async def tick(self) -> None:
+        now = self._clock()
+        due = [msg for msg, since in self._since.values() if now - since >= self.period_s]
+        for msg in due:
+            with contextlib.suppress(Exception):  # NATS away: the redelivery is recognised
+                await msg.in_progress()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period_s)
+            await self.tick()
+
+
 class CommandWorker:
     def __init__(
         self,
@@ -124,11 +161,14 @@ class CommandWorker:
         # A connection's commands run in the order they were fetched: a sync
         # must not overtake the registration sent before it, nor another sync's cursor.
         self._ordered = KeyedLocks()
+        # Long provider calls must not let JetStream think the worker died.
+        self._working = InProgress(ack_wait_s / 3)
 
     # -- loops ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Pull commands until `stop` is set, then finish what is in flight."""
         sub = await self.js.pull_subscribe_bind(self.consumer, COMMAND_STREAM)
+        keepalive = asyncio.create_task(self._working.run(), name="in-progress")
         rpc = await self.nc.subscribe(f"{RPC_PREFIX}.>", queue="syncyard-rpc", cb=self._on_rpc)
         try:
             while not stop.is_set():
@@ -147,6 +187,7 @@ class CommandWorker:
                 await rpc.unsubscribe()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            keepalive.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -190,7 +231,7 @@ class CommandWorker:
                 )
                 await msg.ack()
                 return
-            keepalive = asyncio.create_task(self._keep_in_progress(msg))
+            self._working.add(msg)
             try:
                 async with self._ordered.hold((cmd.space_id, cmd.account_id)):
                     result = await self.handler(cmd, trace_ctx)
@@ -214,7 +255,7 @@ class CommandWorker:
                     await msg.nak(delay=min(0.2 * 2**deliveries, 10.0))
                 return
             finally:
-                keepalive.cancel()
+                self._working.discard(msg)
             await self._publish_result(op, result, cmd.space_id)
             await msg.ack()
 
@@ -265,13 +306,6 @@ class CommandWorker:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             yield carrier
-
-    async def _keep_in_progress(self, msg: Msg) -> None:
-        # Long provider calls must not let JetStream think the worker died.
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            while True:
-                await asyncio.sleep(self.ack_wait_s / 3)
-                await msg.in_progress()
 
     def _refusal(
         self,
