@@ -496,6 +496,7 @@ async def run_components(
                 runtime.board,
                 on_versions=runtime.store.observe_versions,
                 health=runtime.deps.orchestrator.health,
+                institutions=runtime.institution_follower,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
             # Every worker fires durable timers: whichever claims a due one handles it.
@@ -512,10 +513,6 @@ async def run_components(
                 )
                 advance_sagas_with(scheduler, saga_runner)
             tasks["timers"] = asyncio.create_task(supervise("timers", scheduler.run, stop))
-            if runtime.institution_follower is not None:
-                tasks["institutions"] = asyncio.create_task(
-                    supervise("institutions", runtime.institution_follower.run, stop)
-                )
         pollers = status_pollers(runtime) if "provider_status" in components else []
         if pollers:
 
