@@ -23,6 +23,7 @@ import msgspec
 from aiohttp import web
 
 from sandbox.faults import Fault
+from sandbox.json_answer import json_response
 from sandbox.links import LINKS
 from sandbox.middleware import TRUTH, fault_middleware
 from sandbox.truth import Bank, BankTransaction, iso_date, iso_time
@@ -50,7 +51,7 @@ CONNECTION_STATUSES = frozenset(
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": {"message": message, "status": status}}, status=status, content_type=MX_ACCEPT
     )
 
@@ -74,7 +75,7 @@ def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
 
 
 def _member_status(request: web.Request, connection_status: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {
             "member": {
                 "guid": request.match_info["member_guid"],
@@ -165,7 +166,7 @@ def paged(
     if page < 1 or per_page < MIN_RECORDS_PER_PAGE:
         return error_response(400, "page or records_per_page is out of range.")
     start = (page - 1) * per_page
-    return web.json_response(
+    return json_response(
         {
             key: rows[start : start + per_page],
             "pagination": {

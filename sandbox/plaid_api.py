@@ -30,6 +30,7 @@ from aiohttp import web
 
 from sandbox.faults import Fault
 from sandbox.institutions import FakeInstitution
+from sandbox.json_answer import json_response
 from sandbox.links import (
     HISTORICAL_UPDATE_COMPLETE,
     INITIAL_UPDATE_COMPLETE,
@@ -137,7 +138,7 @@ def error_response(
         "documentation_url": f"https://plaid.com/docs/errors/#{code.lower()}",
         "suggested_action": None,
     }
-    return web.json_response(body, status=status or usual_status)
+    return json_response(body, status=status or usual_status)
 
 
 def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
@@ -327,7 +328,7 @@ async def accounts_get(request: web.Request) -> web.Response:
         return found
     _, item = found
     body = {"accounts": item.bank.view("plaid-accounts", _accounts), "item": _item(item)}
-    return web.json_response({**body, "request_id": request_id(request)})
+    return json_response({**body, "request_id": request_id(request)})
 
 
 async def transactions_sync(request: web.Request) -> web.Response:
@@ -369,7 +370,7 @@ def _sync_answer(
 ) -> web.Response:
     """A `/transactions/sync` body: the Item's accounts with it, once transactions are ready."""
     accounts = [] if status == NOT_READY else item.bank.view("plaid-accounts", _accounts)
-    return web.json_response(
+    return json_response(
         {
             "accounts": accounts,
             "added": [c.body for c in page if c.kind == "added"],
