@@ -76,6 +76,7 @@ PLAID_ERRORS: dict[str, tuple[str, int]] = {
 }
 
 _REQUEST_IDS: web.AppKey[itertools.count[int]] = web.AppKey("plaid_request_ids")
+_ENCODER = msgspec.json.Encoder()
 # Plaid's initial pull after a link: the most recent 30 days.
 INITIAL_PULL_DAYS = 30
 _INITIAL_FROM = iso_date(HISTORY_END + 1 - INITIAL_PULL_DAYS * DAY_S)
@@ -100,6 +101,13 @@ _LOCATION_KEYS = (
 class PlaidChange(msgspec.Struct, frozen=True):
     kind: Literal["added", "modified", "removed"]
     body: dict[str, Any]
+
+
+class _EncodedChange(msgspec.Struct, frozen=True):
+    """A change of the log with its body already JSON, for a page to splice in."""
+
+    kind: Literal["added", "modified", "removed"]
+    body: msgspec.Raw
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +272,20 @@ def sync_log(bank: Bank) -> list[PlaidChange]:
     return log
 
 
+def _encoded_sync_log(bank: Bank) -> list[_EncodedChange]:
+    """The change log with each body encoded once per state of the bank (`Bank.view`),
+    not once per page that carries it: encoding was most of a page's cost (issue #13)."""
+    return [
+        _EncodedChange(c.kind, msgspec.Raw(_ENCODER.encode(c.body)))
+        for c in bank.view("plaid", sync_log)
+    ]
+
+
+def _encoded_accounts(bank: Bank) -> msgspec.Raw:
+    """The Item's accounts, as JSON; every page of `/transactions/sync` carries them."""
+    return msgspec.Raw(_ENCODER.encode(bank.view("plaid-accounts", _accounts)))
+
+
 def encode_cursor(item: Item, offset: int) -> str:
     return base64.urlsafe_b64encode(f"{item.item_id}:{offset}".encode()).decode()
 
@@ -327,7 +349,10 @@ async def accounts_get(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     _, item = found
-    body = {"accounts": item.bank.view("plaid-accounts", _accounts), "item": _item(item)}
+    body = {
+        "accounts": item.bank.view("plaid-accounts-json", _encoded_accounts),
+        "item": _item(item),
+    }
     return json_response({**body, "request_id": request_id(request)})
 
 
@@ -343,7 +368,7 @@ async def transactions_sync(request: web.Request) -> web.Response:
         # Plaid's first pull lands before the caller comes back.
         item.linked.update_status = INITIAL_UPDATE_COMPLETE
         return _sync_answer(request, item, [], "", has_more=False, status=NOT_READY)
-    log = item.bank.view("plaid", sync_log)
+    log = item.bank.view("plaid-json", _encoded_sync_log)
     ready = len(log)
     if status == INITIAL_UPDATE_COMPLETE:
         ready = item.bank.view("plaid-initial", initial_pull_size)
@@ -362,14 +387,16 @@ async def transactions_sync(request: web.Request) -> web.Response:
 def _sync_answer(
     request: web.Request,
     item: Item,
-    page: list[PlaidChange],
+    page: list[_EncodedChange],
     next_cursor: str,
     *,
     has_more: bool,
     status: str,
 ) -> web.Response:
     """A `/transactions/sync` body: the Item's accounts with it, once transactions are ready."""
-    accounts = [] if status == NOT_READY else item.bank.view("plaid-accounts", _accounts)
+    accounts: msgspec.Raw | list[Any] = (
+        [] if status == NOT_READY else item.bank.view("plaid-accounts-json", _encoded_accounts)
+    )
     return json_response(
         {
             "accounts": accounts,

@@ -196,6 +196,39 @@ async def test_after_the_bank_moves_on_plaid_s_stored_cursor_brings_exactly_the_
     assert_folds_to_the_truth(fold(later, fold(first)), await truth(http, sandbox), "plaid")
 
 
+async def plaid_balances(http: aiohttp.ClientSession, sandbox: str, route: str) -> Folded:
+    body = {"client_id": "c", "secret": "s", "access_token": PLAID_LINK.access_token}
+    async with http.post(f"{sandbox}/plaid{route}", json=body) as response:
+        assert response.status == 200, await response.text()
+        accounts: list[dict[str, Any]] = (await response.json())["accounts"]
+    return {a["account_id"]: a["balances"] for a in accounts}
+
+
+def bank_balances(bank: Truth) -> Folded:
+    return {
+        a["providers"]["plaid"]: {"current": a["current"], "available": a["available"]}
+        for a in bank["accounts"]
+    }
+
+
+async def test_after_the_bank_moves_on_plaid_s_accounts_show_its_new_balances(
+    http: aiohttp.ClientSession, sandbox: str
+) -> None:
+    """The sandbox keeps each state of the bank's Plaid answers encoded: a change must show."""
+    for route in ("/accounts/get", "/transactions/sync"):
+        await plaid_balances(http, sandbox, route)
+    before = bank_balances(await truth(http, sandbox))
+    await advance(http, sandbox, days=12)
+    after = bank_balances(await truth(http, sandbox))
+
+    assert after != before
+    for route in ("/accounts/get", "/transactions/sync"):
+        shown = await plaid_balances(http, sandbox, route)
+        assert {
+            i: {"current": b["current"], "available": b["available"]} for i, b in shown.items()
+        } == after
+
+
 async def test_after_the_bank_moves_on_mx_s_stored_cursor_brings_exactly_the_new_changes(
     mx: MxAdapter, http: aiohttp.ClientSession, sandbox: str
 ) -> None:
