@@ -177,9 +177,10 @@ async def _authorised(request: web.Request) -> tuple[_Request, Item] | web.Respo
 
 
 def item_of(request: web.Request, access_token: str) -> Item:
-    links = request.config_dict[LINKS]
+    config = request.config_dict  # made anew on each access
+    links = config[LINKS]
     person, institution = links.plaid_person(access_token), links.plaid_institution(access_token)
-    bank = request.config_dict[TRUTH].bank(person, institution)
+    bank = config[TRUTH].bank(person, institution)
     return Item(
         item_id=links.plaid_item_id(access_token),
         bank=bank,
