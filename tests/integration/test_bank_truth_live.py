@@ -229,6 +229,34 @@ async def test_after_the_bank_moves_on_plaid_s_accounts_show_its_new_balances(
         } == after
 
 
+async def test_after_the_bank_moves_on_mx_s_accounts_show_its_new_balances(
+    http: aiohttp.ClientSession, sandbox: str
+) -> None:
+    """The sandbox keeps MX's account rows per state of the bank: a change must show."""
+    url = f"{sandbox}/mx/users/{MX_LINK.access_token}/members/{MX_LINK.item_id}/accounts"
+    headers = {"Accept": "application/vnd.mx.api.v1+json", "Authorization": "Basic Yzpr"}
+
+    async def shown() -> Folded:
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            rows: list[dict[str, Any]] = (await response.json())["accounts"]
+        return {
+            r["guid"]: {"current": r["balance"], "available": r["available_balance"]} for r in rows
+        }
+
+    def expected(bank: Truth) -> Folded:
+        return {
+            a["providers"]["mx"]: {"current": a["current"], "available": a["available"]}
+            for a in bank["accounts"]
+        }
+
+    assert await shown() == expected(await truth(http, sandbox))
+    await advance(http, sandbox, days=12)
+    after = expected(await truth(http, sandbox))
+
+    assert await shown() == after
+
+
 async def test_after_the_bank_moves_on_mx_s_stored_cursor_brings_exactly_the_new_changes(
     mx: MxAdapter, http: aiohttp.ClientSession, sandbox: str
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sandbox.belvo_api_data import transaction_rows
 from sandbox.finicity_api_data import transaction_body as finicity_transaction
 from sandbox.links import LinkBook
-from sandbox.mx_api import mx_records
+from sandbox.mx_data import mx_records
 from sandbox.plaid_api import sync_log
 from sandbox.truth import HISTORY_END, Bank, TruthBook
 from sandbox.views import PROVIDERS, plaid_ids, provider_date, provider_ids
