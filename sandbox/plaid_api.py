@@ -206,13 +206,20 @@ def _payment_meta(t: BankTransaction) -> dict[str, str | None]:
     return meta
 
 
+def _account_ids(bank: Bank) -> dict[str, str]:
+    """Plaid's id of each of the bank's accounts, by the bank's id: hashed once, not per
+    transaction (`Bank.view`)."""
+    return bank.view(
+        "plaid-account-ids", lambda b: {a.id: account_id("plaid", b, a) for a in b.accounts}
+    )
+
+
 def _transaction(bank: Bank, t: BankTransaction) -> dict[str, Any]:
     transaction_id, pending_transaction_id = plaid_ids(bank, t)
-    account = next(a for a in bank.accounts if a.id == t.account_id)
     return {
         "transaction_id": transaction_id,
         "pending_transaction_id": pending_transaction_id,
-        "account_id": account_id("plaid", bank, account),
+        "account_id": _account_ids(bank)[t.account_id],
         "account_owner": None,
         "amount": t.amount,
         "iso_currency_code": bank.currency,
@@ -234,10 +241,9 @@ def _transaction(bank: Bank, t: BankTransaction) -> dict[str, Any]:
 
 
 def _removed(bank: Bank, t: BankTransaction, pending: bool) -> dict[str, Any]:
-    account = next(a for a in bank.accounts if a.id == t.account_id)
     transaction_id, pending_id = plaid_ids(bank, t)
     gone = pending_id if pending and pending_id else transaction_id
-    return {"transaction_id": gone, "account_id": account_id("plaid", bank, account)}
+    return {"transaction_id": gone, "account_id": _account_ids(bank)[t.account_id]}
 
 
 def _first_aggregation(bank: Bank) -> tuple[list[BankTransaction], list[BankTransaction]]:

@@ -163,6 +163,17 @@ def test_plaid_reports_a_posting_as_the_pending_id_removed_and_a_new_id_pointing
     assert added_pending & {p["pending_transaction_id"] for p in postings}
 
 
+def test_plaid_s_ids_stay_what_seed_7_has_always_given() -> None:
+    """Ids are part of the data: a faster way to write them must write the same ones."""
+    first = sync_log(TruthBook(7).bank("ana"))[0].body
+
+    assert (first["transaction_id"], first["pending_transaction_id"], first["account_id"]) == (
+        "HUgveAxkIKXvi5bxqjn6RSYkHWpmaxmpzwWoj",
+        "nnNb41LAQrunmYHVSx1mAoogmkN1wwaSU7AL8",
+        "cCLh7JgYW7EpMh5B3HpFFVplkYdGNvO9GNbEM",
+    )
+
+
 def test_mx_keeps_one_guid_from_pending_to_posted_and_marks_withdrawals_deleted() -> None:
     bank = TruthBook(7).bank("ana")
     before = {r.guid: r for r in mx_records(bank)}
