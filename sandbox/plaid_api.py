@@ -248,11 +248,10 @@ def _removed(bank: Bank, t: BankTransaction, pending: bool) -> dict[str, Any]:
 
 def _first_aggregation(bank: Bank) -> tuple[list[BankTransaction], list[BankTransaction]]:
     """What Plaid first aggregated: (the last 30 days, the older history), oldest first."""
-    first = sorted(
-        (t for t in bank.at_history_end().values() if t.live), key=lambda t: (t.date, t.id)
-    )
-    recent = [t for t in first if t.date >= _INITIAL_FROM]
-    return recent, [t for t in first if t.date < _INITIAL_FROM]
+    # Each date worked out once: a new bank's log is most of its first answer (issue #13).
+    first = sorted((t.date, t.id, t) for t in bank.at_history_end().values() if t.live)
+    recent = [t for day, _, t in first if day >= _INITIAL_FROM]
+    return recent, [t for day, _, t in first if day < _INITIAL_FROM]
 
 
 def initial_pull_size(bank: Bank) -> int:
