@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 import traceback
 import uuid
@@ -398,6 +399,16 @@ async def _serve(
 
 async def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
     """Stop at the end of stdin: `up` holds its other end, so that is `up` gone."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (ValueError, OSError):  # no stdin at all
+        mode = 0
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        # Nothing to watch (a file, a terminal, /dev/null: uvloop aborts on a file), and
+        # unwatched it could outlive its parent: refuse to run rather than risk that.
+        log.error("--until-stdin-closes: standard input is not a pipe: stopping")
+        stop.set()
+        return
     reader = asyncio.StreamReader()
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
@@ -549,8 +560,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--until-stdin-closes",
         action="store_true",
-        help="also stop when standard input reaches its end (how `up` has its second "
-        "process die with it)",
+        help="also stop when standard input, a pipe, reaches its end (how `up` has its "
+        "second process die with it)",
     )
     send = sub.add_parser("send", help="send one command and print its result")
     send.add_argument("op", help="e.g. sync.transactions")
