@@ -204,8 +204,15 @@ class PostgresFeedIndex(FeedIndexPort):
         ]
 
     async def record(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
-        if events and self._indexed.get(connection_id, -1) >= events[-1].originator_version:
+        if not events:
+            return
+        if self._indexed.get(connection_id, -1) >= events[-1].originator_version:
             return  # written with the events themselves (`with_events`)
+        # Whatever came between what is indexed and these events (another writer's
+        # feed event it did not index) first: the version must not jump past it.
+        before = events[0].originator_version - 1
+        if before > self._indexed.get(connection_id, 0):  # nothing is before a stream's first
+            await self._catch_up(connection_id, before)
         async with self._locks.hold(connection_id):
             await self._apply(connection_id, events)
 
@@ -339,10 +346,13 @@ def _columns(batch: Sequence[_Record]) -> tuple[list[list[object]], dict[UUID, i
             position = row[9] if earlier is None else min(earlier[10], row[9])
             rows[key] = (record.connection_id, *row[:9], position)
         versions[record.connection_id] = max(record.version, versions.get(record.connection_id, 0))
+    # In key order, in every writer: two statements upserting the same rows lock them
+    # in one order, so they wait for each other rather than deadlock.
+    ordered = [rows[key] for key in sorted(rows)]
     columns: list[list[object]] = (
-        [list(c) for c in zip(*rows.values(), strict=True)] if rows else [[]] * 11
+        [list(c) for c in zip(*ordered, strict=True)] if ordered else [[]] * 11
     )
-    return columns, versions
+    return columns, dict(sorted(versions.items()))
 
 
 def _settle(written: asyncio.Future[None] | None, error: BaseException | None) -> None:

@@ -104,10 +104,11 @@ def _fleet_op_on_space_subject(subject: str, op: str) -> CommandDecodeError:
 class InProgress:
     """Tells JetStream that commands still running are being worked on: one timer for all.
 
-    Every `period_s` (a third of the ack wait), each command running for at least
-    that long gets an in-progress ack, so none is redelivered while it runs, and
-    the longest a running command goes without one is two periods. (A timer task
-    per command cost its creation and cancellation on every command.)
+    Every half `period_s` (a sixth of the ack wait), each command whose last sign
+    of life (its start, or its last in-progress ack) is `period_s` old or more
+    gets an in-progress ack: a running command goes at most about 1.5 periods
+    (half the ack wait) without one, so none is redelivered while it runs. (A
+    timer task per command cost its creation and cancellation on every command.)
     """
 
     def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -130,10 +131,12 @@ class InProgress:
         for msg in due:
             with contextlib.suppress(Exception):  # NATS away: the redelivery is recognised
                 await msg.in_progress()
+            if id(msg) in self._since:  # not finished meanwhile
+                self._since[id(msg)] = (msg, now)
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.period_s)
+            await asyncio.sleep(self.period_s / 2)
             await self.tick()
 
 
@@ -168,8 +171,8 @@ class CommandWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Pull commands until `stop` is set, then finish what is in flight."""
         sub = await self.js.pull_subscribe_bind(self.consumer, COMMAND_STREAM)
-        keepalive = asyncio.create_task(self._working.run(), name="in-progress")
         rpc = await self.nc.subscribe(f"{RPC_PREFIX}.>", queue="syncyard-rpc", cb=self._on_rpc)
+        keepalive = asyncio.create_task(self._working.run(), name="in-progress")
         try:
             while not stop.is_set():
                 await self._slots.acquire()

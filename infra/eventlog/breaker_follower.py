@@ -9,11 +9,13 @@ for, once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from uuid import UUID
 
 import asyncpg
 
+from events.base import DomainEvent
 from events.breaker import BREAKER_EVENT_TYPES
 from events.connection import ConnectionAttempted
 from infra.eventlog.institution_follower import TOPICS as INSTITUTION_TOPICS
@@ -24,6 +26,8 @@ from infra.waiting import wait_for_either
 from services.ports import topic_of
 from services.resilience.board import BreakerBoard
 from services.resilience.live_health import LiveHealth
+
+log = logging.getLogger(__name__)
 
 # On start, read back this many notifications to refill the windows: enough
 # for several minutes of calls at the rates in docs/BENCHMARKS.md.
@@ -65,6 +69,15 @@ class BreakerFollower:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
+    def _to_directory(self, notification_id: int, event: DomainEvent) -> None:
+        # The directory's trouble with one event must not stall the breakers reading
+        # the same pages (nor the cache's evictions): logged, and the log read on.
+        assert self.institutions is not None
+        try:
+            self.institutions.directory.observe(event)
+        except Exception:
+            log.exception("institution event %s not applied to the directory", notification_id)
+
     async def run(self, stop: asyncio.Event) -> None:
         async with listening(self.pool, self.reader.channel, self._on_notify) as conn:
             self.position = max(0, await self.reader.max_id(conn) - LOOKBACK)
@@ -76,7 +89,7 @@ class BreakerFollower:
                 for note in page.notifications:
                     if note.topic in INSTITUTION_TOPICS:
                         if self.institutions is not None:
-                            self.institutions.directory.observe(note.event)
+                            self._to_directory(note.id, note.event)
                         continue
                     await self.board.observe(note.event)
                     if self.health is not None:

@@ -181,13 +181,14 @@ async def test_syncs_recording_at_the_same_time_share_one_statement(pool: asyncp
     connections = [uuid.uuid4() for _ in range(3)]
     log.statements.clear()
 
+    # Each its stream's first event: nothing before it to catch up with.
     await asyncio.gather(
-        *(index.record(c, [appended(c, 2, f"t{i}", 1)]) for i, c in enumerate(connections))
+        *(index.record(c, [appended(c, 1, f"t{i}", 1)]) for i, c in enumerate(connections))
     )
 
     assert len(log.statements) == 1, log.statements
     indexed = await pool.fetch("SELECT connection_id, version FROM syncyard_feed_index_version")
-    assert {(r["connection_id"], r["version"]) for r in indexed} == {(c, 2) for c in connections}
+    assert {(r["connection_id"], r["version"]) for r in indexed} == {(c, 1) for c in connections}
 
 
 async def test_a_record_that_cannot_be_written_fails_alone_not_its_batch(
@@ -218,3 +219,24 @@ async def test_a_record_that_cannot_be_written_fails_alone_not_its_batch(
     assert {(r["connection_id"], r["version"]) for r in indexed} == {(good, 2), (other, 4)}
     assert await _known_ids(index, good, 2) == {"t1"}
     # Its sync is not acknowledged; the redelivery's catch-up tries again from the store.
+
+
+async def test_a_record_after_a_feed_event_nobody_indexed_takes_that_one_in_first(
+    pool: asyncpg.Pool,
+) -> None:
+    stored = Stored()
+    here = PostgresFeedIndex(StatementLog(pool), stored)  # type: ignore[arg-type]
+    await here.setup()
+    connection_id = uuid.uuid4()
+    first = appended(connection_id, 2, "t1", 1)
+    stored.events.append(first)
+    await here.record(connection_id, [first])
+    # Another writer recorded a feed event and died before indexing it; this sync's
+    # record comes next (it planned without catching up: a saga's step, say).
+    missed = appended(connection_id, 4, "t2", 2)
+    ours = appended(connection_id, 6, "t3", 3)
+    stored.events += [missed, ours]
+    await here.record(connection_id, [ours])
+
+    # The version did not jump past the missed event: its rows are in.
+    assert await _known_ids(here, connection_id, 6) == {"t1", "t2", "t3"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, cast
 
 import pytest
@@ -48,6 +49,10 @@ async def test_a_command_running_a_period_or_longer_is_told_in_progress_until_it
     await working.tick()
     # The long one ran a whole period; the short one started 2 s ago: not yet.
     assert (long.in_progress_acks, short.in_progress_acks) == (1, 0)
+    clock.now = 15.0
+    await working.tick()
+    # Half a period on: the long one was acked 5 s ago, the short one started 7 s ago.
+    assert (long.in_progress_acks, short.in_progress_acks) == (1, 0)
     clock.now = 20.0
     await working.tick()
     assert (long.in_progress_acks, short.in_progress_acks) == (2, 1)
@@ -57,6 +62,26 @@ async def test_a_command_running_a_period_or_longer_is_told_in_progress_until_it
     await working.tick()
     assert (long.in_progress_acks, short.in_progress_acks) == (2, 2)
     assert len(working) == 1
+
+
+async def test_no_running_command_goes_half_the_ack_wait_without_a_sign_of_life() -> None:
+    ack_wait = 10.0
+    clock = Clock()
+    working = InProgress(ack_wait / 3, clock)
+    fake = FakeMsg()
+    signs = []
+    # Started just after a tick, on the worst phase; the timer ticks every half period.
+    clock.now = 0.01
+    working.add(msg(fake))
+    signs.append(clock.now)
+    for step in range(1, 40):
+        clock.now = step * working.period_s / 2
+        before = fake.in_progress_acks
+        await working.tick()
+        if fake.in_progress_acks > before:
+            signs.append(clock.now)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(signs)]
+    assert gaps and max(gaps) <= ack_wait / 2 + 0.01
 
 
 async def test_an_ack_that_cannot_be_sent_does_not_stop_the_others() -> None:
