@@ -648,6 +648,17 @@ class PostgresEventStore(EventStorePort):
         )
         return kept, list(forgets)
 
+    def _already_recorded(self, events: Sequence[DomainEvent]) -> bool:
+        """Whether the store holds exactly these events at their versions: a commit of
+        ours whose answer was lost, not another writer's (whose events would differ,
+        in their time if nothing else)."""
+        for stream_id, ours in _by_stream(events).items():
+            first, last = ours[0].originator_version, ours[-1].originator_version
+            stored = list(self.app.events.get(stream_id, gt=first - 1, lte=last))
+            if stored != ours:
+                return False
+        return True
+
     def _save_one(self, pending: _Pending) -> list[DomainEvent] | BaseException:
         change = pending.change
         if change is None:
@@ -659,6 +670,8 @@ class PostgresEventStore(EventStorePort):
                     # is left out the second time; any other conflict stays one.
                     if attempt == 0 and _forgets_any(pending.events):
                         continue
+                    if self._already_recorded(pending.events):
+                        break  # our own commit, whose answer was lost with its connection
                     return StreamConflictError(str(exc))
                 except Exception as exc:
                     return exc
@@ -679,6 +692,13 @@ class PostgresEventStore(EventStorePort):
                 self._remember(new_state)
             return events
         return RuntimeError(f"connection {change.connection_id}: kept conflicting after 5 tries")
+
+
+def _by_stream(events: Sequence[DomainEvent]) -> dict[UUID, list[DomainEvent]]:
+    streams: dict[UUID, list[DomainEvent]] = {}
+    for event in events:
+        streams.setdefault(event.originator_id, []).append(event)
+    return streams
 
 
 def _forgets_any(events: Sequence[DomainEvent]) -> bool:

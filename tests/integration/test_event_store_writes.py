@@ -9,14 +9,19 @@ recorded once.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import cast
 
 import asyncpg
+import msgspec
 import pytest
 
 from events.connection import SyncCompleted, SyncDeferred
+from events.saga import SagaStarted
 from infra.bootstrap import Runtime
 from services.connections.domain import connection_id_for
+from services.ports import StreamConflictError
 from tests.support.harness import SPACE, eventually, inject_fault, register, sync
 
 pytestmark = pytest.mark.integration
@@ -152,3 +157,30 @@ async def test_a_deferral_whose_commit_lost_its_answer_still_gets_its_timer(
         await conn.close()
     # Its timer is set, or the command, acknowledged, would never run again.
     assert len(timers) == 1 and "sync-lost" in timers[0]["key"]
+
+
+async def test_an_append_whose_commit_lost_its_answer_is_not_reported_as_a_conflict(
+    syncyard: Runtime,
+) -> None:
+    started = SagaStarted(
+        originator_id=uuid.uuid4(),
+        originator_version=1,
+        timestamp=datetime.now(UTC),
+        kind="link",
+        command_id="link-lost",
+        space_id=SPACE,
+        account_id="acct-saga-lost",
+        connection_id=uuid.uuid4(),
+    )
+    syncyard.store.pool = cast("asyncpg.Pool", CommitsThenDrops(syncyard.store.pool))
+
+    # Committed, then the answer lost: the library's path finds version 1 taken, by
+    # these very events. A conflict here would make a saga's holder give up its lease.
+    await syncyard.store.append([started])
+
+    assert syncyard.sagas is not None
+    assert await syncyard.sagas.events(started.originator_id) == [started]
+    # Another writer's event at the same version is still a conflict.
+    rival = msgspec.structs.replace(started, command_id="link-rival")
+    with pytest.raises(StreamConflictError):
+        await syncyard.store.append([rival])
