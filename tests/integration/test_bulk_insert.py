@@ -1,4 +1,4 @@
-"""`insert_new_rows`: a small page row by row, a large one staged by COPY, the same rows either way."""
+"""`insert_new_rows`: a small page row by row, a large one by COPY, the same rows either way."""
 
 from __future__ import annotations
 
