@@ -1,9 +1,10 @@
 """The AsyncAPI 3.0 description of syncyard's NATS interface, generated from the contract.
 
 Channels and messages come from the same registries and structs as the JSON
-Schemas (`schema.py`): one channel per command op on `syncyard.cmd.<op>`
-(JetStream) and `syncyard.rpc.<op>` (request/reply), its result on
-`syncyard.result.<op>`, its dead letters on `syncyard.dlq.<op>`, and one per
+Schemas (`schema.py`): one channel per command op on `syncyard.cmd.<op>` and
+on its space's `syncyard.space.<space>.cmd.<op>` (JetStream), and on
+`syncyard.rpc.<op>` (request/reply), its result on `syncyard.result.<op>` and
+its space's, its dead letters on `syncyard.dlq.<op>`, and one per
 published event on `syncyard.evt.<aggregate>.<Event>`. Operations are
 syncyard's own: it receives the commands and sends everything else. A new
 command or event appears here by being registered, and a change to any of
@@ -20,7 +21,7 @@ import msgspec
 
 from events.base import DomainEvent
 from events.breaker import BREAKER_EVENT_TYPES
-from events.commands import COMMAND_TYPES
+from events.commands import COMMAND_TYPES, FLEET_OPS
 from events.connection import CONNECTION_EVENT_TYPES
 from events.deadletter import DeadLetter
 from events.institutions import INSTITUTION_EVENT_TYPES
@@ -59,7 +60,8 @@ _COMMAND_HEADERS: Document = {
     "properties": {
         HEADER_MSG_ID: {
             "type": "string",
-            "description": f"On `{command_subject('<op>')}`: `<space_id>/<command_id>`, "
+            "description": f"On `{command_subject('<op>')}` and "
+            f"`{SPACE_PREFIX}.<space>.cmd.<op>`: `<space_id>/<command_id>`, "
             "the space id percent-encoded (RFC 3986: all but unreserved characters), e.g. "
             "`demo/sync-1`, so JetStream drops a command sent twice within its duplicate "
             "window, and the same command id in another space is another command. "
@@ -110,6 +112,12 @@ _EVENT_HEADERS: Document = {
             "description": "The trace of the command that caused the event, when it had one",
         },
     },
+}
+
+
+_SPACE_PARAMETER: Document = {
+    "description": "The command's space id, percent-encoded into one subject "
+    "token (`.` too: space `acme.eu` is `acme%2Eeu`)"
 }
 
 
@@ -201,6 +209,24 @@ def asyncapi_document() -> Document:
             f"taken by one worker, and answered on `{result_subject(op)}`.",
         )
         doc.operation("receive", queued, message)
+        per_space = f"space-command.{op}"
+        doc.channel(
+            per_space,
+            f"{SPACE_PREFIX}.{{space}}.cmd.{op}",
+            message,
+            title=f"{op} (queued, on its space's subject)",
+            description=(
+                f"Not run when sent here (`fleet_op`): `{op}` acts for every space, so it "
+                f"is sent on `{queued}` alone, and no tenant's login may publish here."
+                if op in FLEET_OPS
+                else f"The same queue as `{queued}`, on the subject of the command's "
+                "space: a tenant's login may publish its spaces' alone. A command whose "
+                "`space_id` is not the subject's space is not run: it is dead-lettered "
+                "(`space_mismatch`) and refused on the space's results subject."
+            ),
+        )
+        doc.channels[per_space]["parameters"] = {"space": _SPACE_PARAMETER}
+        doc.operation("receive", per_space, message)
         doc.channel(
             rpc,
             rpc,
@@ -235,12 +261,7 @@ def asyncapi_document() -> Document:
             description=f"Each result of `{result_subject(op)}` again, on its space's own "
             "subject, so a tenant's login may be allowed its spaces' alone.",
         )
-        doc.channels[per_space]["parameters"] = {
-            "space": {
-                "description": "The command's space id, percent-encoded into one subject "
-                "token (`.` too: space `acme.eu` is `acme%2Eeu`)"
-            }
-        }
+        doc.channels[per_space]["parameters"] = {"space": _SPACE_PARAMETER}
         doc.operation("send", per_space, result)
     for op in COMMAND_TYPES:
         doc.channel(

@@ -238,6 +238,13 @@ COMMAND_TYPES: dict[str, type[Command]] = {
     )
 }
 
+# Ops whose effect reaches every space: a breaker holds a provider for everyone,
+# the institution mapping is shared. They run only when sent on the fleet-wide
+# subject (`syncyard.cmd.<op>`, the operators' and the shared upstream login's),
+# never on a space's subject, the only one a tenant's login may publish on.
+FLEET_OPS = frozenset({MapInstitution.op, ForceBreaker.op, ReleaseBreaker.op})
+SPACE_OPS = tuple(op for op in COMMAND_TYPES if op not in FLEET_OPS)
+
 
 # What a dead letter keeps of its command: an allow-list, not a deny-list. A
 # deny-list misses what it did not foresee (`accessToken`, an escaped key name,

@@ -70,7 +70,9 @@ class FeedAppended(DomainEvent, frozen=True, kw_only=True):
     """One walk of a link's pages reconciled into the account's feed.
 
     `cursor` is the link's provider cursor after it: syncyard keeps it, so
-    every advance of a link's cursor is this event.
+    every advance of a link's cursor is this event. A walk that would change
+    nothing (no entry, no copy recognised, the same cursor and held ids)
+    records none: its `SyncCompleted` alone says it ran.
     """
 
     command_id: str

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from typing import NamedTuple
+from urllib.parse import quote, unquote
 
 COMMAND_PREFIX = "syncyard.cmd"
 RPC_PREFIX = "syncyard.rpc"
 EVENT_PREFIX = "syncyard.evt"
 DLQ_PREFIX = "syncyard.dlq"
 RESULT_PREFIX = "syncyard.result"
-# Per-space copies of results: a tenant's login may be allowed its spaces' alone.
+# Per-space subjects: a tenant's login may be allowed its spaces' alone, to send
+# commands (`syncyard.space.<space>.cmd.<op>`) and to read results.
 SPACE_PREFIX = "syncyard.space"
+# Every space's commands: what the command stream takes beside `syncyard.cmd.>`.
+SPACE_COMMANDS = f"{SPACE_PREFIX}.*.cmd.>"
 
 COMMAND_STREAM = "SYNCYARD_CMD"
 EVENT_STREAM = "SYNCYARD_EVT"
@@ -63,6 +67,44 @@ def space_result_subject(space_id: str, op: str) -> str:
 
 def command_subject(op: str) -> str:
     return f"{COMMAND_PREFIX}.{op}"
+
+
+def space_command_subject(space_id: str, op: str) -> str:
+    """`syncyard.space.<space>.cmd.<op>`: a command sent on its space's own subject.
+
+    A permission can name the space here (`space_token`), unlike on
+    `syncyard.cmd.<op>`, so a tenant's login may be held to its spaces'
+    commands; the worker refuses one whose payload names another space.
+    """
+    return f"{SPACE_PREFIX}.{space_token(space_id)}.cmd.{op}"
+
+
+class CommandAddress(NamedTuple):
+    """What a command's subject says: its op, and whether and which space it names."""
+
+    op: str
+    # Sent on `syncyard.space.<space>.cmd.<op>`: the command must be for that space.
+    space_scoped: bool
+    # The space the subject names; None on `syncyard.cmd.<op>`, and when the token is
+    # not how `space_token` writes any space (then no space's subject is trusted).
+    space_id: str | None
+
+
+def command_address(subject: str) -> CommandAddress:
+    """`syncyard.cmd.<op>` or `syncyard.space.<space>.cmd.<op>`, read back."""
+    if subject.startswith(f"{COMMAND_PREFIX}."):
+        return CommandAddress(op_from_subject(subject, COMMAND_PREFIX), False, None)
+    token, _, rest = op_from_subject(subject, SPACE_PREFIX).partition(".")
+    op = op_from_subject(rest, "cmd")
+    try:
+        space_id: str | None = unquote(token, errors="strict")
+    except UnicodeDecodeError:
+        space_id = None
+    if not (op and space_id and space_token(space_id) == token):
+        # Not a space's command subject, or another spelling of a space's token:
+        # permissions name a space by `space_token` alone.
+        space_id = None
+    return CommandAddress(op, True, space_id)
 
 
 def rpc_subject(op: str) -> str:

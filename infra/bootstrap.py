@@ -97,7 +97,8 @@ def sync_crash_hook(env: Mapping[str, str] | None = None) -> Callable[[str], Non
 
     `SYNCYARD_SYNC_CRASH_AT=after_provider` SIGKILLs this process when a sync has
     the provider's pages and nothing is recorded yet; `after_commit` when its
-    events are committed but not yet indexed, relayed or answered. Unset: inert.
+    events are committed (with their feed index rows) but not yet relayed or
+    answered. Unset: inert.
     """
     point = (os.environ if env is None else env).get(SYNC_CRASH_ENV)
     if not point:
@@ -324,6 +325,7 @@ async def open_runtime(
         providers = build_providers(session, settings.providers, manual_entries=manual_entries)
         feed_index = PostgresFeedIndex(query_pool, store)
         await feed_index.setup()
+        store.feed_index = feed_index
         limiter = RateLimiter(query_pool, settings.rate_limits)
         await limiter.setup()
         board = BreakerBoard(
@@ -492,6 +494,7 @@ async def run_components(
                 runtime.board,
                 on_versions=runtime.store.observe_versions,
                 health=runtime.deps.orchestrator.health,
+                institutions=runtime.institution_follower,
             )
             tasks["breakers"] = asyncio.create_task(supervise("breakers", follower.run, stop))
             # Every worker fires durable timers: whichever claims a due one handles it.
@@ -508,10 +511,6 @@ async def run_components(
                 )
                 advance_sagas_with(scheduler, saga_runner)
             tasks["timers"] = asyncio.create_task(supervise("timers", scheduler.run, stop))
-            if runtime.institution_follower is not None:
-                tasks["institutions"] = asyncio.create_task(
-                    supervise("institutions", runtime.institution_follower.run, stop)
-                )
         pollers = status_pollers(runtime) if "provider_status" in components else []
         if pollers:
 

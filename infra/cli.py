@@ -528,8 +528,9 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         type=_tenant,
         metavar="NAME=SPACE[,SPACE...]",
-        help="an upstream login (user upstream-NAME) that reads only these spaces' results, "
-        "on syncyard.space.<space>.result.>, and has no RPC; repeatable",
+        help="an upstream login (user upstream-NAME) that sends only these spaces' commands, "
+        "on syncyard.space.<space>.cmd.>, reads only their results, on "
+        "syncyard.space.<space>.result.>, and has no RPC; repeatable",
     )
     sandbox = sub.add_parser("sandbox", help="serve the provider sandbox alone")
     sandbox.add_argument("--port", type=int, default=8099)
@@ -592,7 +593,7 @@ def _print_nats_config(args: argparse.Namespace) -> int:
 
 
 def _tenant(text: str) -> tuple[str, tuple[str, ...]]:
-    """`acme=acme-eu,acme-us`: a tenant and the spaces whose results it may read."""
+    """`acme=acme-eu,acme-us`: a tenant and the spaces whose commands and results are its."""
     name, _, spaces = text.partition("=")
     owned = tuple(space for space in spaces.split(",") if space)
     try:

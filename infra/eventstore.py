@@ -42,6 +42,7 @@ from events.credentials import CredentialForgotten, CredentialStored
 from events.upcasting import mark_version
 from infra.credential_keys import SHRED_IN_TRANSACTION, CredentialKeys, is_sealed, seal, unseal
 from infra.eventlog.reader import decode_stored
+from infra.feed_index import IndexWithEvents, PostgresFeedIndex
 from services.connections.domain import ConnectionState, fold
 from services.ports import Change, EventStorePort, StreamConflictError
 from services.providers.base import LinkCredentials
@@ -275,6 +276,16 @@ class PostgresEventStore(EventStorePort):
             f'"{EVENTS_TABLE}" WHERE originator_id = $1 AND originator_version > $2 '
             "ORDER BY originator_version"
         )
+        recorder = app.recorder
+        assert isinstance(recorder, ShreddingRecorder), "SyncyardPostgresFactory makes it"
+        schema, function = recorder.datastore.schema, recorder.pg_function_name_insert_events
+        self._insert_events_sql = (
+            f'SELECT * FROM "{schema}"."{function}"($1::"{schema}".'  # noqa: S608 - our names
+            f'"{recorder.stored_event_type_name}"[])'
+        )
+        # Set by the runtime: the feed index whose rows the committer writes with
+        # the events they come from (one statement, one commit, per batch).
+        self.feed_index: PostgresFeedIndex | None = None
         self._now = now or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[UUID, ConnectionState] = OrderedDict()
         self._tokens: dict[UUID, str] = {}
@@ -444,7 +455,7 @@ class PostgresEventStore(EventStorePort):
                 batch.append(self._queue.get_nowait())
             started = time.perf_counter()
             try:
-                outcomes = await asyncio.to_thread(self._save_batch, batch)
+                outcomes = await self._save_batch(batch)
             except Exception as exc:  # the whole batch failed: each caller decides what to do
                 for pending in batch:
                     if not pending.future.done():
@@ -463,15 +474,16 @@ class PostgresEventStore(EventStorePort):
     def _decide(
         self, batch: Sequence[_Pending], states: dict[UUID, ConnectionState | None]
     ) -> list[list[DomainEvent]]:
-        """What each request records: its change's decision with its side events, or its events."""
+        """What each request records: its change's decision with its side events, or its events.
+
+        `states` holds the state of every connection the batch changes (`_states_for`).
+        """
         decided: list[list[DomainEvent]] = []
         for pending in batch:
             change = pending.change
             if change is None:
                 decided.append(list(pending.events))
                 continue
-            if change.connection_id not in states:
-                states[change.connection_id] = self._cached_or_load(change.connection_id)
             state = states[change.connection_id]
             events = change.decide(state)
             states[change.connection_id] = fold(state, events)
@@ -488,27 +500,96 @@ class PostgresEventStore(EventStorePort):
                 written.extend(pending.change.side_events)
         return written
 
-    def _cached_or_load(self, connection_id: UUID) -> ConnectionState | None:
-        cached = self._cache.get(connection_id)
-        return cached if cached is not None else self._load(connection_id)
-
-    def _save_batch(self, batch: Sequence[_Pending]) -> list[list[DomainEvent] | BaseException]:
+    async def _states_for(self, batch: Sequence[_Pending]) -> dict[UUID, ConnectionState | None]:
+        """The state of each connection the batch changes: cached, or read from the log."""
         states: dict[UUID, ConnectionState | None] = {}
+        for pending in batch:
+            if pending.change is None or pending.change.connection_id in states:
+                continue
+            connection_id = pending.change.connection_id
+            cached = self._cache.get(connection_id)
+            states[connection_id] = (
+                cached if cached is not None else await self.get_connection(connection_id)
+            )
+        return states
+
+    async def _save_batch(
+        self, batch: Sequence[_Pending]
+    ) -> list[list[DomainEvent] | BaseException]:
+        states = await self._states_for(batch)
         decided = self._decide(batch, states)
+        index = None
+        if self.feed_index is not None:
+            changed = zip(batch, decided, strict=True)
+            index = self.feed_index.with_events(
+                [(p.change.connection_id, e) for p, e in changed if p.change and e]
+            )
         try:
-            self._put(self._recorded(batch, decided))
+            indexed = await self._put_async(self._recorded(batch, decided), index)
         except IntegrityError:
             # Another replica appended to one of these streams: our cached states
             # were stale, or a saga's holder lost the race. Retry each request alone
             # (changes on freshly loaded state), so only the conflicting one fails.
             for connection_id in states:
                 self.forget(connection_id)
-            return [self._save_one(pending) for pending in batch]
+            return await asyncio.to_thread(lambda: [self._save_one(p) for p in batch])
         self.batches_saved += 1
+        if indexed and index is not None and self.feed_index is not None:
+            self.feed_index.indexed_with_events(index.records)
         for state in states.values():
             if state is not None:
                 self._remember(state)
         return list(decided)
+
+    async def _put_async(
+        self, events: list[DomainEvent], index: IndexWithEvents | None = None
+    ) -> bool:
+        """`_put` without a thread: the batch's events in one statement over asyncpg.
+
+        The library's own insert (psycopg, in a worker thread) spent most of a
+        batch's time turning the rows into a text array of composites in Python,
+        while holding the GIL the event loop needs; asyncpg encodes the same
+        array in C, and the statement is the library's insert function, so the
+        table lock and the notification are the same. A batch that forgets a
+        credential, and any failure other than a conflict, take the library's
+        path (`_put`): it shreds keys in the transaction and retries a lost
+        connection. A retry after a commit whose answer was lost conflicts on
+        the versions it wrote, and is then decided again on fresh state.
+
+        `index`: feed index rows written in the same statement. Returns whether
+        they were; when not, each sync indexes its own (`FeedIndexPort.record`).
+        """
+        if not events:
+            return False
+        if _forgets_any(events):
+            await asyncio.to_thread(self._put, events)
+            return False
+        mapper = self.mapper
+        rows = [
+            (s.originator_id, s.originator_version, s.topic, s.state)
+            for s in map(mapper.to_stored_event, events)
+        ]
+        try:
+            if index is None:
+                await self.pool.fetch(self._insert_events_sql, rows)
+            else:
+                statement = index.statement(self._insert_events_sql)
+                await self.pool.fetch(statement, rows, *index.arguments)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            if isinstance(exc, asyncpg.UniqueViolationError) and exc.table_name == EVENTS_TABLE:
+                raise IntegrityError(str(exc)) from exc
+            # Anything else (the library's path reports a conflict the same way):
+            log.warning("event insert failed; trying again the library's way", exc_info=True)
+            await asyncio.to_thread(self._put, events)
+            return False
+        self._cache_new_tokens(events)
+        return index is not None
+
+    def _cache_new_tokens(self, events: Sequence[DomainEvent]) -> None:
+        # A new link's first sync should not have to read its token back.
+        for event in events:
+            if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
+                self._tokens[event.originator_id] = event.access_token
 
     def _put(self, events: list[DomainEvent]) -> None:
         # EventStore.put, not Application.save: save() runs a typing.Protocol
@@ -520,10 +601,7 @@ class PostgresEventStore(EventStorePort):
                 self.app.events.put(events, shred=shred)
             else:
                 self.app.events.put(events)
-            # A new link's first sync should not have to read its token back.
-            for event in events:
-                if isinstance(event, CredentialStored) and not is_sealed(event.access_token):
-                    self._tokens[event.originator_id] = event.access_token
+            self._cache_new_tokens(events)
             for credential_id in shred:
                 self._tokens.pop(credential_id, None)
 

@@ -102,7 +102,41 @@ INSERT INTO syncyard_feed_index_version AS v SELECT * FROM unnest($12::uuid[], $
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
 WHERE v.version < EXCLUDED.version
 """
+# The same rows and versions written in the event store's own statement (see
+# `with_events`): its insert function is the main query, so it takes the events
+# table's lock first, and these run to completion after it, all in one implicit
+# transaction: a sync's events and their index rows commit together, or neither.
+_RECORD_WITH_EVENTS = """
+WITH upserted AS (
+INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
+    amount_cents, posted, authorized, description, pending, fingerprint, position)
+SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::date[],
+                     $8::date[], $9::text[], $10::boolean[], $11::text[], $12::bigint[])
+ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
+    syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
+    posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
+    description = EXCLUDED.description,
+    pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
+    position = LEAST(i.position, EXCLUDED.position)
+RETURNING 1),
+advanced AS (
+INSERT INTO syncyard_feed_index_version AS v SELECT * FROM unnest($13::uuid[], $14::bigint[])
+ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
+WHERE v.version < EXCLUDED.version
+RETURNING 1)
+"""
 _Row = tuple[str, str, str, int, date, date | None, str, bool, str, int]
+
+
+class IndexWithEvents(NamedTuple):
+    """Index rows to write in the same statement as the events they come from."""
+
+    records: list[tuple[UUID, int]]  # each connection and the version its rows reach
+    arguments: list[list[object]]  # $2.. of `with_events`'s statement
+
+    def statement(self, insert_events: str) -> str:
+        """`insert_events` (a SELECT whose only parameter is $1) with these rows written too."""
+        return _RECORD_WITH_EVENTS + insert_events
 
 
 class _Record(NamedTuple):
@@ -111,7 +145,7 @@ class _Record(NamedTuple):
     connection_id: UUID
     rows: list[_Row]
     version: int
-    written: asyncio.Future[None]
+    written: asyncio.Future[None] | None  # None: written with its events
 
 
 class PostgresFeedIndex(FeedIndexPort):
@@ -170,8 +204,46 @@ class PostgresFeedIndex(FeedIndexPort):
         ]
 
     async def record(self, connection_id: UUID, events: Sequence[DomainEvent]) -> None:
+        if events and self._indexed.get(connection_id, -1) >= events[-1].originator_version:
+            return  # written with the events themselves (`with_events`)
         async with self._locks.hold(connection_id):
             await self._apply(connection_id, events)
+
+    def with_events(
+        self, changes: Sequence[tuple[UUID, Sequence[DomainEvent]]]
+    ) -> IndexWithEvents | None:
+        """The rows of the usual syncs among `changes` (at most one `FeedAppended`,
+        nothing withdrawn), for the event store to write in the statement that
+        records them.
+
+        Only a change the index is known to be caught up to qualifies (planning
+        a sync catches it up, `known`), so its rows and version follow on from
+        what is indexed. Other changes, and any
+        batch the store records another way, are indexed by `record` as before.
+        """
+        records: list[_Record] = []
+        for connection_id, events in changes:
+            feed = [e for e in events if isinstance(e, FeedAppended)]
+            if len(feed) > 1 or any(e.change == "removed" for f in feed for e in f.entries):
+                continue
+            if self._indexed.get(connection_id, -1) < events[0].originator_version - 1:
+                continue  # the index is not known to be caught up to these events
+            version = events[-1].originator_version
+            # No FeedAppended (a sync that found nothing new, a failed one): the
+            # version still moves on, so the next sync need not catch up.
+            records.append(_Record(connection_id, _rows(feed[0]) if feed else [], version, None))
+        if not records:
+            return None
+        rows, versions = _columns(records)
+        return IndexWithEvents(
+            records=[(r.connection_id, r.version) for r in records],
+            arguments=[*rows, list(versions), list(versions.values())],
+        )
+
+    def indexed_with_events(self, records: Sequence[tuple[UUID, int]]) -> None:
+        """The store committed `with_events`'s rows: later records of them are done."""
+        for connection_id, version in records:
+            self._known_indexed(connection_id, version)
 
     async def _catch_up(self, connection_id: UUID, version: int) -> None:
         if self._indexed.get(connection_id, -1) >= version:
@@ -218,11 +290,11 @@ class PostgresFeedIndex(FeedIndexPort):
         self._known_indexed(connection_id, version)
 
     async def _batched(self, connection_id: UUID, rows: list[_Row], version: int) -> None:
-        record = _Record(connection_id, rows, version, asyncio.get_running_loop().create_future())
-        self._waiting.append(record)
+        written = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Record(connection_id, rows, version, written))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_waiting())
-        await record.written
+        await written
 
     async def _write_waiting(self) -> None:
         try:
@@ -251,26 +323,30 @@ class PostgresFeedIndex(FeedIndexPort):
         _settle(record.written, None)
 
     async def _write(self, batch: Sequence[_Record]) -> None:
-        rows: dict[tuple[UUID, str, str], tuple[UUID, *_Row]] = {}
-        versions: dict[UUID, int] = {}
-        for record in batch:
-            for row in record.rows:
-                key = (record.connection_id, row[0], row[1])
-                earlier = rows.get(key)
-                # A row twice in one statement is an error: the later stands, as above.
-                position = row[9] if earlier is None else min(earlier[10], row[9])
-                rows[key] = (record.connection_id, *row[:9], position)
-            versions[record.connection_id] = max(
-                record.version, versions.get(record.connection_id, 0)
-            )
-        columns: list[list[object]] = (
-            [list(c) for c in zip(*rows.values(), strict=True)] if rows else [[]] * 11
-        )
+        columns, versions = _columns(batch)
         await self.pool.execute(_RECORD_BATCH, *columns, list(versions), list(versions.values()))
 
 
-def _settle(written: asyncio.Future[None], error: BaseException | None) -> None:
-    if written.done():  # its sync was cancelled meanwhile
+def _columns(batch: Sequence[_Record]) -> tuple[list[list[object]], dict[UUID, int]]:
+    """The batch's index rows as columns (each row once), and each connection's version."""
+    rows: dict[tuple[UUID, str, str], tuple[UUID, *_Row]] = {}
+    versions: dict[UUID, int] = {}
+    for record in batch:
+        for row in record.rows:
+            key = (record.connection_id, row[0], row[1])
+            earlier = rows.get(key)
+            # A row twice in one statement is an error: the later stands, as above.
+            position = row[9] if earlier is None else min(earlier[10], row[9])
+            rows[key] = (record.connection_id, *row[:9], position)
+        versions[record.connection_id] = max(record.version, versions.get(record.connection_id, 0))
+    columns: list[list[object]] = (
+        [list(c) for c in zip(*rows.values(), strict=True)] if rows else [[]] * 11
+    )
+    return columns, versions
+
+
+def _settle(written: asyncio.Future[None] | None, error: BaseException | None) -> None:
+    if written is None or written.done():  # its sync was cancelled meanwhile
         return
     if error is None:
         written.set_result(None)

@@ -11,8 +11,9 @@ role may publish and subscribe only where its work needs (least privilege):
   may publish `syncyard.evt.>`.
 - `upstream`: the services that send commands. They publish commands (through
   JetStream) and RPCs, and read results and their own inbox, nothing else.
-  A tenant's login (`upstream_tenant`, `--upstream-tenant`) reads only its
-  spaces' results, on their own subjects, and has no RPC.
+  A tenant's login (`upstream_tenant`, `--upstream-tenant`) sends commands
+  only on its spaces' own subjects, reads only its spaces' results, on their
+  own subjects, and has no RPC.
 - `analytics`: analytics and auditors. They read the event stream through
   the one consumer the login owns, `analytics`, and publish nothing on
   syncyard's subjects. A deployment with several readers renders one role
@@ -45,6 +46,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from events.commands import SPACE_OPS
 from events.subjects import (
     COMMAND_PREFIX,
     COMMAND_STREAM,
@@ -54,6 +56,7 @@ from events.subjects import (
     EVENT_STREAM,
     RESULT_PREFIX,
     RPC_PREFIX,
+    SPACE_COMMANDS,
     SPACE_PREFIX,
     space_token,
 )
@@ -195,7 +198,8 @@ ROLES: dict[str, Role] = {
             name=UPSTREAM,
             user="upstream",
             purpose="services sending commands: publish commands, read results and replies",
-            publish=(f"{COMMAND_PREFIX}.>", f"{RPC_PREFIX}.>"),
+            # Trusted for every space: a command on either subject, for any space.
+            publish=(f"{COMMAND_PREFIX}.>", SPACE_COMMANDS, f"{RPC_PREFIX}.>"),
             subscribe=(f"{RESULT_PREFIX}.>", f"{UPSTREAM_INBOX}.>"),
             inbox_prefix=UPSTREAM_INBOX,
         ),
@@ -262,15 +266,17 @@ def analytics_reader(reader: str, consumers: tuple[str, ...] = ()) -> Role:
 
 
 def upstream_tenant(tenant: str, spaces: tuple[str, ...]) -> Role:
-    """An upstream login that reads only `spaces`' results.
+    """An upstream login that sends commands for `spaces` and reads only their results.
 
-    It sends commands through JetStream and reads their results on its
-    spaces' own subjects (`syncyard.space.<space>.result.>`), never
-    `syncyard.result.>`, and has no RPC: an RPC's answer comes to the asker's
-    inbox whatever space it names, so `feed.read` over RPC would read any
-    space. It still may send a command for any space (a subject does not name
-    its space, so no permission can hold it to its own): what it cannot do is
-    read another space's answer.
+    It sends commands through JetStream on its spaces' own subjects
+    (`syncyard.space.<space>.cmd.<op>`), never `syncyard.cmd.>`, whose subject
+    names no space; the worker refuses one whose payload names another space
+    than its subject (`space_mismatch`). It reads results on its spaces' own
+    subjects (`syncyard.space.<space>.result.>`), never `syncyard.result.>`,
+    and has no RPC: an RPC's answer comes to the asker's inbox whatever space
+    it names, so `feed.read` over RPC would read any space. It may not send the
+    fleet's ops (`FLEET_OPS`: breakers, the institution mapping), which act for
+    every space.
     """
     if not _READER_NAME.fullmatch(tenant):
         raise ValueError(f"tenant name {tenant!r}: lower-case letters, digits and _ only")
@@ -280,9 +286,13 @@ def upstream_tenant(tenant: str, spaces: tuple[str, ...]) -> Role:
     return Role(
         name=f"{UPSTREAM}_{tenant}",
         user=f"{UPSTREAM}-{tenant}",
-        purpose=f"upstream tenant {tenant!r}: send commands, read the results of spaces "
-        f"{', '.join(spaces)} only",
-        publish=(f"{COMMAND_PREFIX}.>",),
+        purpose=f"upstream tenant {tenant!r}: send the commands and read the results of "
+        f"spaces {', '.join(spaces)} only",
+        # Each op but the fleet's (breakers, the institution mapping), which act
+        # for every space: the worker refuses those on a space's subject too.
+        publish=tuple(
+            f"{SPACE_PREFIX}.{space_token(space)}.cmd.{op}" for space in spaces for op in SPACE_OPS
+        ),
         subscribe=(
             *(f"{SPACE_PREFIX}.{space_token(space)}.result.>" for space in spaces),
             f"{inbox}.>",

@@ -27,9 +27,15 @@ from events.subjects import (
     DLQ_STREAM,
     EVENT_PREFIX,
     EVENT_STREAM,
+    SPACE_COMMANDS,
 )
 
 log = logging.getLogger(__name__)
+
+# Commands come on `syncyard.cmd.<op>` (the shared upstream login) and on their
+# space's own `syncyard.space.<space>.cmd.<op>` (the only ones a tenant's login
+# may publish on): one queue, one consumer takes both.
+COMMAND_SUBJECTS = (f"{COMMAND_PREFIX}.>", SPACE_COMMANDS)
 
 WORKER_CONSUMER = "syncyard-worker"
 # A resent command within this window is dropped by NATS itself; after it, the
@@ -52,7 +58,7 @@ def stream_configs(
     return [
         StreamConfig(
             name=COMMAND_STREAM,
-            subjects=[f"{COMMAND_PREFIX}.>"],
+            subjects=list(COMMAND_SUBJECTS),
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=COMMAND_DUPLICATE_WINDOW_S,
@@ -80,7 +86,7 @@ def stream_configs(
 def worker_consumer_config() -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=WORKER_CONSUMER,
-        filter_subject=f"{COMMAND_PREFIX}.>",
+        filter_subjects=list(COMMAND_SUBJECTS),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=WORKER_ACK_WAIT_S,
@@ -98,7 +104,8 @@ async def declare_streams(
     """Create or update every stream and the worker's durable consumer (idempotent).
 
     An existing stream is brought up to date, so a DLQ stream made before dead
-    letters had a maximum age gets one (and drops the letters already older).
+    letters had a maximum age gets one (and drops the letters already older), and
+    a command stream and consumer made before commands had space subjects take them.
     """
     for config in stream_configs(replicas, dead_letter_max_age_s=dead_letter_max_age_s):
         try:

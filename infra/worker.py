@@ -11,6 +11,13 @@ event stream) would otherwise have syncyard publish there. Such a request is
 not run; it is dead-lettered (reason `reply_not_inbox`), so an operator sees
 who tries, and answered nowhere. nats-server backs this up: the worker's user
 may publish on upstream inboxes only, not wherever a request points.
+
+A command sent on its space's subject (`syncyard.space.<space>.cmd.<op>`, the
+only one a tenant's login may publish on) runs only if its payload names that
+space; otherwise it is dead-lettered (`space_mismatch`) and never runs. A
+refusal is published on a space's results subject only when the subject named
+that space, never on one the payload claims: a payload is the sender's to
+write, and a tenant must not plant refusals among another's results.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
@@ -28,17 +36,18 @@ from nats.js import JetStreamContext
 from opentelemetry import propagate, trace
 
 from events.codec import MAX_COMMAND_BYTES, CommandDecodeError, decode_command, encode
-from events.commands import Command, dead_letter_payload
+from events.commands import FLEET_OPS, Command, dead_letter_payload
 from events.deadletter import DeadLetter
 from events.errors import ErrorInfo, ErrorType
 from events.results import CommandResult
 from events.subjects import (
-    COMMAND_PREFIX,
     COMMAND_STREAM,
     HEADER_COMMAND_ID,
     HEADER_MSG_ID,
     HEADER_SPACE_ID,
     RPC_PREFIX,
+    command_address,
+    command_subject,
     dlq_subject,
     op_from_subject,
     result_subject,
@@ -46,6 +55,7 @@ from events.subjects import (
     space_result_subject,
 )
 from infra.nats_roles import UPSTREAM_INBOX, is_upstream_inbox
+from services import tracing
 from services.resilience.keyed_lock import KeyedLocks
 
 log = logging.getLogger(__name__)
@@ -59,7 +69,6 @@ CommandHandler = Callable[[Command, dict[str, str]], Awaitable[CommandResult]]
 
 class _LooseId(msgspec.Struct):
     command_id: str | None = None
-    space_id: str | None = None
 
 
 def _loose_id(msg: Msg) -> _LooseId:
@@ -76,9 +85,56 @@ def _guess_command_id(msg: Msg) -> str | None:
     return (msg.headers or {}).get(HEADER_MSG_ID)
 
 
-def _guess_space_id(msg: Msg) -> str | None:
-    found = _loose_id(msg).space_id
-    return found[:128] if isinstance(found, str) else None
+def _space_mismatch(subject: str) -> CommandDecodeError:
+    return CommandDecodeError(
+        "space_mismatch",
+        f"sent on {subject[:256]!r}, a subject for another space than the command's "
+        "space_id: not run (send it on its own space's subject)",
+    )
+
+
+def _fleet_op_on_space_subject(subject: str, op: str) -> CommandDecodeError:
+    return CommandDecodeError(
+        "fleet_op",
+        f"{op} acts for every space: not run when sent on a space's subject "
+        f"({subject[:256]!r}); an operator sends it on {command_subject(op)!r}",
+    )
+
+
+class InProgress:
+    """Tells JetStream that commands still running are being worked on: one timer for all.
+
+    Every `period_s` (a third of the ack wait), each command running for at least
+    that long gets an in-progress ack, so none is redelivered while it runs, and
+    the longest a running command goes without one is two periods. (A timer task
+    per command cost its creation and cancellation on every command.)
+    """
+
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period_s = period_s
+        self._clock = clock
+        self._since: dict[int, tuple[Msg, float]] = {}  # a Msg is not hashable
+
+    def add(self, msg: Msg) -> None:
+        self._since[id(msg)] = (msg, self._clock())
+
+    def discard(self, msg: Msg) -> None:
+        self._since.pop(id(msg), None)
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    async def tick(self) -> None:
+        now = self._clock()
+        due = [msg for msg, since in self._since.values() if now - since >= self.period_s]
+        for msg in due:
+            with contextlib.suppress(Exception):  # NATS away: the redelivery is recognised
+                await msg.in_progress()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period_s)
+            await self.tick()
 
 
 class CommandWorker:
@@ -105,11 +161,14 @@ class CommandWorker:
         # A connection's commands run in the order they were fetched: a sync
         # must not overtake the registration sent before it, nor another sync's cursor.
         self._ordered = KeyedLocks()
+        # Long provider calls must not let JetStream think the worker died.
+        self._working = InProgress(ack_wait_s / 3)
 
     # -- loops ----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Pull commands until `stop` is set, then finish what is in flight."""
         sub = await self.js.pull_subscribe_bind(self.consumer, COMMAND_STREAM)
+        keepalive = asyncio.create_task(self._working.run(), name="in-progress")
         rpc = await self.nc.subscribe(f"{RPC_PREFIX}.>", queue="syncyard-rpc", cb=self._on_rpc)
         try:
             while not stop.is_set():
@@ -128,6 +187,7 @@ class CommandWorker:
                 await rpc.unsubscribe()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            keepalive.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -154,19 +214,24 @@ class CommandWorker:
 
     # -- one command ----------------------------------------------------------
     async def _process_queued(self, msg: Msg) -> None:
-        op = op_from_subject(msg.subject, COMMAND_PREFIX)
+        # The subject's space, when it names one, is the only space a refusal is told to.
+        op, scoped, subject_space = command_address(msg.subject)
         deliveries = msg.metadata.num_delivered or 1
         with self._span(op, msg) as trace_ctx:
             try:
                 cmd = decode_command(op, msg.data)
+                if scoped and cmd.space_id != subject_space:
+                    raise _space_mismatch(msg.subject)
+                if scoped and op in FLEET_OPS:
+                    raise _fleet_op_on_space_subject(msg.subject, op)
             except CommandDecodeError as exc:
                 await self._dead_letter(msg, op, exc.code, exc.reason, deliveries)
                 await self._publish_result(
-                    op, self._refusal(msg, op, exc.code, exc.reason), _guess_space_id(msg)
+                    op, self._refusal(msg, op, exc.code, exc.reason), subject_space
                 )
                 await msg.ack()
                 return
-            keepalive = asyncio.create_task(self._keep_in_progress(msg))
+            self._working.add(msg)
             try:
                 async with self._ordered.hold((cmd.space_id, cmd.account_id)):
                     result = await self.handler(cmd, trace_ctx)
@@ -190,7 +255,7 @@ class CommandWorker:
                     await msg.nak(delay=min(0.2 * 2**deliveries, 10.0))
                 return
             finally:
-                keepalive.cancel()
+                self._working.discard(msg)
             await self._publish_result(op, result, cmd.space_id)
             await msg.ack()
 
@@ -230,6 +295,9 @@ class CommandWorker:
 
     @contextlib.contextmanager
     def _span(self, op: str, msg: Msg) -> Iterator[dict[str, str]]:
+        if not tracing.traced(msg.headers):
+            yield {}  # no span anybody could see, no context to pass on (services/tracing.py)
+            return
         parent = propagate.extract(dict(msg.headers or {}))
         with tracer.start_as_current_span(
             f"command {op}", context=parent, kind=trace.SpanKind.CONSUMER
@@ -238,13 +306,6 @@ class CommandWorker:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             yield carrier
-
-    async def _keep_in_progress(self, msg: Msg) -> None:
-        # Long provider calls must not let JetStream think the worker died.
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            while True:
-                await asyncio.sleep(self.ack_wait_s / 3)
-                await msg.in_progress()
 
     def _refusal(
         self,
@@ -291,9 +352,9 @@ class CommandWorker:
         if space_id and len(space_id) <= MAX_SPACE_ID:
             # Again on the space's own subject, which a tenant's login may be limited
             # to (nats_roles.upstream_tenant); the subject above stays, for every
-            # upstream reading it today. A refused command's guessed space may be
-            # any length: beyond the contract's, it gets no copy (a subject is a
-            # line of NATS's protocol, and bounded).
+            # upstream reading it today. A refused command's subject may name a
+            # space of any length: beyond the contract's, it gets no copy (no
+            # tenant's login can name one, and a subject is bounded).
             await self.nc.publish(
                 space_result_subject(space_id, op or "unknown"), data, headers=headers
             )

@@ -133,6 +133,19 @@ class FaultBook:
     def now(self) -> float:
         return self._clock()
 
+    def aims_at_institutions(self, provider: str) -> bool:
+        """Whether a fault on `provider` (armed, or the scenario's) is aimed at an
+        institution or a region: only then does what a call is about matter to `draw`."""
+        return any(
+            armed.fault.provider == provider
+            and (
+                armed.fault.institution is not None
+                or armed.fault.institution_name is not None
+                or armed.fault.region is not None
+            )
+            for armed in (*self._armed, *self._scenario_faults)
+        )
+
     def draw(
         self,
         provider: str,

@@ -84,5 +84,11 @@ def search(seed: int, query: str, countries: tuple[str, ...] = ()) -> list[FakeI
 
 def default_for(seed: int, link_key: str) -> FakeInstitution:
     """The US institution a link made without the link flow (a bare token) belongs to."""
-    us = [i for i in directory(seed) if i.country == "US"]
+    us = _us(seed)
     return us[zlib.crc32(link_key.encode()) % len(us)]
+
+
+@functools.lru_cache(maxsize=64)
+def _us(seed: int) -> tuple[FakeInstitution, ...]:
+    # Every call through a bare token asks for its bank: the list is made once (issue #13).
+    return tuple(i for i in directory(seed) if i.country == "US")

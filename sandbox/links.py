@@ -14,6 +14,7 @@ person: `access-sandbox-<person>`, `USR-<person>`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 
@@ -128,7 +129,7 @@ class LinkBook:
 
     def plaid_item_id(self, access_token: str) -> str:
         """A stable Item id per access token, unrelated to it to the eye."""
-        return hashlib.sha256(f"{self._seed}:item:{access_token}".encode()).hexdigest()[:32]
+        return _plaid_item_id(self._seed, access_token)
 
     def plaid_item_webhook(self, item_id: str) -> str | None:
         """The webhook URL of the link-flow Item with this id (None: unknown, or none set)."""
@@ -149,6 +150,12 @@ class LinkBook:
         guid = f"MBR-{self.uuid()}"
         self.mx_members[guid] = institution_code
         return guid
+
+
+@functools.lru_cache(maxsize=4096)
+def _plaid_item_id(seed: int, access_token: str) -> str:
+    # Remembered: every Plaid call asks for its Item's id (issue #13).
+    return hashlib.sha256(f"{seed}:item:{access_token}".encode()).hexdigest()[:32]
 
 
 LINKS = web.AppKey("links", LinkBook)

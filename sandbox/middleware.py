@@ -42,8 +42,13 @@ def fault_middleware(
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else request.path
         endpoint = template.removeprefix(prefix) or "/"
-        ctx = await context(request) if context is not None else None
-        fault = request.config_dict[FAULT_BOOK].draw(provider, endpoint, accepts, ctx)
+        book = request.config_dict[FAULT_BOOK]
+        # Resolving what a call is about reads its body and the links: the cost of
+        # a targeted fault, not of every call (issue #13).
+        ctx = None
+        if context is not None and book.aims_at_institutions(provider):
+            ctx = await context(request)
+        fault = book.draw(provider, endpoint, accepts, ctx)
         if fault is None:
             return await handler(request)
         if fault.latency_ms:

@@ -19,14 +19,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from sandbox.faults import Fault
+from sandbox.json_answer import json_response
 from sandbox.links import LINKS
 from sandbox.middleware import TRUTH, fault_middleware
-from sandbox.truth import Bank, BankTransaction, iso_date, iso_time
-from sandbox.views import account_id, merchant_guid, mx_posted_at, transaction_id
+from sandbox.mx_data import account_bodies, mx_listing, transaction_bodies
+from sandbox.truth import Bank
 
 MX_ACCEPT = "application/vnd.mx.api.v1+json"
 # MX's documented range for `records_per_page`: 10 to 1000 (users, accounts,
@@ -50,7 +50,7 @@ CONNECTION_STATUSES = frozenset(
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": {"message": message, "status": status}}, status=status, content_type=MX_ACCEPT
     )
 
@@ -74,7 +74,7 @@ def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
 
 
 def _member_status(request: web.Request, connection_status: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {
             "member": {
                 "guid": request.match_info["member_guid"],
@@ -98,42 +98,6 @@ def check_headers(request: web.Request) -> web.Response | None:
     return None
 
 
-class MxRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One transaction as MX stores it: its guid, when MX made and last changed it."""
-
-    guid: str
-    transaction: BankTransaction
-    created_at: int
-    updated_at: int
-    deleted: bool
-
-
-def mx_records(bank: Bank) -> list[MxRecord]:
-    """MX's records of the bank, in `updated_at` order (then by guid)."""
-    records = {
-        t.id: MxRecord(
-            guid=transaction_id("mx", bank, t.id),
-            transaction=t,
-            created_at=t.created_at,
-            updated_at=t.updated_at,
-            deleted=False,
-        )
-        for t in bank.at_history_end().values()
-        if t.live
-    }
-    for event in bank.events[bank.history :]:
-        t = event.transaction
-        before = records.get(t.id)
-        records[t.id] = MxRecord(
-            guid=transaction_id("mx", bank, t.id),
-            transaction=t,
-            created_at=before.created_at if before else event.at,
-            updated_at=event.at,
-            deleted=not t.live,
-        )
-    return sorted(records.values(), key=lambda r: (r.updated_at, r.guid))
-
-
 def _member(request: web.Request) -> Bank | web.Response:
     refused = check_headers(request)
     if refused is not None:
@@ -148,13 +112,10 @@ def _member(request: web.Request) -> Bank | web.Response:
     return request.config_dict[TRUTH].bank(person, institution)
 
 
-def paged(
-    request: web.Request,
-    key: str,
-    rows: Sequence[dict[str, Any]],
-    *,
-    max_per_page: int = MAX_RECORDS_PER_PAGE,
-) -> web.Response:
+def page_asked(
+    request: web.Request, *, max_per_page: int = MAX_RECORDS_PER_PAGE
+) -> tuple[int, int] | web.Response:
+    """The (page, records_per_page) a listing asks for, or MX's refusal."""
     try:
         page = int(request.query.get("page", "1"))
         per_page = int(request.query.get("records_per_page", str(DEFAULT_RECORDS_PER_PAGE)))
@@ -164,19 +125,48 @@ def paged(
         per_page = DEFAULT_RECORDS_PER_PAGE
     if page < 1 or per_page < MIN_RECORDS_PER_PAGE:
         return error_response(400, "page or records_per_page is out of range.")
-    start = (page - 1) * per_page
-    return web.json_response(
+    return page, per_page
+
+
+def page_answer(
+    key: str, rows: Sequence[dict[str, Any]], page: int, per_page: int, total: int
+) -> web.Response:
+    """One page of a listing of `total` records, `rows` being that page's."""
+    return json_response(
         {
-            key: rows[start : start + per_page],
+            key: rows,
             "pagination": {
                 "current_page": page,
                 "per_page": per_page,
-                "total_entries": len(rows),
-                "total_pages": math.ceil(len(rows) / per_page),
+                "total_entries": total,
+                "total_pages": math.ceil(total / per_page),
             },
         },
         content_type=MX_ACCEPT,
     )
+
+
+def paged(
+    request: web.Request,
+    key: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    max_per_page: int = MAX_RECORDS_PER_PAGE,
+) -> web.Response:
+    asked = page_asked(request, max_per_page=max_per_page)
+    if isinstance(asked, web.Response):
+        return asked
+    page, per_page = asked
+    start = (page - 1) * per_page
+    return page_answer(key, rows[start : start + per_page], page, per_page, len(rows))
+
+
+def _owner(request: web.Request) -> dict[str, str]:
+    """The user and member guids a member's records are listed under: the request's."""
+    return {
+        "user_guid": request.match_info["user_guid"],
+        "member_guid": request.match_info["member_guid"],
+    }
 
 
 async def member_status(request: web.Request) -> web.Response:
@@ -188,51 +178,9 @@ async def list_accounts(request: web.Request) -> web.Response:
     bank = _member(request)
     if isinstance(bank, web.Response):
         return bank
-    rows = []
-    for a in bank.accounts:
-        current, available = bank.balances(a)
-        rows.append(
-            {
-                "guid": account_id("mx", bank, a),
-                "user_guid": request.match_info["user_guid"],
-                "member_guid": request.match_info["member_guid"],
-                "name": a.name,
-                "type": a.kind,
-                "subtype": None,
-                "account_number": "X" * 6 + a.number[-4:],
-                "balance": current,
-                "available_balance": available,
-                "currency_code": bank.currency,
-                "is_closed": False,
-            }
-        )
+    owner = _owner(request)
+    rows = [{**row, **owner} for row in bank.view("mx-accounts", account_bodies)]
     return paged(request, "accounts", rows)
-
-
-def _transaction(request: web.Request, bank: Bank, record: MxRecord) -> dict[str, Any]:
-    t = record.transaction
-    account = next(a for a in bank.accounts if a.id == t.account_id)
-    transacted = t.authorized_at if t.authorized_at is not None else t.created_at
-    posted = mx_posted_at(t)
-    return {
-        "guid": record.guid,
-        "account_guid": account_id("mx", bank, account),
-        "user_guid": request.match_info["user_guid"],
-        "member_guid": request.match_info["member_guid"],
-        "amount": abs(t.amount),
-        "type": "CREDIT" if t.amount < 0 else "DEBIT",
-        "date": iso_date(transacted),
-        "transacted_at": iso_time(transacted),
-        "posted_at": iso_time(posted) if posted is not None else None,
-        "status": "PENDING" if t.pending else "POSTED",
-        "description": t.description,
-        "original_description": t.description,
-        "merchant_guid": merchant_guid(t.merchant) if t.merchant else None,
-        "currency_code": bank.currency,
-        "created_at": iso_time(record.created_at),
-        "updated_at": iso_time(record.updated_at),
-        "is_deleted": record.deleted,
-    }
 
 
 def _updated_window(request: web.Request) -> tuple[str, str] | web.Response:
@@ -251,19 +199,25 @@ async def list_transactions(request: web.Request) -> web.Response:
     if isinstance(window, web.Response):
         return window
     since, until = window
-    records = bank.view("mx", mx_records)
+    listing = bank.view("mx", mx_listing)
     if since or until:
         # A change feed: what changed in the window, deletions included.
         chosen = [
             r
-            for r in records
-            if (not since or iso_date(r.updated_at) >= since)
-            and (not until or iso_date(r.updated_at) <= until)
+            for r, on in zip(listing.records, listing.updated_on, strict=True)
+            if (not since or on >= since) and (not until or on <= until)
         ]
     else:
-        chosen = [r for r in records if not r.deleted]
-    rows = [_transaction(request, bank, r) for r in chosen]
-    return paged(request, "transactions", rows)
+        chosen = listing.live
+    asked = page_asked(request)
+    if isinstance(asked, web.Response):
+        return asked
+    page, per_page = asked
+    start = (page - 1) * per_page
+    # Only the page's bodies: the rest of the ledger is counted, not dressed.
+    bodies, owner = bank.view("mx-bodies", transaction_bodies), _owner(request)
+    rows = [{**bodies[r.guid], **owner} for r in chosen[start : start + per_page]]
+    return page_answer("transactions", rows, page, per_page, len(chosen))
 
 
 def create_mx_app(prefix: str = "/mx") -> web.Application:

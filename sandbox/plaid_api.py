@@ -30,6 +30,7 @@ from aiohttp import web
 
 from sandbox.faults import Fault
 from sandbox.institutions import FakeInstitution
+from sandbox.json_answer import json_response
 from sandbox.links import (
     HISTORICAL_UPDATE_COMPLETE,
     INITIAL_UPDATE_COMPLETE,
@@ -75,6 +76,7 @@ PLAID_ERRORS: dict[str, tuple[str, int]] = {
 }
 
 _REQUEST_IDS: web.AppKey[itertools.count[int]] = web.AppKey("plaid_request_ids")
+_ENCODER = msgspec.json.Encoder()
 # Plaid's initial pull after a link: the most recent 30 days.
 INITIAL_PULL_DAYS = 30
 _INITIAL_FROM = iso_date(HISTORY_END + 1 - INITIAL_PULL_DAYS * DAY_S)
@@ -99,6 +101,13 @@ _LOCATION_KEYS = (
 class PlaidChange(msgspec.Struct, frozen=True):
     kind: Literal["added", "modified", "removed"]
     body: dict[str, Any]
+
+
+class _EncodedChange(msgspec.Struct, frozen=True):
+    """A change of the log with its body already JSON, for a page to splice in."""
+
+    kind: Literal["added", "modified", "removed"]
+    body: msgspec.Raw
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,7 +146,7 @@ def error_response(
         "documentation_url": f"https://plaid.com/docs/errors/#{code.lower()}",
         "suggested_action": None,
     }
-    return web.json_response(body, status=status or usual_status)
+    return json_response(body, status=status or usual_status)
 
 
 def _fault_response(request: web.Request, fault: Fault) -> web.Response | None:
@@ -168,9 +177,10 @@ async def _authorised(request: web.Request) -> tuple[_Request, Item] | web.Respo
 
 
 def item_of(request: web.Request, access_token: str) -> Item:
-    links = request.config_dict[LINKS]
+    config = request.config_dict  # made anew on each access
+    links = config[LINKS]
     person, institution = links.plaid_person(access_token), links.plaid_institution(access_token)
-    bank = request.config_dict[TRUTH].bank(person, institution)
+    bank = config[TRUTH].bank(person, institution)
     return Item(
         item_id=links.plaid_item_id(access_token),
         bank=bank,
@@ -196,13 +206,20 @@ def _payment_meta(t: BankTransaction) -> dict[str, str | None]:
     return meta
 
 
+def _account_ids(bank: Bank) -> dict[str, str]:
+    """Plaid's id of each of the bank's accounts, by the bank's id: hashed once, not per
+    transaction (`Bank.view`)."""
+    return bank.view(
+        "plaid-account-ids", lambda b: {a.id: account_id("plaid", b, a) for a in b.accounts}
+    )
+
+
 def _transaction(bank: Bank, t: BankTransaction) -> dict[str, Any]:
     transaction_id, pending_transaction_id = plaid_ids(bank, t)
-    account = next(a for a in bank.accounts if a.id == t.account_id)
     return {
         "transaction_id": transaction_id,
         "pending_transaction_id": pending_transaction_id,
-        "account_id": account_id("plaid", bank, account),
+        "account_id": _account_ids(bank)[t.account_id],
         "account_owner": None,
         "amount": t.amount,
         "iso_currency_code": bank.currency,
@@ -224,19 +241,17 @@ def _transaction(bank: Bank, t: BankTransaction) -> dict[str, Any]:
 
 
 def _removed(bank: Bank, t: BankTransaction, pending: bool) -> dict[str, Any]:
-    account = next(a for a in bank.accounts if a.id == t.account_id)
     transaction_id, pending_id = plaid_ids(bank, t)
     gone = pending_id if pending and pending_id else transaction_id
-    return {"transaction_id": gone, "account_id": account_id("plaid", bank, account)}
+    return {"transaction_id": gone, "account_id": _account_ids(bank)[t.account_id]}
 
 
 def _first_aggregation(bank: Bank) -> tuple[list[BankTransaction], list[BankTransaction]]:
     """What Plaid first aggregated: (the last 30 days, the older history), oldest first."""
-    first = sorted(
-        (t for t in bank.at_history_end().values() if t.live), key=lambda t: (t.date, t.id)
-    )
-    recent = [t for t in first if t.date >= _INITIAL_FROM]
-    return recent, [t for t in first if t.date < _INITIAL_FROM]
+    # Each date worked out once: a new bank's log is most of its first answer (issue #13).
+    first = sorted((t.date, t.id, t) for t in bank.at_history_end().values() if t.live)
+    recent = [t for day, _, t in first if day >= _INITIAL_FROM]
+    return recent, [t for day, _, t in first if day < _INITIAL_FROM]
 
 
 def initial_pull_size(bank: Bank) -> int:
@@ -261,6 +276,20 @@ def sync_log(bank: Bank) -> list[PlaidChange]:
         else:
             log.append(PlaidChange("modified", _transaction(bank, t)))
     return log
+
+
+def _encoded_sync_log(bank: Bank) -> list[_EncodedChange]:
+    """The change log with each body encoded once per state of the bank (`Bank.view`),
+    not once per page that carries it: encoding was most of a page's cost (issue #13)."""
+    return [
+        _EncodedChange(c.kind, msgspec.Raw(_ENCODER.encode(c.body)))
+        for c in bank.view("plaid", sync_log)
+    ]
+
+
+def _encoded_accounts(bank: Bank) -> msgspec.Raw:
+    """The Item's accounts, as JSON; every page of `/transactions/sync` carries them."""
+    return msgspec.Raw(_ENCODER.encode(bank.view("plaid-accounts", _accounts)))
 
 
 def encode_cursor(item: Item, offset: int) -> str:
@@ -326,8 +355,11 @@ async def accounts_get(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     _, item = found
-    body = {"accounts": item.bank.view("plaid-accounts", _accounts), "item": _item(item)}
-    return web.json_response({**body, "request_id": request_id(request)})
+    body = {
+        "accounts": item.bank.view("plaid-accounts-json", _encoded_accounts),
+        "item": _item(item),
+    }
+    return json_response({**body, "request_id": request_id(request)})
 
 
 async def transactions_sync(request: web.Request) -> web.Response:
@@ -342,7 +374,7 @@ async def transactions_sync(request: web.Request) -> web.Response:
         # Plaid's first pull lands before the caller comes back.
         item.linked.update_status = INITIAL_UPDATE_COMPLETE
         return _sync_answer(request, item, [], "", has_more=False, status=NOT_READY)
-    log = item.bank.view("plaid", sync_log)
+    log = item.bank.view("plaid-json", _encoded_sync_log)
     ready = len(log)
     if status == INITIAL_UPDATE_COMPLETE:
         ready = item.bank.view("plaid-initial", initial_pull_size)
@@ -361,15 +393,17 @@ async def transactions_sync(request: web.Request) -> web.Response:
 def _sync_answer(
     request: web.Request,
     item: Item,
-    page: list[PlaidChange],
+    page: list[_EncodedChange],
     next_cursor: str,
     *,
     has_more: bool,
     status: str,
 ) -> web.Response:
     """A `/transactions/sync` body: the Item's accounts with it, once transactions are ready."""
-    accounts = [] if status == NOT_READY else item.bank.view("plaid-accounts", _accounts)
-    return web.json_response(
+    accounts: msgspec.Raw | list[Any] = (
+        [] if status == NOT_READY else item.bank.view("plaid-accounts-json", _encoded_accounts)
+    )
+    return json_response(
         {
             "accounts": accounts,
             "added": [c.body for c in page if c.kind == "added"],

@@ -20,11 +20,12 @@ the provider modules dress this ledger in each provider's ids and shapes.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import random
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVar, cast
 
 import msgspec
@@ -40,6 +41,7 @@ _ANCHOR_MIDNIGHT = int(datetime.combine(ANCHOR_DATE, time(0), tzinfo=UTC).timest
 HISTORY_START = _ANCHOR_MIDNIGHT - HISTORY_DAYS * DAY_S
 # The last second of the anchor day: the bank's clock when its history is done.
 HISTORY_END = _ANCHOR_MIDNIGHT + DAY_S - 1
+_EPOCH_DAY = date(1970, 1, 1)
 
 CURRENCIES = {"US": "USD", "CA": "CAD", "MX": "MXN"}
 # Rough prices in the local currency for the same basket, so a Mexican bank's
@@ -167,11 +169,21 @@ class _Due(msgspec.Struct, frozen=True, order=True):
 
 
 def iso_date(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).date().isoformat()
+    return _iso_day(epoch // DAY_S)
 
 
 def iso_time(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    day, second = divmod(epoch, DAY_S)
+    hour, second = divmod(second, HOUR_S)
+    minute, second = divmod(second, 60)
+    return f"{_iso_day(day)}T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_day(day: int) -> str:
+    # By day, not by second: a ledger spans a few hundred days, and every view dates
+    # each transaction again (issue #13: a new bank's views were half its first answer).
+    return (_EPOCH_DAY + timedelta(days=day)).isoformat()
 
 
 class Bank:

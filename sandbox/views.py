@@ -18,6 +18,12 @@ PROVIDERS = ("plaid", "mx", "finicity", "belvo")
 # MX reports a posting a day after the bank does.
 MX_POSTING_LAG_S = DAY_S
 _PLAID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_BASE = len(_PLAID_ALPHABET)
+# Two digits per division: the ids are a new bank's main cost (issue #13). Pair n is
+# digit n % 62 then digit n // 62, the order one digit at a time gives.
+_PLAID_PAIRS = tuple(
+    _PLAID_ALPHABET[n % _BASE] + _PLAID_ALPHABET[n // _BASE] for n in range(_BASE * _BASE)
+)
 
 
 def _digest(*parts: str) -> bytes:
@@ -25,11 +31,14 @@ def _digest(*parts: str) -> bytes:
 
 
 def _plaid_style(raw: bytes, length: int = 37) -> str:
+    """`raw` as a number written in base 62, least significant digit first, `length` digits."""
     number = int.from_bytes(raw, "big")
     chars = []
-    for _ in range(length):
-        number, index = divmod(number, len(_PLAID_ALPHABET))
-        chars.append(_PLAID_ALPHABET[index])
+    for _ in range(length // 2):
+        number, pair = divmod(number, _BASE * _BASE)
+        chars.append(_PLAID_PAIRS[pair])
+    if length % 2:
+        chars.append(_PLAID_ALPHABET[number % _BASE])
     return "".join(chars)
 
 

@@ -21,6 +21,7 @@ from opentelemetry import trace
 from events.commands import Command, CreateLink, GetAccounts, SyncTransactions
 from events.connection import ProviderRanking
 from events.errors import ErrorInfo
+from services import tracing
 from services.connections.domain import Attempt, Outcome
 from services.connections.state import pair_key
 from services.failover import (
@@ -330,7 +331,8 @@ class Orchestrator:
         bulkhead = self.bulkheads.get(link.provider)
         call_started = self._clock()
         failover = bool(run.attempts or run.skipped)
-        with tracer.start_as_current_span(
+        with tracing.span(
+            tracer,
             f"provider.{cmd.op}",
             attributes={"syncyard.provider": link.provider, "syncyard.failover": failover},
         ) as span:

@@ -106,8 +106,9 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
 
     recorded = await deps.store.commit(Change(connection_id=connection_id, decide=decide))
     if recorded:
-        deps.checkpoint("after_commit")  # recorded; not indexed, relayed or answered yet
+        deps.checkpoint("after_commit")  # recorded (and indexed); not relayed or answered yet
         if feed is not None:
+            # Usually written with the events already: then this returns at once.
             await deps.feed_index.record(connection_id, recorded)
         # The event first, the timer after: the command is acknowledged only once
         # both are done, so a crash between them brings the command back (above).
@@ -116,7 +117,7 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
                 await deps.deferrals.defer(
                     cmd, tries=event.tries, waits=event.waits, resume_at=event.resume_at
                 )
-        return _answer(cmd, outcome, recorded, resume_at, account_id=state.account_id)
+        return _answer(cmd, outcome, recorded, resume_at, account_id=state.account_id, feed=feed)
     # Another delivery of this command got there first: answer what it recorded.
     fresh = await deps.store.get_connection(connection_id)
     assert fresh is not None
@@ -181,17 +182,20 @@ def _answer(
     resume_at: datetime | None,
     *,
     account_id: str,
+    feed: FeedDraft | None,
 ) -> CommandResult:
     result = msgspec.structs.replace(result_for(outcome, cmd), deferred_until=resume_at)
-    appended = next((e for e in recorded if isinstance(e, FeedAppended)), None)
-    if appended is None:
+    if feed is None:
         return result
-    # Upstream gets the feed's entries, in syncyard ids, never the provider's page.
+    # Upstream gets the feed's entries, in syncyard ids, never the provider's page; a
+    # walk that found nothing new recorded no FeedAppended, and answers an empty page.
+    appended = next((e for e in recorded if isinstance(e, FeedAppended)), None)
+    entries = appended.entries if appended is not None else ()
     page = FeedPage(
         account_id=account_id,
-        entries=appended.entries,
-        position=appended.entries[-1].position if appended.entries else _base(recorded),
-        has_more=appended.has_more,
+        entries=entries,
+        position=entries[-1].position if entries else _base(recorded),
+        has_more=feed.has_more,
     )
     return msgspec.structs.replace(result, data=msgspec.to_builtins(page))
 

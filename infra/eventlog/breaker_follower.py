@@ -1,5 +1,10 @@
 """Feeds the breaker board (and the live health view) from the notification log, and runs
-the board's open-timeout timer."""
+the board's open-timeout timer; in a worker, also the institution directory.
+
+One reader of the log per worker process (issue #13): the institution
+directory's events come in the same pages, so the log is read, and LISTENed
+for, once.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import asyncpg
 
 from events.breaker import BREAKER_EVENT_TYPES
 from events.connection import ConnectionAttempted
+from infra.eventlog.institution_follower import TOPICS as INSTITUTION_TOPICS
+from infra.eventlog.institution_follower import InstitutionFollower
 from infra.eventlog.listening import listening
 from infra.eventlog.reader import NotificationLogReader
 from infra.waiting import wait_for_either
@@ -35,8 +42,10 @@ class BreakerFollower:
         pool: asyncpg.Pool,
         reader: NotificationLogReader,
         board: BreakerBoard,
+        *,
         on_versions: Callable[[dict[UUID, int]], None] | None = None,
         health: LiveHealth | None = None,
+        institutions: InstitutionFollower | None = None,
     ):
         self.pool = pool
         self.reader = reader
@@ -46,6 +55,10 @@ class BreakerFollower:
         self.health = health
         # Also tells the event store's cache which streams other replicas moved on.
         self.on_versions = on_versions
+        # The directory's own position is where its load left off: read from the
+        # earlier of the two (the directory ignores what it already holds).
+        self.institutions = institutions
+        self.topics = TOPICS | (INSTITUTION_TOPICS if institutions is not None else frozenset())
         self.position = 0
         self._wake = asyncio.Event()
 
@@ -55,14 +68,22 @@ class BreakerFollower:
     async def run(self, stop: asyncio.Event) -> None:
         async with listening(self.pool, self.reader.channel, self._on_notify) as conn:
             self.position = max(0, await self.reader.max_id(conn) - LOOKBACK)
+            if self.institutions is not None:
+                self.position = min(self.position, self.institutions.position)
             while not stop.is_set():
                 self._wake.clear()
-                page = await self.reader.read(conn, self.position, PAGE_SIZE, TOPICS)
+                page = await self.reader.read(conn, self.position, PAGE_SIZE, self.topics)
                 for note in page.notifications:
+                    if note.topic in INSTITUTION_TOPICS:
+                        if self.institutions is not None:
+                            self.institutions.directory.observe(note.event)
+                        continue
                     await self.board.observe(note.event)
                     if self.health is not None:
                         self.health.observe(note.event)
                 self.position = page.last_id
+                if self.institutions is not None:
+                    self.institutions.position = max(self.institutions.position, page.last_id)
                 if self.on_versions is not None and page.versions:
                     self.on_versions(page.versions)
                 await self.board.tick()

@@ -8,6 +8,7 @@ state. Idempotency lives here: a command id already applied decides nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
@@ -233,16 +234,8 @@ def decide_outcome(
     if outcome.success and outcome.provider is not None:
         summary = outcome.summary
         if feed is not None:
-            appended = feed_appended(state, cmd, feed, now=now, meta=meta, version=version())
-            events.append(appended)
-            # Where the sync's entries sit in the feed: a resent command is answered
-            # from there, with the same entries, whenever it comes.
-            summary = {
-                **summary,
-                "feed_from": feed.base_position + 1,
-                "feed_to": feed.base_position + len(feed.entries),
-                "has_more": feed.has_more,
-            }
+            events.extend(_appended(state, cmd, feed, now=now, meta=meta, version=version))
+            summary = {**summary, **_feed_stretch(feed)}
         events.append(
             SyncCompleted(
                 originator_id=state.id,
@@ -300,6 +293,45 @@ def decide_outcome(
             )
         )
     return events
+
+
+def _appended(
+    state: ConnectionState,
+    cmd: Command,
+    feed: FeedDraft,
+    *,
+    now: datetime,
+    meta: dict[str, str],
+    version: Callable[[], int],
+) -> list[FeedAppended]:
+    """The walk's `FeedAppended`, or none when it would change nothing (`_changes_nothing`)."""
+    if _changes_nothing(state, feed):
+        return []
+    return [feed_appended(state, cmd, feed, now=now, meta=meta, version=version())]
+
+
+def _feed_stretch(feed: FeedDraft) -> dict[str, object]:
+    """Where the sync's entries sit in the feed: a resent command is answered from
+    there, with the same entries, whenever it comes."""
+    return {
+        "feed_from": feed.base_position + 1,
+        "feed_to": feed.base_position + len(feed.entries),
+        "has_more": feed.has_more,
+    }
+
+
+def _changes_nothing(state: ConnectionState, feed: FeedDraft) -> bool:
+    """A walk that found nothing new: no entry, no copy recognised, the same cursor and
+    the same pending ids held. Its `FeedAppended` would leave the connection as it
+    is, so none is recorded (issue #13: most syncs find nothing new, and each event
+    costs a write, a relay, a projection); `SyncCompleted` still says where the
+    sync's (empty) stretch of the feed sits."""
+    return (
+        not feed.entries
+        and not feed.recognised
+        and state.cursors.get(feed.provider) == feed.cursor
+        and state.held.get(feed.provider, ()) == feed.held
+    )
 
 
 def feed_appended(

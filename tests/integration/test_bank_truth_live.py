@@ -196,6 +196,67 @@ async def test_after_the_bank_moves_on_plaid_s_stored_cursor_brings_exactly_the_
     assert_folds_to_the_truth(fold(later, fold(first)), await truth(http, sandbox), "plaid")
 
 
+async def plaid_balances(http: aiohttp.ClientSession, sandbox: str, route: str) -> Folded:
+    body = {"client_id": "c", "secret": "s", "access_token": PLAID_LINK.access_token}
+    async with http.post(f"{sandbox}/plaid{route}", json=body) as response:
+        assert response.status == 200, await response.text()
+        accounts: list[dict[str, Any]] = (await response.json())["accounts"]
+    return {a["account_id"]: a["balances"] for a in accounts}
+
+
+def bank_balances(bank: Truth) -> Folded:
+    return {
+        a["providers"]["plaid"]: {"current": a["current"], "available": a["available"]}
+        for a in bank["accounts"]
+    }
+
+
+async def test_after_the_bank_moves_on_plaid_s_accounts_show_its_new_balances(
+    http: aiohttp.ClientSession, sandbox: str
+) -> None:
+    """The sandbox keeps each state of the bank's Plaid answers encoded: a change must show."""
+    for route in ("/accounts/get", "/transactions/sync"):
+        await plaid_balances(http, sandbox, route)
+    before = bank_balances(await truth(http, sandbox))
+    await advance(http, sandbox, days=12)
+    after = bank_balances(await truth(http, sandbox))
+
+    assert after != before
+    for route in ("/accounts/get", "/transactions/sync"):
+        shown = await plaid_balances(http, sandbox, route)
+        assert {
+            i: {"current": b["current"], "available": b["available"]} for i, b in shown.items()
+        } == after
+
+
+async def test_after_the_bank_moves_on_mx_s_accounts_show_its_new_balances(
+    http: aiohttp.ClientSession, sandbox: str
+) -> None:
+    """The sandbox keeps MX's account rows per state of the bank: a change must show."""
+    url = f"{sandbox}/mx/users/{MX_LINK.access_token}/members/{MX_LINK.item_id}/accounts"
+    headers = {"Accept": "application/vnd.mx.api.v1+json", "Authorization": "Basic Yzpr"}
+
+    async def shown() -> Folded:
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            rows: list[dict[str, Any]] = (await response.json())["accounts"]
+        return {
+            r["guid"]: {"current": r["balance"], "available": r["available_balance"]} for r in rows
+        }
+
+    def expected(bank: Truth) -> Folded:
+        return {
+            a["providers"]["mx"]: {"current": a["current"], "available": a["available"]}
+            for a in bank["accounts"]
+        }
+
+    assert await shown() == expected(await truth(http, sandbox))
+    await advance(http, sandbox, days=12)
+    after = expected(await truth(http, sandbox))
+
+    assert await shown() == after
+
+
 async def test_after_the_bank_moves_on_mx_s_stored_cursor_brings_exactly_the_new_changes(
     mx: MxAdapter, http: aiohttp.ClientSession, sandbox: str
 ) -> None:

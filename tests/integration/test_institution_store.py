@@ -23,7 +23,7 @@ from infra.institution_store import PostgresInstitutionStore, open_institutions
 from services.institutions.domain import mapping_id_for
 from services.institutions.handlers import Institutions, map_institution
 from services.institutions.seed import load_seed
-from tests.support.harness import eventually, stored_events
+from tests.support.harness import eventually, running_syncyard, settings_for, stored_events
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +157,24 @@ async def test_another_replicas_directory_follows_a_change(database_url: str) ->
         finally:
             stop.set()
             await following
+
+
+async def test_a_worker_s_directory_follows_another_replica_s_change_through_its_log_reader(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    """In a worker the breaker follower reads the directory's events too (one reader of
+    the log per process): a change made at one replica reaches the other's directory."""
+    settings = settings_for(sandbox)
+    async with (
+        running_syncyard(settings, nats_url, database_url) as a,
+        running_syncyard(settings, nats_url, database_url) as b,
+    ):
+        result = await a.execute(move_chase("finicity"))
+        assert result.success, result.error
+        assert b.deps.institutions is not None
+
+        async def bs_order() -> tuple[str, ...]:
+            assert b.deps.institutions is not None
+            return b.deps.institutions.directory.providers_for("chase", "US")
+
+        await eventually(bs_order, lambda order: order == ("finicity",), timeout=10)

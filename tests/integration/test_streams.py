@@ -1,13 +1,22 @@
-"""The JetStream streams as declared: dead letters are not kept forever."""
+"""The JetStream streams as declared: dead letters are not kept forever, and a command queue
+made by an older syncyard takes commands on their space's subject."""
 
 from __future__ import annotations
 
 import pytest
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
-from events.subjects import DLQ_PREFIX, DLQ_STREAM
-from infra.streams import DEAD_LETTER_MAX_AGE_S, declare_streams
+from events.codec import encode
+from events.subjects import (
+    COMMAND_PREFIX,
+    COMMAND_STREAM,
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    space_command_subject,
+)
+from infra.streams import DEAD_LETTER_MAX_AGE_S, WORKER_CONSUMER, declare_streams
 from tests.support import bus
+from tests.support.harness import sync
 
 pytestmark = pytest.mark.integration
 
@@ -34,4 +43,40 @@ async def test_a_dead_letter_stream_made_without_a_maximum_age_gets_one_on_start
         await declare_streams(js, dead_letter_max_age_s=3600.0)
         assert (await js.stream_info(DLQ_STREAM)).config.max_age == 3600.0
     finally:
+        await nc.drain()
+
+
+async def test_a_command_queue_made_before_space_subjects_takes_them_on_start(
+    nats_url: str, clean_jetstream: None
+) -> None:
+    nc = await bus.connect(nats_url, bus.WORKER)
+    upstream = await bus.connect(nats_url, bus.UPSTREAM)
+    try:
+        js = nc.jetstream()
+        # As syncyard declared them when commands came on syncyard.cmd.<op> alone.
+        await js.add_stream(
+            StreamConfig(
+                name=COMMAND_STREAM,
+                subjects=[f"{COMMAND_PREFIX}.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+            )
+        )
+        await js.add_consumer(
+            COMMAND_STREAM,
+            ConsumerConfig(durable_name=WORKER_CONSUMER, filter_subject=f"{COMMAND_PREFIX}.>"),
+        )
+
+        await declare_streams(js)
+
+        command = sync("acct-upgraded", "sync-1", space_id="acme.eu")
+        await upstream.jetstream().publish(
+            space_command_subject(command.space_id, command.op), encode(command)
+        )
+        taken = await js.pull_subscribe_bind(WORKER_CONSUMER, COMMAND_STREAM)
+        [msg] = await taken.fetch(1, timeout=5)
+        assert msg.subject == "syncyard.space.acme%2Eeu.cmd.sync.transactions"
+        await msg.ack()
+    finally:
+        await upstream.drain()
         await nc.drain()

@@ -62,6 +62,9 @@ def test_every_command_op_is_received_queued_and_by_rpc_and_answered_and_dead_le
     document = asyncapi_document()
     for op, command in COMMAND_TYPES.items():
         assert channel_messages(document, command_subject(op)) == [command.__name__]
+        on_its_space = f"syncyard.space.{{space}}.cmd.{op}"
+        assert channel_messages(document, on_its_space) == [command.__name__]
+        assert f"receive.space-command.{op}" in document["operations"]
         assert channel_messages(document, rpc_subject(op)) == [command.__name__]
         assert channel_messages(document, result_subject(op)) == ["CommandResult"]
         assert channel_messages(document, dlq_subject(op)) == ["DeadLetter"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
+from events.base import DomainEvent
 from events.commands import RegisterConnection, SyncTransactions
 from events.connection import (
     ConnectionAttempted,
@@ -16,6 +18,7 @@ from events.connection import (
     SyncFailed,
 )
 from events.errors import ErrorInfo
+from events.feed import FeedAppended
 from services.connections.domain import (
     RECENT_COMMANDS_KEPT,
     Attempt,
@@ -25,6 +28,7 @@ from services.connections.domain import (
     decide_register,
     fold,
 )
+from services.connections.state import FeedDraft
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -144,3 +148,38 @@ def test_only_the_most_recent_commands_are_remembered() -> None:
     assert len(state.recent_results) == RECENT_COMMANDS_KEPT
     assert "c0" not in state.recent_results
     assert f"c{RECENT_COMMANDS_KEPT + 4}" in state.recent_results
+
+
+def _walked(state: ConnectionState, command_id: str, draft: FeedDraft) -> list[DomainEvent]:
+    outcome = Outcome(
+        success=True,
+        provider="plaid",
+        failover_used=False,
+        response_time_ms=3.0,
+        attempts=(Attempt(provider="plaid", failover=False, response_time_ms=3.0),),
+    )
+    cmd = SyncTransactions(command_id=command_id, space_id="s1", account_id="a1")
+    return decide_outcome(state, cmd, outcome, now=NOW, trace={}, feed=draft)
+
+
+def test_a_walk_that_finds_nothing_new_records_no_feed_event() -> None:
+    state = registered("plaid")
+    moved = FeedDraft(provider="plaid", cursor="c-1", has_more=False, base_position=0)
+    first = _walked(state, "s1", moved)
+    # The cursor moved: recorded, so the next walk starts from it.
+    assert [type(e) for e in first] == [ConnectionAttempted, FeedAppended, SyncCompleted]
+    after_first = fold(state, first)
+    assert after_first is not None and after_first.cursors["plaid"] == "c-1"
+    state = after_first
+
+    again = _walked(state, "s2", moved)
+    # Same cursor, no entries, nothing held: a FeedAppended would change nothing.
+    assert [type(e) for e in again] == [ConnectionAttempted, SyncCompleted]
+    done = again[-1]
+    assert isinstance(done, SyncCompleted)
+    assert done.summary["feed_from"] == 1 and done.summary["feed_to"] == 0
+    assert fold(state, again) is not None
+
+    held = msgspec.structs.replace(moved, held=("pending-1",))
+    # Holding a pending id's removal for the next walk is a change: recorded.
+    assert FeedAppended in [type(e) for e in _walked(state, "s3", held)]

@@ -1,4 +1,5 @@
-"""The NATS roles table, the configuration it renders, and the ids nobody may pre-empt."""
+"""The NATS roles table, the configuration it renders, the subjects that name a space, and
+the ids nobody may pre-empt."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from events.commands import FLEET_OPS, SPACE_OPS
 from events.subjects import (
     EVENT_PREFIX,
     EVENT_STREAM,
+    command_address,
     command_msg_id,
+    space_command_subject,
     space_header,
     space_result_subject,
     space_token,
@@ -197,11 +201,38 @@ def test_a_space_is_one_subject_token_on_its_result_subject(space: str) -> None:
     assert space_token(space) == token and space_result_subject("other", "x") != subject
 
 
-def test_a_tenant_reads_only_its_spaces_results_and_has_no_rpc() -> None:
+@pytest.mark.parametrize("space", ["acme.eu", "a*b", "x>y", "a b", "a/b", "demo", "%2E", "é"])
+def test_a_command_s_space_subject_reads_back_as_its_space_and_op(space: str) -> None:
+    subject = space_command_subject(space, "sync.transactions")
+    assert subject == f"syncyard.space.{space_token(space)}.cmd.sync.transactions"
+    assert command_address(subject) == ("sync.transactions", True, space)
+
+
+def test_the_subject_that_names_no_space_reads_back_as_its_op_alone() -> None:
+    assert command_address("syncyard.cmd.sync.transactions") == ("sync.transactions", False, None)
+
+
+@pytest.mark.parametrize("token", ["acme%2eeu", "%61cme", "%FF", "", "a%2"])
+def test_a_space_token_no_space_encodes_to_names_no_space(token: str) -> None:
+    # Permissions name a space by `space_token` alone: another spelling of a space is
+    # no space's subject, so a command sent there runs for none.
+    address = command_address(f"syncyard.space.{token}.cmd.connection.register")
+    assert address.space_scoped and address.space_id is None
+
+
+def test_a_tenant_sends_and_reads_only_its_spaces_commands_and_results_and_has_no_rpc() -> None:
     table = roles(tenants={"acme": ("acme.eu", "acme.us")})
     tenant = table["upstream_acme"]
     assert tenant.user == "upstream-acme"
-    assert tenant.publish == ("syncyard.cmd.>",)
+    # Every op but the fleet's, on each of its spaces' subjects.
+    assert tenant.publish == tuple(
+        f"syncyard.space.{token}.cmd.{op}"
+        for token in ("acme%2Eeu", "acme%2Eus")
+        for op in SPACE_OPS
+    )
+    assert "sync.transactions" in SPACE_OPS
+    assert not FLEET_OPS & set(SPACE_OPS)
+    assert {"breaker.force", "breaker.release", "institution.map"} == FLEET_OPS
     assert tenant.subscribe == (
         "syncyard.space.acme%2Eeu.result.>",
         "syncyard.space.acme%2Eus.result.>",
@@ -209,5 +240,7 @@ def test_a_tenant_reads_only_its_spaces_results_and_has_no_rpc() -> None:
     )
     # The worker publishes every result again on its space's subject.
     assert "syncyard.space.*.result.>" in ROLES[WORKER].publish
+    # The shared upstream login is trusted for every space, on either subject.
+    assert {"syncyard.cmd.>", "syncyard.space.*.cmd.>"} <= set(ROLES[UPSTREAM].publish)
     with pytest.raises(ValueError, match="spaces"):
         roles(tenants={"acme": ()})

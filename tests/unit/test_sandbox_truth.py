@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from sandbox.belvo_api_data import transaction_rows
 from sandbox.finicity_api_data import transaction_body as finicity_transaction
 from sandbox.links import LinkBook
-from sandbox.mx_api import mx_records
+from sandbox.mx_data import mx_records
 from sandbox.plaid_api import sync_log
-from sandbox.truth import HISTORY_END, Bank, TruthBook
+from sandbox.truth import HISTORY_END, Bank, TruthBook, iso_date, iso_time
 from sandbox.views import PROVIDERS, plaid_ids, provider_date, provider_ids
 
 pytestmark = pytest.mark.unit
@@ -161,6 +162,27 @@ def test_plaid_reports_a_posting_as_the_pending_id_removed_and_a_new_id_pointing
         assert posted["pending_transaction_id"] in removed
         assert posted["transaction_id"] != posted["pending_transaction_id"]
     assert added_pending & {p["pending_transaction_id"] for p in postings}
+
+
+def test_plaid_s_ids_stay_what_seed_7_has_always_given() -> None:
+    """Ids are part of the data: a faster way to write them must write the same ones."""
+    first = sync_log(TruthBook(7).bank("ana"))[0].body
+
+    assert (first["transaction_id"], first["pending_transaction_id"], first["account_id"]) == (
+        "HUgveAxkIKXvi5bxqjn6RSYkHWpmaxmpzwWoj",
+        "nnNb41LAQrunmYHVSx1mAoogmkN1wwaSU7AL8",
+        "cCLh7JgYW7EpMh5B3HpFFVplkYdGNvO9GNbEM",
+    )
+
+
+@pytest.mark.parametrize(
+    "epoch", [0, -1, 86_399, 86_400, -86_401, HISTORY_END, HISTORY_END + 1, 4_102_444_800 + 3_723]
+)
+def test_dates_and_times_are_written_as_datetime_writes_them_in_utc(epoch: int) -> None:
+    moment = datetime.fromtimestamp(epoch, UTC)
+
+    assert iso_date(epoch) == moment.date().isoformat()
+    assert iso_time(epoch) == moment.isoformat().replace("+00:00", "Z")
 
 
 def test_mx_keeps_one_guid_from_pending_to_posted_and_marks_withdrawals_deleted() -> None:
