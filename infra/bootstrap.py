@@ -270,19 +270,26 @@ async def open_runtime(
     database_url: str,
     *,
     cipher_key: str,
+    nats_role: str = WORKER,
 ) -> AsyncIterator[Runtime]:
-    """Connect to NatsClient and PostgreSQL and build the services; start nothing yet."""
+    """Connect to NatsClient and PostgreSQL and build the services; start nothing yet.
+
+    `nats_role` is the login of the main NATS connection: a process running only
+    the relay and projector logs in as the relay, and leaves declaring the streams
+    to the workers (the relay's role may not).
+    """
     async with contextlib.AsyncExitStack() as stack:
         credentials = settings.nats_credentials
         nc = await nats.connect(
             nats_url,
-            name="syncyard-worker",
+            name=f"syncyard-{nats_role}",
             max_reconnect_attempts=-1,
-            **connect_options(WORKER, credentials.get(WORKER)),
+            **connect_options(nats_role, credentials.get(nats_role)),
         )
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await declare_streams(js, dead_letter_max_age_s=settings.dead_letter_max_age_s)
+        if nats_role == WORKER:
+            await declare_streams(js, dead_letter_max_age_s=settings.dead_letter_max_age_s)
 
         # Reads for every command, the relay, projector, breaker follower and API share it.
         # Followers (relay, projector, breakers, timer) and the API: they LISTEN and

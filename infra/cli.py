@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 import traceback
 import uuid
@@ -64,8 +65,10 @@ from infra.log_access import DATABASE_URL_FILE, StoreNotFoundError
 from infra.nats_credentials import NatsCredential, connect_options, credential_variable
 from infra.nats_roles import (
     PASSWORDS_FILE,
+    RELAY,
     ROLES,
     UPSTREAM,
+    WORKER,
     analytics_reader,
     passwords_config,
     roles,
@@ -279,23 +282,35 @@ async def _up(settings: Settings) -> None:
 # `up` runs the relay and the projector in a process of their own: two processes
 # (two GILs) on two cores measured faster than one (docs/BENCHMARKS.md, issue #13).
 FOLLOWERS = ("relay", "projector")
+# The logins `up` may hold (`SYNCYARD_NATS_<ROLE>_…`): its followers get the relay's only.
+_NATS_CREDENTIAL_PREFIX = "SYNCYARD_NATS_"
 
 
 def _followers_env(settings: Settings, nats_url: str, database_url: str) -> dict[str, str]:
-    """What `serve --components relay,projector` needs to join `up`'s servers."""
+    """What `serve --components relay,projector` needs to join `up`'s servers.
+
+    Of NATS logins, the relay's alone (the projector uses none): a process that
+    only publishes events has no business holding the worker's, which reads
+    commands and their access tokens, nor anybody else's.
+    """
     env = {
-        **os.environ,
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(_NATS_CREDENTIAL_PREFIX)
+    }
+    env |= {
         "NATS_URL": nats_url,
         "DATABASE_URL": database_url,
         "SYNCYARD_CIPHER_KEY": cipher_key_for(settings),
     }
-    for role, credential in settings.nats_credentials.items():
+    credential = settings.nats_credentials.get(RELAY)
+    if credential is not None:
         if credential.user:
-            env[credential_variable(role, "USER")] = credential.user
+            env[credential_variable(RELAY, "USER")] = credential.user
         if credential.password_file is not None:
-            env[credential_variable(role, "PASSWORD_FILE")] = str(credential.password_file)
+            env[credential_variable(RELAY, "PASSWORD_FILE")] = str(credential.password_file)
         if credential.creds_file is not None:
-            env[credential_variable(role, "CREDS_FILE")] = str(credential.creds_file)
+            env[credential_variable(RELAY, "CREDS_FILE")] = str(credential.creds_file)
     return env
 
 
@@ -309,7 +324,11 @@ async def _start_followers(
         "serve",
         "--components",
         ",".join(FOLLOWERS),
+        "--until-stdin-closes",
         env=_followers_env(settings, nats_url, database_url),
+        # Never written: the kernel closes it when `up` ends, however it ends
+        # (SIGKILL included), and the followers stop on that end of file.
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
@@ -347,7 +366,9 @@ async def _stop_followers(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-async def _serve(settings: Settings, components: Sequence[str]) -> None:
+async def _serve(
+    settings: Settings, components: Sequence[str], *, until_stdin_closes: bool = False
+) -> None:
     if not (settings.nats_url and settings.database_url):
         raise ConfigurationError("serve needs NATS_URL and DATABASE_URL; `syncyard up` embeds them")
     _refuse_unsafe(
@@ -357,14 +378,55 @@ async def _serve(settings: Settings, components: Sequence[str]) -> None:
     )
     stop = asyncio.Event()
     _install_stop_signals(stop)
+    parent_watch = (
+        asyncio.create_task(_stop_when_stdin_closes(stop)) if until_stdin_closes else None
+    )
     setup_tracing(settings.otlp_endpoint)
     setup_metrics(settings.otlp_endpoint)
-    async with open_runtime(
-        settings, settings.nats_url, settings.database_url, cipher_key=cipher_key_for(settings)
-    ) as runtime:
-        await run_components(
-            runtime, components, stop, on_ready=lambda _: print("ready", flush=True)
-        )
+    try:
+        async with open_runtime(
+            settings,
+            settings.nats_url,
+            settings.database_url,
+            cipher_key=cipher_key_for(settings),
+            nats_role=RELAY if set(components) <= set(FOLLOWERS) else WORKER,
+        ) as runtime:
+            await run_components(runtime, components, stop, on_ready=lambda _: _say_ready(stop))
+    finally:
+        if parent_watch is not None:
+            parent_watch.cancel()
+
+
+async def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
+    """Stop at the end of stdin: `up` holds its other end, so that is `up` gone."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (ValueError, OSError):  # no stdin at all
+        mode = 0
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        # Nothing to watch (a file, a terminal, /dev/null: uvloop aborts on a file), and
+        # unwatched it could outlive its parent: refuse to run rather than risk that.
+        log.error("--until-stdin-closes: standard input is not a pipe: stopping")
+        stop.set()
+        return
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    try:
+        while await reader.read(4096):
+            pass
+    finally:
+        transport.close()
+    if not stop.is_set():
+        log.warning("standard input closed (the process that started this one is gone): stopping")
+        stop.set()
+
+
+def _say_ready(stop: asyncio.Event) -> None:
+    # `up` reads this line; once it is gone (stop already set), nobody does.
+    if not stop.is_set():
+        print("ready", flush=True)
 
 
 async def _send(settings: Settings, op: str, payload: str, *, rpc: bool, timeout: float) -> int:
@@ -494,6 +556,12 @@ def _parser() -> argparse.ArgumentParser:
         "--components",
         default=",".join(sorted(ALL_COMPONENTS)),
         help="comma-separated: worker, relay, projector, api",
+    )
+    serve.add_argument(
+        "--until-stdin-closes",
+        action="store_true",
+        help="also stop when standard input, a pipe, reaches its end (how `up` has its "
+        "second process die with it)",
     )
     send = sub.add_parser("send", help="send one command and print its result")
     send.add_argument("op", help="e.g. sync.transactions")
@@ -640,7 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             _run_service(_up(settings))
         elif args.command == "serve":
-            _run_service(_serve(settings, [c for c in args.components.split(",") if c]))
+            components = [c for c in args.components.split(",") if c]
+            _run_service(_serve(settings, components, until_stdin_closes=args.until_stdin_closes))
         elif args.command == "send":
             payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
             code = asyncio.run(

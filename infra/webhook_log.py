@@ -6,6 +6,10 @@ that name before acting (`claim`), and afterwards either keeps it (`handled`:
 the webhook took effect) or lets it go (`release`: it was ignored, or the
 receiver failed and the provider will send it again). A claim whose holder
 crashed lapses after `CLAIM_TIMEOUT`, so the provider's retry is acted on.
+A delivery that finds the claim held by another still in flight is told so
+(`Claim.IN_FLIGHT`), apart from one that already took effect
+(`Claim.HANDLED`): only the latter may be acknowledged, for the one in flight
+may yet fail, and a provider told "received" would not send it again.
 Webhooks that were only ignored are not kept: a webhook posted to the wrong
 saga first must not make the right saga refuse it later.
 
@@ -17,6 +21,7 @@ shared by every replica, so a replay is caught whichever replica receives it.
 
 from __future__ import annotations
 
+import enum
 import time
 from datetime import timedelta
 
@@ -47,6 +52,21 @@ RETURNING true
 """
 
 
+class Claim(enum.Enum):
+    """What `WebhookLog.claim` found."""
+
+    # Ours to act on: new, or a lapsed claim taken over.
+    OURS = "ours"
+    # It took effect already: acknowledge, do not act.
+    HANDLED = "handled"
+    # Another delivery holds it and has not finished: the provider must send it again.
+    IN_FLIGHT = "in_flight"
+
+
+# Attempts at a claim whose holder lets it go between our insert and our look.
+_CLAIM_ATTEMPTS = 3
+
+
 class WebhookLog:
     """The webhooks that took effect, per provider and event id, kept for `retention`."""
 
@@ -67,13 +87,23 @@ class WebhookLog:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
             await conn.execute(SCHEMA)
 
-    async def claim(self, provider: str, event_id: str) -> bool:
-        """True if this webhook may be acted on now; False if it took effect already
-        (or another delivery of it is being acted on)."""
+    async def claim(self, provider: str, event_id: str) -> Claim:
+        """Whether this webhook may be acted on now, took effect already, or is being
+        acted on by another delivery."""
         if time.monotonic() - self._purged_at > _PURGE_EVERY_S:
             await self.purge()
-        claimed = await self.pool.fetchval(_CLAIM, provider, event_id, self.claim_timeout)
-        return claimed is True
+        for _ in range(_CLAIM_ATTEMPTS):
+            if await self.pool.fetchval(_CLAIM, provider, event_id, self.claim_timeout):
+                return Claim.OURS
+            handled = await self.pool.fetchval(
+                "SELECT handled FROM syncyard_webhooks_seen WHERE provider = $1 AND event_id = $2",
+                provider,
+                event_id,
+            )
+            if handled is not None:
+                return Claim.HANDLED if handled else Claim.IN_FLIGHT
+            # Released between the two statements: claim it again.
+        return Claim.IN_FLIGHT
 
     async def handled(self, provider: str, event_id: str) -> None:
         """The webhook took effect: a replay within the retention is acknowledged only."""

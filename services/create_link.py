@@ -128,5 +128,10 @@ async def create_link(deps: Dependencies, cmd: CreateLink, trace: dict[str, str]
     fresh = await deps.store.get_connection(connection_id)
     assert fresh is not None
     if cmd.command_id in fresh.deferred:
-        return as_duplicate(fresh.deferred[cmd.command_id].result)
+        # Its timer too (see services/sync_connection.py): one per round, so harmless.
+        deferral = fresh.deferred[cmd.command_id]
+        await deps.deferrals.defer(
+            cmd, tries=deferral.tries, waits=deferral.waits, resume_at=deferral.resume_at
+        )
+        return as_duplicate(deferral.result)
     return as_duplicate(fresh.recent_results[cmd.command_id])

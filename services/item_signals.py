@@ -41,6 +41,7 @@ def signal_of(event: WebhookEvent, body: bytes) -> ItemSignal | None:
         reference=f"webhook:{event.provider}:{hashlib.sha256(body).hexdigest()[:24]}",
         expires_at=event.expires_at,
         reason=reason if isinstance(reason, str) else None,
+        issued_at=event.issued_at,
     )
 
 

@@ -124,7 +124,14 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
     if cmd.command_id in fresh.recent_results:
         return await _answer_again(deps, fresh, fresh.recent_results[cmd.command_id])
     if cmd.command_id in fresh.deferred:
-        return as_duplicate(fresh.deferred[cmd.command_id].result)
+        # Its timer too: the delivery that recorded the deferral may have died before
+        # setting it, or this one did, its commit's answer lost with its connection
+        # (infra/eventstore.py). One timer per round, so setting it again is harmless.
+        deferral = fresh.deferred[cmd.command_id]
+        await deps.deferrals.defer(
+            cmd, tries=deferral.tries, waits=deferral.waits, resume_at=deferral.resume_at
+        )
+        return as_duplicate(deferral.result)
     raise SyncRaceError(f"account {cmd.account_id!r}: another sync appended to its feed first")
 
 

@@ -10,7 +10,9 @@ which provider's signature to check); a verified "link finished" webhook
 that names this saga's link session (`sagas.commands.webhook_completion`)
 completes the saga as `link.complete` would. A webhook that already took
 effect (its provider and `event_id` are in `infra/webhook_log.py`) is
-answered 200 `{"ignored": "duplicate_webhook"}` and not acted on again. The
+answered 200 `{"ignored": "duplicate_webhook"}` and not acted on again; one
+that another delivery is still acting on is answered 409 with `Retry-After`
+(not acknowledged: that delivery may yet fail). The
 item keeps the saga's URL after the saga ends, so the provider's later word
 about the item (consent about to end, a login lost or repaired) comes here
 too, and goes to the connections holding the item (`infra/http/webhooks.py`).
@@ -252,6 +254,10 @@ SAGA_OPERATIONS: dict[OperationKey, Operation] = {
             },
             "401": {"description": "The signature is missing, forged or stale"},
             "404": _NOT_FOUND,
+            "409": {
+                "description": "Another delivery of the same webhook is being acted on: "
+                "not acknowledged, send it again after `Retry-After` seconds"
+            },
             "503": {"description": "Not ready or the provider's key unreachable: retry later"},
         },
     },

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from infra.http.openapi import Operation, OperationKey
-from infra.webhook_log import WebhookLog
+from infra.webhook_log import Claim, WebhookLog
 from services.dependencies import Dependencies
 from services.item_signals import receive_signal, signal_of
 from services.ports import LinkedItemsPort
@@ -42,6 +42,9 @@ from services.providers.base import (
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 5.0
+# How soon a delivery that met another in flight should come again: long enough
+# for that one to finish (its own calls are bounded by WEBHOOK_TIMEOUT_S).
+IN_FLIGHT_RETRY_AFTER_S = 10
 
 
 def _refuse(status: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -63,9 +66,19 @@ async def acted_once(
     if event.event_id is None:
         response, _ = await act()
         return response
-    if not await webhooks.claim(event.provider, event.event_id):
+    claim = await webhooks.claim(event.provider, event.event_id)
+    if claim is Claim.HANDLED:
         log.info("%s webhook %s already acted on: acknowledged", event.provider, event.event_id)
         return web.json_response({"ignored": "duplicate_webhook"})
+    if claim is Claim.IN_FLIGHT:
+        # Not acknowledged: the delivery in flight may still fail, and then only
+        # this one's resend can bring the event back.
+        log.info("%s webhook %s being acted on: resend later", event.provider, event.event_id)
+        return web.json_response(
+            {"error": "being_handled", "retry": "send it again later"},
+            status=409,
+            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
+        )
     took_effect = False
     try:
         response, took_effect = await act()
@@ -140,6 +153,10 @@ WEBHOOK_OPERATIONS: dict[OperationKey, Operation] = {
             },
             "401": {"description": "The signature or credentials are missing, forged or stale"},
             "404": {"description": "No such provider is configured"},
+            "409": {
+                "description": "Another delivery of the same webhook is being acted on: "
+                "not acknowledged, send it again after `Retry-After` seconds"
+            },
             "503": {"description": "The provider's key could not be fetched: retry later"},
         },
     },

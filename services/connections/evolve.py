@@ -93,6 +93,13 @@ def _(event: ProviderLinked, state: ConnectionState | None) -> ConnectionState:
         held=held,
         recent_results=_remember(state, result),
         reauth=state.reauth - {event.provider},
+        # Not a repair itself: `connection.register` may bring an item whose login is
+        # already lost. A repair of the item replaced is none of the new one.
+        login_repaired_at=(
+            state.login_repaired_at
+            if same_item
+            else _without(state.login_repaired_at, event.provider)
+        ),
         maintenance_until=_without(state.maintenance_until, event.provider),
         down_since=_without(state.down_since, event.provider),
         relink_suggested=frozenset(),
@@ -253,6 +260,7 @@ def _(event: ProviderUnlinked, state: ConnectionState | None) -> ConnectionState
         version=event.originator_version,
         links=_without(state.links, event.provider),
         reauth=state.reauth - {event.provider},
+        login_repaired_at=_without(state.login_repaired_at, event.provider),
         cursors=_without(state.cursors, event.provider),
         held=_without(state.held, event.provider),
         consent_expiring=_without(state.consent_expiring, event.provider),
@@ -274,7 +282,10 @@ def _(event: ConsentExpiring, state: ConnectionState | None) -> ConnectionState:
 def _(event: LoginRepaired, state: ConnectionState | None) -> ConnectionState:
     assert state is not None
     return msgspec.structs.replace(
-        state, version=event.originator_version, reauth=state.reauth - {event.provider}
+        state,
+        version=event.originator_version,
+        reauth=state.reauth - {event.provider},
+        login_repaired_at={**state.login_repaired_at, event.provider: event.timestamp},
     )
 
 

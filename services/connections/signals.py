@@ -5,6 +5,16 @@ person must log in again, that they did, or that their consent ends soon.
 `decide_signal` turns one such signal into the connection's events, or into
 nothing when the connection does not hold that item at that provider, or
 when the connection already knows (a redelivered webhook records nothing).
+
+A "login required" the provider signed before the link's login was last
+repaired (`LoginRepaired`, as recorded) is stale and changes nothing: a late
+resend of it must not set aside the repaired link (a link set aside is not
+synced, so no sync would show it works; only a new repair would bring it
+back). Only a signed issue time can tell (Plaid's `iat`, whole seconds, so
+only a signal signed in an earlier second than the repair counts as before
+it); where the provider signs no time (MX, Belvo), the signal is taken as
+new. Erring the other way is cheap: a genuine "login required" taken as
+stale leaves the link in use, and its next sync's error sets it aside.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ class ItemSignal(msgspec.Struct, frozen=True, kw_only=True):
     `reference` names the webhook (`webhook:<provider>:<digest of its body>`):
     it goes in the events' `command_id`, so an auditor can tell which webhook
     said so, and the same body delivered twice carries the same reference.
+    `issued_at` is when the provider signed it, when its signature says.
     """
 
     provider: str
@@ -38,6 +49,16 @@ class ItemSignal(msgspec.Struct, frozen=True, kw_only=True):
     reference: str
     expires_at: datetime | None = None
     reason: str | None = None
+    issued_at: datetime | None = None
+
+
+def is_stale(state: ConnectionState, signal: ItemSignal) -> bool:
+    """A "login required" signed in a second before the link's login was last repaired."""
+    repaired = state.login_repaired_at.get(signal.provider)
+    if signal.kind != "login_required" or signal.issued_at is None or repaired is None:
+        return False
+    # Signed times are whole seconds: a signal of the repair's own second may be after it.
+    return signal.issued_at < repaired.replace(microsecond=0)
 
 
 def decide_signal(
@@ -74,7 +95,7 @@ def _consent_expiring(
 def _login_required(
     state: ConnectionState, signal: ItemSignal, now: datetime
 ) -> DomainEvent | None:
-    if signal.provider in state.reauth:
+    if signal.provider in state.reauth or is_stale(state, signal):
         return None
     return ReauthRequired(
         originator_id=state.id,

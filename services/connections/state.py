@@ -148,6 +148,9 @@ class ConnectionState(msgspec.Struct, frozen=True, kw_only=True):
     deferred: dict[str, Deferral] = {}
     # The health of each link, as the provider's answers showed it.
     reauth: frozenset[str] = frozenset()
+    # provider → when the provider last said its link's login works again (LoginRepaired):
+    # a "login required" it signed before then is about the old login.
+    login_repaired_at: dict[str, datetime] = {}
     maintenance_until: dict[str, datetime] = {}
     down_since: dict[str, datetime] = {}
     relink_suggested: frozenset[str] = frozenset()

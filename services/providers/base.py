@@ -180,6 +180,8 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     where the verified bytes carry one (Finicity's `eventId`, Belvo's
     `webhook_id`), else a digest of what was signed or authenticated
     (`digest_event_id`); None only for webhooks that change nothing.
+    `issued_at` is when the provider signed it, where the signature covers a
+    time (Plaid's JWT `iat`, whole seconds); None where nothing signed says.
     """
 
     provider: str
@@ -190,6 +192,7 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     error_code: str | None = None
     expires_at: datetime | None = None
     event_id: str | None = None
+    issued_at: datetime | None = None
     raw: dict[str, Any] = {}
 
 

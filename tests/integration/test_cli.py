@@ -205,42 +205,136 @@ async def test_serve_refuses_an_http_provider_url_and_never_prints_the_database_
     assert "hunter2" not in out and "nats-token" not in out
 
 
-@pytest.mark.timeout(180)
-async def test_up_runs_the_relay_and_projector_in_a_second_process_and_stops_it(
-    tmp_path: Path,
-) -> None:
+def up_env(state_dir: Path) -> dict[str, str]:
+    """`up` on its own embedded servers in `state_dir`, with none of the suite's settings."""
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in ("NATS_URL", "DATABASE_URL") and not key.startswith("SYNCYARD_")
     }
-    env |= {
-        "SYNCYARD_STATE_DIR": str(tmp_path),
+    return env | {
+        "SYNCYARD_STATE_DIR": str(state_dir),
         "SYNCYARD_HTTP_PORT": str(find_free_port()),
         "SYNCYARD_SANDBOX_PORT": str(find_free_port()),
     }
+
+
+async def start_up(env: dict[str, str], stderr: int | None = None) -> asyncio.subprocess.Process:
+    """`syncyard up`, once its banner says it is ready."""
     up = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infra.cli", "up", env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "up",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
     )
     assert up.stdout is not None
+    async with asyncio.timeout(120):
+        while b"Ctrl-C" not in await up.stdout.readline():
+            assert up.returncode is None
+    return up
+
+
+def followers_of(up: asyncio.subprocess.Process) -> psutil.Process:
+    (followers,) = [
+        child
+        for child in psutil.Process(up.pid).children()
+        if "relay,projector" in " ".join(child.cmdline())
+    ]
+    return followers
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    # Reparented to an init that may not reap it: a zombie is gone for our purposes.
     try:
-        async with asyncio.timeout(120):
-            while b"Ctrl-C" not in await up.stdout.readline():
-                assert up.returncode is None
-        (followers,) = [
-            child
-            for child in psutil.Process(up.pid).children()
-            if "relay,projector" in " ".join(child.cmdline())
-        ]
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def wait_gone(proc: psutil.Process, timeout: float) -> None:
+    # Polled: it is not our child (nothing to wait on), and may linger as a zombie.
+    async with asyncio.timeout(timeout):
+        while not is_gone(proc):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+def embedded_servers(state_dir: Path) -> list[psutil.Process]:
+    """The nats-server and postmaster `up` started in `state_dir`, by their pid files."""
+    pid_files = [state_dir / "nats.pid", state_dir / "pg" / "postmaster.pid"]
+    return [psutil.Process(int(path.read_text().split()[0])) for path in pid_files if path.exists()]
+
+
+async def kill_up_and_everything_it_started(
+    up: asyncio.subprocess.Process, started: list[psutil.Process]
+) -> None:
+    """A failed test's clean-up: nothing it started may outlive it."""
+    if up.returncode is None:
+        up.kill()
+    for proc in started:
+        if not is_gone(proc):
+            proc.kill()
+    # Only now: on Python 3.11 the wait lasts until every holder of `up`'s pipes is gone.
+    await up.wait()
+
+
+@pytest.mark.timeout(180)
+async def test_up_runs_the_relay_and_projector_in_a_second_process_and_stops_it(
+    tmp_path: Path,
+) -> None:
+    up = await start_up(up_env(tmp_path))
+    followers = followers_of(up)
+    try:
         assert "serve" in followers.cmdline()
+        # It logs in to NATS as the relay, the one role it needs (the projector needs none).
+        assert {key for key in followers.environ() if key.startswith("SYNCYARD_NATS_")} == {
+            "SYNCYARD_NATS_RELAY_USER",
+            "SYNCYARD_NATS_RELAY_PASSWORD_FILE",
+        }
 
         # A SIGTERM to `up` alone (Ctrl-C would reach both): it stops its followers too.
         up.terminate()
         async with asyncio.timeout(60):
             await up.communicate()
         assert up.returncode == 0
-        assert not followers.is_running() or followers.status() == psutil.STATUS_ZOMBIE
+        assert is_gone(followers)
     finally:
-        if up.returncode is None:
-            up.kill()
-            await up.wait()
+        await kill_up_and_everything_it_started(up, [followers, *embedded_servers(tmp_path)])
+
+
+@pytest.mark.timeout(240)
+async def test_a_killed_up_takes_its_followers_down_and_the_next_up_stops_its_servers(
+    tmp_path: Path,
+) -> None:
+    env = up_env(tmp_path)
+    # The followers share `up`'s stderr: its end of file is theirs gone too.
+    up = await start_up(env, stderr=asyncio.subprocess.PIPE)
+    assert up.stderr is not None
+    said = asyncio.create_task(up.stderr.read())
+    servers = embedded_servers(tmp_path)
+    followers = followers_of(up)
+    try:
+        up.kill()
+
+        # A generous bound on a clean stop, not a measure of its speed.
+        await wait_gone(followers, timeout=60)
+        async with asyncio.timeout(60):
+            log = (await said).decode()
+        assert "standard input closed" in log
+        # The servers run in sessions of their own and outlive the SIGKILL; the next
+        # `up` on the same state folder stops them before starting its own.
+        again = await start_up(env)
+        try:
+            assert all(is_gone(server) for server in servers)
+        finally:
+            again.terminate()
+            async with asyncio.timeout(60):
+                await again.communicate()
+        assert again.returncode == 0
+    finally:
+        said.cancel()
+        await kill_up_and_everything_it_started(
+            up, [followers, *servers, *embedded_servers(tmp_path)]
+        )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +15,7 @@ from events.connection import ConsentExpiring, LoginRepaired, ReauthRequired
 from infra.bootstrap import Runtime
 from services.connections.state import ConnectionState, connection_id_for
 from tests.integration.saga_helpers import person_finishes, saga_ended, saga_reaches, start_link
+from tests.integration.webhook_receiver import receiving_webhooks
 from tests.support.harness import MX_WEBHOOK_CREDENTIALS, SPACE, Client, eventually, register
 from tests.support.sandbox_admin import SandboxAdmin
 
@@ -151,3 +155,52 @@ async def test_an_mx_member_challenged_then_connected_again_is_set_aside_then_re
     sent = await admin.item_webhook("mx", "MBR-sig-m", connection_status="CHALLENGED", **forged)
     assert delivered(sent) == [401]
     assert (await state_of(syncyard, "sig-m")).reauth == frozenset()
+
+
+async def a_new_second() -> None:
+    """Wait for the clock's next whole second: Plaid signs its webhooks' time in seconds."""
+    now = time.time()
+    await asyncio.sleep(math.floor(now) + 1 - now)
+
+
+async def test_a_login_required_signed_before_the_repair_and_delivered_late_changes_nothing(
+    syncyard: Runtime, upstream: Client, admin: SandboxAdmin
+) -> None:
+    assert (await upstream.send(register("sig-late", "plaid"))).success
+    url = f"{syncyard.http_url}/v1/webhooks/plaid"
+    lost = {"webhook_code": "ERROR", "error_code": "ITEM_LOGIN_REQUIRED"}
+    sent = await admin.item_webhook("plaid", "item-sig-late", webhook_url=url, **lost)
+    assert delivered(sent) == [200]
+    assert (await state_of(syncyard, "sig-late")).reauth == {"plaid"}
+
+    # Plaid says it again, signed a second later; this delivery fails on the way (it
+    # lands elsewhere here), and Plaid will send the very same request again.
+    await a_new_second()
+    async with receiving_webhooks() as elsewhere:
+        sent = await admin.item_webhook("plaid", "item-sig-late", webhook_url=elsewhere.url, **lost)
+        assert delivered(sent) == [204]
+        late = await elsewhere.next()
+
+    # Meanwhile the person logs in again, in a later second.
+    await a_new_second()
+    sent = await admin.item_webhook(
+        "plaid", "item-sig-late", webhook_code="LOGIN_REPAIRED", webhook_url=url
+    )
+    assert delivered(sent) == [200]
+    assert (await state_of(syncyard, "sig-late")).reauth == frozenset()
+
+    # The late resend is older than the repair: it changes nothing.
+    headers = {name: late.headers[name] for name in ("Plaid-Verification", "Content-Type")}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=late.body, headers=headers) as r,
+    ):
+        assert r.status == 200, await r.text()
+        assert (await r.json())["recorded"] == []
+    assert (await state_of(syncyard, "sig-late")).reauth == frozenset()
+    assert len(await events_of(syncyard, "sig-late", ReauthRequired)) == 1
+
+    # A login lost again after the repair is new: the link is set aside.
+    sent = await admin.item_webhook("plaid", "item-sig-late", webhook_url=url, **lost)
+    assert delivered(sent) == [200]
+    assert (await state_of(syncyard, "sig-late")).reauth == {"plaid"}

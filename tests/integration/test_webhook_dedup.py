@@ -6,6 +6,7 @@ took effect in PostgreSQL (`infra/webhook_log.py`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -16,8 +17,10 @@ import pytest
 
 from infra.bootstrap import Runtime
 from infra.saga_store import PostgresSagaStore
-from infra.webhook_log import WebhookLog
+from infra.webhook_log import Claim, WebhookLog
 from sandbox.webhooks import mx_headers
+from services.connections.state import connection_id_for
+from services.providers.base import digest_event_id
 from tests.integration.saga_helpers import (
     link_token_of,
     person_finishes,
@@ -26,7 +29,7 @@ from tests.integration.saga_helpers import (
     saga_reaches,
     start_link,
 )
-from tests.support.harness import MX_WEBHOOK_CREDENTIALS, Client
+from tests.support.harness import MX_WEBHOOK_CREDENTIALS, SPACE, Client, eventually, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -131,20 +134,118 @@ async def test_a_claim_is_kept_when_handled_released_when_not_and_lapses_when_ab
         await log.setup()
         await log.setup()  # a second replica starting
 
-        assert await log.claim("finicity", "eventId:1")
+        assert await log.claim("finicity", "eventId:1") is Claim.OURS
         await log.handled("finicity", "eventId:1")
-        assert not await log.claim("finicity", "eventId:1")
-        assert await log.claim("plaid", "eventId:1"), "ids are per provider"
+        assert await log.claim("finicity", "eventId:1") is Claim.HANDLED
+        assert await log.claim("plaid", "eventId:1") is Claim.OURS, "ids are per provider"
 
-        assert await log.claim("belvo", "webhook_id:w")
+        assert await log.claim("belvo", "webhook_id:w") is Claim.OURS
         await log.release("belvo", "webhook_id:w")
-        assert await log.claim("belvo", "webhook_id:w")
+        assert await log.claim("belvo", "webhook_id:w") is Claim.OURS
 
         # A holder that crashed before handling: its claim lapses (at once, here).
-        assert await log.claim("belvo", "webhook_id:w")
+        assert await log.claim("belvo", "webhook_id:w") is Claim.OURS
         await log.handled("belvo", "webhook_id:w")
         await pool.execute(
             "UPDATE syncyard_webhooks_seen SET received_at = now() - interval '31 days'"
         )
         assert await log.purge() == 3
-        assert await log.claim("finicity", "eventId:1"), "past the retention it is new again"
+        assert await log.claim("finicity", "eventId:1") is Claim.OURS, (
+            "past the retention it is new again"
+        )
+
+
+async def test_a_claim_in_flight_is_told_apart_from_one_handled_until_it_lapses(
+    database_url: str,
+) -> None:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        log = WebhookLog(pool)
+        await log.setup()
+
+        assert await log.claim("mx", "sha256:a") is Claim.OURS
+        assert await log.claim("mx", "sha256:a") is Claim.IN_FLIGHT
+        # Its holder crashed a while ago: the claim lapsed, and is taken over.
+        await pool.execute(
+            "UPDATE syncyard_webhooks_seen SET received_at = now() - interval '61 seconds'"
+        )
+        assert await log.claim("mx", "sha256:a") is Claim.OURS
+        await log.handled("mx", "sha256:a")
+        assert await log.claim("mx", "sha256:a") is Claim.HANDLED
+
+
+async def _post_item_webhook(runtime: Runtime, body: bytes) -> tuple[int, Any, str | None]:
+    username, _, password = MX_WEBHOOK_CREDENTIALS.partition(":")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{runtime.http_url}/v1/webhooks/mx",
+            data=body,
+            headers=mx_headers(username, password),
+        ) as r,
+    ):
+        answer = await r.json() if r.content_type == "application/json" else await r.text()
+        return r.status, answer, r.headers.get("Retry-After")
+
+
+async def test_a_webhook_delivered_again_while_the_first_delivery_is_in_flight_is_not_acknowledged(
+    syncyard: Runtime, upstream: Client
+) -> None:
+    """The second delivery must not be told "received": the first may yet fail, and
+    then only the provider's resend brings the event back."""
+    assert (await upstream.send(register("dup-flight", "mx"))).success
+    challenged = json.dumps(
+        {
+            "type": "CONNECTION_STATUS",
+            "action": "CHANGED",
+            "member_guid": "MBR-dup-flight",
+            "user_guid": "USR-dup-flight",
+            "connection_status": "CHALLENGED",
+        }
+    ).encode()
+    event_id = digest_event_id(challenged)
+
+    async def holders() -> int:
+        try:
+            found = await syncyard.pool.fetchval(
+                "SELECT count(*) FROM linked_items WHERE item_id = 'MBR-dup-flight'"
+            )
+        except asyncpg.UndefinedTableError:  # the projector is still starting
+            return 0
+        return int(found)
+
+    # The item is in the read model before it is held up (the lookup would wait for it).
+    await eventually(holders, lambda count: count == 1)
+
+    async def claimed() -> Any:
+        return await syncyard.pool.fetchval(
+            "SELECT handled FROM syncyard_webhooks_seen WHERE provider = 'mx' AND event_id = $1",
+            event_id,
+        )
+
+    # The first delivery claims the webhook, then waits on the item lookup, which
+    # this transaction holds up; then its database connection is cut: it fails.
+    async with syncyard.pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE linked_items IN ACCESS EXCLUSIVE MODE")
+        first = asyncio.create_task(_post_item_webhook(syncyard, challenged))
+        assert await eventually(claimed, lambda handled: handled is False) is False
+
+        status, answer, retry_after = await _post_item_webhook(syncyard, challenged)
+        assert status == 409, answer
+        assert answer == {"error": "being_handled", "retry": "send it again later"}
+        assert retry_after is not None and int(retry_after) > 0
+
+        await conn.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+            "WHERE l.relation = 'linked_items'::regclass AND NOT l.granted"
+        )
+        status, _, _ = await first
+        assert status == 500
+    assert await claimed() is None, "a failed delivery lets its claim go"
+
+    # The provider sends it again, as it was told to: it takes effect, once.
+    status, answer, _ = await _post_item_webhook(syncyard, challenged)
+    assert (status, answer["recorded"]) == (200, ["ReauthRequired"])
+    state = await syncyard.store.get_connection(connection_id_for(SPACE, "dup-flight"))
+    assert state is not None and state.reauth == {"mx"}
+    status, answer, _ = await _post_item_webhook(syncyard, challenged)
+    assert (status, answer) == (200, {"ignored": "duplicate_webhook"})

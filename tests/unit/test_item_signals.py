@@ -27,6 +27,7 @@ def signal(
     code: str = "PENDING_EXPIRATION",
     expires_at: datetime | None = EXPIRES,
     reference: str = "webhook:plaid:1",
+    issued_at: datetime | None = None,
 ) -> ItemSignal:
     return ItemSignal(
         provider="plaid",
@@ -35,6 +36,7 @@ def signal(
         code=code,
         reference=reference,
         expires_at=expires_at,
+        issued_at=issued_at,
     )
 
 
@@ -76,6 +78,50 @@ def test_a_lost_login_sets_the_link_aside_and_its_repair_brings_it_back() -> Non
     assert sorted(state.usable_links(NOW)) == ["mx", "plaid"]
     state, kinds = apply(state, signal("login_repaired", code="LOGIN_REPAIRED"))
     assert kinds == []  # nothing left to repair
+
+
+def test_a_login_required_signed_before_the_last_repair_is_stale_and_changes_nothing() -> None:
+    lost = signal(
+        "login_required", code="ITEM_LOGIN_REQUIRED", issued_at=NOW - timedelta(minutes=2)
+    )
+    state, kinds = apply(registered("plaid", "mx"), lost)
+    assert kinds == [ReauthRequired]
+    repaired, kinds = apply(state, signal("login_repaired", code="LOGIN_REPAIRED"))
+    assert kinds == [LoginRepaired]  # recorded at NOW
+
+    # The provider resends the old "login required" late: the repair stands.
+    state, kinds = apply(repaired, lost)
+    assert kinds == []
+    assert sorted(state.usable_links(NOW)) == ["mx", "plaid"]
+
+
+def test_a_login_required_signed_after_the_repair_or_unsigned_sets_the_link_aside() -> None:
+    state, _ = apply(
+        registered("plaid", "mx"), signal("login_required", code="ITEM_LOGIN_REQUIRED")
+    )
+    repaired, _ = apply(state, signal("login_repaired", code="LOGIN_REPAIRED"))
+    # Whole seconds: one signed in the repair's own second may have come after it.
+    for issued_at in (NOW + timedelta(seconds=1), NOW.replace(microsecond=0), None):
+        lost = signal("login_required", code="ITEM_LOGIN_REQUIRED", issued_at=issued_at)
+        state, kinds = apply(repaired, lost)
+        assert kinds == [ReauthRequired], issued_at
+        assert state.usable_links(NOW) == ["mx"]
+
+
+def test_a_repair_of_an_item_replaced_says_nothing_about_the_new_items_login() -> None:
+    state, _ = apply(registered("plaid"), signal("login_required", code="ITEM_LOGIN_REQUIRED"))
+    repaired, _ = apply(state, signal("login_repaired", code="LOGIN_REPAIRED"))
+    new_item = msgspec.structs.replace(register("relink"), item_id="item-2")
+    relinked = fold(repaired, decide_register(repaired, new_item, now=NOW, trace={}))
+    assert relinked is not None and relinked.links["plaid"].item_id == "item-2"
+    lost = signal(
+        "login_required",
+        item_id="item-2",
+        code="ITEM_LOGIN_REQUIRED",
+        issued_at=NOW - timedelta(minutes=2),
+    )
+    _, kinds = apply(relinked, lost)
+    assert kinds == [ReauthRequired]
 
 
 def test_a_signal_about_another_item_changes_nothing() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -185,8 +186,12 @@ class PlaidAdapter(ProviderAdapter):
         A failure to fetch Plaid's key raises ProviderCallError (answer 5xx so
         Plaid retries); a key id Plaid does not know rejects the webhook.
         """
-        await self._webhooks.verify(headers, body, now=now, timeout_s=timeout_s)
-        return msgspec.structs.replace(normalise(self.name, body), event_id=event_id(headers))
+        iat = await self._webhooks.verify(headers, body, now=now, timeout_s=timeout_s)
+        return msgspec.structs.replace(
+            normalise(self.name, body),
+            event_id=event_id(headers),
+            issued_at=datetime.fromtimestamp(iat, UTC),
+        )
 
     async def _fetch_key(self, kid: str, timeout_s: float) -> Jwk:
         endpoint = "/webhook_verification_key/get"

@@ -72,8 +72,9 @@ class PlaidWebhookVerifier:
 
     async def verify(
         self, headers: Mapping[str, str], body: bytes, *, now: float, timeout_s: float
-    ) -> None:
-        """Raise WebhookRejectedError unless the webhook is Plaid's, recent and unaltered."""
+    ) -> float:
+        """Raise WebhookRejectedError unless the webhook is Plaid's, recent and unaltered;
+        answer when Plaid signed it (its `iat`)."""
         token = header_value(headers, HEADER)
         if not token:
             raise WebhookRejectedError(f"plaid webhook: no {HEADER} header")
@@ -103,6 +104,7 @@ class PlaidWebhookVerifier:
         actual = hashlib.sha256(body).hexdigest()
         if not isinstance(claimed, str) or not hmac.compare_digest(claimed, actual):
             raise WebhookRejectedError("plaid webhook: body does not match the signed SHA-256")
+        return float(iat)
 
     async def _key(self, kid: str, *, now: float, timeout_s: float) -> Jwk:
         cached = self._keys.get(kid)
