@@ -456,9 +456,7 @@ async def _open_relay(runtime: Runtime, stack: contextlib.AsyncExitStack) -> Eve
         **connect_options(RELAY, runtime.settings.nats_credentials.get(RELAY)),
     )
     stack.push_async_callback(relay_nc.drain)
-    return EventRelay(
-        runtime.pool, relay_nc.jetstream(), runtime.reader, msg_id_key=runtime.event_id_key
-    )
+    return EventRelay(runtime.pool, relay_nc, runtime.reader, msg_id_key=runtime.event_id_key)
 
 
 async def run_components(

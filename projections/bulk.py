@@ -5,6 +5,12 @@
 encoding. COPY sends the page as one stream, and one `INSERT … SELECT … ON
 CONFLICT DO NOTHING` keeps a replayed row a no-op, as the per-row insert did.
 
+A small page (live tailing: a few dozen rows) goes the other way. Staging has
+a fixed cost, the temporary table's statement, the COPY, the move and the
+table's truncation at commit: measured on the embedded PostgreSQL, ~400 µs
+of the server's CPU and ~150 µs of ours per page and table more than
+`executemany` for 3 to 30 rows, the two even at ~300 rows, COPY ahead at 1,000.
+
 The staging table is a temporary one per connection, kept for the session and
 emptied at each commit, so live tailing does not create one per page. It is
 found before any schema's tables (temporary tables come first in the search
@@ -21,6 +27,9 @@ from typing import Any
 
 from services.ports import DbConnection
 
+# Below this many rows a page is inserted row by row (see above).
+STAGED_FROM_ROWS = 256
+
 
 async def insert_new_rows(
     conn: DbConnection,
@@ -35,6 +44,15 @@ async def insert_new_rows(
     """
     if not conn.is_in_transaction():
         raise RuntimeError("insert_new_rows needs a transaction: its staging rows go at commit")
+    if not rows:
+        return
+    if len(rows) < STAGED_FROM_ROWS:
+        values = ", ".join(f"${i}" for i in range(1, len(rows[0]) + 1))
+        await conn.executemany(
+            f"INSERT INTO {table} VALUES ({values}) ON CONFLICT DO NOTHING",  # noqa: S608 - our name
+            rows,
+        )
+        return
     staging = f"staged_{table}_v{version}"
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"

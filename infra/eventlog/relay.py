@@ -30,10 +30,11 @@ import asyncpg
 import msgspec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from nats.js import JetStreamContext
+from nats.aio.client import Client
 
 from events.credentials import PRIVATE_EVENT_TYPES
 from events.subjects import HEADER_MSG_ID, HEADER_NOTIFICATION_ID, event_subject
+from infra.eventlog.page_publisher import OutgoingMessage, PagePublisher
 from infra.eventlog.reader import NotificationLogReader, PlainNotification
 from infra.waiting import wait_for_either, wait_for_stop
 from services.ports import DbConnection, topic_of
@@ -97,7 +98,7 @@ class EventRelay:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        js: JetStreamContext,
+        nc: Client,
         reader: NotificationLogReader,
         *,
         msg_id_key: bytes,
@@ -105,7 +106,7 @@ class EventRelay:
         page_size: int = PAGE_SIZE,
     ) -> None:
         self.pool = pool
-        self.js = js
+        self.publisher = PagePublisher(nc)
         self.reader = reader
         if len(msg_id_key) < 16:
             raise ValueError("the relay's message-id key must be 16 bytes or more")
@@ -162,7 +163,7 @@ class EventRelay:
             )
 
     async def _publish(self, page: list[PlainNotification]) -> None:
-        sends = []
+        messages = []
         for note in page:
             if note.topic in PRIVATE_TOPICS:
                 continue
@@ -174,6 +175,6 @@ class EventRelay:
             if traceparent:
                 headers["traceparent"] = traceparent
             # The stored JSON is the event's msgspec encoding: forwarded as it is.
-            sends.append(self.js.publish(subject_for(note.topic), note.state, headers=headers))
+            messages.append(OutgoingMessage(subject_for(note.topic), note.state, headers))
         # Pipelined: all in flight at once, and the page counts only if every ack came back.
-        await asyncio.gather(*sends)
+        await self.publisher.publish(messages)
