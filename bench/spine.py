@@ -105,6 +105,12 @@ def library_saves(db_url: str, threads: int, per_thread: int, db_functions: bool
 
 # -- (b) end to end ----------------------------------------------------------
 SETTLE_S = 0.5
+# A paced run's first seconds meet a process that has just started: every
+# connection's state, token and feed index position read for the first time,
+# pools and provider connections opening. Measured on 2026-12-05 at 500/s in one
+# process: p99 ~800 ms in the first second, ~270 ms in the second, 12-20 ms from
+# the third on. The steady state is the target's; the start is its own row.
+WARMUP_S = 2.0
 # Every component but the API: what `make run` ran until issue #13 (it now starts the
 # relay and projector as a second process, the split shape below).
 ONE_PROCESS = "worker,relay,projector,provider_status"
@@ -119,6 +125,9 @@ class Run(NamedTuple):
     rate: float
     latencies: list[float]
     cpu_us: dict[str, float]
+    # Paced runs: the latencies of the first `WARMUP_S` after the processes started,
+    # kept apart (cold caches, connections still opening), reported on their own.
+    warmup: list[float] = []
 
 
 def syncyard_env(nats_url: str, db_url: str, sandbox_url: str) -> dict[str, str]:
@@ -213,7 +222,9 @@ async def end_to_end(
 
     `shape`: "one" (one syncyard process), "split" (worker, relay+projector) or
     "bare" (bench.pipeline). `shared`: the processes every shape uses (the
-    sandbox, nats-server, the postmaster), whose CPU the run reads too.
+    sandbox, nats-server, the postmaster), whose CPU the run reads too. At a
+    fixed rate, `WARMUP_S` of commands go first; their latencies are the
+    run's `warmup`, the `n` after them its `latencies`.
     """
     bare = shape == "bare"
     running = (
@@ -228,20 +239,24 @@ async def end_to_end(
         meter = CpuMeter({**own, **shared}, with_children=frozenset({"postgres"}))
         nc = await bus.connect(nats_url, bus.ADMIN if bare else bus.UPSTREAM)
         js = nc.jetstream()
+        warm = 0 if rate is None else int(rate * WARMUP_S)
         sent: dict[str, float] = {}
+        warming: set[str] = set()
         latencies: list[float] = []
+        warmup: list[float] = []
         done = asyncio.Event()
         failures: list[str] = []
 
         async def on_result(msg: Any) -> None:
             cid = (msg.headers or {}).get(HEADER_COMMAND_ID, "")
             if cid in sent:
-                latencies.append((time.perf_counter() - sent.pop(cid)) * 1000)
+                latency = (time.perf_counter() - sent.pop(cid)) * 1000
+                (warmup if cid in warming else latencies).append(latency)
                 if not bare:
                     result = decode_result(msg.data)
                     if not result.success:
                         failures.append(f"{cid}: {result.error}")
-                if len(latencies) == n:
+                if len(latencies) == n and len(warmup) == warm:
                     done.set()
 
         await nc.subscribe(
@@ -272,6 +287,8 @@ async def end_to_end(
                 account_id=f"a{i % accounts}",
                 count=5,
             )
+            if i < warm:
+                warming.add(cmd.command_id)
             sent[cmd.command_id] = time.perf_counter()
             await js.publish(
                 pipeline.SUBJECT if bare else command_subject(cmd.op),
@@ -286,7 +303,7 @@ async def end_to_end(
                 await asyncio.gather(*(publish(i) for i in range(chunk, min(n, chunk + 256))))
         else:
             pending = []
-            for i in range(n):
+            for i in range(warm + n):
                 target = started + i / rate
                 delay = target - time.perf_counter()
                 if delay > 0:
@@ -294,7 +311,7 @@ async def end_to_end(
                 pending.append(asyncio.create_task(publish(i)))
             await asyncio.gather(*pending)
         await asyncio.wait_for(done.wait(), 300)
-        throughput = n / (time.perf_counter() - started)
+        throughput = (warm + n) / (time.perf_counter() - started)
         # The followers (relay, projector) finish a little after the last result:
         # their work belongs to these commands too.
         await asyncio.sleep(SETTLE_S)
@@ -302,7 +319,7 @@ async def end_to_end(
         if failures:
             raise SystemExit(f"{len(failures)} commands failed, e.g. {failures[0]}")
         await nc.drain()
-    return Run(throughput, latencies, per_command_us(before, after, n))
+    return Run(throughput, latencies, per_command_us(before, after, warm + n), warmup)
 
 
 # -- (c) orchestrator overhead -----------------------------------------------
@@ -395,7 +412,8 @@ def verdicts(lib_fast: float, runs: dict[str, tuple[Run, Run]]) -> list[str]:
         ),
         line(
             p99 <= TARGET_P99_MS,
-            f"p99 command → committed at 500/s, one process ≤ {TARGET_P99_MS:.0f} ms: {p99:.1f} ms",
+            f"p99 command → committed at 500/s, one process ≤ {TARGET_P99_MS:.0f} ms: {p99:.1f} ms "
+            f"after the first {WARMUP_S:g} s (in them: {pct(one_paced.warmup, 99):.1f} ms)",
         ),
         line(
             worker_us <= TARGET_WORKER_VS_BARE_CPU * bare_us,
@@ -461,10 +479,15 @@ async def main(quick: bool) -> None:
                 f"{unpaced.rate / pg_rate:.2f}× PG commits",
             ),
             (
-                f"(b) command → committed at 500/s, {SHAPES[shape]}",
+                f"(b) command → committed at 500/s, {SHAPES[shape]}, after {WARMUP_S:g} s",
                 f"p50 {pct(paced.latencies, 50):.1f} ms, p99 {pct(paced.latencies, 99):.1f} ms",
                 f"unpaced burst: p50 {pct(unpaced.latencies, 50):.0f} ms, "
                 f"p99 {pct(unpaced.latencies, 99):.0f} ms",
+            ),
+            (
+                f"(b) the same, the first {WARMUP_S:g} s after the start",
+                f"p50 {pct(paced.warmup, 50):.1f} ms, p99 {pct(paced.warmup, 99):.1f} ms",
+                "caches, pools and provider connections filling",
             ),
             cpu_row(shape, unpaced),
         ]
