@@ -82,49 +82,44 @@ INSERT INTO syncyard_feed_index_version VALUES ($1, $2)
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
 WHERE syncyard_feed_index_version.version < EXCLUDED.version
 """
-# The usual records of syncs running at the same time (one FeedAppended each,
-# nothing withdrawn) in one statement and one implicit transaction: every
-# record's rows and version commit together, or none does.
-_RECORD_BATCH = """
-WITH upserted AS (
+_ROW_TYPES = ("uuid", "text", "text", "text", "bigint", "date", "date", "text", "boolean", "text")
+
+
+def _upsert_rows(first: int) -> str:
+    """A CTE upserting the index rows given as 11 arrays from parameter `first` on."""
+    arrays = ", ".join(f"${first + n}::{kind}[]" for n, kind in enumerate((*_ROW_TYPES, "bigint")))
+    return f"""upserted AS (
 INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
     amount_cents, posted, authorized, description, pending, fingerprint, position)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::date[],
-                     $7::date[], $8::text[], $9::boolean[], $10::text[], $11::bigint[])
+SELECT * FROM unnest({arrays})
 ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
     syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
     posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
     description = EXCLUDED.description,
     pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
     position = LEAST(i.position, EXCLUDED.position)
-RETURNING 1)
-INSERT INTO syncyard_feed_index_version AS v SELECT * FROM unnest($12::uuid[], $13::bigint[])
+RETURNING 1)"""  # noqa: S608 - parameter numbers alone are formatted in
+
+
+def _advance_versions(first: int) -> str:
+    """Each connection's indexed version moved on (never back), from two arrays."""
+    return f"""INSERT INTO syncyard_feed_index_version AS v
+SELECT * FROM unnest(${first}::uuid[], ${first + 1}::bigint[])
 ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
-WHERE v.version < EXCLUDED.version
-"""
+WHERE v.version < EXCLUDED.version"""  # noqa: S608 - parameter numbers alone
+
+
+# The usual records of syncs running at the same time (one FeedAppended each,
+# nothing withdrawn) in one statement and one implicit transaction: every
+# record's rows and version commit together, or none does.
+_RECORD_BATCH = f"WITH {_upsert_rows(1)}\n{_advance_versions(12)}"
 # The same rows and versions written in the event store's own statement (see
 # `with_events`): its insert function is the main query, so it takes the events
 # table's lock first, and these run to completion after it, all in one implicit
 # transaction: a sync's events and their index rows commit together, or neither.
-_RECORD_WITH_EVENTS = """
-WITH upserted AS (
-INSERT INTO syncyard_feed_index AS i (connection_id, provider, provider_txn_id, syncyard_id,
-    amount_cents, posted, authorized, description, pending, fingerprint, position)
-SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::date[],
-                     $8::date[], $9::text[], $10::boolean[], $11::text[], $12::bigint[])
-ON CONFLICT (connection_id, provider, provider_txn_id) DO UPDATE SET
-    syncyard_id = EXCLUDED.syncyard_id, amount_cents = EXCLUDED.amount_cents,
-    posted = EXCLUDED.posted, authorized = EXCLUDED.authorized,
-    description = EXCLUDED.description,
-    pending = EXCLUDED.pending, fingerprint = EXCLUDED.fingerprint,
-    position = LEAST(i.position, EXCLUDED.position)
-RETURNING 1),
-advanced AS (
-INSERT INTO syncyard_feed_index_version AS v SELECT * FROM unnest($13::uuid[], $14::bigint[])
-ON CONFLICT (connection_id) DO UPDATE SET version = EXCLUDED.version
-WHERE v.version < EXCLUDED.version
-RETURNING 1)
-"""
+_RECORD_WITH_EVENTS = (
+    f"WITH {_upsert_rows(2)},\nadvanced AS (\n{_advance_versions(13)}\nRETURNING 1)\n"
+)
 _Row = tuple[str, str, str, int, date, date | None, str, bool, str, int]
 
 
