@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.trace import ProxyTracerProvider, Span, Tracer
 
 TRACEPARENT = "traceparent"
@@ -32,17 +31,11 @@ def traced(headers: Mapping[str, str] | None) -> bool:
 
 
 @contextlib.contextmanager
-def span(
-    tracer: Tracer, name: str, *, context: Context | None = None, **options: Any
-) -> Iterator[Span]:
+def span(tracer: Tracer, name: str, **options: Any) -> Iterator[Span]:
     """`tracer.start_as_current_span(name, …)`, or nothing when no span could be seen:
-    nothing exported and no valid span current (nor given as `context`)."""
-    if (
-        context is None
-        and not exporting()
-        and not trace.get_current_span().get_span_context().is_valid
-    ):
+    nothing exported and no valid span current."""
+    if not exporting() and not trace.get_current_span().get_span_context().is_valid:
         yield trace.INVALID_SPAN
         return
-    with tracer.start_as_current_span(name, context=context, **options) as current:
+    with tracer.start_as_current_span(name, **options) as current:
         yield current
