@@ -23,6 +23,7 @@ from infra.bootstrap import Runtime
 from services.connections.domain import connection_id_for
 from services.ports import StreamConflictError
 from tests.support.harness import SPACE, eventually, inject_fault, register, sync
+from tests.support.lost_answers import CommitsThenDrops
 
 pytestmark = pytest.mark.integration
 
@@ -115,24 +116,6 @@ async def test_a_sync_whose_index_rows_cannot_go_with_its_events_is_recorded_and
     assert completed == ["sync-first", "sync-index"]
     assert indexed == events[-1].originator_version
     assert rows == len(first.data["entries"]) + len(result.data["entries"])
-
-
-class CommitsThenDrops:
-    """The store's pool, whose next events insert commits and then loses its answer."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.armed = True
-
-    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        rows = await self.pool.fetch(sql, *args)
-        if self.armed and "es_insert_events" in sql:
-            self.armed = False
-            raise asyncpg.ConnectionDoesNotExistError("connection lost after the commit")
-        return rows
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.pool, name)
 
 
 async def test_a_deferral_whose_commit_lost_its_answer_still_gets_its_timer(
