@@ -128,9 +128,10 @@ async def test_a_deferral_whose_commit_lost_its_answer_still_gets_its_timer(
     result = await syncyard.execute(sync("acct-lost", "sync-lost"))
 
     # The deferral was committed; the answer lost, the library's path then found the
-    # versions taken and decided again on fresh state: the deferral is there already.
+    # versions taken, by this very decision: it is answered as recorded.
     assert any("event insert failed" in r.getMessage() for r in caplog.records)
     assert not result.success and result.deferred_until is not None
+    assert not result.duplicate  # the command's only answer: it was sent once
     events = await syncyard.store.events_after(connection_id_for(SPACE, "acct-lost"), 0)
     assert [e.command_id for e in events if isinstance(e, SyncDeferred)] == ["sync-lost"]
     conn = await asyncpg.connect(database_url)

@@ -1,7 +1,8 @@
 """Commits whose answer was lost: the database has the writes, the writer retried.
 
 The retry recognises its own commit (`infra/eventstore.py`, `_retried`): a saga
-step moves on without appending its events again.
+step moves on without appending its events again, and the only answer to a
+command's one delivery is not called a duplicate; a resend still is.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import asyncpg
 import pytest
 
 from events.base import DomainEvent
-from events.connection import ProviderLinked
+from events.commands import CreateLink
+from events.connection import ProviderLinked, SyncCompleted
 from events.saga import SagaStepSucceeded
 from infra.bootstrap import Runtime
 from sagas.ports import SagaConflictError
 from services.connections.domain import connection_id_for
 from tests.integration.saga_helpers import saga_id, start_and_complete
-from tests.support.harness import SPACE, Client
+from tests.support.harness import SPACE, Client, register, sync
 from tests.support.lost_answers import CommitsThenDrops
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -64,3 +66,51 @@ async def test_a_saga_step_whose_commit_lost_its_answer_moves_on_without_a_confl
     assert succeeded.count("exchange_token") == 1
     connection = await syncyard.store.events_after(connection_id_for(SPACE, "acct-lost-1"), 0)
     assert len([e for e in connection if isinstance(e, ProviderLinked)]) == 1
+
+
+async def test_a_sync_whose_commit_lost_its_answer_is_answered_as_the_first_not_a_duplicate(
+    syncyard: Runtime, sandbox: str
+) -> None:
+    assert (await syncyard.execute(register("acct-lost-2", "plaid"))).success
+    dropper = answers_lost(syncyard)
+
+    result = await syncyard.execute(sync("acct-lost-2", "sync-lost-2", count=5))
+
+    assert not dropper.armed
+    assert result.success, result.error
+    assert not result.duplicate
+    assert result.data is not None and result.data["entries"]
+    events = await syncyard.store.events_after(connection_id_for(SPACE, "acct-lost-2"), 0)
+    assert [e.command_id for e in events if isinstance(e, SyncCompleted)] == ["sync-lost-2"]
+    # The caller sending it again is told so, with the same entries.
+    again = await syncyard.execute(sync("acct-lost-2", "sync-lost-2", count=5))
+    assert again.duplicate and again.data is not None
+    assert again.data["entries"] == result.data["entries"]
+
+
+async def test_a_registration_whose_commit_lost_its_answer_is_not_a_duplicate(
+    syncyard: Runtime,
+) -> None:
+    dropper = answers_lost(syncyard)
+
+    result = await syncyard.execute(register("acct-lost-3", "plaid"))
+
+    assert not dropper.armed
+    assert result.success and not result.duplicate
+    again = await syncyard.execute(register("acct-lost-3", "plaid"))
+    assert again.success and again.duplicate
+
+
+async def test_a_link_creation_whose_commit_lost_its_answer_is_not_a_duplicate(
+    syncyard: Runtime, sandbox: str
+) -> None:
+    create = CreateLink(command_id="link-lost-4", space_id=SPACE, account_id="acct-lost-4")
+    dropper = answers_lost(syncyard)
+
+    result = await syncyard.execute(create)
+
+    assert not dropper.armed
+    assert result.success and not result.duplicate, result
+    assert result.data is not None and result.data["token"].startswith("link-sandbox-")
+    again = await syncyard.execute(create)
+    assert again.success and again.duplicate
