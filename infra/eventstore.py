@@ -530,9 +530,14 @@ class PostgresEventStore(EventStorePort):
             # Another replica appended to one of these streams: our cached states
             # were stale, or a saga's holder lost the race. Retry each request alone
             # (changes on freshly loaded state), so only the conflicting one fails.
+            # Or our own batch went in and its answer was lost with the connection
+            # (`_put_async`): each request that finds exactly what it decided
+            # recorded gets that back, as if the answer had come.
             for connection_id in states:
                 self.forget(connection_id)
-            return await asyncio.to_thread(lambda: [self._save_one(p) for p in batch])
+            return await asyncio.to_thread(
+                lambda: [self._retried(p, d) for p, d in zip(batch, decided, strict=True)]
+            )
         self.batches_saved += 1
         if indexed and index is not None and self.feed_index is not None:
             self.feed_index.indexed_with_events(index.records)
@@ -554,7 +559,8 @@ class PostgresEventStore(EventStorePort):
         credential, and any failure other than a conflict, take the library's
         path (`_put`): it shreds keys in the transaction and retries a lost
         connection. A retry after a commit whose answer was lost conflicts on
-        the versions it wrote, and is then decided again on fresh state.
+        the versions it wrote; each request then finds its own events recorded
+        and gets them back (`_retried`), as if the answer had come.
 
         `index`: feed index rows written in the same statement. Returns whether
         they were; when not, each sync indexes its own (`FeedIndexPort.record`).
@@ -658,6 +664,25 @@ class PostgresEventStore(EventStorePort):
             if stored != ours:
                 return False
         return True
+
+    def _retried(
+        self, pending: _Pending, decided: list[DomainEvent]
+    ) -> list[DomainEvent] | BaseException:
+        """One request of a batch that conflicted, alone; `decided`: what the batch decided.
+
+        If exactly that is recorded, the batch was ours and only its answer was
+        lost: the request gets what it decided, not a decision taken again on the
+        state its own commit made (which finds its command already recorded: a
+        handler would answer a duplicate, a saga append its step again).
+        """
+        change = pending.change
+        if (
+            change is not None
+            and decided
+            and self._already_recorded([*decided, *change.side_events])
+        ):
+            return decided
+        return self._save_one(pending)
 
     def _save_one(self, pending: _Pending) -> list[DomainEvent] | BaseException:
         change = pending.change

@@ -162,6 +162,10 @@ class SagaRunner:
                 decide=result.connection,
                 side_events=saga_and_private,
             )
+            # [] only when the change decided nothing on the connection (its side
+            # events then go unsaved): a commit of ours whose answer was lost comes
+            # back as what it recorded (infra/eventstore.py), never [], so this
+            # append is not our own step's events again, which would conflict.
             if not await self.deps.store.commit(change):
                 await self.store.append(saga_and_private)
         else:

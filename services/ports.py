@@ -113,7 +113,11 @@ class EventStorePort(abc.ABC):
 
     @abc.abstractmethod
     async def commit(self, change: Change) -> list[DomainEvent]:
-        """Decide and durably record; returns the events recorded (empty: nothing to do)."""
+        """Decide and durably record; returns the events recorded (empty: nothing to do).
+
+        A commit that went in but whose answer was lost (the connection dropped)
+        still returns its events: empty never means "someone else recorded mine".
+        """
 
     @abc.abstractmethod
     async def append(self, events: Sequence[DomainEvent]) -> None:

@@ -118,15 +118,17 @@ async def sync_connection(deps: Dependencies, cmd: Command, trace: dict[str, str
                     cmd, tries=event.tries, waits=event.waits, resume_at=event.resume_at
                 )
         return _answer(cmd, outcome, recorded, resume_at, account_id=state.account_id, feed=feed)
-    # Another delivery of this command got there first: answer what it recorded.
+    # Another delivery of this command got there first: answer what it recorded, as a
+    # duplicate. (This call's own commit, its answer lost, came back as `recorded`.)
     fresh = await deps.store.get_connection(connection_id)
     assert fresh is not None
     if cmd.command_id in fresh.recent_results:
         return await _answer_again(deps, fresh, fresh.recent_results[cmd.command_id])
     if cmd.command_id in fresh.deferred:
         # Its timer too: the delivery that recorded the deferral may have died before
-        # setting it, or this one did, its commit's answer lost with its connection
-        # (infra/eventstore.py). One timer per round, so setting it again is harmless.
+        # setting it. One timer per round, so setting it again is harmless. (A commit
+        # of this very call whose answer was lost is not here: the store recognises
+        # its own events and `recorded` holds them, infra/eventstore.py.)
         deferral = fresh.deferred[cmd.command_id]
         await deps.deferrals.defer(
             cmd, tries=deferral.tries, waits=deferral.waits, resume_at=deferral.resume_at

@@ -66,7 +66,8 @@ async def acted_once(
     if event.event_id is None:
         response, _ = await act()
         return response
-    claim = await webhooks.claim(event.provider, event.event_id)
+    claimed = await webhooks.claim(event.provider, event.event_id)
+    claim, token = claimed.claim, claimed.token
     if claim is Claim.HANDLED:
         log.info("%s webhook %s already acted on: acknowledged", event.provider, event.event_id)
         return web.json_response({"ignored": "duplicate_webhook"})
@@ -79,14 +80,20 @@ async def acted_once(
             status=409,
             headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER_S)},
         )
+    assert token is not None  # ours
     took_effect = False
     try:
         response, took_effect = await act()
     finally:
-        if took_effect:
-            await webhooks.handled(event.provider, event.event_id)
-        else:
-            await webhooks.release(event.provider, event.event_id)
+        # Only while the claim is still ours: had it lapsed and been taken over,
+        # the delivery now holding it decides by its own outcome.
+        settle = webhooks.handled if took_effect else webhooks.release
+        if not await settle(event.provider, event.event_id, token):
+            log.warning(
+                "%s webhook %s: our claim lapsed and was taken over before we finished",
+                event.provider,
+                event.event_id,
+            )
     return response
 
 

@@ -23,6 +23,7 @@ from infra.bootstrap import Runtime
 from services.connections.domain import connection_id_for
 from services.ports import StreamConflictError
 from tests.support.harness import SPACE, eventually, inject_fault, register, sync
+from tests.support.lost_answers import CommitsThenDrops
 
 pytestmark = pytest.mark.integration
 
@@ -117,24 +118,6 @@ async def test_a_sync_whose_index_rows_cannot_go_with_its_events_is_recorded_and
     assert rows == len(first.data["entries"]) + len(result.data["entries"])
 
 
-class CommitsThenDrops:
-    """The store's pool, whose next events insert commits and then loses its answer."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.armed = True
-
-    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        rows = await self.pool.fetch(sql, *args)
-        if self.armed and "es_insert_events" in sql:
-            self.armed = False
-            raise asyncpg.ConnectionDoesNotExistError("connection lost after the commit")
-        return rows
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.pool, name)
-
-
 async def test_a_deferral_whose_commit_lost_its_answer_still_gets_its_timer(
     syncyard: Runtime, sandbox: str, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -145,9 +128,10 @@ async def test_a_deferral_whose_commit_lost_its_answer_still_gets_its_timer(
     result = await syncyard.execute(sync("acct-lost", "sync-lost"))
 
     # The deferral was committed; the answer lost, the library's path then found the
-    # versions taken and decided again on fresh state: the deferral is there already.
+    # versions taken, by this very decision: it is answered as recorded.
     assert any("event insert failed" in r.getMessage() for r in caplog.records)
     assert not result.success and result.deferred_until is not None
+    assert not result.duplicate  # the command's only answer: it was sent once
     events = await syncyard.store.events_after(connection_id_for(SPACE, "acct-lost"), 0)
     assert [e.command_id for e in events if isinstance(e, SyncDeferred)] == ["sync-lost"]
     conn = await asyncpg.connect(database_url)

@@ -134,23 +134,27 @@ async def test_a_claim_is_kept_when_handled_released_when_not_and_lapses_when_ab
         await log.setup()
         await log.setup()  # a second replica starting
 
-        assert await log.claim("finicity", "eventId:1") is Claim.OURS
-        await log.handled("finicity", "eventId:1")
-        assert await log.claim("finicity", "eventId:1") is Claim.HANDLED
-        assert await log.claim("plaid", "eventId:1") is Claim.OURS, "ids are per provider"
+        finicity = await log.claim("finicity", "eventId:1")
+        assert finicity.claim is Claim.OURS and finicity.token is not None
+        assert await log.handled("finicity", "eventId:1", finicity.token)
+        assert (await log.claim("finicity", "eventId:1")).claim is Claim.HANDLED
+        plaid = await log.claim("plaid", "eventId:1")
+        assert plaid.claim is Claim.OURS, "ids are per provider"
 
-        assert await log.claim("belvo", "webhook_id:w") is Claim.OURS
-        await log.release("belvo", "webhook_id:w")
-        assert await log.claim("belvo", "webhook_id:w") is Claim.OURS
+        belvo = await log.claim("belvo", "webhook_id:w")
+        assert belvo.claim is Claim.OURS and belvo.token is not None
+        assert await log.release("belvo", "webhook_id:w", belvo.token)
+        assert (await log.claim("belvo", "webhook_id:w")).claim is Claim.OURS
 
         # A holder that crashed before handling: its claim lapses (at once, here).
-        assert await log.claim("belvo", "webhook_id:w") is Claim.OURS
-        await log.handled("belvo", "webhook_id:w")
+        taken = await log.claim("belvo", "webhook_id:w")
+        assert taken.claim is Claim.OURS and taken.token is not None
+        assert await log.handled("belvo", "webhook_id:w", taken.token)
         await pool.execute(
             "UPDATE syncyard_webhooks_seen SET received_at = now() - interval '31 days'"
         )
         assert await log.purge() == 3
-        assert await log.claim("finicity", "eventId:1") is Claim.OURS, (
+        assert (await log.claim("finicity", "eventId:1")).claim is Claim.OURS, (
             "past the retention it is new again"
         )
 
@@ -162,15 +166,47 @@ async def test_a_claim_in_flight_is_told_apart_from_one_handled_until_it_lapses(
         log = WebhookLog(pool)
         await log.setup()
 
-        assert await log.claim("mx", "sha256:a") is Claim.OURS
-        assert await log.claim("mx", "sha256:a") is Claim.IN_FLIGHT
+        assert (await log.claim("mx", "sha256:a")).claim is Claim.OURS
+        assert (await log.claim("mx", "sha256:a")).claim is Claim.IN_FLIGHT
         # Its holder crashed a while ago: the claim lapsed, and is taken over.
-        await pool.execute(
-            "UPDATE syncyard_webhooks_seen SET received_at = now() - interval '61 seconds'"
-        )
-        assert await log.claim("mx", "sha256:a") is Claim.OURS
-        await log.handled("mx", "sha256:a")
-        assert await log.claim("mx", "sha256:a") is Claim.HANDLED
+        await _lapse(pool)
+        taken = await log.claim("mx", "sha256:a")
+        assert taken.claim is Claim.OURS and taken.token is not None
+        assert await log.handled("mx", "sha256:a", taken.token)
+        assert (await log.claim("mx", "sha256:a")).claim is Claim.HANDLED
+
+
+async def _lapse(pool: asyncpg.Pool) -> None:
+    """Every claim held now was taken longer ago than the claims' timeout."""
+    await pool.execute(
+        "UPDATE syncyard_webhooks_seen SET received_at = now() - interval '61 seconds'"
+    )
+
+
+async def test_a_late_release_or_handled_from_a_lapsed_holder_leaves_the_new_holder_s_claim(
+    database_url: str,
+) -> None:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        log = WebhookLog(pool)
+        await log.setup()
+
+        a = await log.claim("mx", "sha256:late")
+        assert a.claim is Claim.OURS and a.token is not None
+        # A is slow: its claim lapses, and the provider's resend (B) takes it over.
+        await _lapse(pool)
+        b = await log.claim("mx", "sha256:late")
+        assert b.claim is Claim.OURS and b.token is not None and b.token != a.token
+
+        # A finishes late, failed: its release must not drop B's claim.
+        assert not await log.release("mx", "sha256:late", a.token)
+        # A delivery arriving meanwhile is still told B is at it (the route's 409).
+        assert (await log.claim("mx", "sha256:late")).claim is Claim.IN_FLIGHT
+        # Nor may A, had it taken effect, mark done what B is still acting on: B
+        # may fail, and then the provider's resend must be acted on.
+        assert not await log.handled("mx", "sha256:late", a.token)
+        assert (await log.claim("mx", "sha256:late")).claim is Claim.IN_FLIGHT
+        assert await log.release("mx", "sha256:late", b.token)
+        assert (await log.claim("mx", "sha256:late")).claim is Claim.OURS
 
 
 async def _post_item_webhook(runtime: Runtime, body: bytes) -> tuple[int, Any, str | None]:
@@ -249,3 +285,62 @@ async def test_a_webhook_delivered_again_while_the_first_delivery_is_in_flight_i
     assert state is not None and state.reauth == {"mx"}
     status, answer, _ = await _post_item_webhook(syncyard, challenged)
     assert (status, answer) == (200, {"ignored": "duplicate_webhook"})
+
+
+async def test_a_delivery_whose_claim_lapsed_and_failed_late_leaves_the_new_holder_in_flight(
+    syncyard: Runtime, upstream: Client
+) -> None:
+    """Over HTTP: delivery A's claim lapses while it waits, another delivery B takes
+    it over; A then fails. A's release must leave B's claim, so a third delivery is
+    told 409 rather than acting on the webhook beside B."""
+    assert (await upstream.send(register("late-holder", "mx"))).success
+    assert syncyard.webhooks is not None
+    challenged = json.dumps(
+        {
+            "type": "CONNECTION_STATUS",
+            "action": "CHANGED",
+            "member_guid": "MBR-late-holder",
+            "user_guid": "USR-late-holder",
+            "connection_status": "CHALLENGED",
+        }
+    ).encode()
+    event_id = digest_event_id(challenged)
+
+    async def holders() -> int:
+        try:
+            found = await syncyard.pool.fetchval(
+                "SELECT count(*) FROM linked_items WHERE item_id = 'MBR-late-holder'"
+            )
+        except asyncpg.UndefinedTableError:  # the projector is still starting
+            return 0
+        return int(found)
+
+    await eventually(holders, lambda count: count == 1)
+
+    async def claimed() -> Any:
+        return await syncyard.pool.fetchval(
+            "SELECT handled FROM syncyard_webhooks_seen WHERE provider = 'mx' AND event_id = $1",
+            event_id,
+        )
+
+    async with syncyard.pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE linked_items IN ACCESS EXCLUSIVE MODE")
+        a = asyncio.create_task(_post_item_webhook(syncyard, challenged))
+        assert await eventually(claimed, lambda handled: handled is False) is False
+        # A is held up past the claim's timeout; B (on another replica) takes it over.
+        await _lapse(syncyard.pool)
+        b = await syncyard.webhooks.claim("mx", event_id)
+        assert b.claim is Claim.OURS
+        await conn.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+            "WHERE l.relation = 'linked_items'::regclass AND NOT l.granted"
+        )
+        status, _, _ = await a
+        assert status == 500
+    assert await claimed() is False, "B's claim is still there"
+
+    status, answer, retry_after = await _post_item_webhook(syncyard, challenged)
+    assert status == 409, answer
+    assert retry_after is not None
+    state = await syncyard.store.get_connection(connection_id_for(SPACE, "late-holder"))
+    assert state is not None and state.reauth == set()
