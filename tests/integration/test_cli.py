@@ -205,6 +205,50 @@ async def test_serve_refuses_an_http_provider_url_and_never_prints_the_database_
     assert "hunter2" not in out and "nats-token" not in out
 
 
+@pytest.mark.timeout(60)
+async def test_serve_stops_on_sigterm_while_nats_never_answers_and_says_so(
+    tmp_path: Path,
+) -> None:
+    closed = find_free_port()  # nothing listens there: the client retries without end
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SYNCYARD_")} | {
+        "NATS_URL": f"nats://127.0.0.1:{closed}",
+        "DATABASE_URL": f"postgresql://app@127.0.0.1:{closed}/sy",
+        "SYNCYARD_CIPHER_KEY": "k" * 44,
+        "SYNCYARD_STATE_DIR": str(tmp_path),
+    }
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "serve",
+        "--components",
+        "relay,projector",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert serve.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"connecting to NATS at" not in await serve.stdout.readline():
+                assert serve.returncode is None
+        # Past the first refused attempt, into the retries.
+        await asyncio.sleep(0.5)
+
+        serve.terminate()
+        # A liveness guard for an orchestrator's stop, not a measure of its speed.
+        async with asyncio.timeout(15):
+            out = (await serve.stdout.read()).decode()
+            await serve.wait()
+
+        assert serve.returncode == 3, out
+        assert f"stopped while connecting to NATS at nats://127.0.0.1:{closed}" in out
+    finally:
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+
+
 def up_env(state_dir: Path) -> dict[str, str]:
     """`up` on its own embedded servers in `state_dir`, with none of the suite's settings."""
     env = {
