@@ -90,8 +90,10 @@ STOPPED_WHILE_STARTING = 3
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
+    # SIGHUP too: a closed terminal or a lost ssh session stops us in order, as
+    # Ctrl-C does, rather than killing us with the embedded servers left to stop.
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
 
