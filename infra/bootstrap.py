@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 
 from events.commands import Command
 from events.results import CommandResult
-from infra.config import TLS_PARAMETERS, Settings
+from infra.config import TLS_PARAMETERS, Settings, mask_url
 from infra.credential_keys import CredentialKeys, store_key
 from infra.deferral_timer import ScheduledDeferrals
 from infra.eventlog.breaker_follower import BreakerFollower
@@ -58,6 +58,7 @@ from infra.saga_timers import advance_sagas_with
 from infra.scheduler import Scheduler
 from infra.streams import WORKER_ACK_WAIT_S, WORKER_CONSUMER, WORKER_MAX_DELIVER, declare_streams
 from infra.supervision import supervise
+from infra.waiting import unless_stopped
 from infra.webhook_log import WebhookLog
 from infra.worker import CommandWorker
 from projections.registry import all_projections
@@ -271,20 +272,29 @@ async def open_runtime(
     *,
     cipher_key: str,
     nats_role: str = WORKER,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Runtime]:
     """Connect to NatsClient and PostgreSQL and build the services; start nothing yet.
 
     `nats_role` is the login of the main NATS connection: a process running only
     the relay and projector logs in as the relay, and leaves declaring the streams
-    to the workers (the relay's role may not).
+    to the workers (the relay's role may not). A NATS that does not answer is
+    retried without end; `stop`, when set meanwhile, abandons the connecting with
+    `StoppedWhileStartingError` (a SIGTERM must not wait for NATS to come back).
     """
     async with contextlib.AsyncExitStack() as stack:
         credentials = settings.nats_credentials
-        nc = await nats.connect(
-            nats_url,
-            name=f"syncyard-{nats_role}",
-            max_reconnect_attempts=-1,
-            **connect_options(nats_role, credentials.get(nats_role)),
+        where = f"NATS at {mask_url(nats_url)}"
+        log.info("connecting to %s as %s", where, nats_role)
+        nc = await unless_stopped(
+            nats.connect(
+                nats_url,
+                name=f"syncyard-{nats_role}",
+                max_reconnect_attempts=-1,
+                **connect_options(nats_role, credentials.get(nats_role)),
+            ),
+            stop,
+            f"connecting to {where} (it never answered)",
         )
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
@@ -446,14 +456,20 @@ def status_pollers(runtime: Runtime) -> list[ProviderStatusPoller]:
     ]
 
 
-async def _open_relay(runtime: Runtime, stack: contextlib.AsyncExitStack) -> EventRelay:
+async def _open_relay(
+    runtime: Runtime, stack: contextlib.AsyncExitStack, stop: asyncio.Event
+) -> EventRelay:
     """The relay on a NATS connection of its own: only a process that runs the relay
     logs in as the relay, the one role that may publish events."""
-    relay_nc = await nats.connect(
-        runtime.nats_url,
-        name="syncyard-relay",
-        max_reconnect_attempts=-1,
-        **connect_options(RELAY, runtime.settings.nats_credentials.get(RELAY)),
+    relay_nc = await unless_stopped(
+        nats.connect(
+            runtime.nats_url,
+            name="syncyard-relay",
+            max_reconnect_attempts=-1,
+            **connect_options(RELAY, runtime.settings.nats_credentials.get(RELAY)),
+        ),
+        stop,
+        f"connecting the relay to NATS at {mask_url(runtime.nats_url)} (it never answered)",
     )
     stack.push_async_callback(relay_nc.drain)
     return EventRelay(runtime.pool, relay_nc, runtime.reader, msg_id_key=runtime.event_id_key)
@@ -481,7 +497,7 @@ async def run_components(
                 supervise("projector", runtime.projector.run, stop)
             )
         if "relay" in components:
-            runtime.relay = await _open_relay(runtime, stack)
+            runtime.relay = await _open_relay(runtime, stack, stop)
             tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
         if "worker" in components:
             worker = CommandWorker(

@@ -77,6 +77,7 @@ from infra.nats_roles import (
 )
 from infra.replay_cli import UnknownProjectionError, run_replay
 from infra.telemetry import setup_logging, setup_metrics, setup_tracing
+from infra.waiting import StoppedWhileStartingError
 
 log = logging.getLogger("syncyard")
 
@@ -84,11 +85,15 @@ EXAMPLE_ACCOUNT = "acct-demo-1"
 # The sandbox person behind the demo links (the Plaid and MX keys name them).
 EXAMPLE_PERSON = "demo-1"
 DEFAULT_SCENARIO = "calm"
+# `up` and `serve`'s exit status when a stop signal came before they were connected.
+STOPPED_WHILE_STARTING = 3
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
+    # SIGHUP too: a closed terminal or a lost ssh session stops us in order, as
+    # Ctrl-C does, rather than killing us with the embedded servers left to stop.
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
 
@@ -259,7 +264,9 @@ async def _up(settings: Settings) -> None:
             stack.callback(db_file.unlink, missing_ok=True)
         sandbox_url = await _serve_sandbox(stack, settings.sandbox_port)
         runtime = await stack.enter_async_context(
-            open_runtime(settings, nats_url, database_url, cipher_key=cipher_key_for(settings))
+            open_runtime(
+                settings, nats_url, database_url, cipher_key=cipher_key_for(settings), stop=stop
+            )
         )
         assert database_url is not None
         followers = await _start_followers(settings, nats_url, database_url)
@@ -390,6 +397,7 @@ async def _serve(
             settings.database_url,
             cipher_key=cipher_key_for(settings),
             nats_role=RELAY if set(components) <= set(FOLLOWERS) else WORKER,
+            stop=stop,
         ) as runtime:
             await run_components(runtime, components, stop, on_ready=lambda _: _say_ready(stop))
     finally:
@@ -731,6 +739,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, StoreNotFoundError, UnknownProjectionError) as exc:
         print(f"syncyard: {mask_urls(str(exc))}", file=sys.stderr)
         return 2
+    except StoppedWhileStartingError as exc:
+        # A stop signal during the start: nothing ran, nothing is left to finish.
+        print(f"syncyard: {mask_urls(str(exc))}; nothing was started", file=sys.stderr)
+        return STOPPED_WHILE_STARTING
     except KeyboardInterrupt:
         return 130
     return code

@@ -14,12 +14,15 @@ Both servers are child processes whose state lives under one ``state_dir``::
 Each launcher is an async context manager: entering starts the server and waits
 until it accepts clients, leaving stops it (SIGTERM or ``pg_ctl stop -m fast``,
 then SIGKILL). Servers run in their own session, so a Ctrl-C in the terminal
-reaches only our Python process, which then shuts down in order. A server left
-behind by a run that was SIGKILLed is found again on the next start on the same
-``state_dir`` and stopped before a new one starts, so nothing is orphaned for long.
+reaches only our Python process, which then shuts down in order. On Linux each
+server is also our child with a parent-death signal (``infra/parent_death.py``):
+when we die without stopping it (SIGKILL), the kernel tells it to shut down
+(nats-server SIGTERM, the postmaster SIGINT, its fast shutdown). Elsewhere, or
+should that fail, a server left behind is found again on the next start on the
+same ``state_dir`` and stopped before a new one starts.
 
-PostgreSQL comes from the binaries shipped in the ``pgserver`` wheel, driven with
-``pg_ctl`` directly rather than through ``pgserver.PostgresServer``: that class
+PostgreSQL comes from the binaries shipped in the ``pgserver`` wheel, run directly
+(``postgres``, stopped with ``pg_ctl``) rather than through ``pgserver.PostgresServer``: that class
 listens only on a unix socket, registers its own ``atexit`` cleanup and takes a
 machine-wide lock file, none of which we want. We listen on TCP 127.0.0.1 with
 no unix socket, so the URL is a plain ``postgresql://postgres@127.0.0.1:PORT/postgres``
@@ -53,6 +56,7 @@ import psutil  # type: ignore[import-untyped]
 
 from infra.nats_credentials import NatsCredential, embedded_credentials
 from infra.nats_roles import ROLES, Role, server_config
+from infra.parent_death import die_with_parent
 
 __all__ = [
     "DsnParts",
@@ -240,7 +244,9 @@ class EmbeddedNats:
     password from ``credentials``; ``table`` is ``ROLES`` unless told
     (``nats_roles.roles`` adds analytics readers and upstream tenants). ``secured=False``
     runs it open, as a NATS without any permissions (a test shows what holds
-    even there).
+    even there). ``tied_to_parent=False`` lets the server outlive a process that
+    dies without stopping it, as where there is no parent-death signal: for the
+    tests of the next start's clean-up.
     """
 
     def __init__(
@@ -251,6 +257,7 @@ class EmbeddedNats:
         startup_timeout: float = 15.0,
         secured: bool = True,
         table: Mapping[str, Role] | None = None,
+        tied_to_parent: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.store_dir = self.state_dir / "nats"
@@ -260,6 +267,7 @@ class EmbeddedNats:
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._secured = secured
+        self._tied_to_parent = tied_to_parent
         self._roles = dict(table or ROLES)
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
@@ -291,7 +299,10 @@ class EmbeddedNats:
 
     async def __aenter__(self) -> Self:
         try:
-            await _finish_in_thread(self._launch)
+            args = await _finish_in_thread(self._prepare)
+            # Spawned on the event loop's thread, not a worker thread: the parent-death
+            # signal fires when the thread that forked the server ends (parent_death.py).
+            self._spawn(args)
             await self._wait_ready()
         except BaseException:
             await _finish_in_thread(self._stop)
@@ -306,7 +317,8 @@ class EmbeddedNats:
     ) -> None:
         await _finish_in_thread(self._stop)
 
-    def _launch(self) -> None:
+    def _prepare(self) -> list[str]:
+        """Blocking: stop a leftover server, write the configuration; the server's argv."""
         binary = _nats_binary()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftovers()
@@ -317,10 +329,14 @@ class EmbeddedNats:
             config = self.auth_dir / "nats-server.conf"
             config.write_text(server_config(table=self._roles))
             args += ["-c", str(config)]
+        return args
+
+    def _spawn(self, args: list[str]) -> None:
         # The log goes to a file rather than a pipe: nobody has to keep draining it
         # after startup, and it survives us for a post-mortem. O_APPEND (mode "ab")
         # because a pipe-less child never blocks and never gets SIGPIPE on it.
         self.log_path.write_bytes(b"")
+        tied = die_with_parent(signal.SIGTERM) if self._tied_to_parent else None
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
                 args,
@@ -330,10 +346,14 @@ class EmbeddedNats:
                 # Own session: a Ctrl-C meant for us must not kill the server under
                 # clients that are still draining.
                 start_new_session=True,
+                # ... but our death, however it comes (SIGKILL too), stops it:
+                # SIGTERM, its graceful shutdown.
+                preexec_fn=tied,  # noqa: PLW1509 - prctl and getppid only: parent_death.py
             )
         self.pid_path.write_text(f"{self._process.pid}\n")
         # Last resort if the event loop never runs __aexit__ (interpreter exiting on
-        # an unhandled error); a SIGKILL of Python is handled by the next start.
+        # an unhandled error); a SIGKILL of Python is the parent-death signal's, and
+        # where there is none (not Linux), the next start's.
         atexit.register(self._stop)
 
     def _stop_leftovers(self) -> None:
@@ -453,6 +473,7 @@ class EmbeddedPostgres:
     ``durable=False`` turns off fsync, synchronous commit and full-page writes:
     several times faster for tests that create a database each, and safe as long
     as the machine does not crash (a stopped or killed server loses nothing).
+    ``tied_to_parent=False``: as for ``EmbeddedNats``.
     """
 
     def __init__(
@@ -462,20 +483,23 @@ class EmbeddedPostgres:
         port: int | None = None,
         durable: bool = True,
         startup_timeout: float = 60.0,
+        tied_to_parent: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.pgdata = self.state_dir / "pg"
         self.log_path = self.state_dir / "postgres.log"
         self._requested_port = port
         self._durable = durable
+        self._tied_to_parent = tied_to_parent
         self._startup_timeout = startup_timeout
         self._install = _pg_install_dir()
         # as root, postgres runs as an unprivileged system user (it refuses root)
         self._system_user = _PG_SYSTEM_USER if os.name == "posix" and os.geteuid() == 0 else None
         self._port: int | None = None
-        # Set from the moment pg_ctl start runs: a start that fails or times out
-        # may still leave a postmaster behind that _stop has to take down.
+        # Set from the moment the postmaster is spawned: a start that fails or times
+        # out may still leave a postmaster behind that _stop has to take down.
         self._launched = False
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
@@ -500,7 +524,8 @@ class EmbeddedPostgres:
 
     async def __aenter__(self) -> Self:
         try:
-            await _finish_in_thread(self._start)
+            await _finish_in_thread(self._prepare_data)
+            await self._launch()
             await wait_for_tcp(LOOPBACK, self.port, self._startup_timeout)
         except BaseException:
             await _finish_in_thread(self._stop)
@@ -559,7 +584,8 @@ class EmbeddedPostgres:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self.pgdata.chmod(0o700)
 
-    def _start(self) -> None:
+    def _prepare_data(self) -> None:
+        """Blocking: own the data directory, stop a leftover server, initdb the first time."""
         self._prepare()
         self._stop_leftover()
         if not (self.pgdata / "PG_VERSION").exists():
@@ -568,40 +594,86 @@ class EmbeddedPostgres:
             if not self._durable:
                 initdb.append("--no-sync")
             self._run("initdb", *initdb, timeout=self._startup_timeout)
+
+    async def _launch(self) -> None:
         # A port chosen before the server binds it can be taken meanwhile; retry then.
         attempts = 1 if self._requested_port is not None else 3
         for attempt in range(attempts):
             port = self._requested_port or find_free_port()
             offset = self.log_path.stat().st_size
-            self._launched = True
-            atexit.register(self._stop)
+            self._spawn(port)
             try:
-                self._pg_ctl_start(port)
+                await self._wait_ready(offset)
             except EmbeddedServerError as error:
-                said = _tail(self.log_path, offset)
-                in_use = any("Address already in use" in line for line in said)
+                in_use = any("Address already in use" in line for line in error.log_lines)
                 if in_use and attempt + 1 < attempts:
+                    await _finish_in_thread(self._stop)
                     continue
-                raise EmbeddedServerError(str(error), [*error.log_lines, *said]) from error
+                raise
             self._port = port
             return
 
-    def _pg_ctl_start(self, port: int) -> None:
-        # -k '': no unix socket, TCP only (pg_ctl -w watches postmaster.pid, not a socket).
-        options = f"-h {LOOPBACK} -p {port} -k ''"
+    def _spawn(self, port: int) -> None:
+        """Start the postmaster itself, on the event loop's thread, tied to our life.
+
+        Not through ``pg_ctl start``: pg_ctl forks the postmaster and exits, so the
+        postmaster would be nobody's child and could not be told to die with us.
+        Spawned directly, it gets SIGINT when we die however we die (SIGKILL too):
+        PostgreSQL's fast shutdown, which ends the sessions, writes a checkpoint
+        and leaves the data directory clean for the next start. (SIGTERM, its smart
+        shutdown, would wait for every client to go; SIGQUIT would leave a crash
+        for the next start to recover.) ``pg_ctl stop`` still stops it in order.
+        """
+        # No unix socket (-k ''), TCP on loopback only.
+        args = ["-D", str(self.pgdata), "-h", LOOPBACK, "-p", str(port), "-k", ""]
         # A statement that waits on a lock past deadlock_timeout (1 s) is logged with
         # who holds it: a register once waited 30 s at startup, cause unknown.
-        options += " -c log_lock_waits=on"
+        args += ["-c", "log_lock_waits=on"]
         if not self._durable:
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        # pg_ctl puts the postmaster in its own session (setsid), so a Ctrl-C meant
-        # for us does not reach it and we stop it in order.
-        self._run(
-            "pg_ctl",
-            *("-D", str(self.pgdata), "-l", str(self.log_path), "-o", options),
-            *("-w", "-t", str(int(self._startup_timeout)), "start"),
-            timeout=self._startup_timeout + 5,
-        )
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            args += ["-c", "full_page_writes=off"]
+        self._launched = True
+        atexit.register(self._stop)
+        tied = die_with_parent(signal.SIGINT) if self._tied_to_parent else None
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - fixed binary, our arguments
+                [str(self._install / "bin" / "postgres"), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                user=self._system_user,
+                cwd=self.pgdata,  # the server's user may not be allowed into ours
+                # Own session, as pg_ctl would: a Ctrl-C meant for us must not reach it.
+                start_new_session=True,
+                preexec_fn=tied,  # noqa: PLW1509 - prctl and getppid only: parent_death.py
+            )
+
+    async def _wait_ready(self, offset: int) -> None:
+        """Until postmaster.pid says ``ready``, as ``pg_ctl start -w`` waits."""
+        process = self._process
+        if process is None:
+            raise RuntimeError("postgres was not launched")
+        deadline = time.monotonic() + self._startup_timeout
+        pidfile = self.pgdata / "postmaster.pid"
+        while True:
+            try:
+                lines = pidfile.read_text().splitlines()
+            except OSError:
+                lines = []
+            # Line 1 is the postmaster's pid, line 8 its status (PostgreSQL's pidfile.h).
+            if len(lines) >= 8 and lines[0] == str(process.pid) and lines[7].strip() == "ready":
+                return
+            if process.poll() is not None:
+                raise EmbeddedServerError(
+                    f"postgres exited with status {process.returncode} during startup",
+                    _tail(self.log_path, offset),
+                )
+            if time.monotonic() >= deadline:
+                raise EmbeddedServerError(
+                    f"postgres not ready after {self._startup_timeout:.0f}s",
+                    _tail(self.log_path, offset),
+                )
+            await asyncio.sleep(_POLL_INTERVAL)
 
     def _stop_leftover(self) -> None:
         """Stop a postmaster on our data directory that a crashed run left behind.
@@ -649,8 +721,9 @@ class EmbeddedPostgres:
             _terminate(postmaster, sig=signal.SIGINT)
 
     def _stop(self) -> None:
-        """Idempotent: ``pg_ctl stop -m fast``, SIGTERM/SIGKILL if that fails."""
+        """Idempotent: ``pg_ctl stop -m fast``, SIGINT/SIGKILL if that fails; reap it."""
         atexit.unregister(self._stop)
+        process, self._process = self._process, None
         if not self._launched:
             return
         self._launched, self._port = False, None
@@ -658,3 +731,9 @@ class EmbeddedPostgres:
         postmaster = _leftover(pid, "postgres", str(self.pgdata)) if pid is not None else None
         if postmaster is not None:
             self._pg_ctl_stop(postmaster)
+        if process is not None:
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

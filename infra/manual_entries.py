@@ -7,6 +7,11 @@ adapter's cursor is a position in it, so a sync after a restart goes on where
 the last one stopped. Writes come from `record` (the HTTP route of
 `infra/http/manual.py`); an entry sent again unchanged records nothing, so a
 retried request is harmless.
+
+A ledger is bounded (`LedgerLimits`): so many accounts, so many live entries,
+so many changes in its log (edits and deletions count: the log is what a sync
+reads, and it is never compacted). A write that would pass one is refused
+whole with `LedgerFullError`, nothing of it applied.
 """
 
 from __future__ import annotations
@@ -56,9 +61,40 @@ ORDER BY entry_id, position DESC
 """
 
 
+# The ledger's live entries: those whose last change is not a removal.
+_LIVE = """
+SELECT count(*) FROM (
+    SELECT DISTINCT ON (entry_id) kind FROM syncyard_manual_changes
+    WHERE ledger_id = $1 ORDER BY entry_id, position DESC
+) AS latest WHERE kind <> 'removed'
+"""
+
+
 class LedgerOwnedElsewhereError(LookupError):
     """The ledger exists but belongs to another account: told apart from none at all
     only in logs, never to the caller."""
+
+
+class LedgerLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """How much one ledger may hold: a person's hand-kept ledger, not a bank's export."""
+
+    accounts: int = 100
+    # Entries live at once (added and not removed).
+    entries: int = 10_000
+    # Changes in its log, ever: each add, edit and removal is one. A ledger that
+    # reaches it takes no more writes; a new ledger (a new manual link) does.
+    changes: int = 100_000
+
+
+class LedgerFullError(ValueError):
+    """A write that would take a ledger past one of its `LedgerLimits`; nothing of it applied."""
+
+    def __init__(self, ledger_id: str, what: str, would_hold: int, limit: int) -> None:
+        self.ledger_id, self.what, self.would_hold, self.limit = ledger_id, what, would_hold, limit
+        super().__init__(
+            f"ledger {ledger_id!r} would hold {would_hold} {what}, over its limit of {limit}: "
+            "nothing of this write was recorded"
+        )
 
 
 class ManualEntriesRecorded(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,8 +113,9 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 class PostgresManualEntries:
     """A `ManualEntrySource` in three small tables, and the writes a person's app makes."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, limits: LedgerLimits | None = None) -> None:
         self.pool = pool
+        self.limits = limits or LedgerLimits()
 
     async def setup(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -149,7 +186,9 @@ class PostgresManualEntries:
 
         Accounts are upserted; an entry is `added` (new, or back after a removal),
         `modified` (changed) or nothing (sent again unchanged); a deleted id that is
-        live is `removed`. Raises LedgerOwnedElsewhereError for another account's ledger.
+        live is `removed`. Raises LedgerOwnedElsewhereError for another account's ledger,
+        and LedgerFullError for a write that would pass one of `limits` (the
+        transaction rolls back: nothing of it is applied).
         """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -175,8 +214,16 @@ class PostgresManualEntries:
                     account.account_id,
                     msgspec.json.encode(account).decode(),
                 )
+            if accounts:
+                held = await conn.fetchval(
+                    "SELECT count(*) FROM syncyard_manual_accounts WHERE ledger_id = $1",
+                    ledger_id,
+                )
+                if held > self.limits.accounts:
+                    raise LedgerFullError(ledger_id, "accounts", held, self.limits.accounts)
             planned = await self._plan(conn, ledger_id, entries, deleted)
             head = int(row["head"])
+            await self._check_room(conn, ledger_id, head, planned)
             if planned:
                 await conn.executemany(
                     "INSERT INTO syncyard_manual_changes VALUES ($1, $2, $3, $4, $5)",
@@ -219,6 +266,22 @@ class PostgresManualEntries:
                 planned.append(("removed", before))
                 latest[entry_id] = ("removed", before)
         return planned
+
+    async def _check_room(
+        self, conn: Conn, ledger_id: str, head: int, planned: list[tuple[_Kind, ManualEntry]]
+    ) -> None:
+        """Refuse `planned` if the ledger would then pass a limit (under the ledger's lock)."""
+        if not planned:
+            return
+        if head + len(planned) > self.limits.changes:
+            raise LedgerFullError(ledger_id, "changes", head + len(planned), self.limits.changes)
+        added = sum(kind == "added" for kind, _ in planned)
+        removed = sum(kind == "removed" for kind, _ in planned)
+        if added <= removed:
+            return  # no more live entries than before: never refused for being full
+        live = await conn.fetchval(_LIVE, ledger_id)
+        if live + added - removed > self.limits.entries:
+            raise LedgerFullError(ledger_id, "entries", live + added - removed, self.limits.entries)
 
     @staticmethod
     async def _head(conn: Conn, ledger_id: str) -> int:

@@ -122,8 +122,21 @@ SELECT provider, region, institution_id, state, since, open_until, reason, sourc
 FROM breakers
 WHERE ($1::text IS NULL OR provider = $1) AND ($2::text IS NULL OR region = $2)
       AND (NOT $3::boolean OR state <> 'closed' OR forced IS NOT NULL)
+      AND ($4::text IS NULL
+           OR (provider, region) > ($4, $5::text)
+           OR ((provider, region) = ($4, $5::text) AND institution_id IS NOT NULL
+               AND ($6::text IS NULL OR institution_id > $6)))
 ORDER BY provider, region, institution_id NULLS FIRST
+LIMIT $7
 """
+
+# Where a breaker sorts: provider, region, then its bank (the provider-wide one first).
+BreakerKey = tuple[str, str, str | None]
+
+
+def breaker_key(row: BreakerRow) -> BreakerKey:
+    """The row's place in `list_breakers`' order: what a next page starts after."""
+    return (row.provider, row.region, row.institution_id)
 
 
 async def list_breakers(
@@ -132,7 +145,14 @@ async def list_breakers(
     provider: str | None = None,
     region: str | None = None,
     not_closed: bool = False,
+    after: BreakerKey | None = None,
+    limit: int | None = None,
 ) -> list[BreakerRow]:
-    """Every breaker that ever changed state (the others are closed), filtered."""
-    rows = await conn.fetch(_LIST, provider, region, not_closed)
+    """Every breaker that ever changed state (the others are closed), filtered.
+
+    In the order of `breaker_key`; `after` and `limit` page through them (a
+    keyset: a breaker added meanwhile neither repeats a row nor shifts one out).
+    """
+    first, second, third = after if after is not None else (None, None, None)
+    rows = await conn.fetch(_LIST, provider, region, not_closed, first, second, third, limit)
     return [BreakerRow(**dict(r)) for r in rows]

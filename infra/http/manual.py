@@ -13,6 +13,11 @@ An HTTP route rather than a NATS command: the write calls no provider, so the
 worker's retries, deferrals and failover have nothing to do, and the API
 already scopes a token to its spaces. Sending the same entries again records
 nothing new, so a retried request is safe.
+
+Bounded twice: a request holds at most `MAX_ITEMS` accounts, entries and
+deletions each (and aiohttp's 1 MiB of body), and a ledger at most its
+`LedgerLimits` (100 accounts, 10,000 live entries, 100,000 changes); a write
+past one is refused whole: 400, or 409 `ledger_full`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from aiohttp import web
 from infra.http.auth import CALLER
 from infra.http.context import bad_request, json_response
 from infra.http.openapi import ACCOUNT, SPACE, Operation, OperationKey
+from infra.http.responses import ApiError, ErrorDetail
 from infra.manual_entries import (
+    LedgerFullError,
+    LedgerLimits,
     LedgerOwnedElsewhereError,
     ManualEntriesRecorded,
     PostgresManualEntries,
@@ -79,12 +87,18 @@ def manual_routes(store: PostgresManualEntries) -> list[web.RouteDef]:
                 {"error": {"code": "not_found", "message": "no such ledger for this account"}},
                 status=404,
             )
+        except LedgerFullError as exc:
+            log.warning("manual ledger write refused: %s past its limit", exc.what)
+            return json_response(
+                ApiError(error=ErrorDetail(code="ledger_full", message=str(exc))), status=409
+            )
         log.info("manual ledger: %d changes recorded by %s", recorded.changes, request[CALLER].name)
         return json_response(recorded)
 
     return [web.post(PATH, record)]
 
 
+_LIMITS = LedgerLimits()
 _LEDGER = {"name": "ledger_id", "in": "path", "required": True,
            "description": "The manual link's item id",
            "schema": {"type": "string", "minLength": 1, "maxLength": 128}}  # fmt: skip
@@ -111,8 +125,17 @@ MANUAL_OPERATIONS: dict[OperationKey, Operation] = {
                 "changes it added",
                 "content": {"application/json": {"schema": _schema(ManualEntriesRecorded)}},
             },
-            "400": {"description": "A body that is not the shape above, or too long"},
+            "400": {
+                "description": f"A body that is not the shape above, or with more than "
+                f"{MAX_ITEMS} accounts, entries or deletions"
+            },
             "404": {"description": "The ledger belongs to another account"},
+            "409": {
+                "description": "`ledger_full`: the write would take the ledger past "
+                f"{_LIMITS.accounts} accounts, {_LIMITS.entries} live entries or "
+                f"{_LIMITS.changes} changes; nothing of it was recorded"
+            },
+            "413": {"description": "A body over 1 MiB"},
         },
     },
 }

@@ -22,7 +22,7 @@ from events.asyncapi import asyncapi_document
 from events.feed import FeedPage
 from infra.http import responses as body
 from infra.http.auth import ACCESS, Access
-from infra.http.params import MAX_DAYS, MAX_LIMIT
+from infra.http.params import BREAKERS_PAGE, MAX_DAYS, MAX_LIMIT
 from projections.overview import MetricsOverview
 from projections.saga_status import SAGA_STATUSES
 
@@ -84,6 +84,11 @@ FEED_SINCE = _q("since", "The last position already folded; 0 for the whole feed
 FEED_LIMIT = _q("limit", "Entries to return, oldest first",
                 {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                  "default": 100})  # fmt: skip
+BREAKERS_LIMIT = _q("limit", "Breakers to return, in order of provider, region, then bank",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                     "default": BREAKERS_PAGE})  # fmt: skip
+AFTER = _q("after", "The `next_after` of the previous page, unchanged; absent: the first page",
+           {"type": "string", "maxLength": 1024})  # fmt: skip
 AS_OF = _q(
     "as_of",
     "The moment the windows and periods end at (ISO 8601 with offset, not in the future); "
@@ -152,8 +157,10 @@ OPERATIONS: dict[OperationKey, Operation] = {
                 "`not_closed`: only open, half-open or held breakers",
                 {"type": "string", "enum": ["not_closed"]},
             ),
+            BREAKERS_LIMIT,
+            AFTER,
         ],
-        "Breakers",
+        "A page of breakers; `has_more` and `next_after` lead to the next one",
     ),
     ("get", "/v1/connections/{account_id}/history"): _get(
         "Every provider call for the account: attempt type, status, error, response time, "

@@ -6,12 +6,21 @@ the parameter, what it got and what it accepts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
 
 MAX_DAYS = 90
 MAX_LIMIT = 1000
+# `GET /v1/breakers`' page unless `limit` says otherwise (MAX_LIMIT at most).
+BREAKERS_PAGE = 100
+# An `after` cursor holds a row's sort key; no real one comes near this.
+_MAX_CURSOR = 1024
 _REGION = re.compile(r"^[A-Za-z_-]{2,16}$")
 _PROVIDER = re.compile(r"^[a-z0-9_]{1,32}$")
 _MAX_TEXT = 128
@@ -121,3 +130,35 @@ def choice_param(query: Mapping[str, str], name: str, choices: Collection[str]) 
     if value is not None and value not in choices:
         raise InvalidParameterError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
+
+
+def page_cursor(key: Sequence[str | None]) -> str:
+    """An opaque `after` cursor: the sort key of a page's last row (base64url of JSON).
+
+    Opaque to callers, who pass back what a page's `next_after` gave them; a keyset
+    rather than an offset, so rows added meanwhile neither repeat nor go missing.
+    """
+    return base64.urlsafe_b64encode(msgspec.json.encode(list(key))).decode().rstrip("=")
+
+
+def cursor_param(query: Mapping[str, str], key_type: Any) -> tuple[str | None, ...] | None:
+    """`after`: a cursor `page_cursor` made, decoded strictly into `key_type` (a tuple
+    type of strings and None, e.g. `tuple[str, str, str | None]`); absent: None."""
+    raw = query.get("after")
+    if raw is None:
+        return None
+    refused = InvalidParameterError(
+        "after must be the next_after of an earlier page of this route, unchanged; "
+        f"got {raw[:40]!r}{'...' if len(raw) > 40 else ''}"
+    )
+    if len(raw) > _MAX_CURSOR:
+        raise refused
+    try:
+        data = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
+        key: tuple[str | None, ...] = msgspec.json.decode(data, type=key_type)
+    except (binascii.Error, msgspec.ValidationError, msgspec.DecodeError):
+        raise refused from None
+    # PostgreSQL's text holds no NUL: such a key could only fail the query.
+    if any(part is not None and "\x00" in part for part in key):
+        raise refused
+    return key

@@ -16,18 +16,21 @@ from infra.http import responses as body
 from infra.http.auth import CALLER
 from infra.http.context import CLOCK, EVENTS_TABLE, POOL, READ_SETTINGS, json_response
 from infra.http.params import (
+    BREAKERS_PAGE,
     InvalidParameterError,
     as_of_param,
     choice_param,
+    cursor_param,
     int_param,
     limit_param,
+    page_cursor,
     period,
     provider_param,
     region_param,
     reject_unknown,
     text_param,
 )
-from projections.breakers import list_breakers
+from projections.breakers import BreakerKey, breaker_key, list_breakers
 from projections.connection_attempts import connection_history
 from projections.connection_status import connection_status
 from projections.feed import last_position, read_feed
@@ -77,13 +80,32 @@ async def providers_health(request: web.Request) -> web.Response:
 
 
 async def breakers_view(request: web.Request) -> web.Response:
+    """A page of breakers (`limit`, 100 unless told, 1000 at most); `after` is the
+    previous page's `next_after`."""
     query = request.query
-    reject_unknown(query, ("region", "provider", "state"))
+    reject_unknown(query, ("region", "provider", "state", "limit", "after"))
     region, provider = region_param(query), provider_param(query)
     not_closed = choice_param(query, "state", ("not_closed",)) is not None
+    limit = limit_param(query, default=BREAKERS_PAGE)
+    # cursor_param decoded it strictly into a BreakerKey, or refused it.
+    after = cast("BreakerKey | None", cursor_param(query, BreakerKey))
     async with request.app[POOL].acquire() as conn:
-        rows = await list_breakers(conn, provider=provider, region=region, not_closed=not_closed)
-    return json_response(body.Breakers(breakers=rows))
+        rows = await list_breakers(
+            conn,
+            provider=provider,
+            region=region,
+            not_closed=not_closed,
+            after=after,
+            limit=limit + 1,  # one more than asked: is there a next page?
+        )
+    page, has_more = rows[:limit], len(rows) > limit
+    return json_response(
+        body.Breakers(
+            breakers=page,
+            has_more=has_more,
+            next_after=page_cursor(breaker_key(page[-1])) if has_more else None,
+        )
+    )
 
 
 async def providers_reliability(request: web.Request) -> web.Response:

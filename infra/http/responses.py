@@ -57,10 +57,14 @@ class ProviderHealth(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Breakers(msgspec.Struct, frozen=True, kw_only=True):
-    """Every breaker that ever changed state (the others are closed): per provider and
-    bank, and provider-wide (`institution_id` null), with operators' holds."""
+    """A page of the breakers that ever changed state (the others are closed): per
+    provider and bank, and provider-wide (`institution_id` null), with operators'
+    holds; ordered by provider, region, then bank (the provider-wide one first).
+    `has_more`: more follow; pass `next_after` as `after` for them (null on the last page)."""
 
     breakers: list[BreakerRow]
+    has_more: bool
+    next_after: str | None
 
 
 class ProviderReliability(msgspec.Struct, frozen=True, kw_only=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -205,6 +206,50 @@ async def test_serve_refuses_an_http_provider_url_and_never_prints_the_database_
     assert "hunter2" not in out and "nats-token" not in out
 
 
+@pytest.mark.timeout(60)
+async def test_serve_stops_on_sigterm_while_nats_never_answers_and_says_so(
+    tmp_path: Path,
+) -> None:
+    closed = find_free_port()  # nothing listens there: the client retries without end
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SYNCYARD_")} | {
+        "NATS_URL": f"nats://127.0.0.1:{closed}",
+        "DATABASE_URL": f"postgresql://app@127.0.0.1:{closed}/sy",
+        "SYNCYARD_CIPHER_KEY": "k" * 44,
+        "SYNCYARD_STATE_DIR": str(tmp_path),
+    }
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "serve",
+        "--components",
+        "relay,projector",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert serve.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"connecting to NATS at" not in await serve.stdout.readline():
+                assert serve.returncode is None
+        # Past the first refused attempt, into the retries.
+        await asyncio.sleep(0.5)
+
+        serve.terminate()
+        # A liveness guard for an orchestrator's stop, not a measure of its speed.
+        async with asyncio.timeout(15):
+            out = (await serve.stdout.read()).decode()
+            await serve.wait()
+
+        assert serve.returncode == 3, out
+        assert f"stopped while connecting to NATS at nats://127.0.0.1:{closed}" in out
+    finally:
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+
+
 def up_env(state_dir: Path) -> dict[str, str]:
     """`up` on its own embedded servers in `state_dir`, with none of the suite's settings."""
     env = {
@@ -305,7 +350,7 @@ async def test_up_runs_the_relay_and_projector_in_a_second_process_and_stops_it(
 
 
 @pytest.mark.timeout(240)
-async def test_a_killed_up_takes_its_followers_down_and_the_next_up_stops_its_servers(
+async def test_a_killed_up_takes_its_followers_and_servers_down_and_the_next_up_finds_its_data(
     tmp_path: Path,
 ) -> None:
     env = up_env(tmp_path)
@@ -314,27 +359,60 @@ async def test_a_killed_up_takes_its_followers_down_and_the_next_up_stops_its_se
     assert up.stderr is not None
     said = asyncio.create_task(up.stderr.read())
     servers = embedded_servers(tmp_path)
+    assert len(servers) == 2, "precondition: up runs its nats-server and postgres"
     followers = followers_of(up)
+    register = (
+        '{"command_id":"reg-killed-up","space_id":"demo","account_id":"acct-killed-up",'
+        '"provider":"plaid","item_id":"item-demo-1","access_token":"access-sandbox-demo-1"}'
+    )
     try:
+        code, out = await syncyard_cli("send", "connection.register", register, env=env)
+        assert code == 0, out
+
         up.kill()
 
-        # A generous bound on a clean stop, not a measure of its speed.
+        # Generous bounds on a clean stop, not measures of its speed.
         await wait_gone(followers, timeout=60)
         async with asyncio.timeout(60):
             log = (await said).decode()
         assert "standard input closed" in log
-        # The servers run in sessions of their own and outlive the SIGKILL; the next
-        # `up` on the same state folder stops them before starting its own.
+        # The servers die with `up` (their parent-death signal): nats-server by its
+        # SIGTERM, PostgreSQL by its fast shutdown, which leaves nothing to recover.
+        for server in servers:
+            await wait_gone(server, timeout=15)
+        assert "database system is shut down" in (tmp_path / "postgres.log").read_text()
+
         again = await start_up(env)
         try:
-            assert all(is_gone(server) for server in servers)
+            code, out = await syncyard_cli("audit", "connection", "demo/acct-killed-up", env=env)
         finally:
             again.terminate()
             async with asyncio.timeout(60):
                 await again.communicate()
         assert again.returncode == 0
+        assert code == 0 and "ConnectionRegistered" in out, out
+        assert "not properly shut down" not in (tmp_path / "postgres.log").read_text()
     finally:
         said.cancel()
         await kill_up_and_everything_it_started(
             up, [followers, *servers, *embedded_servers(tmp_path)]
         )
+
+
+@pytest.mark.timeout(180)
+async def test_a_hung_up_terminal_stops_up_cleanly_with_its_servers(tmp_path: Path) -> None:
+    up = await start_up(up_env(tmp_path))
+    servers = embedded_servers(tmp_path)
+    followers = followers_of(up)
+    try:
+        up.send_signal(signal.SIGHUP)
+
+        async with asyncio.timeout(60):
+            out, _ = await up.communicate()
+        assert up.returncode == 0
+        assert b"syncyard stopped cleanly." in out
+        assert all(is_gone(proc) for proc in [followers, *servers])
+        assert not (tmp_path / "pg" / "postmaster.pid").exists()
+        assert not (tmp_path / "nats.pid").exists()
+    finally:
+        await kill_up_and_everything_it_started(up, [followers, *servers])

@@ -31,6 +31,8 @@ def as_admin(server: EmbeddedNats) -> dict[str, Any]:
 
 # A Python process that starts the servers named in argv[2:] on the state dir in
 # argv[1], prints their pids as one JSON line, then waits to be killed or interrupted.
+# With "untied" among them, the servers outlive it when it is killed (no parent-death
+# signal), as on a system that has none.
 CHILD = """
 import asyncio, contextlib, json, sys
 from pathlib import Path
@@ -38,12 +40,15 @@ from infra.embedded import EmbeddedNats, EmbeddedPostgres
 
 async def main() -> None:
     state_dir, wanted = Path(sys.argv[1]), sys.argv[2:]
+    tied = "untied" not in wanted
     async with contextlib.AsyncExitStack() as stack:
         pids = {}
         if "nats" in wanted:
-            pids["nats"] = (await stack.enter_async_context(EmbeddedNats(state_dir))).pid
+            nats = EmbeddedNats(state_dir, tied_to_parent=tied)
+            pids["nats"] = (await stack.enter_async_context(nats)).pid
         if "postgres" in wanted:
-            pids["postgres"] = (await stack.enter_async_context(EmbeddedPostgres(state_dir))).pid
+            postgres = EmbeddedPostgres(state_dir, tied_to_parent=tied)
+            pids["postgres"] = (await stack.enter_async_context(postgres)).pid
         print(json.dumps(pids), flush=True)
         await asyncio.Event().wait()
 
@@ -132,7 +137,7 @@ async def test_a_nats_server_that_cannot_bind_reports_its_fatal_log_lines(tmp_pa
 async def test_a_nats_server_left_by_a_killed_process_is_stopped_by_the_next_start(
     tmp_path: Path,
 ) -> None:
-    child, pids = await start_child(tmp_path, "nats")
+    child, pids = await start_child(tmp_path, "nats", "untied")
     child.kill()
     await child.communicate()
     orphan = pids["nats"]
@@ -154,7 +159,7 @@ async def test_a_nats_server_left_by_a_killed_process_is_stopped_by_the_next_sta
 async def test_a_postgres_left_by_a_killed_process_is_stopped_by_the_next_start(
     tmp_path: Path,
 ) -> None:
-    child, pids = await start_child(tmp_path, "postgres")
+    child, pids = await start_child(tmp_path, "postgres", "untied")
     child.kill()
     await child.communicate()
     orphan = pids["postgres"]
@@ -169,6 +174,44 @@ async def test_a_postgres_left_by_a_killed_process_is_stopped_by_the_next_start(
         finally:
             await connection.close()
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+async def wait_not_running(pid: int, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while is_running(pid):  # noqa: ASYNC110 - not our child: nothing to wait on
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.fault
+async def test_both_servers_stop_when_the_process_that_started_them_is_killed(
+    tmp_path: Path,
+) -> None:
+    child, pids = await start_child(tmp_path, "nats", "postgres")
+    try:
+        child.kill()
+        await child.communicate()
+
+        # A generous bound, a liveness guard rather than a measure of the stop's speed.
+        await wait_not_running(pids["nats"], timeout=15)
+        await wait_not_running(pids["postgres"], timeout=15)
+        # PostgreSQL went down by its fast shutdown (SIGINT), checkpoint written,
+        # nothing for the next start to recover.
+        log = (tmp_path / "postgres.log").read_text()
+        assert "received fast shutdown request" in log
+        assert "database system is shut down" in log
+        assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    finally:
+        for pid in pids.values():
+            if is_running(pid):
+                psutil.Process(pid).kill()
+
+    async with EmbeddedPostgres(tmp_path) as again:
+        connection = await asyncpg.connect(again.url)
+        try:
+            assert await connection.fetchval("SELECT 1") == 1
+        finally:
+            await connection.close()
+    assert "not properly shut down" not in (tmp_path / "postgres.log").read_text()
 
 
 @pytest.mark.fault

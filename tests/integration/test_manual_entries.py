@@ -3,6 +3,8 @@ any provider's, and still there, and still followed, after syncyard restarts."""
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 
 from events.commands import RegisterConnection
 from infra.config import Settings
-from infra.manual_entries import PostgresManualEntries
+from infra.http.manual import MAX_ITEMS
+from infra.manual_entries import LedgerLimits, PostgresManualEntries
 from tests.integration.feed_helpers import fold, read_over_rpc, sync_to_the_end
 from tests.support.harness import SPACE, Client, auth, client, product_settings, running_syncyard
 
@@ -162,3 +165,41 @@ async def test_only_operators_of_the_account_s_space_record_and_a_ledger_stays_i
         ) as response:
             assert response.status == 404
         assert (await record(http, api, {"entries": [{"entry_id": "x"}]})).status == 400
+
+
+async def test_a_write_past_a_ledger_s_limit_or_a_request_s_is_refused_and_says_so(
+    servers: Servers, http: aiohttp.ClientSession
+) -> None:
+    async with running_syncyard(*servers) as rt:
+        api = str(rt.http_url)
+        assert rt.manual_entries is not None
+        rt.manual_entries.limits = LedgerLimits(entries=2)
+        assert (await recorded(http, api, {"entries": [entry("e1", 1.0, "Tea")]}))["head"] == 1
+
+        full = {"entries": [entry("e1", 1.5, "Tea and cake"), *(entry(f"e{n}", 2.0, "Bun")
+                                                                for n in (2, 3))]}  # fmt: skip
+        async with http.post(
+            f"{api}{ROUTE}", params={"space_id": SPACE}, json=full, headers=auth("operator-1")
+        ) as response:
+            assert response.status == 409
+            error = (await response.json())["error"]
+        assert error["code"] == "ledger_full"
+        assert "would hold 3 entries, over its limit of 2" in error["message"]
+        assert "nothing of this write was recorded" in error["message"]
+        # Nothing half-applied: the edit of e1 in the refused write is not there either.
+        changes, head = await rt.manual_entries.changes(LEDGER, 0, 10)
+        assert head == 1 and [c.entry.name for c in changes] == ["Tea"]
+
+        # A request's own bounds: items per list, and the body's size.
+        many = {"deleted": [f"x{n}" for n in range(MAX_ITEMS + 1)]}
+        too_many = await record(http, api, many)
+        assert too_many.status == 400
+        huge = json.dumps({"entries": [entry("e9", 1.0, "x" * (1024 * 1024))]}).encode()
+        async with http.post(
+            f"{api}{ROUTE}",
+            params={"space_id": SPACE},
+            data=io.BytesIO(huge),
+            headers={**auth("operator-1"), "Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 413
+        assert (await rt.manual_entries.changes(LEDGER, 0, 10))[1] == 1

@@ -4,11 +4,17 @@ manual adapter as a sync reads them."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 
-from infra.manual_entries import LedgerOwnedElsewhereError, PostgresManualEntries
+from infra.manual_entries import (
+    LedgerFullError,
+    LedgerLimits,
+    LedgerOwnedElsewhereError,
+    PostgresManualEntries,
+)
 from services.providers.base import LinkCredentials, ProviderCallError
 from services.providers.manual.adapter import ManualAdapter
 from services.providers.manual.store import ManualAccount, ManualEntry
@@ -89,3 +95,51 @@ async def test_another_account_cannot_write_to_a_ledger(store: PostgresManualEnt
     with pytest.raises(LedgerOwnedElsewhereError):
         await store.record("ledger-1", "space-1/someone-else", entries=[entry("x", 9.0)])
     assert (await store.changes("ledger-1", 0, 10)) == ([], 0)
+
+
+async def held(store: PostgresManualEntries, ledger_id: str = "ledger-1") -> tuple[Any, ...]:
+    """Everything the ledger holds: its log, its head and its accounts."""
+    changes, head = await store.changes(ledger_id, 0, 1000)
+    accounts = await store.accounts(ledger_id)
+    return tuple(changes), head, tuple(accounts)
+
+
+async def test_a_write_past_the_ledger_s_live_entries_is_refused_whole(
+    store: PostgresManualEntries,
+) -> None:
+    store.limits = LedgerLimits(entries=3)
+    await store.record("ledger-1", OWNER, entries=[entry("a", 1.0), entry("b", 2.0)])
+    before = await held(store)
+
+    with pytest.raises(LedgerFullError, match="would hold 4 entries, over its limit of 3"):
+        await store.record(
+            "ledger-1", OWNER, accounts=[ManualAccount(account_id="wallet", name="Cash")],
+            entries=[entry("a", 1.5), entry("c", 3.0), entry("d", 4.0)],
+        )  # fmt: skip
+
+    assert await held(store) == before  # not the edit of "a", nor the account
+    # Up to the limit, and an add paid for by a removal in the same write, go through.
+    assert (await store.record("ledger-1", OWNER, entries=[entry("c", 3.0)])).changes == 1
+    swapped = await store.record("ledger-1", OWNER, entries=[entry("d", 4.0)], deleted=["a"])
+    assert (swapped.head, swapped.changes) == (5, 2)
+    # Edits and removals of a full ledger are never refused for being full.
+    assert (await store.record("ledger-1", OWNER, entries=[entry("b", 2.5)])).changes == 1
+
+
+async def test_a_ledger_s_log_and_accounts_are_bounded_too(store: PostgresManualEntries) -> None:
+    store.limits = LedgerLimits(accounts=2, changes=4)
+    wallet, jar, tin = (ManualAccount(account_id=n, name=n) for n in ("wallet", "jar", "tin"))
+    await store.record("ledger-1", OWNER, accounts=[wallet, jar], entries=[entry("a", 1.0)])
+    for amount in (1.5, 2.0, 2.5):  # edits, each a change of the log
+        await store.record("ledger-1", OWNER, entries=[entry("a", amount)])
+    before = await held(store)
+
+    with pytest.raises(LedgerFullError, match="would hold 5 changes, over its limit of 4"):
+        await store.record("ledger-1", OWNER, deleted=["a"])
+    with pytest.raises(LedgerFullError, match="would hold 3 accounts, over its limit of 2"):
+        await store.record("ledger-1", OWNER, accounts=[tin])
+
+    assert await held(store) == before
+    # Sent again unchanged, an entry or an account records nothing: not refused.
+    again = await store.record("ledger-1", OWNER, accounts=[jar], entries=[entry("a", 2.5)])
+    assert (again.head, again.changes) == (4, 0)

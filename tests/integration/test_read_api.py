@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import msgspec
 import pytest
 
@@ -15,7 +16,9 @@ from events.subjects import command_subject, dlq_subject, result_subject, rpc_su
 from infra.http.api import ROUTES
 from infra.http.openapi import RESPONSE_TYPES
 from infra.http.responses import ApiError
+from services.resilience.domain import breaker_id_for
 from tests.integration.read_api_server import read_api
+from tests.integration.read_model_events import T0
 from tests.support.harness import API_TOKENS, AUTH
 
 pytestmark = pytest.mark.integration
@@ -140,6 +143,13 @@ async def test_the_served_asyncapi_description_is_the_contract_s_with_every_comm
         ("/v1/metrics/overview?as_of=0001-01-01T00:00:00Z", "as_of must not be before"),
         ("/v1/providers/health?regoin=US", "unknown query parameter(s) regoin"),
         ("/v1/sagas?status=stuck", "status must be one of running, compensating, completed"),
+        ("/v1/breakers?limit=0", "limit must be between 1 and 1000"),
+        ("/v1/breakers?limit=1001", "limit must be between 1 and 1000"),
+        ("/v1/breakers?after=not%20a%20cursor", "after must be the next_after of an earlier"),
+        # base64url of '["plaid"]': decodes, but is no breaker's place in the order
+        ("/v1/breakers?after=WyJwbGFpZCJd", "after must be the next_after of an earlier"),
+        # base64url of '["plaid","US","a\\u0000"]': text PostgreSQL cannot hold
+        ("/v1/breakers?after=WyJwbGFpZCIsIlVTIiwiYVx1MDAwMCJd", "after must be the next_after"),
     ],
 )
 async def test_bad_query_parameters_get_a_400_that_says_what_is_wrong(
@@ -153,3 +163,64 @@ async def test_an_unknown_account_is_a_404_for_status_and_reliability(api: str) 
     body = await get(f"{api}/v1/connections/nobody/status?space_id=space-1", status=404)
     assert "nobody" in body["error"]["message"]
     await get(f"{api}/v1/connections/nobody/reliability?space_id=space-1", status=404)
+
+
+async def add_breakers(database_url: str, keys: list[tuple[str, str, str | None]]) -> None:
+    """Breakers as the projection leaves them: one row each (its id is its key's), closed."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.executemany(
+            "INSERT INTO breakers (breaker_id, provider, region, institution_id, last_event, "
+            "state, since) VALUES ($1, $2, $3, $4, 1, 'closed', $5)",
+            [(breaker_id_for(*key), *key, T0) for key in keys],
+        )
+    finally:
+        await connection.close()
+
+
+async def test_breakers_come_in_pages_that_together_hold_each_breaker_once(
+    api: str, database_url: str
+) -> None:
+    banks = [f"ins_{n:02d}" for n in range(6)]
+    mexico = [("belvo", "MX", None), ("belvo", "MX", "bancorebozo"), ("mx", "MX", "bancorebozo")]
+    await add_breakers(
+        database_url, [("plaid", "US", None), *[("plaid", "US", bank) for bank in banks], *mexico]
+    )
+    whole = await get(f"{api}/v1/breakers?limit=1000")
+    assert not whole["has_more"] and whole["next_after"] is None
+
+    pages, after = [], ""
+    while True:
+        page = await get(f"{api}/v1/breakers?limit=3{after}")
+        pages.append(page)
+        if not page["has_more"]:
+            break
+        after = f"&after={page['next_after']}"
+    assert all(len(page["breakers"]) == 3 for page in pages[:-1])
+    assert 1 <= len(pages[-1]["breakers"]) <= 3 and pages[-1]["next_after"] is None
+    assert [b for page in pages for b in page["breakers"]] == whole["breakers"]
+    keys = [(b["provider"], b["region"], b["institution_id"]) for b in whole["breakers"]]
+    assert len(set(keys)) == len(keys) >= 11
+    # Provider, region, then bank with the provider-wide breaker first.
+    plaid_us = [bank for provider, region, bank in keys if (provider, region) == ("plaid", "US")]
+    assert plaid_us == [None, *banks]
+
+    # The filters page the same way.
+    first = await get(f"{api}/v1/breakers?provider=plaid&limit=4")
+    rest = await get(f"{api}/v1/breakers?provider=plaid&limit=4&after={first['next_after']}")
+    assert [b["institution_id"] for b in first["breakers"] + rest["breakers"]][:7] == [
+        None,
+        *banks,
+    ]
+
+
+async def test_breakers_without_a_limit_come_a_hundred_at_a_time(
+    api: str, database_url: str
+) -> None:
+    await add_breakers(database_url, [("plaid", "US", f"ins_{n:03d}") for n in range(150)])
+
+    page = await get(f"{api}/v1/breakers")
+
+    assert len(page["breakers"]) == 100 and page["has_more"]
+    rest = await get(f"{api}/v1/breakers?after={page['next_after']}")
+    assert not rest["has_more"] and len(page["breakers"]) + len(rest["breakers"]) >= 150
