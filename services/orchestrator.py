@@ -230,6 +230,8 @@ class Orchestrator:
             remaining = budget_end - self._clock() - pause
             if remaining < MIN_CALL_BUDGET_S:
                 break
+            if not await self._another_call_permitted(link.provider, cmd.op):
+                break  # the limit is spent: the error stands, failover or a deferral follows
             tries += 1
             await asyncio.sleep(pause)
             answer = await self._attempt(
@@ -319,6 +321,18 @@ class Orchestrator:
                 return False
         return True
 
+    async def _another_call_permitted(self, provider: str, op: str) -> bool:
+        """A provider call after an attempt's first (a page, a retry in the call) takes its
+        own permit: a provider's rate limit counts calls, not syncs.
+
+        Never waits for one: a walk waiting out a limit's window (up to an hour)
+        would hold its bulkhead slot and its connection's turn in the worker, and
+        outlive its call's timeout. Ending there keeps what was walked; the next
+        sync, refused without a call until the window allows, goes on from it."""
+        if self.limiter is None:
+            return True
+        return (await self.limiter.acquire(provider, op)).allowed
+
     async def _attempt(
         self,
         adapter: ProviderAdapter,
@@ -387,15 +401,22 @@ class Orchestrator:
         return answer
 
     async def _pages(
-        self, adapter: ProviderAdapter, link: LinkCredentials, count: int, timeout_s: float
+        self,
+        adapter: ProviderAdapter,
+        cmd: SyncTransactions,
+        link: LinkCredentials,
+        timeout_s: float,
     ) -> TransactionsPage:
         """The link's pages from its own cursor until the provider has no more.
 
-        Bounded by `MAX_PAGES_PER_SYNC` and the call's time: the rest is left for
-        the next sync (`has_more`). A page after the first that fails ends the
-        walk with what came before it, whose cursor is still good; only a first
-        page's failure fails the call (and may fail over).
+        Bounded by `MAX_PAGES_PER_SYNC`, the call's time and the provider's rate
+        limit (each page after the first takes a permit of its own; `_admitted`
+        took the first's): the rest is left for the next sync (`has_more`). A page
+        after the first that fails, or finds no permit, ends the walk with what
+        came before it, whose cursor is still good; only a first page's failure
+        fails the call (and may fail over).
         """
+        count = cmd.count
         deadline = self._clock() + timeout_s
         page = await adapter.sync_transactions(
             link, cursor=link.cursor, count=count, timeout_s=timeout_s
@@ -404,6 +425,8 @@ class Orchestrator:
         for _ in range(MAX_PAGES_PER_SYNC - 1):
             remaining = deadline - self._clock()
             if not page.has_more or remaining < MIN_CALL_BUDGET_S or _not_ready(page, link):
+                break
+            if not await self._another_call_permitted(link.provider, cmd.op):
                 break
             try:
                 page = await adapter.sync_transactions(
@@ -428,7 +451,7 @@ class Orchestrator:
         self, adapter: ProviderAdapter, cmd: Command, link: LinkCredentials, timeout_s: float
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if isinstance(cmd, SyncTransactions):
-            page = await self._pages(adapter, link, cmd.count, timeout_s)
+            page = await self._pages(adapter, cmd, link, timeout_s)
             data = msgspec.to_builtins(page)
             summary = {
                 "added": len(page.added),

@@ -236,6 +236,13 @@ class BreakerBoard:
         breaker = entry.breaker
         until = f"{breaker.open_until:%H:%M:%S}Z" if breaker.open_until else "later"
         wait = (breaker.open_until - self.clock()).total_seconds() if breaker.open_until else None
+        if breaker.forced == "open" and wait is not None:
+            # An operator may release the hold long before it expires: the work it
+            # holds asks again as often as it would behind a breaker opened by its
+            # calls (one open timeout), so a release reaches it within a minute,
+            # not at the hold's planned end.
+            policy = self.policies.for_(breaker.provider, breaker.region)
+            wait = min(wait, policy.open_timeout_s)
         held = " (held by an operator)" if breaker.forced == "open" else ""
         where = f" at {breaker.institution_id}" if breaker.institution_id else ""
         if seen_for is not None:

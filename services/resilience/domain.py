@@ -60,7 +60,8 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     probe_admitted_at: dict[str, datetime] = {}
     # Calls that finished before the last transition belong to the previous state.
     last_transition_at: datetime | None = None
-    # When the probes last closed it: the ramp (ramp.py) counts from here.
+    # When the probes last closed it, or a release let calls through again: the
+    # ramp (ramp.py) counts from here.
     closed_at: datetime | None = None
     # An operator's hold: the state it is held in, until when, by whom and why.
     forced: ForcedState | None = None
@@ -259,7 +260,10 @@ def decide_release(
     breaker: Breaker, *, actor: str, reason: str, command_id: str, now: datetime
 ) -> list[DomainEvent]:
     """End a hold (or, as Polly's `Reset()`, close an open breaker); nothing when closed,
-    nor for a release already recorded (redelivered after the breaker opened again)."""
+    nor for a release already recorded (redelivered after the breaker opened again).
+
+    A release from open (held or not) starts the ramp (`ramp.py`), as the probes'
+    close does: what waited behind the breaker comes back gradually."""
     if breaker.forced is None and breaker.status == "closed":
         return []
     if breaker.released_command == command_id:
@@ -400,6 +404,10 @@ def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
         probes=(),
         probe_admitted_at={},
         last_transition_at=event.timestamp,
+        # A release that lets calls through again (a hold open, or an open or
+        # half-open breaker reset) frees the work that waited: it comes back on
+        # the same ramp as after the probes. Ending a hold closed frees nothing.
+        closed_at=event.timestamp if breaker.status != "closed" else breaker.closed_at,
         forced=None,
         forced_until=None,
         forced_by="",

@@ -42,9 +42,10 @@ class BreakerPolicy(msgspec.Struct, frozen=True, kw_only=True):
     time.
 
     Then: open for `open_timeout_s` (60 s); one probe at a time; 2 successes
-    close it; a failed probe re-opens it; once closed, the waiting work is let
-    through on a ramp (`ramp.py`). As in resilience4j, a count-based
-    window (`window_kind="count"`) and a slow-call rate are also offered.
+    close it; a failed probe re-opens it; once closed (by its probes, or by a
+    release from open), the waiting work is let through on a ramp (`ramp.py`).
+    As in resilience4j, a count-based window (`window_kind="count"`) and a
+    slow-call rate are also offered.
     """
 
     window_kind: Literal["time", "count"] = "time"

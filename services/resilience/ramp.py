@@ -1,15 +1,18 @@
 """The ramp after a breaker closes: the share of commands let through doubles each interval.
 
-When the half-open probes succeed, the work that waited behind the breaker
+When the half-open probes succeed, or a release lets calls through a breaker
+held open (or open, or half-open), the work that waited behind the breaker
 must not reach the provider all at once. For `ramp_intervals` intervals after
-`BreakerClosed`, a command is let through only if its place in the ramp (a
-hash of its id and of the moment the breaker closed, uniform in [0, 1)) is
-below the share open now: `ramp_start_share` in the first interval, twice that
-in the next, and so on up to everyone. A refused command is told exactly when
-its place opens, so the queue comes back spread over the ramp, not in a herd.
+`BreakerClosed` (or that `BreakerReleased`: `Breaker.closed_at`), a command
+is let through only if its place in the ramp (a hash of its id and of the
+moment the breaker closed, uniform in [0, 1)) is below the share open now:
+`ramp_start_share` in the first interval, twice that in the next, and so on
+up to everyone. A refused command is told exactly when its place opens, so
+the queue comes back spread over the ramp, not in a herd.
 
 Pure and stateless: every replica computes the same share from the same
-`BreakerClosed` event, so none needs another's count of calls let through.
+`BreakerClosed` or `BreakerReleased` event, so none needs another's count of
+calls let through.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ One row per limit, updated by a single conditional UPDATE: the row lock makes
 the check-and-count atomic across replicas, so no call is sent that would go
 over the limit (it goes to a backup provider or is deferred instead). A
 provider's own `Retry-After` blocks the key until then.
+
+A permit is one provider call, as a provider's own limit counts them: the
+orchestrator takes one before each page of a sync's walk and each retry in the
+call, not one per sync (services/orchestrator.py).
 """
 
 from __future__ import annotations

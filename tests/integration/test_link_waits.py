@@ -4,19 +4,23 @@ syncyard, NATS and PostgreSQL for real, the sandbox over HTTP. The breakers
 are held open by an operator's hold of a few seconds: refused without a call,
 the command or saga step must wait for the hold to lift, keep its tries,
 and then go through, instead of failing (or, after the token exchange,
-undoing a link the person has just made).
+undoing a link the person has just made). The ramp a release starts is turned
+off here: what comes back after it is tests/integration/test_waiting.py's.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from events.commands import CreateLink
 from infra.bootstrap import Runtime
 from infra.saga_store import PostgresSagaStore
+from services.resilience.policy import BreakerPolicy, PolicyBook
 from tests.integration.saga_helpers import (
     link_token_of,
     person_finishes,
@@ -25,11 +29,22 @@ from tests.integration.saga_helpers import (
     saga_reaches,
     start_link,
 )
-from tests.support.harness import AUTH, Client
+from tests.support.harness import AUTH, Client, running_syncyard, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 HOLD_S = 3.0  # longer than a saga step's three quick tries (0.5 s, then 1 s apart)
+
+
+@pytest.fixture
+async def syncyard(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> AsyncIterator[Runtime]:
+    """Every component of syncyard, its breakers letting everyone through once closed."""
+    no_ramp = PolicyBook(default=BreakerPolicy(ramp_start_share=1.0))
+    settings = msgspec.structs.replace(settings_for(sandbox), breakers=no_ramp)
+    async with running_syncyard(settings, nats_url, database_url) as runtime:
+        yield runtime
 
 
 async def hold_open(runtime: Runtime, providers: list[str], seconds: float = HOLD_S) -> None:

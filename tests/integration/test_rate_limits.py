@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from services.resilience.rate_limit import RateLimit, RateLimiter
+from tests.integration.feed_helpers import assert_feed_is_the_bank, bank_truth, provenance
 from tests.support.harness import (
     client,
     register,
@@ -68,6 +69,72 @@ async def test_under_real_quotas_two_replicas_never_exceed_the_limit_and_see_no_
 
 def _minute() -> int:
     return int(time.time() // 60)
+
+
+async def _plaid_pages(sandbox: str) -> int:
+    calls = await sandbox_calls(sandbox)
+    return sum(v["calls"] for k, v in calls["plaid"].items() if "transactions" in k)
+
+
+async def _permits_then_window_passes(database_url: str, key: str) -> int:
+    """The permits the limit gave this hour; then its hour ends, as PostgreSQL's clock
+    would end it (the count starts afresh)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        given: int = await conn.fetchval(
+            "SELECT hour_calls FROM syncyard_rate_limits WHERE key = $1", key
+        )
+        await conn.execute("UPDATE syncyard_rate_limits SET hour_calls = 0 WHERE key = $1", key)
+    finally:
+        await conn.close()
+    return given
+
+
+async def test_a_walk_takes_a_permit_per_page_and_one_out_of_permits_goes_on_at_the_next_sync(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    # Three calls an hour; the test moves the hour on itself. Started too near a real
+    # hour's end, PostgreSQL's clock would do it first, in the middle of a walk.
+    left_s = 3600 - time.time() % 3600
+    if left_s < 60:
+        await asyncio.sleep(left_s + 1)
+    key = "plaid/sync.transactions"
+    settings = msgspec.structs.replace(
+        settings_for(sandbox), rate_limits={key: RateLimit(per_hour=3)}
+    )
+    account = "walker"
+    async with (
+        running_syncyard(settings, nats_url, database_url) as runtime,
+        client(nats_url) as upstream,
+        aiohttp.ClientSession() as http,
+    ):
+        assert (await upstream.send(register(account, "plaid"))).success
+        # Pages of five: the person's history is several walks of three pages.
+        first = await upstream.send(sync(account, "walk-0", count=5))
+        assert first.success and first.data is not None, first.error
+        assert first.data["has_more"] is True and first.data["entries"]
+        entries = list(first.data["entries"])
+        assert await _plaid_pages(sandbox) == 3  # three permits, three pages: then it stopped
+        # The hour's permits spent, the next sync waits for the next hour, uncalled.
+        waits = await upstream.send(sync(account, "walk-waits", count=5))
+        assert not waits.success and waits.attempts == 0 and waits.deferred_until is not None
+        permits = await _permits_then_window_passes(database_url, key)
+        for n in range(1, 20):
+            result = await upstream.send(sync(account, f"walk-{n}", count=5))
+            assert result.success and result.data is not None, result.error
+            permits += await _permits_then_window_passes(database_url, key)
+            # Each walk goes on from the cursor the last one kept: something new each time.
+            assert result.data["entries"] or not result.data["has_more"]
+            entries += result.data["entries"]
+            if not result.data["has_more"]:
+                break
+        else:
+            raise AssertionError("the walks never reached the end of the history")
+        pages = await _plaid_pages(sandbox)
+        known = await provenance(runtime.store, account)
+        truth = await bank_truth(http, sandbox, account)
+    assert pages == permits and pages > 3
+    assert_feed_is_the_bank(entries, known, truth)
 
 
 async def _no_reset(_: asyncpg.Connection) -> None:

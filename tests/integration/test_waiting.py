@@ -6,14 +6,19 @@ retry timings are shortened so the waits take seconds.
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 
+from events.commands import ForceBreaker, ReleaseBreaker
 from infra.config import Settings
+from services.resilience.board import call_key
 from services.resilience.policy import BreakerPolicy, PolicyBook
+from services.resilience.ramp import ramp_place, ramp_share
 from services.resilience.retry import DEFAULT_RETRY, RetryPolicy
 from tests.support.harness import (
     AUTH,
@@ -178,6 +183,73 @@ async def test_syncs_waiting_behind_a_breaker_reach_plaid_on_a_ramp_once_it_clos
     # counts the shape per interval). Waiting spent none of their tries.
     assert all(upstream.finals[c].success for c in waiting)
     assert all(d["refused"] and d["tries"] == 0 for d in relayed)
+
+
+async def test_syncs_held_by_an_operator_come_back_on_a_ramp_once_the_hold_is_released(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    settings = waiting_settings(sandbox)
+    held = [f"held-{i}" for i in range(16)]
+    async with (
+        running_syncyard(settings, nats_url, database_url),
+        client(nats_url) as upstream,
+    ):
+        for i in range(len(held)):
+            assert (await upstream.send(register(f"h{i}", "plaid"))).success
+        hold = ForceBreaker(
+            command_id="hold-plaid",
+            space_id="operators",
+            provider="plaid",
+            state="open",
+            duration_s=600,
+            actor="ops@example",
+            reason="Plaid incident",
+        )
+        assert (await upstream.send(hold)).success
+        for i, command_id in enumerate(held):
+            await upstream.publish(sync(f"h{i}", command_id))
+        for command_id in held:
+            first = await upstream.result(command_id)
+            assert first.attempts == 0 and first.error is not None
+            assert "held by an operator" in first.error.message
+        release = ReleaseBreaker(
+            command_id="release-plaid",
+            space_id="operators",
+            provider="plaid",
+            actor="ops@example",
+            reason="incident over",
+        )
+        assert (await upstream.send(release)).success
+        # Ten minutes before the hold would have expired: the release reached them.
+        assert await upstream.wait_final(held, 30)
+
+        async def relayed(event: str) -> list[dict[str, Any]]:
+            messages = await stream_messages(nats_url, f"syncyard.evt.*.{event}")
+            return [decode_json(m.data) for m in messages]
+
+        calls = await eventually(
+            lambda: relayed("ConnectionAttempted"),
+            lambda got: {c["command_id"] for c in got} >= set(held),
+        )
+        (released,) = await relayed("BreakerReleased")
+        # Every one waited out the hold; some then waited for their place in the ramp.
+        waited = await eventually(
+            lambda: deferrals(nats_url, held),
+            lambda got: any("ramping up" in d["error"]["message"] for d in got),
+            timeout=10,
+        )
+    assert all(upstream.finals[c].success for c in held)
+    # None lost, none run twice: one call to Plaid each, after the release.
+    assert Counter(c["command_id"] for c in calls if c["command_id"] in held) == Counter(held)
+    # Admitted on the ramp the release started: each one only once its place was open.
+    policy = settings.breakers.default
+    released_at = datetime.fromisoformat(released["timestamp"])
+    for call in (c for c in calls if c["command_id"] in held):
+        at = datetime.fromisoformat(call["timestamp"])
+        place = ramp_place(call_key(call["space_id"], call["command_id"]), released_at)
+        assert at >= released_at and place < ramp_share(released_at, at, policy), call
+    assert {d["command_id"] for d in waited} == set(held)
+    assert all(d["refused"] and d["tries"] == 0 for d in waited)
 
 
 async def test_a_retryable_error_past_the_max_age_fails_and_suggests_a_relink(

@@ -25,6 +25,7 @@ from services.providers.base import (
 )
 from services.providers.http import ErrorRule
 from services.providers.plaid.errors import PLAID_ERROR_CODES
+from services.resilience.rate_limit import RateDecision, RateLimiter
 
 pytestmark = pytest.mark.unit
 
@@ -294,6 +295,64 @@ async def test_an_item_the_provider_is_still_preparing_is_asked_once_per_sync() 
 
     assert len(plaid.cursors) == 1
     assert outcome.success and outcome.data is not None and outcome.data["has_more"] is True
+
+
+class CountingLimiter(RateLimiter):
+    """A provider's limit of `permits` calls in all (None: no end), and the permits given."""
+
+    def __init__(self, permits: int | None = None) -> None:
+        self.permits = permits
+        self.given = 0
+
+    async def acquire(self, provider: str, op: str) -> RateDecision:
+        if self.permits is not None and self.given >= self.permits:
+            return RateDecision(allowed=False, retry_after_s=60.0, reason=f"{provider}: spent")
+        self.given += 1
+        return RateDecision(allowed=True)
+
+    async def block(self, provider: str, op: str, seconds: float) -> None:
+        self.permits = self.given
+
+
+async def test_the_limiter_gives_one_permit_per_provider_call_each_page_and_each_retry() -> None:
+    limiter = CountingLimiter()
+    plaid = PagedProvider(pages=5)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY, limiter=limiter)
+    assert (await orch.execute_with_failover(SYNC, [link("plaid")], "US")).success
+    assert limiter.given == len(plaid.cursors) == 5
+
+    blipping = BlipProvider("plaid", err("network", True), blips=1)
+    limiter = CountingLimiter()
+    orch = Orchestrator(
+        {"plaid": blipping}, hierarchy=HIERARCHY, limiter=limiter, in_call_pause_s=0.0
+    )
+    assert (await orch.execute_with_failover(SYNC, [link("plaid")], "US")).success
+    assert limiter.given == blipping.calls == 2
+
+
+async def test_a_walk_out_of_permits_keeps_its_pages_and_the_next_sync_goes_on_from_there() -> None:
+    limiter = CountingLimiter(permits=3)
+    plaid = PagedProvider(pages=5)
+    orch = Orchestrator({"plaid": plaid}, hierarchy=HIERARCHY, limiter=limiter)
+
+    first = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+
+    # Three permits, three pages: the walk ends there with what it has, never waiting
+    # for a fourth, its cursor the third page's, and says there is more.
+    assert first.success and first.data is not None and plaid.cursors == [None, "c1", "c2"]
+    assert first.data["next_cursor"] == "c3" and first.data["has_more"] is True
+    assert [t["transaction_id"] for t in first.data["added"]] == ["t0", "t1", "t2"]
+    # Until the limit's window passes, the next sync is refused without a call.
+    refused = await orch.execute_with_failover(SYNC, [link("plaid")], "US")
+    assert refused.refused_without_call and refused.retry_after_s == 60.0
+    assert len(plaid.cursors) == 3
+
+    limiter.permits = limiter.given + 3  # the window passed
+    resumed = LinkCredentials(provider="plaid", item_id="i", access_token="t", cursor="c3")
+    second = await orch.execute_with_failover(SYNC, [resumed], "US")
+    assert second.success and second.data is not None and plaid.cursors[3:] == ["c3", "c4"]
+    assert [t["transaction_id"] for t in second.data["added"]] == ["t3", "t4"]
+    assert second.data["has_more"] is False and limiter.given == len(plaid.cursors) == 5
 
 
 class ClassifiedProvider(FakeProvider):

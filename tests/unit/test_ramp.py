@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import collections
 import heapq
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 
 import pytest
 
 from services.resilience.board import BreakerBoard
 from services.resilience.policy import BreakerPolicy, PolicyBook
 from services.resilience.ramp import ramp_share, ramp_wait_s
+from services.resilience.retry import refusal_delay_s
 from tests.unit.test_breakers import T0, Clock, MemoryRecorder, attempt, board_with, fail
 
 pytestmark = pytest.mark.unit
@@ -78,4 +80,59 @@ async def test_replicas_reading_the_same_events_let_the_same_commands_through() 
 
 async def test_a_breaker_that_never_opened_has_no_ramp() -> None:
     board, _, _ = board_with()
+    assert all([(await board.permit("plaid", "US", f"c{i}")).allowed for i in range(50)])
+
+
+@pytest.mark.parametrize("end", ["released early by an operator", "expired"])
+async def test_syncs_held_behind_a_forced_open_breaker_come_back_on_a_ramp_once_it_ends(
+    end: str,
+) -> None:
+    board, _, clock = board_with()
+    rng = random.Random(7)
+    await board.force(
+        "plaid", "US", None, state="open", duration_s=1800, actor="ops", reason="incident",
+        command_id="hold",
+    )  # fmt: skip
+    # 800 syncs arrive over the hold's first ten minutes; each one refused waits as the
+    # sync handler's deferral makes it wait (until the refusal lifts, plus its jitter).
+    backlog = [(T0 + timedelta(seconds=0.75 * i), f"held-{i}") for i in range(800)]
+    heapq.heapify(backlog)
+    end_at = T0 + timedelta(seconds=1200 if end == "expired" else 900)
+    ended_at: datetime | None = None
+    admitted: dict[str, datetime] = {}
+    while backlog:
+        at, command_id = heapq.heappop(backlog)
+        if ended_at is None and at >= end_at and end != "expired":
+            clock.now = ended_at = end_at
+            await board.release("plaid", "US", None, actor="ops", reason="over", command_id="r")
+        clock.now = at
+        permit = await board.permit("plaid", "US", command_id)
+        if not permit.allowed:
+            wait = refusal_delay_s(permit.retry_after_s, rng)
+            heapq.heappush(backlog, (at + timedelta(seconds=wait), command_id))
+            continue
+        assert command_id not in admitted, f"{command_id} let through twice"
+        admitted[command_id] = at
+        if ended_at is None:  # the hold expired: the first permit after it released it
+            ended_at = at
+    assert ended_at is not None and board.status("plaid", "US") == "closed"
+    assert len(admitted) == 800 and min(admitted.values()) >= ended_at  # none lost, none early
+    since_end = collections.Counter(
+        int((at - ended_at).total_seconds() // 10) for at in admitted.values()
+    )
+    # The first interval after the hold ends lets through at most the ramp's first
+    # share of the backlog, not the herd; and the backlog is back within the ramp
+    # plus one check-back (a held sync asks again every open timeout, jittered).
+    assert since_end[0] <= 0.125 * 800 * 1.3, sorted(since_end.items())
+    assert max(since_end) < (30 + 60 * 1.25) // 10 + 1, sorted(since_end.items())
+
+
+async def test_ending_a_hold_closed_starts_no_ramp_for_nothing_waited() -> None:
+    board, _, clock = board_with()
+    await board.force(
+        "plaid", "US", None, state="closed", duration_s=600, actor="ops", reason="status page lies",
+        command_id="hold",
+    )  # fmt: skip
+    clock.advance(60)
+    await board.release("plaid", "US", None, actor="ops", reason="over", command_id="r")
     assert all([(await board.permit("plaid", "US", f"c{i}")).allowed for i in range(50)])
