@@ -51,6 +51,7 @@ from infra.institution_store import open_institutions
 from infra.linked_items import ProjectedLinkedItems
 from infra.manual_entries import PostgresManualEntries
 from infra.nats_credentials import connect_options
+from infra.nats_logging import ConnectionLog
 from infra.nats_roles import RELAY, WORKER
 from infra.provider_status import ProviderStatusPoller
 from infra.saga_store import PostgresSagaStore
@@ -291,6 +292,7 @@ async def open_runtime(
                 nats_url,
                 name=f"syncyard-{nats_role}",
                 max_reconnect_attempts=-1,
+                **ConnectionLog(nats_role).callbacks(),
                 **connect_options(nats_role, credentials.get(nats_role)),
             ),
             stop,
@@ -466,6 +468,7 @@ async def _open_relay(
             runtime.nats_url,
             name="syncyard-relay",
             max_reconnect_attempts=-1,
+            **ConnectionLog("relay's own").callbacks(),
             **connect_options(RELAY, runtime.settings.nats_credentials.get(RELAY)),
         ),
         stop,
