@@ -5,7 +5,8 @@ every two seconds for as long as the server is gone: a 3 a.m. log of pages of
 identical stack traces, with the one line that matters ("connection refused")
 buried in them. Here each distinct error is one line, repeats of it are counted
 and said again at most every `REPEAT_EVERY_S`, and the connection's losses and
-returns are said once each.
+returns are said once each. A permissions or authorization violation is an
+error, not a warning: syncyard's own code or a login went where it may not.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 REPEAT_EVERY_S = 60.0
+# How nats-server words a refusal by its permissions (`-ERR 'Permissions Violation …'`).
+_REFUSALS = ("permissions violation", "authorization violation")
 
 
 class ConnectionLog:
@@ -38,14 +41,16 @@ class ConnectionLog:
 
     async def on_error(self, error: Exception) -> None:
         said = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        level = logging.ERROR if any(r in said.lower() for r in _REFUSALS) else logging.WARNING
         now = self._clock()
         if said != self._last_error:
             self._last_error, self._said_at, self._unsaid = said, now, 0
-            log.warning("NATS (%s): %s", self.name, said)
+            log.log(level, "NATS (%s): %s", self.name, said)
             return
         self._unsaid += 1
         if now - self._said_at >= REPEAT_EVERY_S:
-            log.warning(
+            log.log(
+                level,
                 "NATS (%s): %s (%d more times since it was last said)",
                 self.name,
                 said,

@@ -111,7 +111,7 @@ async def test_the_worker_s_own_connection_cannot_publish_an_event(
 ) -> None:
     # The connection that answers RPCs and runs commands: only the relay's may publish events.
     said = f'permissions violation for publish to "{FORGED_SUBJECT.lower()}"'
-    with caplog.at_level(logging.ERROR, logger="nats.aio.client"):
+    with caplog.at_level(logging.ERROR, logger="infra.nats_logging"):
         with pytest.raises((TimeoutError, nats.errors.TimeoutError)):
             await syncyard.js.publish(FORGED_SUBJECT, FORGED, timeout=1)
         await eventually(lambda: asyncio.sleep(0, caplog.text.lower()), lambda t: said in t)

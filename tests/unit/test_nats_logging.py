@@ -65,3 +65,11 @@ async def test_losing_and_regaining_the_connection_are_said_with_what_went_unsai
     # After the return, the same error is news again.
     await said.on_error(ConnectionRefusedError("refused"))
     assert caplog.messages[-1] == "NATS (worker): ConnectionRefusedError: refused"
+
+
+async def test_a_permissions_violation_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    said = ConnectionLog("worker", clock=Clock())
+    caplog.set_level(logging.WARNING, logger="infra.nats_logging")
+    await said.on_error(Exception('nats: permissions violation for publish to "syncyard.evt.x"'))
+    await said.on_error(ConnectionRefusedError("refused"))
+    assert [record.levelno for record in caplog.records] == [logging.ERROR, logging.WARNING]
