@@ -17,6 +17,10 @@ SPACE_PREFIX = "syncyard.space"
 SPACE_COMMANDS = f"{SPACE_PREFIX}.*.cmd.>"
 
 COMMAND_STREAM = "SYNCYARD_CMD"
+# Empty, and never published on: the command stream sources it only so that
+# nats-server (2.14 and later) lets that stream keep no duplicate window at all
+# (infra/streams.py).
+COMMAND_NO_DEDUPE_STREAM = "SYNCYARD_CMD_NO_DEDUPE"
 EVENT_STREAM = "SYNCYARD_EVT"
 DLQ_STREAM = "SYNCYARD_DLQ"
 
