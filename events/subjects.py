@@ -43,6 +43,12 @@ def command_msg_id(space_id: str, command_id: str) -> str:
     return f"{space_header(space_id)}/{command_id}"
 
 
+def command_key(space_id: str | None, command_id: str) -> str:
+    """A command as an aggregate remembers it, to recognise it when it is sent again:
+    `command_msg_id`, or its bare id in events recorded before they named its space."""
+    return command_id if space_id is None else command_msg_id(space_id, command_id)
+
+
 def space_header(space_id: str) -> str:
     """A space id as headers carry it (`Syncyard-Space-Id`, and in `command_msg_id`).
 
