@@ -6,6 +6,7 @@ another space is another command."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 import pytest
@@ -22,7 +23,16 @@ from events.results import CommandResult
 from events.subjects import space_header
 from infra.bootstrap import Runtime
 from services.connections.domain import connection_id_for
-from tests.support.harness import Client, eventually, register, stored_events, sync
+from tests.support.harness import (
+    Client,
+    client,
+    eventually,
+    register,
+    running_syncyard,
+    settings_for,
+    stored_events,
+    sync,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +40,16 @@ pytestmark = pytest.mark.integration
 async def answers(upstream: Client, cmd: Command, count: int) -> list[CommandResult]:
     """Send `cmd` once more and wait for its `count`th answer."""
     assert await upstream.publish(cmd)  # NATS keeps it: no message id is dropped
+    return await answered(upstream, cmd, count)
+
+
+async def answered(upstream: Client, cmd: Command, count: int) -> list[CommandResult]:
+    """`cmd`'s first `count` answers, once they came."""
     key = (space_header(cmd.space_id), cmd.command_id)
-    return await eventually(
+    results = await eventually(
         lambda: asyncio.sleep(0, upstream.in_space.get(key, [])), lambda r: len(r) >= count
     )
+    return results[:count]
 
 
 def hold(command_id: str, state: str = "open", *, space_id: str = "ops") -> ForceBreaker:
@@ -154,3 +170,34 @@ async def test_a_space_s_commands_sent_twice_with_one_message_id_are_applied_onc
     assert (await connection_topics(database_url, "acct-twice")).count("SyncCompleted") == 1
     assert (await connection_topics(database_url, "acct-new")).count("SyncCompleted") == 1
     assert (await topics(database_url)).count("SagaStarted") == 1
+
+
+async def test_copies_of_a_command_taken_by_two_workers_at_once_are_applied_once(
+    sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
+) -> None:
+    copies = 8
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(
+                running_syncyard(settings_for(sandbox), nats_url, database_url)
+            )
+        upstream = await stack.enter_async_context(client(nats_url))
+        await answers(upstream, register("acct-busy", "plaid", "reg-1", space_id="acme.eu"), 1)
+        commands: list[Command] = [
+            sync("acct-busy", "sync-1", space_id="acme.eu"),
+            hold("hold-1", "open"),
+        ]
+        every = []
+        for cmd in commands:  # the hold after the sync, whose provider it holds
+            for _ in range(copies):  # every copy on the queue before a worker answers one
+                assert await upstream.publish(cmd)
+            every.append(await answered(upstream, cmd, copies))
+        await asyncio.sleep(0.5)  # no more answers than copies sent
+        keys = [(space_header(c.space_id), c.command_id) for c in commands]
+        assert [len(upstream.in_space[key]) for key in keys] == [copies, copies]
+
+    for results in every:
+        assert all(r.success for r in results), results
+        assert [r.duplicate for r in results].count(False) == 1
+    assert (await connection_topics(database_url, "acct-busy")).count("SyncCompleted") == 1
+    assert (await topics(database_url)).count("BreakerForced") == 1
