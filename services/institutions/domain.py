@@ -23,8 +23,9 @@ from events.institutions import InstitutionMappingChanged, InstitutionMappingSee
 from events.subjects import command_key
 
 _NAMESPACE = uuid.UUID("5f3c1a7e-2b8d-4e61-9a0f-7c4d2e9b1a36")
-# Enough to recognise a command resent after NATS's duplicate window; older
-# resends would reapply an old order, which the version check cannot catch.
+# The changes remembered per institution, to recognise a resent command (NATS
+# drops none: infra/streams.py); a resend older than the last 64 changes would
+# reapply an old order, which the version check cannot catch.
 RECENT_COMMANDS_KEPT = 64
 
 
