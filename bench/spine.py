@@ -283,7 +283,8 @@ async def end_to_end(
         await nc.subscribe(
             pipeline.RESULTS if bare else "syncyard.result.sync.transactions", cb=on_result
         )
-        run = uuid.uuid4().hex[:8]  # JetStream would drop a second run's ids as duplicates
+        # A second run's ids: the bare queue's JetStream drops them, syncyard answers resends.
+        run = uuid.uuid4().hex[:8]
         for a in range(0 if bare else accounts):
             reg = RegisterConnection(
                 command_id=f"reg-{run}-{a}",

@@ -63,10 +63,12 @@ _COMMAND_HEADERS: Document = {
             "description": f"On `{command_subject('<op>')}` and "
             f"`{SPACE_PREFIX}.<space>.cmd.<op>`: `<space_id>/<command_id>`, "
             "the space id percent-encoded (RFC 3986: all but unreserved characters), e.g. "
-            "`demo/sync-1`, so JetStream drops a command sent twice within its duplicate "
-            "window, and the same command id in another space is another command. "
-            "A bare command id, as senders used to send, is still accepted, but then "
-            "one space's `sync-1` makes JetStream drop another's.",
+            "`demo/sync-1`. The command queue keeps no duplicate window (no sender "
+            "can make JetStream drop another space's command by sending its id "
+            "first): a command sent twice reaches syncyard, which recognises it by "
+            "its space and command id, applies it once and answers it again with "
+            "`duplicate: true`. The same command id in another space is another "
+            "command. A bare command id, as senders used to send, is still accepted.",
         },
         _TRACEPARENT: {
             "type": "string",

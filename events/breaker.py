@@ -110,6 +110,9 @@ class BreakerForced(DomainEvent, frozen=True, kw_only=True):
     until: datetime
     command_id: str
     institution_id: str | None = None
+    # The command's space: command ids are unique only within one (None: recorded
+    # before holds named it).
+    space_id: str | None = None
 
 
 class BreakerReleased(DomainEvent, frozen=True, kw_only=True):
@@ -120,8 +123,9 @@ class BreakerReleased(DomainEvent, frozen=True, kw_only=True):
     region: str
     actor: str
     reason: str
-    command_id: str | None = None
+    command_id: str | None = None  # None: the hold's expiry ended it
     institution_id: str | None = None
+    space_id: str | None = None  # the command's space, as on BreakerForced
 
 
 BREAKER_EVENT_TYPES = (

@@ -40,6 +40,9 @@ class InstitutionMappingChanged(DomainEvent, frozen=True, kw_only=True):
     new_providers: tuple[str, ...]
     actor: str
     reason: str
+    # The command's space: command ids are unique only within one (None: recorded
+    # before changes named it).
+    space_id: str | None = None
 
 
 INSTITUTION_EVENT_TYPES = (InstitutionMappingSeeded, InstitutionMappingChanged)

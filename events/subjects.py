@@ -17,6 +17,10 @@ SPACE_PREFIX = "syncyard.space"
 SPACE_COMMANDS = f"{SPACE_PREFIX}.*.cmd.>"
 
 COMMAND_STREAM = "SYNCYARD_CMD"
+# Empty, and never published on: the command stream sources it only so that
+# nats-server (2.14 and later) lets that stream keep no duplicate window at all
+# (infra/streams.py).
+COMMAND_NO_DEDUPE_STREAM = "SYNCYARD_CMD_NO_DEDUPE"
 EVENT_STREAM = "SYNCYARD_EVT"
 DLQ_STREAM = "SYNCYARD_DLQ"
 
@@ -37,6 +41,12 @@ def command_msg_id(space_id: str, command_id: str) -> str:
     header-safe and, a command id holding no "/", splits back at its last "/".
     """
     return f"{space_header(space_id)}/{command_id}"
+
+
+def command_key(space_id: str | None, command_id: str) -> str:
+    """A command as an aggregate remembers it, to recognise it when it is sent again:
+    `command_msg_id`, or its bare id in events recorded before they named its space."""
+    return command_id if space_id is None else command_msg_id(space_id, command_id)
 
 
 def space_header(space_id: str) -> str:

@@ -528,8 +528,9 @@ async def _publish_and_wait(nc: NatsClient, cmd: Command, timeout: float) -> Com
         headers={HEADER_MSG_ID: command_msg_id(cmd.space_id, cmd.command_id)},
     )
     if ack.duplicate:
-        # NATS dropped the resend inside its duplicate window, so no result will
-        # come on the queue: ask for the original one directly (nothing is redone).
+        # NATS dropped the resend (only a nats-server older than 2.14 keeps a
+        # duplicate window on the command queue, infra/streams.py), so no result
+        # will come on the queue: ask for the original one directly (nothing is redone).
         print(f"already accepted (command id {cmd.command_id}): its original result follows")
         await answers.unsubscribe()
         return await _request(nc, cmd, timeout)

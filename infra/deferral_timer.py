@@ -6,10 +6,10 @@ refusals, which spend no try; command ids are unique only within a space, and
 two spaces' `sync-1` must not share, or overwrite, one timer), holding the
 command as received. When it is due, the scheduler publishes the command again
 to its JetStream subject with the message id `<space>/<command_id>:try<n+1>`
-(and the same `:wait<w>`): a firing repeated after a crash is dropped by NATS
-as a duplicate, and outside NATS's window the connection aggregate recognises
-a round it already made. Timers set before the scoping keep their key, and
-fire with it.
+(and the same `:wait<w>`). NATS keeps a firing repeated after a crash (the
+command queue drops no message id, so no tenant can take a round's id first:
+infra/streams.py): the connection aggregate recognises a round it already made.
+Timers set before the scoping keep their key, and fire with it.
 """
 
 from __future__ import annotations

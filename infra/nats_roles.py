@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from events.commands import SPACE_OPS
 from events.subjects import (
+    COMMAND_NO_DEDUPE_STREAM,
     COMMAND_PREFIX,
     COMMAND_STREAM,
     DLQ_PREFIX,
@@ -178,7 +179,7 @@ ROLES: dict[str, Role] = {
                 f"{SPACE_PREFIX}.*.result.>",  # each result again, for its space's readers
                 f"{DLQ_PREFIX}.>",
                 f"{UPSTREAM_INBOX}.>",  # RPC answers: to upstream's inboxes only
-                *_declare(COMMAND_STREAM, DLQ_STREAM),
+                *_declare(COMMAND_STREAM, COMMAND_NO_DEDUPE_STREAM, DLQ_STREAM),
                 *_declare_only(EVENT_STREAM),
                 *_consume(COMMAND_STREAM),
             ),

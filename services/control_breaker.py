@@ -27,6 +27,15 @@ def _view(breaker: Breaker) -> dict[str, Any]:
     }
 
 
+def _answer(cmd: ForceBreaker | ReleaseBreaker, breaker: Breaker, recorded: bool) -> CommandResult:
+    """The breaker as it stands; a command recorded before is answered as a duplicate
+    (the breaker's state now, which a later hold may have changed)."""
+    duplicate = not recorded and breaker.applied(cmd.space_id, cmd.command_id)
+    return CommandResult(
+        command_id=cmd.command_id, op=cmd.op, success=True, data=_view(breaker), duplicate=duplicate
+    )
+
+
 async def force_breaker(
     deps: Dependencies, cmd: ForceBreaker, trace: dict[str, str]
 ) -> CommandResult:
@@ -37,7 +46,7 @@ async def force_breaker(
         return refused(
             cmd, "unknown_provider", f"unknown provider {cmd.provider!r}; known: {known}"
         )
-    breaker = await deps.breakers.force(
+    breaker, recorded = await deps.breakers.force(
         cmd.provider,
         cmd.region,
         cmd.institution_id,
@@ -46,8 +55,9 @@ async def force_breaker(
         actor=cmd.actor,
         reason=cmd.reason,
         command_id=cmd.command_id,
+        space_id=cmd.space_id,
     )
-    return CommandResult(command_id=cmd.command_id, op=cmd.op, success=True, data=_view(breaker))
+    return _answer(cmd, breaker, recorded)
 
 
 async def release_breaker(
@@ -55,12 +65,13 @@ async def release_breaker(
 ) -> CommandResult:
     if deps.breakers is None:
         return refused(cmd, "no_breakers", "this process holds no breakers (not a worker)")
-    breaker = await deps.breakers.release(
+    breaker, recorded = await deps.breakers.release(
         cmd.provider,
         cmd.region,
         cmd.institution_id,
         actor=cmd.actor,
         reason=cmd.reason,
         command_id=cmd.command_id,
+        space_id=cmd.space_id,
     )
-    return CommandResult(command_id=cmd.command_id, op=cmd.op, success=True, data=_view(breaker))
+    return _answer(cmd, breaker, recorded)

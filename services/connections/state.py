@@ -14,8 +14,9 @@ from events.errors import ErrorInfo
 from events.results import CommandResult
 from services.reconciliation.feed import Planned, Recognised
 
-# Enough to recognise any redelivery JetStream could still make (its
-# duplicate window and max deliveries are far shorter than 512 commands).
+# The commands remembered per connection: a redelivery or a resend (NATS drops
+# no resent command: infra/streams.py) is recognised while it is among the
+# connection's last 512, and runs again after that.
 RECENT_COMMANDS_KEPT = 512
 _NAMESPACE = uuid.UUID("5d3c2f7e-4a51-4be4-9a43-6f1c1a0b9e21")
 

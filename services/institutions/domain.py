@@ -20,10 +20,12 @@ import msgspec
 from events.base import DomainEvent
 from events.commands import MapInstitution
 from events.institutions import InstitutionMappingChanged, InstitutionMappingSeeded
+from events.subjects import command_key
 
 _NAMESPACE = uuid.UUID("5f3c1a7e-2b8d-4e61-9a0f-7c4d2e9b1a36")
-# Enough to recognise a command resent after NATS's duplicate window; older
-# resends would reapply an old order, which the version check cannot catch.
+# The changes remembered per institution, to recognise a resent command (NATS
+# drops none: infra/streams.py); a resend older than the last 64 changes would
+# reapply an old order, which the version check cannot catch.
 RECENT_COMMANDS_KEPT = 64
 
 
@@ -50,7 +52,14 @@ class InstitutionMapping(msgspec.Struct, frozen=True, kw_only=True):
     provider_ids: dict[str, str] = {}
     version: int = 0
     changed_by: str | None = None  # None: as seeded
+    # The changes' commands (`command_key`), to recognise one sent again.
     recent_commands: tuple[str, ...] = ()
+
+    def applied(self, space_id: str, command_id: str) -> bool:
+        """Whether this command's change is recorded already."""
+        known = self.recent_commands
+        # A bare id: recorded before changes named their space.
+        return command_key(space_id, command_id) in known or command_id in known
 
 
 def check_providers(providers: tuple[str, ...], known: frozenset[str]) -> None:
@@ -113,7 +122,7 @@ def decide_map(
     trace: dict[str, str],
 ) -> list[DomainEvent]:
     """Change the order; nothing to record for a resent command or an unchanged order."""
-    if state is not None and cmd.command_id in state.recent_commands:
+    if state is not None and state.applied(cmd.space_id, cmd.command_id):
         return []
     check_providers(cmd.providers, known)
     if state is not None and state.region != cmd.region:
@@ -137,6 +146,7 @@ def decide_map(
             new_providers=cmd.providers,
             actor=cmd.actor,
             reason=cmd.reason,
+            space_id=cmd.space_id,
         )
     ]
 
@@ -174,7 +184,10 @@ def _(event: InstitutionMappingChanged, state: InstitutionMapping | None) -> Ins
         providers=event.new_providers,
         version=event.originator_version,
         changed_by=event.actor,
-        recent_commands=(*base.recent_commands, event.command_id)[-RECENT_COMMANDS_KEPT:],
+        recent_commands=(
+            *base.recent_commands,
+            command_key(event.space_id, event.command_id),
+        )[-RECENT_COMMANDS_KEPT:],
     )
 
 

@@ -69,7 +69,7 @@ def _answer(cmd: MapInstitution, state: InstitutionMapping, *, changed: bool) ->
             "version": state.version,
             "changed": changed,
         },
-        duplicate=not changed and cmd.command_id in state.recent_commands,
+        duplicate=not changed and state.applied(cmd.space_id, cmd.command_id),
     )
 
 

@@ -311,8 +311,13 @@ class BreakerBoard:
         actor: str,
         reason: str,
         command_id: str,
-    ) -> Breaker:
-        """Hold a breaker open or closed for `duration_s` (an audited operator's decision)."""
+        space_id: str | None = None,
+    ) -> tuple[Breaker, bool]:
+        """Hold a breaker open or closed for `duration_s` (an audited operator's decision).
+
+        The breaker after it, and whether this call recorded the hold: not when the
+        command (`space_id`, `command_id`) is recorded already, by this replica or another.
+        """
         entry = await self._entry(provider, region, institution_id)
         now = self.clock()
         until = now + timedelta(seconds=duration_s)
@@ -324,10 +329,13 @@ class BreakerBoard:
                 actor=actor,
                 reason=reason,
                 command_id=command_id,
+                space_id=space_id,
                 now=now,
             )
-            if not events or await self._record(entry, events):
-                return entry.breaker
+            if not events:
+                return entry.breaker, False
+            if await self._record(entry, events):
+                return entry.breaker, True
 
     async def release(
         self,
@@ -338,15 +346,24 @@ class BreakerBoard:
         actor: str,
         reason: str,
         command_id: str,
-    ) -> Breaker:
-        """End a hold, or close an open breaker with a fresh count."""
+        space_id: str | None = None,
+    ) -> tuple[Breaker, bool]:
+        """End a hold, or close an open breaker with a fresh count; whether this call
+        recorded it (not for a closed breaker, nor a command recorded already)."""
         entry = await self._entry(provider, region, institution_id)
         while True:
             events = decide_release(
-                entry.breaker, actor=actor, reason=reason, command_id=command_id, now=self.clock()
+                entry.breaker,
+                actor=actor,
+                reason=reason,
+                command_id=command_id,
+                space_id=space_id,
+                now=self.clock(),
             )
-            if not events or await self._record(entry, events):
-                return entry.breaker
+            if not events:
+                return entry.breaker, False
+            if await self._record(entry, events):
+                return entry.breaker, True
 
     async def provider_status(
         self,

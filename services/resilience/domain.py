@@ -31,12 +31,15 @@ from events.breaker import (
     ProviderStatusReport,
     StatusBlame,
 )
+from events.subjects import command_key
 from services.resilience.policy import BreakerPolicy
 from services.resilience.window import Observation, Window
 
 __all__ = ["Breaker", "Observation", "Window", "breaker_id_for", "new_breaker"]
 
 _NAMESPACE = uuid.UUID("0b6d3d1e-92a4-4b53-8d0c-3b1f5e0f7a10")
+# Operators' holds and releases remembered per breaker, to recognise one sent again.
+OPERATOR_COMMANDS_KEPT = 64
 BreakerStatus = Literal["closed", "open", "half_open"]
 
 
@@ -73,9 +76,16 @@ class Breaker(msgspec.Struct, frozen=True, kw_only=True):
     # bank's by the window's rule, or the provider's status blaming the bank):
     # the same bank at other providers is likely down too (board.py).
     bank_down: bool = False
-    # The last release recorded: a redelivered release must not close a breaker
-    # that opened again since.
-    released_command: str | None = None
+    # The holds and releases recorded (`command_key`), the latest last: one sent
+    # again records nothing, so a resent release cannot end a later hold, nor a
+    # resent hold replace one.
+    operator_commands: tuple[str, ...] = ()
+
+    def applied(self, space_id: str | None, command_id: str) -> bool:
+        """Whether this operator's command (a hold or a release) is recorded already."""
+        known = self.operator_commands
+        # A bare id: recorded before holds named their space.
+        return command_key(space_id, command_id) in known or command_id in known
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -236,10 +246,11 @@ def decide_force(
     actor: str,
     reason: str,
     command_id: str,
+    space_id: str | None,
     now: datetime,
 ) -> list[DomainEvent]:
     """Hold the breaker open or closed until `until`; a resent command records nothing."""
-    if breaker.forced_command == command_id:
+    if breaker.applied(space_id, command_id):
         return []
     return [
         BreakerForced(
@@ -251,22 +262,29 @@ def decide_force(
             reason=reason,
             until=until,
             command_id=command_id,
+            space_id=space_id,
             **breaker._names(),  # type: ignore[arg-type]
         )
     ]
 
 
 def decide_release(
-    breaker: Breaker, *, actor: str, reason: str, command_id: str, now: datetime
+    breaker: Breaker,
+    *,
+    actor: str,
+    reason: str,
+    command_id: str,
+    space_id: str | None,
+    now: datetime,
 ) -> list[DomainEvent]:
     """End a hold (or, as Polly's `Reset()`, close an open breaker); nothing when closed,
-    nor for a release already recorded (redelivered after the breaker opened again).
+    nor for a release already recorded (resent after the breaker opened again).
 
     A release from open (held or not) starts the ramp (`ramp.py`), as the probes'
     close does: what waited behind the breaker comes back gradually."""
     if breaker.forced is None and breaker.status == "closed":
         return []
-    if breaker.released_command == command_id:
+    if breaker.applied(space_id, command_id):
         return []
     return [
         BreakerReleased(
@@ -276,6 +294,7 @@ def decide_release(
             actor=actor,
             reason=reason,
             command_id=command_id,
+            space_id=space_id,
             **breaker._names(),  # type: ignore[arg-type]
         )
     ]
@@ -388,6 +407,7 @@ def _(event: BreakerForced, breaker: Breaker) -> Breaker:
         forced_by=event.actor,
         forced_reason=event.reason,
         forced_command=event.command_id,
+        operator_commands=_remember(breaker, event.space_id, event.command_id),
         bank_down=False,  # an operator's hold says nothing about the bank
     )
 
@@ -397,7 +417,7 @@ def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
     return msgspec.structs.replace(
         breaker,
         version=event.originator_version,
-        released_command=event.command_id,
+        operator_commands=_remember(breaker, event.space_id, event.command_id),
         status="closed",
         open_until=None,
         half_opened_at=None,
@@ -414,6 +434,13 @@ def _(event: BreakerReleased, breaker: Breaker) -> Breaker:
         forced_reason="",
         bank_down=False,
     )
+
+
+def _remember(breaker: Breaker, space_id: str | None, command_id: str | None) -> tuple[str, ...]:
+    if command_id is None:  # a hold's expiry, no command's
+        return breaker.operator_commands
+    key = command_key(space_id, command_id)
+    return (*breaker.operator_commands, key)[-OPERATOR_COMMANDS_KEPT:]
 
 
 def evolve(breaker: Breaker, event: DomainEvent) -> Breaker:

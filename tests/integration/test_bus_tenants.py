@@ -295,3 +295,61 @@ async def test_the_fleet_s_ops_run_only_on_the_fleet_wide_subject(
 
     assert refused.error is not None and refused.error.code == "fleet_op"
     assert "BreakerForced" not in [t for _, t, _ in await stored_events(database_url)]
+
+
+async def test_a_tenant_cannot_make_jetstream_drop_another_space_s_command_by_its_message_id(
+    tenant_nats: str, sandbox: str, database_url: str
+) -> None:
+    # acme knows (or guesses) globex's next command ids, and sends its own commands
+    # first with globex's message ids, on the one subject its login may publish on.
+    squat_register = register("acct-acme", "plaid", "acme-squat-1", space_id="acme.eu")
+    squat_sync = sync("acct-acme", "acme-squat-2", space_id="acme.eu")
+    theirs = register("acct-globex", "plaid", "globex-1", space_id="globex")
+    theirs_sync = sync("acct-globex", "globex-2", space_id="globex")
+    async with (
+        running_syncyard(settings_for(sandbox), tenant_nats, database_url),
+        client(tenant_nats) as upstream,
+    ):
+        acme, globex = await tenant(tenant_nats, ACME), await tenant(tenant_nats, GLOBEX)
+        try:
+            await globex.nc.subscribe("syncyard.space.globex.result.>", cb=globex.on_result)
+            await globex.nc.flush()
+            for squat, victim in ((squat_register, theirs), (squat_sync, theirs_sync)):
+                ack = await acme.js.publish(
+                    space_command_subject("acme.eu", squat.op),
+                    encode(squat),
+                    headers={HEADER_MSG_ID: command_msg_id("globex", victim.command_id)},
+                )
+                assert not ack.duplicate
+                assert (await upstream.result_in("acme.eu", squat.command_id)).success
+
+            # globex's own registration, from its tenant login on its space's subject ...
+            ack = await globex.js.publish(
+                space_command_subject("globex", theirs.op),
+                encode(theirs),
+                headers={HEADER_MSG_ID: command_msg_id("globex", theirs.command_id)},
+            )
+            assert not ack.duplicate  # JetStream took it: nobody else's id stands in its way
+            registered = await upstream.result_in("globex", "globex-1")
+            # ... and its sync, from the shared login on the subject that names no space.
+            assert await upstream.publish(theirs_sync)
+            synced = await upstream.result_in("globex", "globex-2")
+            await eventually(lambda: asyncio.sleep(0, globex.answered()), lambda a: len(a) == 2)
+
+            # Sent again (a publisher's retry): answered as a duplicate, applied once.
+            await globex.send(theirs)
+            await eventually(
+                lambda: asyncio.sleep(0, upstream.in_space.get(("globex", "globex-1"), [])),
+                lambda results: len(results) == 2,
+            )
+        finally:
+            await acme.nc.close()
+            await globex.nc.close()
+
+    assert registered.success and not registered.duplicate
+    assert synced.success and not synced.duplicate
+    assert upstream.in_space[("globex", "globex-1")][1].duplicate
+    events = [t for _, t, _ in await stored_events(database_url)]
+    assert events.count("ConnectionRegistered") == 2  # acme's and globex's, once each
+    assert events.count("ProviderLinked") == 2
+    assert events.count("SyncCompleted") == 2  # acme's squatting sync and globex's own

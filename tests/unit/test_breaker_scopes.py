@@ -271,3 +271,39 @@ async def test_a_redelivered_release_does_not_close_a_breaker_that_opened_again(
     await b.release("plaid", "US", None, actor="ops", reason="over", command_id="r")
     assert b.status("plaid", "US") == "open"
     assert recorder.recorded().count("BreakerReleased") == 1
+
+
+async def test_a_hold_resent_after_a_later_one_records_nothing_and_says_so() -> None:
+    b, recorder, _ = board()
+    args = {"duration_s": 60.0, "actor": "ops", "reason": "r", "space_id": "ops"}
+    _, first = await b.force("plaid", "US", None, state="open", command_id="f1", **args)  # type: ignore[arg-type]
+    await b.force("plaid", "US", None, state="closed", command_id="f2", **args)  # type: ignore[arg-type]
+    breaker, again = await b.force("plaid", "US", None, state="open", command_id="f1", **args)  # type: ignore[arg-type]
+
+    assert first and not again and breaker.applied("ops", "f1")
+    assert breaker.forced == "closed"  # the later hold stands
+    assert recorder.recorded() == ["BreakerForced", "BreakerForced"]
+
+
+async def test_a_release_resent_after_a_later_hold_leaves_the_hold() -> None:
+    b, recorder, _ = board()
+    args = {"state": "open", "duration_s": 60.0, "actor": "ops", "reason": "r", "space_id": "ops"}
+    await b.force("plaid", "US", None, command_id="f1", **args)  # type: ignore[arg-type]
+    await b.release("plaid", "US", None, actor="ops", reason="o", command_id="r1", space_id="ops")
+    await b.force("plaid", "US", None, command_id="f2", **args)  # type: ignore[arg-type]
+    breaker, recorded = await b.release(
+        "plaid", "US", None, actor="ops", reason="o", command_id="r1", space_id="ops"
+    )
+
+    assert not recorded and breaker.forced == "open"
+    assert recorder.recorded() == ["BreakerForced", "BreakerReleased", "BreakerForced"]
+
+
+async def test_the_same_hold_command_id_from_another_space_is_another_hold() -> None:
+    b, recorder, _ = board()
+    args = {"state": "open", "duration_s": 60.0, "actor": "ops", "reason": "r", "command_id": "f"}
+    await b.force("plaid", "US", None, space_id="ops", **args)  # type: ignore[arg-type]
+    _, recorded = await b.force("plaid", "US", None, space_id="ops-eu", **args)  # type: ignore[arg-type]
+
+    assert recorded
+    assert recorder.recorded() == ["BreakerForced", "BreakerForced"]

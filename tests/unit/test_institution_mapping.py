@@ -93,6 +93,7 @@ def test_a_change_records_who_why_and_both_orders() -> None:
             new_providers=("mx", "plaid"),
             actor="ana@ops",
             reason="plaid keeps timing out at Chase",
+            space_id="ops",
         )
     ]
     changed = fold(state, events)
@@ -146,7 +147,7 @@ def test_only_the_most_recent_commands_are_remembered() -> None:
 
     assert state is not None
     assert len(state.recent_commands) == RECENT_COMMANDS_KEPT
-    assert state.recent_commands[-1] == f"map-{RECENT_COMMANDS_KEPT + 4}"
+    assert state.recent_commands[-1] == f"ops/map-{RECENT_COMMANDS_KEPT + 4}"
 
 
 @pytest.mark.parametrize(
@@ -203,3 +204,21 @@ def test_the_command_decodes_from_its_wire_shape() -> None:
     assert cmd.account_id == "institution-mapping"
     with pytest.raises(msgspec.ValidationError, match="actor"):
         msgspec.json.decode(msgspec.json.encode({**wire, "actor": ""}), type=MapInstitution)
+
+
+def test_the_same_command_id_from_another_space_is_another_change() -> None:
+    state = fold(
+        seeded(), decide_map(seeded(), map_cmd("mx", "plaid"), known=KNOWN, now=NOW, trace={})
+    )
+    elsewhere = msgspec.structs.replace(map_cmd("plaid", "mx"), space_id="ops-eu")
+
+    assert decide_map(state, map_cmd("mx", "plaid"), known=KNOWN, now=NOW, trace={}) == []
+    [changed] = decide_map(state, elsewhere, known=KNOWN, now=NOW, trace={})
+    assert isinstance(changed, InstitutionMappingChanged) and changed.space_id == "ops-eu"
+
+
+def test_a_change_recorded_before_changes_named_their_space_is_still_recognised() -> None:
+    [changed] = decide_map(seeded(), map_cmd("mx", "plaid"), known=KNOWN, now=NOW, trace={})
+    legacy = fold(seeded(), [msgspec.structs.replace(changed, space_id=None)])
+
+    assert decide_map(legacy, map_cmd("mx", "plaid"), known=KNOWN, now=NOW, trace={}) == []
