@@ -59,7 +59,7 @@ async def serve(nats_url: str, db_url: str, sandbox_url: str) -> None:
     async with aiohttp.ClientSession() as session:
         cursors: dict[str, str] = {}
 
-        async def call(msg: Msg) -> tuple[str, str]:
+        async def call(msg: Msg) -> tuple[str, str, bool]:
             command = json.loads(msg.data)
             account = command["account_id"]
             pages = []
@@ -78,7 +78,8 @@ async def serve(nats_url: str, db_url: str, sandbox_url: str) -> None:
                 cursors[account] = page["next_cursor"]
                 if not page["has_more"]:
                     break
-            return command["command_id"], json.dumps(pages)
+            # has_more: the walk stopped at MAX_PAGES_PER_SYNC, as syncyard's answer says.
+            return command["command_id"], json.dumps(pages), bool(pages[-1]["has_more"])
 
         print("ready", flush=True)
         while not stop.is_set():
@@ -86,20 +87,27 @@ async def serve(nats_url: str, db_url: str, sandbox_url: str) -> None:
                 msgs = await sub.fetch(256, timeout=0.5)
             except TimeoutError:
                 continue
-            rows = await asyncio.gather(*(call(m) for m in msgs))
+            walks = await asyncio.gather(*(call(m) for m in msgs))
             async with pool.acquire() as conn:
                 await conn.executemany(
                     "INSERT INTO bench_pipe (command_id, page) VALUES ($1, $2) "
                     "ON CONFLICT DO NOTHING",
-                    rows,
+                    [(command_id, page) for command_id, page, _ in walks],
                 )
-            for msg, (command_id, _page) in zip(msgs, rows, strict=True):
+            for msg, (command_id, _page, has_more) in zip(msgs, walks, strict=True):
                 await nc.publish(
-                    RESULTS, b'{"success":true}', headers={"Syncyard-Command-Id": command_id}
+                    RESULTS,
+                    b'{"success":true,"has_more":true}'
+                    if has_more
+                    else b'{"success":true,"has_more":false}',
+                    headers={"Syncyard-Command-Id": command_id},
                 )
                 await msg.ack()
+    # Every ack is sent by now: flushed and closed, not drained (draining the pull
+    # subscription timed out, and nats-py logged it as an error on every run).
     with contextlib.suppress(Exception):
-        await nc.drain()
+        await nc.flush()
+    await nc.close()
     await pool.close()
 
 

@@ -106,15 +106,16 @@ def library_saves(db_url: str, threads: int, per_thread: int, db_functions: bool
 
 # -- (b) end to end ----------------------------------------------------------
 SETTLE_S = 0.5
-# A paced run first syncs every account once, all at once, and waits for the
-# followers: an account's first sync walks its whole history (about 13 pages and
-# 64 entries in the sandbox), and 100 of them at once are a backfill, not the
-# steady state. Until 2026-12-05 they fell into the paced run's first second and
-# read as a process's slow start (p99 ~650 ms there, 183 ms once they went first).
-# The paced run's first `WARMUP_S` are still reported apart from the rest: a
-# process's first commands at a rate after its start.
+# A paced run first walks every account's history to its end (13 pages and 64
+# entries in the sandbox at 5 a page: two syncs, a sync walking at most 10 pages),
+# all accounts at once, and waits for the followers: 100 backfills at once are not
+# the steady state. Until 2026-12-05 they fell into the paced run's first second
+# and read as a process's slow start (p99 ~650 ms there). The paced run's first
+# `WARMUP_S` are still reported apart from the rest: a process's first commands at
+# a rate after its start.
 WARMUP_S = 2.0
 FIRST_SYNC = "first-"
+FIRST_SYNC_ROUNDS = 10
 # Every component but the API: what `make run` ran until issue #13 (it now starts the
 # relay and projector as a second process, the split shape below).
 ONE_PROCESS = "worker,relay,projector,provider_status"
@@ -256,7 +257,12 @@ async def end_to_end(
         failures: list[str] = []
 
         first_syncs: list[float] = []
-        backfilled = asyncio.Event()
+        # The backfill's rounds: which account each first sync is for, the accounts
+        # whose walk stopped with more to come, and how many of a round are unanswered.
+        first_account: dict[str, int] = {}
+        more_to_come: set[int] = set()
+        unanswered = [0]
+        round_answered = asyncio.Event()
         accounts = int(os.environ.get("BENCH_ACCOUNTS", "100"))
 
         timeline: dict[int, list[float]] = {}  # BENCH_TIMELINE: latencies per quarter second
@@ -268,8 +274,12 @@ async def end_to_end(
                 latency = (time.perf_counter() - sent_at) * 1000
                 if cid.startswith(FIRST_SYNC):
                     first_syncs.append(latency)
-                    if len(first_syncs) == accounts:
-                        backfilled.set()
+                    answer = json.loads(msg.data) if bare else decode_result(msg.data).data
+                    if (answer or {}).get("has_more"):
+                        more_to_come.add(first_account[cid])
+                    unanswered[0] -= 1
+                    if unanswered[0] == 0:
+                        round_answered.set()
                 else:
                     (warmup if cid in warming else latencies).append(latency)
                     timeline.setdefault(int((sent_at - started) * 4), []).append(latency)
@@ -308,7 +318,9 @@ async def end_to_end(
                 account_id=f"a{i % accounts}",
                 count=5,
             )
-            if prefix != FIRST_SYNC and i < warm:
+            if prefix == FIRST_SYNC:
+                first_account[cmd.command_id] = i
+            elif i < warm:
                 warming.add(cmd.command_id)
             sent[cmd.command_id] = time.perf_counter()
             await js.publish(
@@ -317,12 +329,28 @@ async def end_to_end(
                 headers={HEADER_MSG_ID: command_msg_id(cmd.space_id, cmd.command_id)},
             )
 
-        started = time.perf_counter()
-        if rate is not None:
-            await asyncio.gather(*(publish(a, FIRST_SYNC) for a in range(accounts)))
-            await asyncio.wait_for(backfilled.wait(), 300)
+        async def backfill() -> None:
+            """Each account's history, walked to its end: a sync walks at most
+            MAX_PAGES_PER_SYNC pages, and a walk that stops with more to come is
+            sent again, as an app would (the sandbox's 64 entries take two)."""
+            behind = set(range(accounts))
+            for _ in range(FIRST_SYNC_ROUNDS):
+                if not behind:
+                    break
+                more_to_come.clear()
+                round_answered.clear()
+                unanswered[0] = len(behind)
+                await asyncio.gather(*(publish(a, FIRST_SYNC) for a in sorted(behind)))
+                await asyncio.wait_for(round_answered.wait(), 300)
+                behind = set(more_to_come)
+            if behind:
+                raise SystemExit(f"{len(behind)} accounts still behind after the backfill")
             if not bare:
                 await followers_caught_up(db_url)
+
+        started = time.perf_counter()
+        if rate is not None:
+            await backfill()
         before = meter.read()
         started = time.perf_counter()
         if rate is None:
@@ -461,7 +489,8 @@ def verdicts(lib_fast: float, runs: dict[str, tuple[Run, Run]]) -> list[str]:
     bare = runs["bare"][0]
     worker_us = split.cpu_us.get("worker", float("nan"))
     bare_us = bare.cpu_us.get("bare pipeline", float("nan"))
-    p99 = pct(one_paced.latencies, 99)
+    # The whole paced run, its first seconds too: the backfill goes before it.
+    p99 = pct([*one_paced.warmup, *one_paced.latencies], 99)
     return [
         line(
             one.rate >= TARGET_ONE_VS_DB_FUNCTIONS * lib_fast,
@@ -476,7 +505,8 @@ def verdicts(lib_fast: float, runs: dict[str, tuple[Run, Run]]) -> list[str]:
         line(
             p99 <= TARGET_P99_MS,
             f"p99 command → committed at 500/s, one process ≤ {TARGET_P99_MS:.0f} ms: {p99:.1f} ms "
-            f"after the first {WARMUP_S:g} s (in them: {pct(one_paced.warmup, 99):.1f} ms)",
+            f"(first {WARMUP_S:g} s {pct(one_paced.warmup, 99):.1f} ms, "
+            f"after them {pct(one_paced.latencies, 99):.1f} ms)",
         ),
         line(
             worker_us <= TARGET_WORKER_VS_BARE_CPU * bare_us,
@@ -553,10 +583,10 @@ async def main(quick: bool) -> None:
                 "a process's first commands at a rate",
             ),
             (
-                f"(b) each account's first sync, {len(paced.first_syncs)} at once, "
-                "before the paced run",
+                f"(b) the backfill before the paced run: {len(paced.first_syncs)} syncs, "
+                "each account's at once",
                 f"p50 {pct(paced.first_syncs, 50):.0f} ms, p99 {pct(paced.first_syncs, 99):.0f} ms",
-                "a backfill: each walks its history (~13 pages, 64 entries)",
+                "each walks an account's history, up to 10 pages (64 entries in all)",
             ),
             cpu_row(shape, unpaced),
         ]
