@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -430,28 +429,11 @@ async def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
 
 
 def _say_up(runtime: Runtime, nats_url: str, database_url: str, sandbox_url: str) -> None:
-    _settle_heap()
     # Masked: the banner is printed, and a URL's password must never be.
     print(_banner(runtime, mask_url(nats_url), mask_url(database_url), sandbox_url), flush=True)
 
 
-def _settle_heap() -> None:
-    """Take what the start left on the heap out of the cyclic collector's sight.
-
-    About 100,000 objects (modules, classes, functions) are alive once a process
-    has started, and every full collection walked them all again: 35-40 ms of CPU
-    each in the first seconds of taking commands, while the heap grows and full
-    collections come often, up to 90 ms of wall time on a busy machine (issue #13).
-    Frozen, they are never scanned; a full collection then takes 2-9 ms. Collected
-    first, so no garbage of the start is frozen with them. Only for `serve` and
-    `up`: a test process that starts runtimes over and over keeps its usual heap.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 def _say_ready(stop: asyncio.Event) -> None:
-    _settle_heap()
     # `up` reads this line; once it is gone (stop already set), nobody does.
     if not stop.is_set():
         print("ready", flush=True)
