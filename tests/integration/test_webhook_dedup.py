@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -223,18 +224,18 @@ async def _post_item_webhook(runtime: Runtime, body: bytes) -> tuple[int, Any, s
         return r.status, answer, r.headers.get("Retry-After")
 
 
-async def test_a_webhook_delivered_again_while_the_first_delivery_is_in_flight_is_not_acknowledged(
-    syncyard: Runtime, upstream: Client
-) -> None:
-    """The second delivery must not be told "received": the first may yet fail, and
-    then only the provider's resend brings the event back."""
-    assert (await upstream.send(register("dup-flight", "mx"))).success
+async def _challenged_and_linked(
+    syncyard: Runtime, name: str
+) -> tuple[bytes, Callable[[], Awaitable[Any]]]:
+    """An MX "challenged" webhook for member `MBR-<name>`, once the item is in the
+    read model (a delivery held up on the lookup would wait for it otherwise), and
+    a probe of its claim's `handled` (None: no claim)."""
     challenged = json.dumps(
         {
             "type": "CONNECTION_STATUS",
             "action": "CHANGED",
-            "member_guid": "MBR-dup-flight",
-            "user_guid": "USR-dup-flight",
+            "member_guid": f"MBR-{name}",
+            "user_guid": f"USR-{name}",
             "connection_status": "CHALLENGED",
         }
     ).encode()
@@ -243,13 +244,12 @@ async def test_a_webhook_delivered_again_while_the_first_delivery_is_in_flight_i
     async def holders() -> int:
         try:
             found = await syncyard.pool.fetchval(
-                "SELECT count(*) FROM linked_items WHERE item_id = 'MBR-dup-flight'"
+                "SELECT count(*) FROM linked_items WHERE item_id = $1", f"MBR-{name}"
             )
         except asyncpg.UndefinedTableError:  # the projector is still starting
             return 0
         return int(found)
 
-    # The item is in the read model before it is held up (the lookup would wait for it).
     await eventually(holders, lambda count: count == 1)
 
     async def claimed() -> Any:
@@ -257,6 +257,17 @@ async def test_a_webhook_delivered_again_while_the_first_delivery_is_in_flight_i
             "SELECT handled FROM syncyard_webhooks_seen WHERE provider = 'mx' AND event_id = $1",
             event_id,
         )
+
+    return challenged, claimed
+
+
+async def test_a_webhook_delivered_again_while_the_first_delivery_is_in_flight_is_not_acknowledged(
+    syncyard: Runtime, upstream: Client
+) -> None:
+    """The second delivery must not be told "received": the first may yet fail, and
+    then only the provider's resend brings the event back."""
+    assert (await upstream.send(register("dup-flight", "mx"))).success
+    challenged, claimed = await _challenged_and_linked(syncyard, "dup-flight")
 
     # The first delivery claims the webhook, then waits on the item lookup, which
     # this transaction holds up; then its database connection is cut: it fails.
@@ -295,33 +306,8 @@ async def test_a_delivery_whose_claim_lapsed_and_failed_late_leaves_the_new_hold
     told 409 rather than acting on the webhook beside B."""
     assert (await upstream.send(register("late-holder", "mx"))).success
     assert syncyard.webhooks is not None
-    challenged = json.dumps(
-        {
-            "type": "CONNECTION_STATUS",
-            "action": "CHANGED",
-            "member_guid": "MBR-late-holder",
-            "user_guid": "USR-late-holder",
-            "connection_status": "CHALLENGED",
-        }
-    ).encode()
+    challenged, claimed = await _challenged_and_linked(syncyard, "late-holder")
     event_id = digest_event_id(challenged)
-
-    async def holders() -> int:
-        try:
-            found = await syncyard.pool.fetchval(
-                "SELECT count(*) FROM linked_items WHERE item_id = 'MBR-late-holder'"
-            )
-        except asyncpg.UndefinedTableError:  # the projector is still starting
-            return 0
-        return int(found)
-
-    await eventually(holders, lambda count: count == 1)
-
-    async def claimed() -> Any:
-        return await syncyard.pool.fetchval(
-            "SELECT handled FROM syncyard_webhooks_seen WHERE provider = 'mx' AND event_id = $1",
-            event_id,
-        )
 
     async with syncyard.pool.acquire() as conn, conn.transaction():
         await conn.execute("LOCK TABLE linked_items IN ACCESS EXCLUSIVE MODE")
