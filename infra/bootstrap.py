@@ -287,17 +287,19 @@ async def open_runtime(
         credentials = settings.nats_credentials
         where = f"NATS at {mask_url(nats_url)}"
         log.info("connecting to %s as %s", where, nats_role)
+        said = ConnectionLog(nats_role)
         nc = await unless_stopped(
             nats.connect(
                 nats_url,
                 name=f"syncyard-{nats_role}",
                 max_reconnect_attempts=-1,
-                **ConnectionLog(nats_role).callbacks(),
+                **said.callbacks(),
                 **connect_options(nats_role, credentials.get(nats_role)),
             ),
             stop,
             f"connecting to {where} (it never answered)",
         )
+        said.watch(nc)
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
         if nats_role == WORKER:
@@ -463,17 +465,19 @@ async def _open_relay(
 ) -> EventRelay:
     """The relay on a NATS connection of its own: only a process that runs the relay
     logs in as the relay, the one role that may publish events."""
+    said = ConnectionLog("relay's own")
     relay_nc = await unless_stopped(
         nats.connect(
             runtime.nats_url,
             name="syncyard-relay",
             max_reconnect_attempts=-1,
-            **ConnectionLog("relay's own").callbacks(),
+            **said.callbacks(),
             **connect_options(RELAY, runtime.settings.nats_credentials.get(RELAY)),
         ),
         stop,
         f"connecting the relay to NATS at {mask_url(runtime.nats_url)} (it never answered)",
     )
+    said.watch(relay_nc)
     stack.push_async_callback(relay_nc.drain)
     return EventRelay(runtime.pool, relay_nc, runtime.reader, msg_id_key=runtime.event_id_key)
 

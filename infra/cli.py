@@ -87,6 +87,8 @@ EXAMPLE_PERSON = "demo-1"
 DEFAULT_SCENARIO = "calm"
 # `up` and `serve`'s exit status when a stop signal came before they were connected.
 STOPPED_WHILE_STARTING = 3
+# 128 + SIGPIPE: what a shell reports for a program whose output's reader went away.
+READER_GONE = 141
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -714,31 +716,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = _masking_excepthook
     setup_logging()
     settings = load_settings()
-    code = 0
     try:
-        if args.command == "up":
-            _run_service(_up(settings))
-        elif args.command == "serve":
-            components = [c for c in args.components.split(",") if c]
-            _run_service(_serve(settings, components, until_stdin_closes=args.until_stdin_closes))
-        elif args.command == "send":
-            payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
-            code = asyncio.run(
-                _send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout)
-            )
-        elif args.command == "schema":
-            for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
-                print(path)
-        elif args.command == "nats-config":
-            code = _print_nats_config(args)
-        elif args.command == "sandbox":
-            web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
-        elif args.command == "replay":
-            code = asyncio.run(
-                run_replay(settings, args.names, from_zero=args.from_zero, check=args.verify)
-            )
-        elif args.command == "audit":
-            code = asyncio.run(audit_cli.run_audit(settings, args.audit, args))
+        code = _run_command(args, settings)
+        sys.stdout.flush()  # here, where a reader gone (below) can still be told apart
+    except BrokenPipeError:
+        # Whoever read our output went away (`syncyard send … | head -1`): nothing is
+        # wrong on our side, and nobody is left to tell. Exit as a shell's SIGPIPE
+        # does, without the traceback, and without a second one at exit's flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return READER_GONE
     except (ConfigurationError, StoreNotFoundError, UnknownProjectionError) as exc:
         print(f"syncyard: {mask_urls(str(exc))}", file=sys.stderr)
         return 2
@@ -748,6 +734,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return STOPPED_WHILE_STARTING
     except KeyboardInterrupt:
         return 130
+    return code
+
+
+def _run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """The chosen subcommand; its exit status."""
+    code = 0
+    if args.command == "up":
+        _run_service(_up(settings))
+    elif args.command == "serve":
+        components = [c for c in args.components.split(",") if c]
+        _run_service(_serve(settings, components, until_stdin_closes=args.until_stdin_closes))
+    elif args.command == "send":
+        payload = Path(args.json[1:]).read_text() if args.json.startswith("@") else args.json
+        code = asyncio.run(_send(settings, args.op, payload, rpc=args.rpc, timeout=args.timeout))
+    elif args.command == "schema":
+        for path in [*write_schemas(args.out), write_asyncapi(args.out / "asyncapi.json")]:
+            print(path)
+    elif args.command == "nats-config":
+        code = _print_nats_config(args)
+    elif args.command == "sandbox":
+        web.run_app(_sandbox_app(args.scenario), host="127.0.0.1", port=args.port)
+    elif args.command == "replay":
+        code = asyncio.run(
+            run_replay(settings, args.names, from_zero=args.from_zero, check=args.verify)
+        )
+    elif args.command == "audit":
+        code = asyncio.run(audit_cli.run_audit(settings, args.audit, args))
     return code
 
 

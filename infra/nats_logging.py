@@ -14,7 +14,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+
+class _Connection(Protocol):
+    """What of a `nats.aio.client.Client` tells its own close from a loss."""
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    @property
+    def is_draining(self) -> bool: ...
+
 
 log = logging.getLogger(__name__)
 REPEAT_EVERY_S = 60.0
@@ -31,6 +42,11 @@ class ConnectionLog:
         self._last_error: str | None = None
         self._said_at = 0.0
         self._unsaid = 0
+        self._client: _Connection | None = None
+
+    def watch(self, client: _Connection) -> None:
+        """The connection these callbacks are for: its own close is not a loss."""
+        self._client = client
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -59,6 +75,11 @@ class ConnectionLog:
             self._said_at, self._unsaid = now, 0
 
     async def on_disconnected(self) -> None:
+        client = self._client
+        if client is not None and (client.is_closed or client.is_draining):
+            # nats-py says "disconnected" on a close we asked for too (a stop).
+            log.info("NATS (%s): connection closed", self.name)
+            return
         log.warning("NATS (%s): connection lost; reconnecting", self.name)
 
     async def on_reconnected(self) -> None:

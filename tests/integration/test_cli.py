@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +34,25 @@ async def syncyard_cli(*args: str, env: dict[str, str] | None = None) -> tuple[i
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    """`syncyard … | head -1`: the pipe's reader is gone before syncyard writes."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "schema", "--out", str(tmp_path)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    said = done.stderr.decode()
+    assert done.returncode == 141, said
+    assert "Traceback" not in said and "BrokenPipeError" not in said, said
 
 
 def written_files(folder: Path) -> dict[str, str]:

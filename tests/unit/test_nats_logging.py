@@ -73,3 +73,20 @@ async def test_a_permissions_violation_is_an_error(caplog: pytest.LogCaptureFixt
     await said.on_error(Exception('nats: permissions violation for publish to "syncyard.evt.x"'))
     await said.on_error(ConnectionRefusedError("refused"))
     assert [record.levelno for record in caplog.records] == [logging.ERROR, logging.WARNING]
+
+
+class Closing:
+    is_closed = False
+    is_draining = True
+
+
+async def test_a_close_syncyard_asked_for_is_not_a_lost_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    said = ConnectionLog("worker", clock=Clock())
+    caplog.set_level(logging.INFO, logger="infra.nats_logging")
+    said.watch(Closing())
+    await said.on_disconnected()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "NATS (worker): connection closed")
+    ]
