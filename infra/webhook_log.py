@@ -53,6 +53,13 @@ ALTER TABLE syncyard_webhooks_seen ADD COLUMN IF NOT EXISTS holder uuid;
 CREATE INDEX IF NOT EXISTS syncyard_webhooks_seen_by_age ON syncyard_webhooks_seen (received_at);
 """
 _SETUP_LOCK = 0x5_1100C
+# Marked handled, the row made anew (held by nobody) if a lapsed claim's new holder
+# released it; whether `$3` held the claim.
+_HANDLED = """
+INSERT INTO syncyard_webhooks_seen AS seen (provider, event_id, handled) VALUES ($1, $2, true)
+ON CONFLICT (provider, event_id) DO UPDATE SET handled = true, received_at = now()
+RETURNING seen.holder IS NOT DISTINCT FROM $3::uuid
+"""
 
 # A row is ours if it is new, or an unhandled claim that lapsed: then it is held
 # by our token.
@@ -130,17 +137,14 @@ class WebhookLog:
     async def handled(self, provider: str, event_id: str, token: uuid.UUID) -> bool:
         """The webhook took effect: a replay within the retention is acknowledged only.
 
-        Only while `token`'s claim holds it; False when the claim lapsed and another
-        delivery took it over (that one decides, by its own outcome).
+        Whoever holds the claim now: the effect happened. A delivery whose claim
+        lapsed and was taken over still marks it; left unmarked, the new holder's
+        failure would drop the row (`release`) and a resend would act a third time.
+        The row is written again if that release came first. True when `token`
+        still held the claim, False when another delivery had taken it over.
         """
-        status = await self.pool.execute(
-            "UPDATE syncyard_webhooks_seen SET handled = true, received_at = now() "
-            "WHERE provider = $1 AND event_id = $2 AND holder = $3 AND NOT handled",
-            provider,
-            event_id,
-            token,
-        )
-        return _rows(status) > 0
+        held = await self.pool.fetchval(_HANDLED, provider, event_id, token)
+        return bool(held)
 
     async def release(self, provider: str, event_id: str, token: uuid.UUID) -> bool:
         """The webhook took no effect: the next delivery of it is acted on.

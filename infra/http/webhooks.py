@@ -85,8 +85,9 @@ async def acted_once(
     try:
         response, took_effect = await act()
     finally:
-        # Only while the claim is still ours: had it lapsed and been taken over,
-        # the delivery now holding it decides by its own outcome.
+        # An effect is marked whoever holds the claim now (it happened); a release
+        # acts only while the claim is still ours: had it lapsed and been taken
+        # over, the delivery now holding it decides by its own outcome.
         settle = webhooks.handled if took_effect else webhooks.release
         if not await settle(event.provider, event.event_id, token):
             log.warning(

@@ -184,7 +184,7 @@ async def _lapse(pool: asyncpg.Pool) -> None:
     )
 
 
-async def test_a_late_release_or_handled_from_a_lapsed_holder_leaves_the_new_holder_s_claim(
+async def test_a_late_release_from_a_lapsed_holder_leaves_the_new_holder_s_claim(
     database_url: str,
 ) -> None:
     async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
@@ -202,12 +202,40 @@ async def test_a_late_release_or_handled_from_a_lapsed_holder_leaves_the_new_hol
         assert not await log.release("mx", "sha256:late", a.token)
         # A delivery arriving meanwhile is still told B is at it (the route's 409).
         assert (await log.claim("mx", "sha256:late")).claim is Claim.IN_FLIGHT
-        # Nor may A, had it taken effect, mark done what B is still acting on: B
-        # may fail, and then the provider's resend must be acted on.
-        assert not await log.handled("mx", "sha256:late", a.token)
-        assert (await log.claim("mx", "sha256:late")).claim is Claim.IN_FLIGHT
+        # B fails too: the claim goes, and the provider's resend is acted on.
         assert await log.release("mx", "sha256:late", b.token)
         assert (await log.claim("mx", "sha256:late")).claim is Claim.OURS
+
+
+async def test_a_lapsed_holder_that_took_effect_marks_the_webhook_handled_whatever_comes_after(
+    database_url: str,
+) -> None:
+    """A's claim lapsed and B took it over; A then took effect. The webhook is handled:
+    B failing (its release) must not let a resend act on it a third time."""
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=2) as pool:
+        log = WebhookLog(pool)
+        await log.setup()
+
+        a = await log.claim("mx", "sha256:effect")
+        assert a.token is not None
+        await _lapse(pool)
+        b = await log.claim("mx", "sha256:effect")
+        assert b.token is not None and b.token != a.token
+
+        # A took effect late: marked, though B holds the claim (False: not A's claim).
+        assert not await log.handled("mx", "sha256:effect", a.token)
+        assert not await log.release("mx", "sha256:effect", b.token)
+        assert (await log.claim("mx", "sha256:effect")).claim is Claim.HANDLED
+
+        # The other order: B fails and lets the claim go first, then A's effect lands.
+        c = await log.claim("mx", "sha256:effect-2")
+        assert c.token is not None
+        await _lapse(pool)
+        d = await log.claim("mx", "sha256:effect-2")
+        assert d.token is not None
+        assert await log.release("mx", "sha256:effect-2", d.token)
+        assert not await log.handled("mx", "sha256:effect-2", c.token)
+        assert (await log.claim("mx", "sha256:effect-2")).claim is Claim.HANDLED
 
 
 async def _post_item_webhook(runtime: Runtime, body: bytes) -> tuple[int, Any, str | None]:
