@@ -94,8 +94,12 @@ READER_GONE = 141
 def _install_stop_signals(stop: asyncio.Event) -> None:
     # SIGHUP too: a closed terminal or a lost ssh session stops us in order, as
     # Ctrl-C does, rather than killing us with the embedded servers left to stop.
+    # Unless it is ignored: `nohup syncyard up` (or a supervisor) asks us to outlive
+    # the terminal, and a handler would undo that.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue
         loop.add_signal_handler(sig, stop.set)
 
 
