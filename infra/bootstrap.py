@@ -482,6 +482,12 @@ async def _open_relay(
     return EventRelay(runtime.pool, relay_nc, runtime.reader, msg_id_key=runtime.event_id_key)
 
 
+async def _finish_started(tasks: Mapping[str, asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Stop the components that started and wait for them (done already after a stop)."""
+    stop.set()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
 async def run_components(
     runtime: Runtime,
     components: Collection[str],
@@ -498,14 +504,20 @@ async def run_components(
     api_tokens = api_tokens_for(settings) if "api" in components else ()
     async with contextlib.AsyncExitStack() as stack:
         tasks: dict[str, asyncio.Task[None]] = {}
+        # The relay's connection first: a stop while it is still connecting abandons
+        # the start before any task runs (none would be waited for, its pool closing).
+        relay = await _open_relay(runtime, stack, stop) if "relay" in components else None
+        # A start that fails halfway (the API's port taken) stops what it started,
+        # before the relay's connection drains and the pools close under it.
+        stack.push_async_callback(_finish_started, tasks, stop)
         if "projector" in components:
             runtime.projector = Projector(runtime.pool, runtime.reader, all_projections())
             tasks["projector"] = asyncio.create_task(
                 supervise("projector", runtime.projector.run, stop)
             )
-        if "relay" in components:
-            runtime.relay = await _open_relay(runtime, stack, stop)
-            tasks["relay"] = asyncio.create_task(supervise("relay", runtime.relay.run, stop))
+        if relay is not None:
+            runtime.relay = relay
+            tasks["relay"] = asyncio.create_task(supervise("relay", relay.run, stop))
         if "worker" in components:
             worker = CommandWorker(
                 runtime.nc,
