@@ -50,6 +50,21 @@ log = logging.getLogger(__name__)
 _RESETS = (BreakerOpened, BreakerHalfOpened, BreakerClosed, BreakerForced, BreakerReleased)
 
 
+
+# Syncs held by an operator ask again after a quarter of the time the hold has
+# lasted: at least one open timeout (as behind a breaker its calls opened), at
+# most 15 minutes. A release then reaches a held backlog within a quarter of the
+# hold's age, and a long hold costs each held sync ~100 recorded deferrals a day
+# (asked every minute, it cost ~1,440).
+HELD_CHECK_BACK_SHARE = 0.25
+HELD_CHECK_BACK_MAX_S = 900.0
+
+
+def held_check_back_s(held_for_s: float, open_timeout_s: float) -> float:
+    """How long a sync refused by a hold `held_for_s` old waits before asking again."""
+    ceiling = max(HELD_CHECK_BACK_MAX_S, open_timeout_s)
+    return min(max(open_timeout_s, held_for_s * HELD_CHECK_BACK_SHARE), ceiling)
+
 class BreakerRecorder(abc.ABC):
     """The event-store port the board writes through."""
 
@@ -238,11 +253,15 @@ class BreakerBoard:
         wait = (breaker.open_until - self.clock()).total_seconds() if breaker.open_until else None
         if breaker.forced == "open" and wait is not None:
             # An operator may release the hold long before it expires: the work it
-            # holds asks again as often as it would behind a breaker opened by its
-            # calls (one open timeout), so a release reaches it within a minute,
-            # not at the hold's planned end.
+            # holds asks again before the hold's planned end, so a release reaches
+            # it soon (`held_check_back_s`).
             policy = self.policies.for_(breaker.provider, breaker.region)
-            wait = min(wait, policy.open_timeout_s)
+            held_for = (
+                (self.clock() - breaker.last_transition_at).total_seconds()
+                if breaker.last_transition_at is not None
+                else 0.0
+            )
+            wait = min(wait, held_check_back_s(held_for, policy.open_timeout_s))
         held = " (held by an operator)" if breaker.forced == "open" else ""
         where = f" at {breaker.institution_id}" if breaker.institution_id else ""
         if seen_for is not None:

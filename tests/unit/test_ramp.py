@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from services.resilience.board import BreakerBoard
+from services.resilience.board import HELD_CHECK_BACK_MAX_S, BreakerBoard, held_check_back_s
 from services.resilience.policy import BreakerPolicy, PolicyBook
 from services.resilience.ramp import ramp_share, ramp_wait_s
 from services.resilience.retry import refusal_delay_s
@@ -122,9 +122,24 @@ async def test_syncs_held_behind_a_forced_open_breaker_come_back_on_a_ramp_once_
     )
     # The first interval after the hold ends lets through at most the ramp's first
     # share of the backlog, not the herd; and the backlog is back within the ramp
-    # plus one check-back (a held sync asks again every open timeout, jittered).
+    # plus one check-back (a quarter of the hold's age then, jittered).
     assert since_end[0] <= 0.125 * 800 * 1.3, sorted(since_end.items())
-    assert max(since_end) < (30 + 60 * 1.25) // 10 + 1, sorted(since_end.items())
+    held_for = (ended_at - T0).total_seconds()
+    check_back = held_check_back_s(held_for, PolicyBook().for_("plaid", "US").open_timeout_s)
+    assert max(since_end) < (30 + check_back * 1.25) // 10 + 1, sorted(since_end.items())
+
+
+def test_a_held_sync_asks_again_less_often_the_longer_the_hold_has_lasted() -> None:
+    assert held_check_back_s(0, 60) == 60  # as behind a breaker its calls opened
+    assert held_check_back_s(600, 60) == 150  # a quarter of the hold's age
+    assert held_check_back_s(86_400, 60) == HELD_CHECK_BACK_MAX_S
+    assert held_check_back_s(0, 1800) == 1800  # never sooner than one open timeout
+    # A day-long hold: ~100 asks per held sync, not one a minute (1,440).
+    held_for, asks = 0.0, 0
+    while held_for < 86_400:
+        held_for += held_check_back_s(held_for, 60)
+        asks += 1
+    assert asks <= 110, asks
 
 
 async def test_ending_a_hold_closed_starts_no_ramp_for_nothing_waited() -> None:
