@@ -127,7 +127,9 @@ async def _read(ctx: StepContext, cmd: GetAccounts | SyncTransactions) -> StepRe
     region = str(ctx.state.params.get("region", "US"))
     # Only the new link: its token is bound to this provider, so there is no failover.
     with idempotency_key(ctx.key):
-        outcome = await ctx.deps.orchestrator.execute_with_failover(cmd, [link], region)
+        outcome = await ctx.deps.orchestrator.execute_with_failover(
+            cmd, [link], region, person_waiting=True
+        )
     if outcome.refused_without_call:
         return _waits(ctx, outcome)
 

@@ -62,7 +62,9 @@ async def call_for_link(deps: Dependencies, cmd: CreateLink) -> Outcome:
         for provider in order
         if provider in orchestrator.providers
     ]
-    return await orchestrator.execute_with_failover(cmd, candidates, cmd.region)
+    return await orchestrator.execute_with_failover(
+        cmd, candidates, cmd.region, person_waiting=True
+    )
 
 
 def record_link(

@@ -54,6 +54,8 @@ class CallRun:
         self.last_error: ErrorInfo | None = None
         # The bank the command is about: its breaker at each provider is asked too.
         self.institution_id: str | None = None
+        # A person waits on this command (a link being made): not held on the ramp.
+        self.person_waiting = False
 
     def finish(self, **fields: Any) -> Outcome:
         used = fields.get("provider")

@@ -61,7 +61,13 @@ class BreakerGate(Protocol):
     """Whether a provider may be called now (the breaker board answers this)."""
 
     async def permit(
-        self, provider: str, region: str, call_key: str, institution_id: str | None = None
+        self,
+        provider: str,
+        region: str,
+        call_key: str,
+        institution_id: str | None = None,
+        *,
+        ramped: bool = True,
     ) -> Permit: ...
 
 
@@ -128,12 +134,20 @@ class Orchestrator:
         region: str,
         *,
         institution_id: str | None = None,
+        person_waiting: bool = False,
     ) -> Outcome:
         """`institution_id` is the connection's bank (syncyard's id), whose breaker at
-        each provider is asked too; absent, the command's own `institution_id`."""
+        each provider is asked too; absent, the command's own `institution_id`.
+
+        `person_waiting`: someone is in front of a screen for this (a link being
+        made, its first sync). Breakers still refuse it, but the ramp after a
+        breaker closes does not hold it back: the ramp spreads a backlog of
+        background syncs, and a few people linking are not that herd.
+        """
         candidates, ranking = self._ranked(cmd, links, region)
         run = CallRun(candidates, ranking, self._clock)
         run.institution_id = institution_id or cmd.institution_id
+        run.person_waiting = person_waiting
         budget_end = run.started + self._budget_s(cmd)
         hedge = self.hedging.get(cmd.op)
         consumed: set[int] = set()  # candidates already called as a hedge partner
@@ -302,6 +316,7 @@ class Orchestrator:
                 region,
                 call_key(cmd.space_id, cmd.command_id),
                 institution_id=run.institution_id,
+                ramped=not run.person_waiting,
             )
             if not permit.allowed:
                 # Skipped without a call: the breaker already knows this would fail.

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 _RESETS = (BreakerOpened, BreakerHalfOpened, BreakerClosed, BreakerForced, BreakerReleased)
 
 
-
 # Syncs held by an operator ask again after a quarter of the time the hold has
 # lasted: at least one open timeout (as behind a breaker its calls opened), at
 # most 15 minutes. A release then reaches a held backlog within a quarter of the
@@ -64,6 +63,7 @@ def held_check_back_s(held_for_s: float, open_timeout_s: float) -> float:
     """How long a sync refused by a hold `held_for_s` old waits before asking again."""
     ceiling = max(HELD_CHECK_BACK_MAX_S, open_timeout_s)
     return min(max(open_timeout_s, held_for_s * HELD_CHECK_BACK_SHARE), ceiling)
+
 
 class BreakerRecorder(abc.ABC):
     """The event-store port the board writes through."""
@@ -162,7 +162,13 @@ class BreakerBoard:
             return entry
 
     async def permit(
-        self, provider: str, region: str, call_key: str, institution_id: str | None = None
+        self,
+        provider: str,
+        region: str,
+        call_key: str,
+        institution_id: str | None = None,
+        *,
+        ramped: bool = True,
     ) -> Permit:
         """May this command call `provider` in `region` (for `institution_id`'s bank) now?
 
@@ -171,6 +177,8 @@ class BreakerBoard:
         names the command across spaces (`call_key(space_id, command_id)`): it is
         the probe's name, matched against the calls the log reports, and the
         ramp's place, and command ids are unique only within a space.
+        `ramped=False` (a person waits on the call): open breakers and probes
+        still hold it back, the ramp after a breaker closes does not.
         """
         entries = [await self._entry(provider, region)]
         if institution_id is not None:
@@ -200,6 +208,8 @@ class BreakerBoard:
                 probe = True
         if probe:
             return Permit(allowed=True, probe=True)
+        if not ramped:  # a person waits on it (a link being made): past the ramp
+            return Permit(allowed=True)
         ramping = [self._ramp(entry.breaker, call_key) for entry in entries]
         held = [permit for permit in ramping if not permit.allowed]
         return max(held, key=lambda p: p.retry_after_s or 0.0) if held else Permit(allowed=True)

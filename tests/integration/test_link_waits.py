@@ -14,13 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import msgspec
 import pytest
 
 from events.commands import CreateLink
 from infra.bootstrap import Runtime
 from infra.saga_store import PostgresSagaStore
-from services.resilience.policy import BreakerPolicy, PolicyBook
 from tests.integration.saga_helpers import (
     link_token_of,
     person_finishes,
@@ -40,10 +38,9 @@ HOLD_S = 3.0  # longer than a saga step's three quick tries (0.5 s, then 1 s apa
 async def syncyard(
     sandbox: str, nats_url: str, database_url: str, clean_jetstream: None
 ) -> AsyncIterator[Runtime]:
-    """Every component of syncyard, its breakers letting everyone through once closed."""
-    no_ramp = PolicyBook(default=BreakerPolicy(ramp_start_share=1.0))
-    settings = msgspec.structs.replace(settings_for(sandbox), breakers=no_ramp)
-    async with running_syncyard(settings, nats_url, database_url) as runtime:
+    """Every component of syncyard, with the default breakers: their ramp after a hold
+    ends spreads background syncs, and lets a person's link through at once."""
+    async with running_syncyard(settings_for(sandbox), nats_url, database_url) as runtime:
         yield runtime
 
 

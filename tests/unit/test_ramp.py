@@ -78,6 +78,20 @@ async def test_replicas_reading_the_same_events_let_the_same_commands_through() 
     assert answers[0] == answers[1] and 0 < sum(answers[0]) < 100
 
 
+async def test_a_person_waiting_is_let_past_the_ramp_but_not_past_an_open_breaker() -> None:
+    board, _, clock = board_with()
+    await closed_after_probes(board, clock)
+    clock.advance(1)
+    background = [(await board.permit("plaid", "US", f"c{i}")).allowed for i in range(100)]
+    assert not all(background)  # the ramp holds most of a herd back
+    assert all(
+        [(await board.permit("plaid", "US", f"l{i}", ramped=False)).allowed for i in range(20)]
+    )
+    await fail(board, clock, 5)
+    assert board.status("plaid", "US") == "open"
+    assert not (await board.permit("plaid", "US", "l-open", ramped=False)).allowed
+
+
 async def test_a_breaker_that_never_opened_has_no_ramp() -> None:
     board, _, _ = board_with()
     assert all([(await board.permit("plaid", "US", f"c{i}")).allowed for i in range(50)])
