@@ -655,15 +655,7 @@ class PostgresEventStore(EventStorePort):
         return kept, list(forgets)
 
     def _already_recorded(self, events: Sequence[DomainEvent]) -> bool:
-        """Whether the store holds exactly these events at their versions: a commit of
-        ours whose answer was lost, not another writer's (whose events would differ,
-        in their time if nothing else)."""
-        for stream_id, ours in _by_stream(events).items():
-            first, last = ours[0].originator_version, ours[-1].originator_version
-            stored = list(self.app.events.get(stream_id, gt=first - 1, lte=last))
-            if stored != ours:
-                return False
-        return True
+        return already_recorded(self.app, events)
 
     def _retried(
         self, pending: _Pending, decided: list[DomainEvent]
@@ -719,6 +711,34 @@ class PostgresEventStore(EventStorePort):
         return RuntimeError(f"connection {change.connection_id}: kept conflicting after 5 tries")
 
 
+def already_recorded(app: SyncyardApplication, events: Sequence[DomainEvent]) -> bool:
+    """Whether the store holds exactly these events at their versions: a commit of
+    ours whose answer was lost, not another writer's (whose events would differ,
+    in their time if nothing else)."""
+    for stream_id, ours in _by_stream(events).items():
+        first, last = ours[0].originator_version, ours[-1].originator_version
+        stored = list(app.events.get(stream_id, gt=first - 1, lte=last))
+        if stored != ours:
+            return False
+    return True
+
+
+def put_unless_taken(app: SyncyardApplication, events: Sequence[DomainEvent]) -> bool:
+    """Record `events` on the library's path; False when another writer took their versions.
+
+    The library tries a lost connection again. When the first try's COMMIT went
+    in and only its answer was lost, the second conflicts with our own write:
+    finding exactly these events stored, it is ours, and recorded (True), not
+    another writer's win (which a caller would answer as a duplicate, or decide
+    again on, or report as a conflict).
+    """
+    try:
+        app.events.put(list(events))
+    except IntegrityError:
+        return already_recorded(app, events)
+    return True
+
+
 def _by_stream(events: Sequence[DomainEvent]) -> dict[UUID, list[DomainEvent]]:
     streams: dict[UUID, list[DomainEvent]] = {}
     for event in events:
@@ -735,20 +755,17 @@ def _forgets_any(events: Sequence[DomainEvent]) -> bool:
 
 
 class PostgresBreakerRecorder(BreakerRecorder):
-    """Breaker transitions straight into the event store: rare, so no group commit."""
+    """Breaker transitions straight into the event store: rare, so no group commit.
+
+    A transition whose commit lost its answer is recognised as recorded
+    (`put_unless_taken`), so a hold is answered as the first, not a duplicate.
+    """
 
     def __init__(self, app: SyncyardApplication) -> None:
         self.app = app
 
     async def append(self, events: list[DomainEvent]) -> bool:
-        return await asyncio.to_thread(self._append, events)
-
-    def _append(self, events: list[DomainEvent]) -> bool:
-        try:
-            self.app.events.put(events)
-        except IntegrityError:
-            return False
-        return True
+        return await asyncio.to_thread(put_unless_taken, self.app, events)
 
     async def load(self, breaker: Breaker) -> list[DomainEvent]:
         return await asyncio.to_thread(lambda: list(self.app.events.get(breaker.id)))  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """The institution mapping's streams in the event store, next to every other aggregate's.
 
 Writes go through the eventsourcing recorder (its version check is what makes
-exactly one replica win a race); reading every institution event at start is
+exactly one replica win a race; a retried write that finds exactly its own events
+recorded was ours, its answer lost); reading every institution event at start is
 one asyncpg query by topic. `open_institutions` is what the composition root
 calls: seed on first start, load, and hand back the follower to run.
 """
@@ -15,13 +16,12 @@ from pathlib import Path
 from uuid import UUID
 
 import asyncpg
-from eventsourcing.persistence import IntegrityError
 
 from events.base import DomainEvent
 from events.institutions import INSTITUTION_EVENT_TYPES
 from infra.eventlog.institution_follower import InstitutionFollower
 from infra.eventlog.reader import NotificationLogReader, decode_stored
-from infra.eventstore import EVENTS_TABLE, SyncyardApplication
+from infra.eventstore import EVENTS_TABLE, SyncyardApplication, put_unless_taken
 from services.institutions.handlers import Institutions
 from services.institutions.seed import SEED_PATH, load_seed, open_directory
 from services.institutions.store import InstitutionStore
@@ -52,14 +52,9 @@ class PostgresInstitutionStore(InstitutionStore):
         return [decode_stored(self.app.mapper, row["topic"], row["state"]) for row in rows]
 
     async def append(self, events: list[DomainEvent]) -> bool:
-        return await asyncio.to_thread(self._append, events)
-
-    def _append(self, events: list[DomainEvent]) -> bool:
-        try:
-            self.app.events.put(events)
-        except IntegrityError:
-            return False
-        return True
+        # A change whose commit lost its answer is recognised as ours (`put_unless_taken`):
+        # the handler answers it as made, not decided again and called a duplicate.
+        return await asyncio.to_thread(put_unless_taken, self.app, events)
 
 
 async def open_institutions(

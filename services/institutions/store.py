@@ -19,4 +19,8 @@ class InstitutionStore(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, events: list[DomainEvent]) -> bool:
-        """Record `events`; False when their versions are taken (another writer won)."""
+        """Record `events`; False when their versions are taken (another writer won).
+
+        A commit that went in but whose answer was lost is True: False never
+        means "mine, recorded" (the mapping would be answered as a duplicate).
+        """

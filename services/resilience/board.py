@@ -70,7 +70,11 @@ class BreakerRecorder(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, events: list[DomainEvent]) -> bool:
-        """Record `events`; False when their versions are taken (another replica won)."""
+        """Record `events`; False when their versions are taken (another replica won).
+
+        A commit that went in but whose answer was lost is True: False never
+        means "mine, recorded" (the hold would be answered as a duplicate).
+        """
 
     @abc.abstractmethod
     async def load(self, breaker: Breaker) -> list[DomainEvent]:

@@ -1,8 +1,10 @@
 """Commits whose answer was lost: the database has the writes, the writer retried.
 
-The retry recognises its own commit (`infra/eventstore.py`, `_retried`): a saga
-step moves on without appending its events again, and the only answer to a
-command's one delivery is not called a duplicate; a resend still is.
+The retry recognises its own commit (`infra/eventstore.py`: `_retried` in the group
+committer, `put_unless_taken` for the breaker recorder and the institution store on
+the library's path): a saga step moves on without appending its events again, and
+the only answer to a command's one delivery is not called a duplicate; a resend
+still is.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import asyncpg
 import pytest
 
 from events.base import DomainEvent
-from events.commands import CreateLink
+from events.commands import CreateLink, ForceBreaker, MapInstitution
 from events.connection import ProviderLinked, SyncCompleted
 from events.saga import SagaStepSucceeded
 from infra.bootstrap import Runtime
+from infra.eventstore import ShreddingRecorder
 from sagas.ports import SagaConflictError
 from services.connections.domain import connection_id_for
 from tests.integration.saga_helpers import saga_id, start_and_complete
-from tests.support.harness import SPACE, Client, register, sync
-from tests.support.lost_answers import CommitsThenDrops
+from tests.support.harness import SPACE, Client, register, stored_events, sync
+from tests.support.lost_answers import CommitsThenDrops, LibraryCommitsThenDrops
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -32,6 +35,22 @@ def answers_lost(runtime: Runtime, topic: str | None = None) -> CommitsThenDrops
     dropper = CommitsThenDrops(runtime.store.pool, topic=topic)
     runtime.store.pool = cast("asyncpg.Pool", dropper)
     return dropper
+
+
+def library_answers_lost(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, topic: str
+) -> LibraryCommitsThenDrops:
+    """The library's next insert writing a `topic` event loses its answer (the path of
+    the breaker recorder and the institution store), and the library tries it again."""
+    recorder = runtime.store.app.recorder
+    assert isinstance(recorder, ShreddingRecorder)
+    dropper = LibraryCommitsThenDrops(recorder.datastore.get_connection, topic=topic)
+    monkeypatch.setattr(recorder.datastore, "get_connection", dropper.get_connection)
+    return dropper
+
+
+async def topics(database_url: str) -> list[str]:
+    return [topic.rsplit(":", 1)[-1] for _, topic, _ in await stored_events(database_url)]
 
 
 async def test_a_saga_step_whose_commit_lost_its_answer_moves_on_without_a_conflict(
@@ -114,3 +133,55 @@ async def test_a_link_creation_whose_commit_lost_its_answer_is_not_a_duplicate(
     assert result.data is not None and result.data["token"].startswith("link-sandbox-")
     again = await syncyard.execute(create)
     assert again.success and again.duplicate
+
+
+async def test_a_breaker_hold_whose_commit_lost_its_answer_is_not_a_duplicate(
+    syncyard: Runtime, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold = ForceBreaker(
+        command_id="hold-lost-1",
+        space_id="ops",
+        provider="plaid",
+        state="open",
+        duration_s=600,
+        actor="ana@ops",
+        reason="drill",
+    )
+    dropper = library_answers_lost(syncyard, monkeypatch, "BreakerForced")
+
+    result = await syncyard.execute(hold)
+
+    assert not dropper.armed
+    assert result.success and not result.duplicate, result
+    assert result.data is not None and result.data["forced"] == "open"
+    assert syncyard.board.status("plaid", "US") == "open"
+    assert (await topics(database_url)).count("BreakerForced") == 1
+    again = await syncyard.execute(hold)
+    assert again.success and again.duplicate
+    assert (await topics(database_url)).count("BreakerForced") == 1
+
+
+async def test_a_mapping_whose_commit_lost_its_answer_is_not_a_duplicate(
+    syncyard: Runtime, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    move = MapInstitution(
+        command_id="map-lost-1",
+        space_id="ops",
+        institution_id="chase",
+        region="US",
+        providers=("mx", "plaid"),
+        actor="ana@ops",
+        reason="drill",
+    )
+    dropper = library_answers_lost(syncyard, monkeypatch, "InstitutionMappingChanged")
+
+    result = await syncyard.execute(move)
+
+    assert not dropper.armed
+    assert result.success and not result.duplicate, result
+    assert result.data is not None and result.data["changed"]
+    assert result.data["providers"] == ["mx", "plaid"]
+    assert (await topics(database_url)).count("InstitutionMappingChanged") == 1
+    again = await syncyard.execute(move)
+    assert again.success and again.duplicate
+    assert (await topics(database_url)).count("InstitutionMappingChanged") == 1
