@@ -279,6 +279,9 @@ class PostgresManualEntries:
         removed = sum(kind == "removed" for kind, _ in planned)
         if added <= removed:
             return  # no more live entries than before: never refused for being full
+        if head + added <= self.limits.entries:
+            return  # fewer changes so far than the cap allows live entries: no count needed
+        # A scan of the ledger's changes, under its lock: only for ledgers that large.
         live = await conn.fetchval(_LIVE, ledger_id)
         if live + added - removed > self.limits.entries:
             raise LedgerFullError(ledger_id, "entries", live + added - removed, self.limits.entries)
