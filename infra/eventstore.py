@@ -602,14 +602,20 @@ class PostgresEventStore(EventStorePort):
         # isinstance check per event, which cost a sixth of a batch's time, and
         # its snapshot and notify hooks are unused here.
         if events:
-            events, shred = self._forgetting(events)
-            if shred and self.keys is not None:
-                self.app.events.put(events, shred=shred)
-            else:
-                self.app.events.put(events)
-            self._cache_new_tokens(events)
-            for credential_id in shred:
-                self._tokens.pop(credential_id, None)
+            self._put_kept(*self._forgetting(events))
+
+    def _put_kept(self, events: list[DomainEvent], shred: list[UUID]) -> None:
+        """`_put` after `_forgetting`: `events` as they are put, `shred` the keys destroyed."""
+        if shred and self.keys is not None:
+            self.app.events.put(events, shred=shred)
+        else:
+            self.app.events.put(events)
+        self._put_done(events, shred)
+
+    def _put_done(self, events: Sequence[DomainEvent], shred: Sequence[UUID]) -> None:
+        self._cache_new_tokens(events)
+        for credential_id in shred:
+            self._tokens.pop(credential_id, None)
 
     def _forgetting(self, events: list[DomainEvent]) -> tuple[list[DomainEvent], list[UUID]]:
         """The events with each replaced credential forgotten, each credential forgotten once.
@@ -677,6 +683,12 @@ class PostgresEventStore(EventStorePort):
         return self._save_one(pending)
 
     def _save_one(self, pending: _Pending) -> list[DomainEvent] | BaseException:
+        """One request alone, on the library's path (which retries a lost connection).
+
+        A change is decided on the connection's fresh state and decided again when
+        another writer took its versions; not when exactly what it put is stored,
+        which is its own commit whose answer was lost.
+        """
         change = pending.change
         if change is None:
             for attempt in range(2):
@@ -697,11 +709,23 @@ class PostgresEventStore(EventStorePort):
         for _ in range(5):
             state = self._load(change.connection_id)
             events = change.decide(state)
+            # What is put, as put: `_forgetting` adds the CredentialForgotten of a
+            # replaced credential and leaves out one forgotten already.
+            put: list[DomainEvent] = []
+            shred: list[UUID] = []
             try:
-                self._put([*events, *(change.side_events if events else ())])
+                put, shred = self._forgetting([*events, *(change.side_events if events else ())])
+                if put:
+                    self._put_kept(put, shred)
             except IntegrityError:
-                self.forget(change.connection_id)
-                continue
+                # The library tries a lost connection again: when the first try's
+                # COMMIT went in, the retry conflicts with our own write. Exactly what
+                # we put, stored, is ours, and recorded: deciding again would find the
+                # command recorded (a duplicate answer, a saga step appended again).
+                if not (put and self._already_recorded(put)):
+                    self.forget(change.connection_id)
+                    continue
+                self._put_done(put, shred)
             except Exception as exc:
                 return exc
             new_state = fold(state, events)

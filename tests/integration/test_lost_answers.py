@@ -1,28 +1,34 @@
 """Commits whose answer was lost: the database has the writes, the writer retried.
 
 The retry recognises its own commit (`infra/eventstore.py`: `_retried` in the group
-committer, `put_unless_taken` for the breaker recorder and the institution store on
-the library's path): a saga step moves on without appending its events again, and
+committer, `_save_one` when a request of a conflicting batch is saved alone, and
+`put_unless_taken` for the breaker recorder and the institution store, both on the
+library's path): a saga step moves on without appending its events again, and
 the only answer to a command's one delivery is not called a duplicate; a resend
 still is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import cast
 
 import asyncpg
+import msgspec
 import pytest
 
 from events.base import DomainEvent
 from events.commands import CreateLink, ForceBreaker, MapInstitution
 from events.connection import ProviderLinked, SyncCompleted
-from events.saga import SagaStepSucceeded
+from events.saga import SagaStarted, SagaStepSucceeded
 from infra.bootstrap import Runtime
 from infra.eventstore import ShreddingRecorder
 from sagas.ports import SagaConflictError
 from services.connections.domain import connection_id_for
+from services.ports import Change, StreamConflictError
 from tests.integration.saga_helpers import saga_id, start_and_complete
 from tests.support.harness import SPACE, Client, register, stored_events, sync
 from tests.support.lost_answers import CommitsThenDrops, LibraryCommitsThenDrops
@@ -185,3 +191,51 @@ async def test_a_mapping_whose_commit_lost_its_answer_is_not_a_duplicate(
     again = await syncyard.execute(move)
     assert again.success and again.duplicate
     assert (await topics(database_url)).count("InstitutionMappingChanged") == 1
+
+
+async def test_a_sync_saved_alone_whose_commit_lost_its_answer_is_not_a_duplicate(
+    syncyard: Runtime, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await syncyard.execute(register("acct-lost-5", "plaid"))).success
+    # A saga's holder that lost its race shares the sync's batch: the batch conflicts
+    # and each of its requests is saved alone (`_save_one`), on the library's path.
+    started = SagaStarted(
+        originator_id=uuid.uuid4(),
+        originator_version=1,
+        timestamp=datetime.now(UTC),
+        kind="link",
+        command_id="link-lost-5",
+        space_id=SPACE,
+        account_id="acct-lost-5",
+        connection_id=uuid.uuid4(),
+    )
+    await syncyard.store.append([started])
+    lost_race = msgspec.structs.replace(started, timestamp=datetime.now(UTC))
+    store, commit = syncyard.store, syncyard.store.commit
+    losers: list[BaseException | None] = []
+
+    async def beside_a_lost_race(change: Change) -> list[DomainEvent]:
+        monkeypatch.setattr(store, "commit", commit)  # once
+        loser, recorded = await asyncio.gather(
+            store.append([lost_race]), commit(change), return_exceptions=True
+        )
+        losers.append(loser)
+        if isinstance(recorded, BaseException):
+            raise recorded
+        return recorded
+
+    monkeypatch.setattr(store, "commit", beside_a_lost_race)
+    # ... and the sync's own put there loses its answer; the library tries it again.
+    dropper = library_answers_lost(syncyard, monkeypatch, "SyncCompleted")
+
+    result = await syncyard.execute(sync("acct-lost-5", "sync-lost-5", count=5))
+
+    assert not dropper.armed
+    assert len(losers) == 1 and isinstance(losers[0], StreamConflictError)
+    assert result.success and not result.duplicate, result
+    assert result.data is not None and result.data["entries"]
+    events = await syncyard.store.events_after(connection_id_for(SPACE, "acct-lost-5"), 0)
+    assert [e.command_id for e in events if isinstance(e, SyncCompleted)] == ["sync-lost-5"]
+    again = await syncyard.execute(sync("acct-lost-5", "sync-lost-5", count=5))
+    assert again.duplicate and again.data is not None
+    assert again.data["entries"] == result.data["entries"]
